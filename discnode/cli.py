@@ -1,0 +1,279 @@
+"""The `discnode` command: a thin layer over the library. Tables for people, --json for scripts.
+
+Every failure the user can cause is a DiscnodeError, printed as one line on stderr with a non-zero
+exit code; nothing is written when a command fails.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from . import output, profiles, schemas, store
+from .errors import DiscnodeError, InvalidInput
+from .home import Config, Home, default_home, today
+from .query import Query
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="A partnership's discnode: its own profiles, and consented sharing with peers.")
+profile_app = typer.Typer(no_args_is_help=True, help="This node's offender profiles.")
+image_app = typer.Typer(no_args_is_help=True, help="Profile images.")
+app.add_typer(profile_app, name="profile")
+app.add_typer(image_app, name="image")
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def _home_path(ctx: typer.Context) -> Path:
+    return ctx.obj["home"]
+
+
+def open_home(ctx: typer.Context) -> Home:
+    return Home.open(_home_path(ctx))
+
+
+@app.callback()
+def _root(ctx: typer.Context,
+          home: Optional[Path] = typer.Option(None, "--home", envvar="DISCNODE_HOME",
+                                              help="The node's home folder.", show_default=False)) -> None:
+    ctx.obj = {"home": home or default_home()}
+
+
+def _codes_help(name: str) -> str:
+    return "One of: " + ", ".join(schemas.codes(name))
+
+
+# --- node ------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(ctx: typer.Context,
+         name: str = typer.Option(..., "--name", help="The partnership's name, as peers will see it."),
+         host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+         port: int = typer.Option(8443, help="HTTPS port for the peer API."),
+         public_url: str = typer.Option("", help="URL peers should use, if not https://HOST:PORT."),
+         json_out: bool = JsonOpt) -> None:
+    """Create this partnership's node: identity key, TLS certificate, database."""
+    home = Home.create(_home_path(ctx), Config(name=name, host=host, port=port, public_url=public_url))
+    if json_out:
+        output.emit_json(home.summary())
+    else:
+        output.console.print(f"Created node [bold]{name}[/] in {home.path}")
+        output.console.print(f"Node ID: [bold green]{home.node_id}[/]")
+        output.console.print("Give this ID to partner administrators by phone or in person; "
+                             "they check it when they add you.")
+
+
+@app.command("id")
+def show_id(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+    """This node's ID, name, public key, TLS fingerprint and URL."""
+    info = open_home(ctx).summary()
+    if json_out:
+        output.emit_json(info)
+    else:
+        output.fields("This node", info.items())
+
+
+# --- profiles --------------------------------------------------------------------------------
+
+
+def _profile_fields(**opts: Any) -> dict[str, Any]:
+    """CLI options to profile fields, dropping the ones not given."""
+    out: dict[str, Any] = {}
+    for key, value in opts.items():
+        if value is None or value == []:
+            continue
+        out[key] = value
+    return out
+
+
+def _print_profile(record: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        output.emit_json(record)
+    else:
+        shown = {k: v for k, v in record.items() if k != "sig"}
+        output.fields(f"Profile {record['id']}", shown.items())
+
+
+@profile_app.command("add")
+def profile_add(
+    ctx: typer.Context,
+    first_name: str = typer.Option("", help="First name (may be empty for ID-sought)."),
+    last_name: str = typer.Option("", help="Last name (may be empty for ID-sought)."),
+    gender: str = typer.Option("unknown", help=_codes_help("gender")),
+    ethnicity: str = typer.Option("IC9", help=_codes_help("ethnicity")),
+    build: str = typer.Option("unknown", help=_codes_help("build")),
+    dob: Optional[str] = typer.Option(None, help="Date of birth, YYYY-MM-DD."),
+    age_min: Optional[int] = typer.Option(None, help="Approximate age, lower bound (unidentified)."),
+    age_max: Optional[int] = typer.Option(None, help="Approximate age, upper bound (unidentified)."),
+    height_cm: Optional[int] = typer.Option(None, help="Height in centimetres."),
+    alias: list[str] = typer.Option([], "--alias", help="Another name used; repeat for more."),
+    tag: list[str] = typer.Option([], "--tag", help=_codes_help("offence_tag")),
+    marks: Optional[str] = typer.Option(None, help="Distinguishing marks (scars, tattoos)."),
+    notes: Optional[str] = typer.Option(None, help="Free-text notes."),
+    last_seen: Optional[str] = typer.Option(None, help="Date last seen, YYYY-MM-DD."),
+    review_by: Optional[str] = typer.Option(None, help="Retention review date (default: a year from now)."),
+    image: list[Path] = typer.Option([], "--image", help="Photo (JPEG, PNG or WebP); the first is primary."),
+    id_sought: bool = typer.Option(False, "--id-sought", help="Not yet identified."),
+    local_only: bool = typer.Option(False, "--local-only", help="Never share this profile with any peer."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Add a profile."""
+    fields = _profile_fields(first_name=first_name, last_name=last_name, gender=gender, ethnicity=ethnicity,
+                             build=build, dob=dob, age_min=age_min, age_max=age_max, height_cm=height_cm,
+                             aliases=alias, tags=tag, marks=marks, notes=notes, last_seen=last_seen,
+                             review_by=review_by)
+    fields["status"] = "id-sought" if id_sought else "identified"
+    fields["local_only"] = local_only
+    record = profiles.add(open_home(ctx), fields, image)
+    _print_profile(record, json_out)
+
+
+@profile_app.command("show")
+def profile_show(ctx: typer.Context, profile_id: str = typer.Argument(..., help="ID, or NODE_ID:ID for a peer's."),
+                 save_images: Optional[Path] = typer.Option(None, help="Save the profile's images here."),
+                 json_out: bool = JsonOpt) -> None:
+    """Show one profile in full (a peer's too, as NODE_ID:PROFILE_ID)."""
+    home = open_home(ctx)
+    if ":" in profile_id:
+        from .dataview import show_remote
+        record = show_remote(home, profile_id, save_images)
+    else:
+        record = profiles.show(home, profile_id)
+        if save_images:
+            from .images import read
+            save_images.mkdir(parents=True, exist_ok=True)
+            for sha in record["images"]:
+                (save_images / f"{sha}.jpg").write_bytes(read(home.images_root, sha, thumb=False))
+    _print_profile(record, json_out)
+
+
+@profile_app.command("list")
+def profile_list(
+    ctx: typer.Context,
+    text: Optional[str] = typer.Argument(None, help="Words to find in names, aliases, marks and notes."),
+    gender: list[str] = typer.Option([], help=_codes_help("gender")),
+    ethnicity: list[str] = typer.Option([], help=_codes_help("ethnicity")),
+    build: list[str] = typer.Option([], help=_codes_help("build")),
+    status: list[str] = typer.Option([], help=_codes_help("status")),
+    tag: list[str] = typer.Option([], "--tag", help=_codes_help("offence_tag")),
+    sort: str = typer.Option("name", help=_codes_help("sort")),
+    desc: bool = typer.Option(False, help="Reverse order."),
+    limit: int = typer.Option(50, help="Rows per page (1-200)."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """List and search this node's own profiles."""
+    home = open_home(ctx)
+    query = Query(text=text, gender=tuple(gender), ethnicity=tuple(ethnicity), build=tuple(build),
+                  status=tuple(status), tags=tuple(tag), sort=sort, desc=desc, limit=limit).checked()
+    rows = store.search(home.db, query, today())
+    if json_out:
+        output.emit_json(rows)
+    else:
+        output.table(f"{home.config.name}: {len(rows)} profile(s)", output.PROFILE_COLUMNS,
+                     (output.profile_row(r) for r in rows))
+
+
+@profile_app.command("edit")
+def profile_edit(
+    ctx: typer.Context,
+    profile_id: str = typer.Argument(...),
+    first_name: Optional[str] = typer.Option(None), last_name: Optional[str] = typer.Option(None),
+    gender: Optional[str] = typer.Option(None, help=_codes_help("gender")),
+    ethnicity: Optional[str] = typer.Option(None, help=_codes_help("ethnicity")),
+    build: Optional[str] = typer.Option(None, help=_codes_help("build")),
+    status: Optional[str] = typer.Option(None, help=_codes_help("status")),
+    dob: Optional[str] = typer.Option(None), height_cm: Optional[int] = typer.Option(None),
+    marks: Optional[str] = typer.Option(None), notes: Optional[str] = typer.Option(None),
+    last_seen: Optional[str] = typer.Option(None), review_by: Optional[str] = typer.Option(None),
+    add_alias: list[str] = typer.Option([], help="Add an alias."),
+    add_tag: list[str] = typer.Option([], help="Add an offence tag."),
+    remove_tag: list[str] = typer.Option([], help="Remove an offence tag."),
+    incident: list[str] = typer.Option([], help="Add an incident: 'YYYY-MM-DD|place|type|summary'."),
+    exclusion: Optional[str] = typer.Option(None, help="Set the exclusion notice: 'FROM|UNTIL|where', or '' to clear."),
+    local_only: Optional[bool] = typer.Option(None, "--local-only/--shared", help="Never share / share."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Change a profile; only the options given change."""
+    home = open_home(ctx)
+    current = store.get_profile(home.db, profile_id)
+    changes = _profile_fields(first_name=first_name, last_name=last_name, gender=gender, ethnicity=ethnicity,
+                              build=build, status=status, dob=dob, height_cm=height_cm, marks=marks,
+                              notes=notes, last_seen=last_seen, review_by=review_by, local_only=local_only)
+    if add_alias:
+        changes["aliases"] = current["aliases"] + list(add_alias)
+    if add_tag or remove_tag:
+        tags = [t for t in current["tags"] if t not in remove_tag]
+        changes["tags"] = tags + [t for t in add_tag if t not in tags]
+    if incident:
+        added = []
+        for text in incident:
+            parts = text.split("|")
+            if len(parts) != 4:
+                raise InvalidInput(f"incident {text!r}: expected 'YYYY-MM-DD|place|type|summary'")
+            added.append(dict(zip(("date", "place", "type", "summary"), (p.strip() for p in parts))))
+        changes["incidents"] = current["incidents"] + added
+    if exclusion is not None:
+        if exclusion.strip() == "":
+            changes["exclusion"] = None
+        else:
+            parts = exclusion.split("|")
+            if len(parts) != 3:
+                raise InvalidInput(f"exclusion {exclusion!r}: expected 'FROM|UNTIL|where'")
+            changes["exclusion"] = dict(zip(("from", "until", "where"), (p.strip() for p in parts)))
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one option")
+    _print_profile(profiles.edit(home, profile_id, changes), json_out)
+
+
+@profile_app.command("delete")
+def profile_delete(ctx: typer.Context, profile_id: str = typer.Argument(...), json_out: bool = JsonOpt) -> None:
+    """Delete a profile and its images."""
+    profiles.delete(open_home(ctx), profile_id)
+    if json_out:
+        output.emit_json({"deleted": profile_id})
+    else:
+        output.console.print(f"Deleted profile {profile_id}")
+
+
+@profile_app.command("import")
+def profile_import(ctx: typer.Context, file: Path = typer.Argument(..., help="A .csv or .json file."),
+                   json_out: bool = JsonOpt) -> None:
+    """Import profiles from CSV or JSON: every row, or none if any row is bad."""
+    from rich.progress import Progress
+
+    home = open_home(ctx)
+    with Progress(console=output.err_console, transient=True, disable=json_out) as progress:
+        task = progress.add_task("validating and importing", total=None)
+        n = profiles.import_file(home, file, on_each=lambda: progress.advance(task),
+                                 on_total=lambda total: progress.update(task, total=total))
+    if json_out:
+        output.emit_json({"imported": n})
+    else:
+        output.console.print(f"Imported {n} profile(s) from {file}")
+
+
+@image_app.command("add")
+def image_add(ctx: typer.Context, profile_id: str = typer.Argument(...), file: Path = typer.Argument(...),
+              primary: bool = typer.Option(False, "--primary", help="Make it the profile's primary image."),
+              json_out: bool = JsonOpt) -> None:
+    """Add a photo to a profile (JPEG, PNG or WebP; metadata is stripped)."""
+    record = profiles.add_image(open_home(ctx), profile_id, file, primary=primary)
+    if json_out:
+        output.emit_json(record)
+    else:
+        output.console.print(f"Added image to {profile_id}; primary image {record['image'][:12]}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="discnode")
+    except DiscnodeError as exc:
+        output.error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        sys.exit(130)

@@ -1,0 +1,79 @@
+"""The few exceptions that the CLI and the server turn into clear messages.
+
+Each class's docstring is the kind of failure a user sees; the instance message says what exactly.
+"""
+
+from __future__ import annotations
+
+
+class DiscnodeError(Exception):
+    """Something went wrong."""
+
+    #: HTTP status the peer API answers with, and the CLI's exit code.
+    status = 500
+    exit_code = 1
+    code = "error"
+
+
+class InvalidInput(DiscnodeError):
+    """The input was refused; nothing was changed."""
+
+    status = 400
+    exit_code = 2
+    code = "invalid"
+
+
+class NotFound(DiscnodeError):
+    """No such thing."""
+
+    status = 404
+    exit_code = 3
+    code = "not_found"
+
+
+class Conflict(DiscnodeError):
+    """That would overwrite or contradict what is there."""
+
+    status = 409
+    exit_code = 4
+    code = "conflict"
+
+
+class Unauthenticated(DiscnodeError):
+    """The request's signature could not be verified."""
+
+    status = 401
+    exit_code = 5
+    code = "unauthenticated"
+
+
+class Refused(DiscnodeError):
+    """There is no current sharing agreement that allows this."""
+
+    status = 403
+    exit_code = 6
+    code = "refused"
+
+
+class TooLarge(DiscnodeError):
+    """The request is over a limit."""
+
+    status = 413
+    exit_code = 2
+    code = "too_large"
+
+
+class RateLimited(DiscnodeError):
+    """Too many requests; slow down."""
+
+    status = 429
+    exit_code = 7
+    code = "rate_limited"
+
+
+class PeerError(DiscnodeError):
+    """A peer could not be reached or gave an answer we cannot use."""
+
+    status = 502
+    exit_code = 8
+    code = "peer_error"

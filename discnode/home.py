@@ -1,0 +1,182 @@
+"""The node's home folder: config.toml, identity key, TLS certificate, database and images.
+
+    HOME/config.toml        name, host, port (plain settings; no secrets)
+    HOME/identity.key       Ed25519 seed, base64url, mode 0600
+    HOME/tls.key, tls.crt   the HTTPS key (0600) and self-signed certificate
+    HOME/discnode.db        SQLite (WAL), shared by `serve` and the other commands
+    HOME/images/            content-addressed JPEGs and thumbnails
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import sqlite_utils
+import tomli_w
+
+from . import PROTOCOL_VERSION, schemas, store
+from .errors import Conflict, InvalidInput, NotFound
+from .identity import (Identity, certificate_fingerprint, load_identity, make_tls_certificate,
+                       save_identity, write_secret)
+from .signing import sign_document
+
+DESCRIPTOR_PATH = "/.well-known/discnode"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("DISCNODE_HOME") or platformdirs.user_data_dir("discnode"))
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 8443
+    #: The address peers should use, if not host:port (e.g. behind NAT); defaults to host:port.
+    public_url: str = ""
+
+    def validated(self) -> "Config":
+        if not self.name.strip() or len(self.name) > 100:
+            raise InvalidInput("the partnership name must be 1 to 100 characters")
+        if not 0 < self.port < 65536:
+            raise InvalidInput(f"port {self.port} is not 1 to 65535")
+        if not self.host or any(c in self.host for c in "/ @"):
+            raise InvalidInput(f"host {self.host!r} is not a host name or address")
+        return self
+
+    @property
+    def url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+
+class Home:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    # --- creation and opening ---
+
+    @classmethod
+    def create(cls, path: Path, config: Config) -> "Home":
+        config = config.validated()
+        path = Path(path)
+        if (path / "config.toml").exists() or (path / "identity.key").exists():
+            raise Conflict(f"{path} already holds a node; refusing to overwrite it")
+        existed = path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o700)
+            identity = Identity.generate()
+            save_identity(identity, path / "identity.key")
+            cert, key = make_tls_certificate(identity.node_id, config.host)
+            write_secret(path / "tls.key", key)
+            (path / "tls.crt").write_bytes(cert)
+            (path / "images").mkdir(exist_ok=True)
+            home = cls(path)
+            home.write_config(config)
+            store.migrate(home.db)
+            return home
+        except BaseException:
+            # init is all or nothing: leave no half-made node behind.
+            if existed:
+                for name in ("identity.key", "tls.key", "tls.crt", "config.toml", "discnode.db",
+                             "discnode.db-wal", "discnode.db-shm"):
+                    (path / name).unlink(missing_ok=True)
+                shutil.rmtree(path / "images", ignore_errors=True)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    @classmethod
+    def open(cls, path: Path) -> "Home":
+        home = cls(path)
+        if not (home.path / "config.toml").exists():
+            raise NotFound(f"no node at {home.path}; run `discnode init --name NAME` first (or pass --home)")
+        store.migrate(home.db)
+        return home
+
+    def write_config(self, config: Config) -> None:
+        tmp = self.path / "config.toml.tmp"
+        tmp.write_text(tomli_w.dumps({"node": {"name": config.name, "host": config.host, "port": config.port,
+                                               "public_url": config.public_url}}))
+        os.replace(tmp, self.path / "config.toml")
+        self.__dict__.pop("config", None)
+
+    # --- parts ---
+
+    @cached_property
+    def config(self) -> Config:
+        try:
+            data = tomllib.loads((self.path / "config.toml").read_text())["node"]
+            return Config(name=data["name"], host=data["host"], port=int(data["port"]),
+                          public_url=data.get("public_url", "")).validated()
+        except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"{self.path / 'config.toml'} is not a valid node config: {exc}") from None
+
+    @cached_property
+    def identity(self) -> Identity:
+        return load_identity(self.path / "identity.key")
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.node_id
+
+    @cached_property
+    def db(self) -> sqlite_utils.Database:
+        return store.connect(self.path / "discnode.db")
+
+    @property
+    def images_root(self) -> Path:
+        return self.path / "images"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.path / "tls.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.path / "tls.key"
+
+    @cached_property
+    def tls_fingerprint(self) -> str:
+        return certificate_fingerprint(self.tls_cert.read_bytes())
+
+    def descriptor(self) -> dict[str, Any]:
+        """The node's signed descriptor: what peers need to reach and verify it."""
+        doc = {
+            "type": "descriptor",
+            "v": PROTOCOL_VERSION,
+            "node_id": self.node_id,
+            "public_key": self.identity.public_key_b64,
+            "name": self.config.name,
+            "url": self.config.url,
+            "tls_fingerprint": self.tls_fingerprint,
+            "issued_at": store.now_ts(),
+        }
+        signed = sign_document(doc, self.identity)
+        schemas.validate("descriptor", signed)
+        return signed
+
+    def summary(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "name": self.config.name, "url": self.config.url,
+                "public_key": self.identity.public_key_b64, "tls_fingerprint": self.tls_fingerprint,
+                "home": str(self.path)}
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.conn.close()
+            del self.__dict__["db"]
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()

@@ -1,0 +1,153 @@
+"""A node's Ed25519 identity, its node ID, and the TLS certificate bound to it.
+
+The node ID is a fingerprint of the public key that an administrator can read over the phone:
+SHA-256 of the raw 32-byte key, its first 15 bytes as base32 (24 characters), in four groups of six,
+each followed by a Luhn mod 32 check character (Syncthing's scheme), e.g. ``MFRGG2A-...``.
+A single mistyped character, and most swaps of neighbours, fail the check. The Luhn mod N step is
+written by hand: it is ten lines and no maintained library that we already depend on has it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nacl.signing
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
+
+from .errors import InvalidInput
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_GROUPS, _GROUP_LEN = 4, 6
+
+
+def _luhn32(chars: str) -> str:
+    factor, total = 2, 0
+    for ch in reversed(chars):
+        addend = factor * ALPHABET.index(ch)
+        factor = 1 if factor == 2 else 2
+        total += addend // 32 + addend % 32
+    return ALPHABET[(32 - total % 32) % 32]
+
+
+def node_id_for(public_key: bytes) -> str:
+    if len(public_key) != 32:
+        raise InvalidInput("an Ed25519 public key is 32 bytes")
+    raw = base64.b32encode(hashlib.sha256(public_key).digest()[:15]).decode()
+    groups = [raw[i * _GROUP_LEN : (i + 1) * _GROUP_LEN] for i in range(_GROUPS)]
+    return "-".join(g + _luhn32(g) for g in groups)
+
+
+def parse_node_id(text: str) -> str:
+    """Normalise a typed node ID (any case, spaces or dashes) and check it; InvalidInput if wrong."""
+    cleaned = "".join(ch for ch in str(text).upper() if ch not in " -\t")
+    width = _GROUP_LEN + 1
+    if len(cleaned) != _GROUPS * width or any(ch not in ALPHABET for ch in cleaned):
+        raise InvalidInput(f"{text!r} is not a node ID (four groups of seven letters A-Z and digits 2-7)")
+    groups = [cleaned[i * width : (i + 1) * width] for i in range(_GROUPS)]
+    for n, group in enumerate(groups, 1):
+        if _luhn32(group[:-1]) != group[-1]:
+            raise InvalidInput(f"node ID {text!r} has a typo in group {n} (its check character does not match)")
+    return "-".join(groups)
+
+
+def b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64u_decode(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise InvalidInput("expected base64url text")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"not base64url: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Identity:
+    signing_key: nacl.signing.SigningKey
+
+    @classmethod
+    def generate(cls) -> "Identity":
+        return cls(nacl.signing.SigningKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> "Identity":
+        return cls(nacl.signing.SigningKey(seed))
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self.signing_key.verify_key)
+
+    @property
+    def public_key_b64(self) -> str:
+        return b64u(self.public_key)
+
+    @property
+    def node_id(self) -> str:
+        return node_id_for(self.public_key)
+
+    def sign(self, message: bytes) -> bytes:
+        return self.signing_key.sign(message).signature
+
+    def crypto_private_key(self) -> ed25519.Ed25519PrivateKey:
+        """The same key as a `cryptography` object, for RFC 9421 request signing."""
+        return ed25519.Ed25519PrivateKey.from_private_bytes(bytes(self.signing_key))
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Create a file readable by its owner only; refuse to replace one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def save_identity(identity: Identity, path: Path) -> None:
+    write_secret(path, b64u(bytes(identity.signing_key)).encode() + b"\n")
+
+
+def load_identity(path: Path) -> Identity:
+    return Identity.from_seed(b64u_decode(path.read_text().strip()))
+
+
+def make_tls_certificate(node_id: str, host: str) -> tuple[bytes, bytes]:
+    """A self-signed certificate (PEM) and its key (PEM). Peers pin its SHA-256, which the node's
+    signed descriptor carries: the signature, not a CA, binds the certificate to the node ID."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id)])
+    now = dt.datetime.now(dt.timezone.utc)
+    alt: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    try:
+        alt.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        alt.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def certificate_fingerprint(cert_pem: bytes) -> str:
+    """SHA-256 of the DER certificate, lowercase hex: what aiohttp.Fingerprint pins."""
+    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+    return hashlib.sha256(der).hexdigest()

@@ -1,0 +1,231 @@
+"""Offender profiles: building and validating records (pure), and the node's operations on them.
+
+Fields arrive as text from the CLI or a CSV, or typed from JSON; `normalise` turns either into the
+typed record that protocol/schemas/profile.schema.json describes, and `validate` enforces it. Every
+record is signed by this node when written, so that wherever it travels its origin can be proven.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from . import images as img
+from . import schemas, store
+from .errors import InvalidInput, NotFound
+from .home import Home, today
+from .signing import sign_document
+
+#: Retention: a profile must be reviewed this long after it was last written, or it stops being shared.
+DEFAULT_REVIEW_DAYS = 365
+LIST_FIELDS = ("aliases", "tags")
+INT_FIELDS = ("age_min", "age_max", "height_cm")
+TEXT_FIELDS = ("first_name", "last_name", "marks", "notes")
+CSV_COLUMNS = ("first_name", "last_name", "status", "gender", "ethnicity", "build", "dob", "age_min",
+               "age_max", "height_cm", "aliases", "tags", "marks", "notes", "last_seen", "review_by",
+               "local_only")
+EDITABLE = set(CSV_COLUMNS) | {"incidents", "exclusion"}
+
+
+def new_id() -> str:
+    return base64.b32encode(os.urandom(8)).decode().lower()[:12]
+
+
+def normalise(fields: dict[str, Any]) -> dict[str, Any]:
+    """Typed values from text input (CSV cells, CLI options); typed JSON passes through."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in EDITABLE:
+            raise InvalidInput(f"unknown field {key!r}")
+        if isinstance(value, str):
+            value = value.strip()
+            if key in LIST_FIELDS:
+                value = [v.strip() for v in value.split(";") if v.strip()]
+            elif key in INT_FIELDS:
+                try:
+                    value = int(value) if value else None
+                except ValueError:
+                    raise InvalidInput(f"{key}: {value!r} is not a whole number") from None
+            elif key == "local_only":
+                lowered = value.lower()
+                if lowered not in ("", "true", "false", "yes", "no", "1", "0"):
+                    raise InvalidInput(f"local_only: {value!r} is not true or false")
+                value = lowered in ("true", "yes", "1")
+            elif key in ("dob", "last_seen") and not value:
+                value = None
+            elif key == "review_by" and not value:
+                continue
+        out[key] = value
+    return out
+
+
+def build_record(fields: dict[str, Any], origin: str, *, existing: dict[str, Any] | None = None,
+                 now: str | None = None, on: dt.date | None = None) -> dict[str, Any]:
+    """A complete, validated (unsigned) record from input fields, over an existing record if editing."""
+    now = now or store.now_ts()
+    on = on or today()
+    base: dict[str, Any] = existing and {k: v for k, v in existing.items() if k != "sig"} or {
+        "id": new_id(), "origin": origin, "status": "identified", "first_name": "", "last_name": "",
+        "aliases": [], "dob": None, "age_min": None, "age_max": None, "gender": "unknown",
+        "ethnicity": "IC9", "build": "unknown", "height_cm": None, "marks": "", "notes": "", "tags": [],
+        "incidents": [], "exclusion": None, "local_only": False, "created": now, "updated": now,
+        "last_seen": None, "review_by": (on + dt.timedelta(days=DEFAULT_REVIEW_DAYS)).isoformat(),
+        "image": None,
+    }
+    record = {**base, **normalise(fields), "updated": now}
+    for key in TEXT_FIELDS:
+        if record.get(key) is None:
+            record[key] = ""
+    validate(record)
+    return record
+
+
+def validate(record: dict[str, Any]) -> None:
+    """Schema plus the rules a schema cannot say."""
+    schemas.validate("profile", record)
+    if record["dob"]:
+        if dt.date.fromisoformat(record["dob"]) > today():
+            raise InvalidInput(f"dob: {record['dob']} is in the future")
+        if record["age_min"] is not None or record["age_max"] is not None:
+            raise InvalidInput("give a date of birth or an approximate age range, not both")
+    if record["age_min"] is not None and record["age_max"] is not None and record["age_min"] > record["age_max"]:
+        raise InvalidInput("age_min is greater than age_max")
+    exclusion = record["exclusion"]
+    if exclusion and exclusion["until"] < exclusion["from"]:
+        raise InvalidInput("exclusion: until is before from")
+    if len(set(record["aliases"])) != len(record["aliases"]):
+        raise InvalidInput("aliases: the same alias is given twice")
+
+
+def _sign(home: Home, record: dict[str, Any]) -> dict[str, Any]:
+    return sign_document(record, home.identity)
+
+
+# --- operations on the node ------------------------------------------------------------------
+
+
+def load_images(paths: Iterable[Path]) -> list[img.ProcessedImage]:
+    out = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+        out.append(img.process(data, Path(path).name))
+    return out
+
+
+def _store_with_images(home: Home, record: dict[str, Any], images: list[img.ProcessedImage], *,
+                       replace: bool) -> dict[str, Any]:
+    """Write image files, then the rows, in one transaction; on failure remove the new files."""
+    created_files: list[Path] = []
+    try:
+        for image in images:
+            created_files += img.save(home.images_root, image)
+        if images and record["image"] is None:
+            record["image"] = images[0].sha256
+        signed = _sign(home, record)
+        with store.write(home.db) as conn:
+            store.put_profiles(home.db, [signed], replace=replace)
+            for image in images:
+                store.add_image_row(conn, record["id"], image.sha256, image.meta)
+        return signed
+    except BaseException:
+        for path in created_files:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def add(home: Home, fields: dict[str, Any], image_paths: Iterable[Path] = ()) -> dict[str, Any]:
+    images = load_images(image_paths)  # all refusals happen before anything is written
+    record = build_record(fields, home.node_id)
+    return _store_with_images(home, record, images, replace=False)
+
+
+def edit(home: Home, profile_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    existing = store.get_profile(home.db, profile_id)
+    if existing["origin"] != home.node_id:
+        raise InvalidInput("only the origin node can edit a profile")
+    record = build_record(changes, home.node_id, existing=existing)
+    signed = _sign(home, record)
+    store.put_profiles(home.db, [signed], replace=True)
+    return signed
+
+
+def add_image(home: Home, profile_id: str, path: Path, *, primary: bool = False) -> dict[str, Any]:
+    existing = store.get_profile(home.db, profile_id)
+    (image,) = load_images([path])
+    record = build_record({}, home.node_id, existing=existing)
+    if primary:
+        record["image"] = image.sha256
+    return _store_with_images(home, record, [image], replace=True)
+
+
+def delete(home: Home, profile_id: str) -> None:
+    for sha in store.delete_profile(home.db, profile_id):
+        img.remove(home.images_root, sha)
+
+
+def show(home: Home, profile_id: str) -> dict[str, Any]:
+    record = store.get_profile(home.db, profile_id)
+    return {**record, "images": [i["sha256"] for i in store.images_of(home.db, profile_id)]}
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV (header row of field names) or JSON (a list of objects) file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}") from None
+    if Path(path).suffix.lower() == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise InvalidInput(f"{path}: expected a JSON list of profile objects")
+        return rows
+    if Path(path).suffix.lower() != ".csv":
+        raise InvalidInput(f"{path}: import takes a .csv or .json file")
+    reader = csv.DictReader(io.StringIO(text))
+    unknown = set(reader.fieldnames or []) - set(CSV_COLUMNS)
+    if unknown:
+        raise InvalidInput(f"{path}: unknown column(s) {', '.join(sorted(unknown))}; "
+                           f"known: {', '.join(CSV_COLUMNS)}")
+    rows = []
+    for row in reader:
+        if None in row:
+            raise InvalidInput(f"{path}: row {reader.line_num - 1} has more cells than the header")
+        rows.append({k: v for k, v in row.items() if v is not None})
+    return rows
+
+
+def import_file(home: Home, path: Path, on_each: Callable[[], None] | None = None,
+                on_total: Callable[[int], None] | None = None) -> int:
+    """Import every row or none: all rows are validated before the single write transaction."""
+    rows = read_rows(path)
+    if on_total:
+        on_total(len(rows))
+    now, on = store.now_ts(), today()
+    records = []
+    for n, row in enumerate(rows, 1):
+        try:
+            records.append(_sign(home, build_record(row, home.node_id, now=now, on=on)))
+        except InvalidInput as exc:
+            raise InvalidInput(f"row {n}: {exc}; nothing was imported") from None
+    store.put_profiles(home.db, records, on_each=on_each)
+    return len(records)
+
+
+def require_own(home: Home, profile_id: str) -> None:
+    if home.db.execute("SELECT 1 FROM profiles WHERE id = ?", [profile_id]).fetchone() is None:
+        raise NotFound(f"no profile {profile_id!r} on this node")

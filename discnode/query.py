@@ -1,0 +1,182 @@
+"""The profile query: one typed record, its wire form, and the SQL it becomes.
+
+The same `Query` runs on a node's own data (local search), at a peer (the peer API), and on one
+database holding everyone's data (the tests' reference and the benchmark's baseline). Pagination is
+keyset, on a total order: (sort value, origin node ID, profile ID). Because that order is global,
+the position of every peer is the same key, and a cursor of one key continues each peer exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from . import schemas
+from .errors import InvalidInput
+
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
+SORT_COLUMNS = {"name": "sort_name", "last-seen": "last_seen_key", "incidents": "incident_count", "created": "created"}
+
+SortKey = tuple[Any, str, str]
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str | None = None
+    gender: tuple[str, ...] = ()
+    ethnicity: tuple[str, ...] = ()
+    build: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    age_min: int | None = None
+    age_max: int | None = None
+    excluded: bool | None = None
+    sort: str = "name"
+    desc: bool = False
+    limit: int = DEFAULT_PAGE
+    after: SortKey | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        return {k: v for k, v in out.items() if v not in (None, [], ())}
+
+    @classmethod
+    def from_wire(cls, doc: Any) -> "Query":
+        schemas.validate("query", doc)
+        data = dict(doc)
+        for name in ("gender", "ethnicity", "build", "status", "tags"):
+            data[name] = tuple(data.get(name, ()))
+        if data.get("after") is not None:
+            data["after"] = tuple(data["after"])
+        return cls(**data).checked()
+
+    def checked(self) -> "Query":
+        """Raise InvalidInput for values outside the code lists or limits."""
+        for name, code in (("gender", "gender"), ("ethnicity", "ethnicity"), ("build", "build"),
+                           ("status", "status"), ("tags", "offence_tag")):
+            for value in getattr(self, name):
+                schemas.check_code(code, value, name)
+        schemas.check_code("sort", self.sort, "sort")
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be 1 to {MAX_PAGE}")
+        for name in ("age_min", "age_max"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 120:
+                raise InvalidInput(f"{name} must be 0 to 120")
+        if self.age_min is not None and self.age_max is not None and self.age_min > self.age_max:
+            raise InvalidInput("age_min is greater than age_max")
+        if self.text is not None and len(self.text) > 200:
+            raise InvalidInput("search text is over 200 characters")
+        if self.after is not None:
+            if len(self.after) != 3 or not all(isinstance(x, str) for x in self.after[1:]):
+                raise InvalidInput("after must be [sort value, origin, id]")
+            want = int if self.sort == "incidents" else str
+            if not isinstance(self.after[0], want) or isinstance(self.after[0], bool):
+                raise InvalidInput(f"after[0] must be a {want.__name__} for sort {self.sort!r}")
+        return self
+
+
+def sort_key(row: dict[str, Any], sort: str) -> SortKey:
+    """The total-order key of a profile record; the SQL below orders by exactly this."""
+    if sort == "name":
+        value: Any = sort_name(row)
+    elif sort == "last-seen":
+        value = row.get("last_seen") or ""
+    elif sort == "incidents":
+        value = len(row.get("incidents") or [])
+    else:
+        value = row["created"]
+    return (value, row["origin"], row["id"])
+
+
+def sort_name(row: dict[str, Any]) -> str:
+    return f"{row.get('last_name') or ''}\x1f{row.get('first_name') or ''}".lower()
+
+
+# --- cursors ---------------------------------------------------------------------------------
+
+
+def encode_cursor(query: Query, key: SortKey) -> str:
+    payload = {"s": query.sort, "d": query.desc, "k": list(key)}
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def apply_cursor(query: Query, cursor: str | None) -> Query:
+    if not cursor:
+        return query
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        key = tuple(payload["k"])
+        sort, desc = payload["s"], payload["d"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput("the cursor is not one this node gave out") from None
+    if sort != query.sort or desc != query.desc:
+        raise InvalidInput("the cursor belongs to a different sort order")
+    return replace(query, after=key).checked()  # type: ignore[arg-type]
+
+
+# --- SQL -------------------------------------------------------------------------------------
+
+
+def fts_expression(text: str) -> str | None:
+    """User text as a safe FTS5 query: every word must match as a prefix. No FTS syntax gets through."""
+    words = re.findall(r"\w+", text, flags=re.UNICODE)
+    return " ".join(f'"{w}"*' for w in words) or None
+
+
+def _years_before(today: dt.date, years: int) -> dt.date:
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year - years, day=28)
+
+
+@dataclass
+class SQL:
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, clause: str, *params: Any) -> None:
+        self.where.append(clause)
+        self.params.extend(params)
+
+
+def build_sql(query: Query, today: dt.date, *, served_by: str | None = None) -> tuple[str, list[Any]]:
+    """SELECT of the `record` column for one page. With served_by, only what that node may share:
+    its own records, not local-only, not past their review-by date."""
+    sql = SQL()
+    if served_by is not None:
+        sql.add("origin = ?", served_by)
+        sql.add("local_only = 0")
+        sql.add("review_by >= ?", today.isoformat())
+    for name in ("gender", "ethnicity", "build", "status"):
+        values = getattr(query, name)
+        if values:
+            sql.add(f"{name} IN ({','.join('?' * len(values))})", *values)
+    for tag in query.tags:
+        sql.add("EXISTS (SELECT 1 FROM json_each(profiles.tags) WHERE value = ?)", tag)
+    if query.age_min is not None:
+        born_by = _years_before(today, query.age_min).isoformat()
+        sql.add("((dob != '' AND dob <= ?) OR (dob = '' AND coalesce(age_max, 200) >= ?))", born_by, query.age_min)
+    if query.age_max is not None:
+        born_after = _years_before(today, query.age_max + 1).isoformat()
+        sql.add("((dob != '' AND dob > ?) OR (dob = '' AND coalesce(age_min, 0) <= ?))", born_after, query.age_max)
+    if query.excluded is not None:
+        sql.add("(excluded_until >= ?) = ?", today.isoformat(), 1 if query.excluded else 0)
+    if query.text:
+        expr = fts_expression(query.text)
+        if expr:
+            sql.add("rowid IN (SELECT rowid FROM profiles_fts WHERE profiles_fts MATCH ?)", expr)
+    column = SORT_COLUMNS[query.sort]
+    direction = "DESC" if query.desc else "ASC"
+    if query.after is not None:
+        sql.add(f"({column}, origin, id) {'<' if query.desc else '>'} (?, ?, ?)", *query.after)
+    where = " AND ".join(sql.where) or "1"
+    text = (f"SELECT record FROM profiles WHERE {where} "
+            f"ORDER BY {column} {direction}, origin {direction}, id {direction} LIMIT ?")
+    return text, [*sql.params, query.limit]

@@ -1,0 +1,230 @@
+"""The node's SQLite database: schema migrations, and the one place that writes profiles and images.
+
+sqlite-utils creates the schema (tables, FTS5 index and its triggers). Writes go through `write()`,
+a `BEGIN IMMEDIATE` transaction, as plain SQL: sqlite-utils' own helpers commit on their way out,
+which would break the all-or-nothing imports this module promises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import sqlite_utils
+
+from . import query as q
+from .errors import Conflict, NotFound
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def _m001_profiles(db: sqlite_utils.Database) -> None:
+    db["profiles"].create(
+        {
+            "id": str, "origin": str, "status": str, "first_name": str, "last_name": str,
+            "sort_name": str, "aliases_text": str, "marks": str, "notes": str,
+            "gender": str, "ethnicity": str, "build": str, "dob": str, "age_min": int, "age_max": int,
+            "tags": str, "incident_count": int, "excluded_until": str, "local_only": int,
+            "created": str, "updated": str, "last_seen_key": str, "review_by": str, "image": str,
+            "record": str,
+        },
+        pk="id",
+        not_null={"origin", "status", "gender", "ethnicity", "build", "record"},
+    )
+    for column in ("sort_name", "last_seen_key", "incident_count", "created"):
+        db["profiles"].create_index([column, "origin", "id"], index_name=f"profiles_by_{column}")
+    db["profiles"].enable_fts(["first_name", "last_name", "aliases_text", "marks", "notes"],
+                              fts_version="FTS5", create_triggers=True, tokenize="unicode61")
+    db["images"].create(
+        {"profile_id": str, "sha256": str, "mime": str, "width": int, "height": int, "bytes": int,
+         "thumb_bytes": int, "created": str},
+        pk=("profile_id", "sha256"),
+        foreign_keys=[("profile_id", "profiles", "id")],
+    )
+    db["images"].create_index(["sha256"])
+
+
+def _m002_peers(db: sqlite_utils.Database) -> None:
+    db["peers"].create(
+        {"node_id": str, "name": str, "url": str, "public_key": str, "tls_fingerprint": str,
+         "descriptor": str, "added": str, "updated": str},
+        pk="node_id",
+    )
+    db["consent_docs"].create(
+        {"hash": str, "peer": str, "type": str, "signer": str, "issued_at": str, "doc": str,
+         "delivered": int, "received": str},
+        pk="hash",
+        foreign_keys=[("peer", "peers", "node_id")],
+    )
+    db["consent_docs"].create_index(["peer", "issued_at"])
+    db["audit"].create(
+        {"seq": int, "ts": str, "event": str, "peer": str, "detail": str, "prev": str, "hash": str},
+        pk="seq",
+    )
+
+
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("001_profiles", _m001_profiles),
+    ("002_peers_consent_audit", _m002_peers),
+]
+
+
+def connect(path: Path | str) -> sqlite_utils.Database:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
+    db = sqlite_utils.Database(conn)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return db
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply pending migrations, each in its own transaction, recorded in `_migrations`."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        with write(db):
+            step(db)
+            db.execute("INSERT INTO _migrations VALUES (?, ?)", [name, now_ts()])
+        applied.append(name)
+    return applied
+
+
+@contextlib.contextmanager
+def write(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    conn = db.conn
+    if conn.in_transaction:  # nested: the outer transaction decides
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def now_ts() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- profiles --------------------------------------------------------------------------------
+
+
+def _columns(record: dict[str, Any]) -> dict[str, Any]:
+    exclusion = record.get("exclusion") or {}
+    return {
+        "id": record["id"], "origin": record["origin"], "status": record["status"],
+        "first_name": record["first_name"], "last_name": record["last_name"],
+        "sort_name": q.sort_name(record), "aliases_text": " ".join(record["aliases"]),
+        "marks": record["marks"], "notes": record["notes"], "gender": record["gender"],
+        "ethnicity": record["ethnicity"], "build": record["build"], "dob": record["dob"] or "",
+        "age_min": record["age_min"], "age_max": record["age_max"], "tags": json.dumps(record["tags"]),
+        "incident_count": len(record["incidents"]), "excluded_until": exclusion.get("until", ""),
+        "local_only": int(record["local_only"]), "created": record["created"], "updated": record["updated"],
+        "last_seen_key": record["last_seen"] or "", "review_by": record["review_by"], "image": record["image"],
+        "record": json.dumps(record, separators=(",", ":"), sort_keys=True),
+    }
+
+
+def put_profiles(db: sqlite_utils.Database, records: Iterable[dict[str, Any]], *, replace: bool = False,
+                 on_each: Callable[[], None] | None = None) -> int:
+    """Insert (or with replace, update) validated, signed records, all in one transaction."""
+    n = 0
+    with write(db) as conn:
+        for record in records:
+            cols = _columns(record)
+            names = ", ".join(cols)
+            marks = ", ".join("?" * len(cols))
+            if replace:
+                sets = ", ".join(f"{k} = ?" for k in cols if k != "id")
+                cur = conn.execute(f"UPDATE profiles SET {sets} WHERE id = ?",
+                                   [v for k, v in cols.items() if k != "id"] + [cols["id"]])
+                if cur.rowcount != 1:
+                    raise NotFound(f"no profile {record['id']}")
+            else:
+                try:
+                    conn.execute(f"INSERT INTO profiles ({names}) VALUES ({marks})", list(cols.values()))
+                except sqlite3.IntegrityError:
+                    raise Conflict(f"a profile with id {record['id']} already exists") from None
+            n += 1
+            if on_each:
+                on_each()
+    return n
+
+
+def get_profile(db: sqlite_utils.Database, profile_id: str) -> dict[str, Any]:
+    row = db.execute("SELECT record FROM profiles WHERE id = ?", [profile_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no profile {profile_id!r} on this node")
+    return json.loads(row[0])
+
+
+def get_shareable(db: sqlite_utils.Database, profile_id: str, me: str, today: dt.date) -> dict[str, Any]:
+    row = db.execute(
+        "SELECT record FROM profiles WHERE id = ? AND origin = ? AND local_only = 0 AND review_by >= ?",
+        [profile_id, me, today.isoformat()],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no shared profile {profile_id!r}")
+    return json.loads(row[0])
+
+
+def delete_profile(db: sqlite_utils.Database, profile_id: str) -> list[str]:
+    """Delete a profile and its image rows; return the image hashes no other profile uses."""
+    with write(db) as conn:
+        hashes = [r[0] for r in conn.execute("SELECT sha256 FROM images WHERE profile_id = ?", [profile_id])]
+        conn.execute("DELETE FROM images WHERE profile_id = ?", [profile_id])
+        if conn.execute("DELETE FROM profiles WHERE id = ?", [profile_id]).rowcount != 1:
+            raise NotFound(f"no profile {profile_id!r} on this node")
+        return [h for h in hashes
+                if conn.execute("SELECT 1 FROM images WHERE sha256 = ?", [h]).fetchone() is None]
+
+
+def search(db: sqlite_utils.Database, query: q.Query, today: dt.date, *,
+           served_by: str | None = None) -> list[dict[str, Any]]:
+    sql, params = q.build_sql(query, today, served_by=served_by)
+    return [json.loads(row[0]) for row in db.execute(sql, params).fetchall()]
+
+
+def count_profiles(db: sqlite_utils.Database) -> int:
+    return db.execute("SELECT count(*) FROM profiles").fetchone()[0]
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+def add_image_row(conn: sqlite3.Connection, profile_id: str, sha256: str, meta: dict[str, Any]) -> None:
+    try:
+        conn.execute(
+            "INSERT INTO images (profile_id, sha256, mime, width, height, bytes, thumb_bytes, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [profile_id, sha256, meta["mime"], meta["width"], meta["height"], meta["bytes"],
+             meta["thumb_bytes"], now_ts()],
+        )
+    except sqlite3.IntegrityError:
+        raise Conflict(f"profile {profile_id} already has image {sha256[:12]}") from None
+
+
+def images_of(db: sqlite_utils.Database, profile_id: str) -> list[dict[str, Any]]:
+    cur = db.execute("SELECT sha256, mime, width, height, bytes, created FROM images WHERE profile_id = ? "
+                     "ORDER BY created, sha256", [profile_id])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def shareable_image(db: sqlite_utils.Database, sha256: str, me: str, today: dt.date) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM images i JOIN profiles p ON p.id = i.profile_id WHERE i.sha256 = ? AND p.origin = ? "
+        "AND p.local_only = 0 AND p.review_by >= ? LIMIT 1", [sha256, me, today.isoformat()],
+    ).fetchone()
+    return row is not None

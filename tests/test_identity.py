@@ -1,0 +1,46 @@
+import os
+import stat
+
+import pytest
+from hypothesis import given, strategies as st
+
+from discnode.errors import InvalidInput
+from discnode.identity import ALPHABET, Identity, node_id_for, parse_node_id
+
+
+def test_node_id_is_four_checked_groups():
+    node_id = Identity.generate().node_id
+    groups = node_id.split("-")
+    assert [len(g) for g in groups] == [7, 7, 7, 7]
+    assert parse_node_id(node_id.lower().replace("-", " ")) == node_id
+
+
+@given(st.binary(min_size=32, max_size=32), st.integers(0, 27), st.sampled_from(ALPHABET))
+def test_any_single_mistyped_character_is_rejected(key, position, replacement):
+    node_id = node_id_for(key)
+    compact = node_id.replace("-", "")
+    if compact[position] == replacement:
+        return
+    typo = compact[:position] + replacement + compact[position + 1:]
+    with pytest.raises(InvalidInput):
+        parse_node_id(typo)
+
+
+@pytest.mark.parametrize("text", ["", "hello", "AAAAAAA-AAAAAAA-AAAAAAA", "1111111-1111111-1111111-1111111"])
+def test_malformed_node_ids_are_rejected(text):
+    with pytest.raises(InvalidInput):
+        parse_node_id(text)
+
+
+def test_init_keys_are_owner_only(home):
+    for name in ("identity.key", "tls.key"):
+        mode = stat.S_IMODE(os.stat(home.path / name).st_mode)
+        assert mode == 0o600, name
+
+
+def test_descriptor_binds_tls_certificate_to_identity(home):
+    from discnode.signing import verify_document
+    d = home.descriptor()
+    verify_document(d, home.identity.public_key)
+    assert d["tls_fingerprint"] == home.tls_fingerprint
+    assert d["node_id"] == node_id_for(home.identity.public_key)
