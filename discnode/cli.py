@@ -23,6 +23,8 @@ profile_app = typer.Typer(no_args_is_help=True, help="This node's offender profi
 image_app = typer.Typer(no_args_is_help=True, help="Profile images.")
 app.add_typer(profile_app, name="profile")
 app.add_typer(image_app, name="image")
+peer_app = typer.Typer(no_args_is_help=True, help="Partner nodes and sharing agreements.")
+app.add_typer(peer_app, name="peer")
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
 
@@ -266,6 +268,163 @@ def image_add(ctx: typer.Context, profile_id: str = typer.Argument(...), file: P
         output.emit_json(record)
     else:
         output.console.print(f"Added image to {profile_id}; primary image {record['image'][:12]}")
+
+
+# --- daemon, peers, audit -------------------------------------------------------------------
+
+
+@app.command()
+def serve(ctx: typer.Context,
+          rate_limit: float = typer.Option(200.0, help="Requests per second allowed per peer."),
+          advertise: bool = typer.Option(True, "--advertise/--no-advertise",
+                                         help="Announce this node on the local network (mDNS)."),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")) -> None:
+    """Run the node: the HTTPS peer API (and mDNS advertisement) until Ctrl-C or SIGTERM."""
+    import asyncio
+    import logging
+
+    from .server import Limits, serve_forever
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    home = open_home(ctx)
+    try:
+        asyncio.run(serve_forever(home, Limits(rate=rate_limit, burst=max(int(rate_limit * 2), 1)),
+                                  advertise=advertise))
+    except OSError as exc:
+        raise DiscnodeError(f"cannot listen on {home.config.host}:{home.config.port}: {exc.strerror}") from None
+
+
+def _run(coro: Any) -> Any:
+    import asyncio
+    return asyncio.run(coro)
+
+
+def _print_peer_state(result: dict[str, Any], json_out: bool, verb: str) -> None:
+    if json_out:
+        output.emit_json(result)
+        return
+    output.console.print(f"{verb} {result['name']} ({result['node_id']}): agreement is now "
+                         f"[bold]{result['state']}[/]")
+    if not result.get("delivered", True):
+        output.console.print("The peer could not be reached; it will be told when it can be "
+                             "(while `discnode serve` runs).")
+
+
+@peer_app.command("add")
+def peer_add(ctx: typer.Context,
+             url: Optional[str] = typer.Argument(None, help="The peer's https:// URL."),
+             expect: Optional[str] = typer.Option(None, "--expect",
+                                                  help="The peer's node ID, as its administrator told you."),
+             discovered: Optional[str] = typer.Option(None, "--discovered",
+                                                      help="Add a node seen by `peer discover`, by node ID."),
+             purpose: str = typer.Option("Prevention and detection of crime against member businesses",
+                                         help="Why data is shared (part of the signed terms)."),
+             share: list[str] = typer.Option(["profiles", "images"], "--share", help="profiles, images"),
+             review_days: int = typer.Option(365, help="Days until the agreement must be reviewed."),
+             json_out: bool = JsonOpt) -> None:
+    """Check a partner node's identity, pin it, and send it a signed sharing offer."""
+    from .consent import Terms
+    from .peering import add_peer
+
+    home = open_home(ctx)
+    if discovered:
+        from .discovery import browse
+        from .identity import parse_node_id
+        node_id = parse_node_id(discovered)
+        seen = {n.node_id: n for n in _run(browse(2.0))}
+        if node_id not in seen:
+            raise InvalidInput(f"node {node_id} was not seen on the local network; try `discnode peer discover`")
+        url, expect = url or seen[node_id].url, expect or node_id
+    if not url or not expect:
+        raise InvalidInput("give the peer's URL and --expect NODE_ID (or --discovered NODE_ID)")
+    if not 1 <= review_days <= 3 * 365:
+        raise InvalidInput("review-days must be 1 to 1095")
+    terms = Terms.default(today(), review_days, purpose, share)
+    _print_peer_state(_run(add_peer(home, url, expect, terms)), json_out, "Offered sharing to")
+
+
+def _respond(ctx: typer.Context, node_id: str, action: str, json_out: bool, verb: str) -> None:
+    from .consent import Action
+    from .peering import respond
+
+    _print_peer_state(_run(respond(open_home(ctx), node_id, Action(action))), json_out, verb)
+
+
+@peer_app.command("accept")
+def peer_accept(ctx: typer.Context, node_id: str = typer.Argument(...), json_out: bool = JsonOpt) -> None:
+    """Accept a peer's offer. Check its node ID with its administrator first."""
+    _respond(ctx, node_id, "accept", json_out, "Accepted")
+
+
+@peer_app.command("reject")
+def peer_reject(ctx: typer.Context, node_id: str = typer.Argument(...), json_out: bool = JsonOpt) -> None:
+    """Reject a peer's offer."""
+    _respond(ctx, node_id, "reject", json_out, "Rejected")
+
+
+@peer_app.command("revoke")
+def peer_revoke(ctx: typer.Context, node_id: str = typer.Argument(...), json_out: bool = JsonOpt) -> None:
+    """Withdraw from an agreement (or an offer) at once."""
+    _respond(ctx, node_id, "revoke", json_out, "Revoked")
+
+
+@peer_app.command("refresh")
+def peer_refresh(ctx: typer.Context, node_id: str = typer.Argument(...),
+                 url: Optional[str] = typer.Option(None, help="A new address to fetch its descriptor from."),
+                 json_out: bool = JsonOpt) -> None:
+    """Fetch a peer's signed descriptor again and adopt a new address if it verifies."""
+    from .peering import refresh
+
+    peer = _run(refresh(open_home(ctx), node_id, url))
+    info = {"node_id": peer.node_id, "name": peer.name, "url": peer.url}
+    output.emit_json(info) if json_out else output.fields("Peer", info.items())
+
+
+@peer_app.command("list")
+def peer_list(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+    """Known peers and the state of each agreement."""
+    from . import peers
+
+    home = open_home(ctx)
+    rows = peers.listing(home.db, home.node_id, today())
+    if json_out:
+        output.emit_json(rows)
+    else:
+        output.table("Peers", ("node id", "name", "url", "state", "last acted", "review by", "shares"),
+                     ([r["node_id"], r["name"], r["url"], r["state"], r["last_actor"], r["review_by"],
+                       ", ".join(r["share"])] for r in rows))
+
+
+@app.command("audit")
+def audit_cmd(ctx: typer.Context, verify: bool = typer.Option(False, "--verify", help="Check the hash chain."),
+              limit: int = typer.Option(50, help="How many of the latest entries to show."),
+              peer: Optional[str] = typer.Option(None, help="Only entries about this node ID."),
+              json_out: bool = JsonOpt) -> None:
+    """The access log: every peer request served or refused, every consent change."""
+    from . import audit
+
+    home = open_home(ctx)
+    if verify:
+        verdict = audit.verify(home.db)
+        if json_out:
+            output.emit_json({"ok": verdict.ok, "entries": verdict.entries, "first_bad": verdict.first_bad,
+                              "reason": verdict.reason})
+        elif verdict.ok:
+            output.console.print(f"Audit log intact: {verdict.entries} entries, hash chain verified.")
+        if not verdict.ok:
+            raise DiscnodeError(f"audit log is NOT intact: {verdict.reason}")
+        return
+    rows = audit.entries(home.db, limit=limit, peer=peer)
+    if json_out:
+        output.emit_json(rows)
+    else:
+        output.table("Audit log", ("seq", "time", "event", "peer", "detail"),
+                     ([r["seq"], r["ts"], r["event"], r["peer"], _compact(r["detail"])] for r in rows))
+
+
+def _compact(detail: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in detail.items())
 
 
 def main(argv: list[str] | None = None) -> None:

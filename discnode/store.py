@@ -65,6 +65,10 @@ def _m002_peers(db: sqlite_utils.Database) -> None:
         {"seq": int, "ts": str, "event": str, "peer": str, "detail": str, "prev": str, "hash": str},
         pk="seq",
     )
+    db["audit"].create_index(["peer"])
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(f"CREATE TRIGGER audit_no_{verb.lower()} BEFORE {verb} ON audit "
+                   "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
 
 
 MIGRATIONS: list[tuple[str, Migration]] = [

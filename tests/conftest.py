@@ -100,3 +100,11 @@ def _no_proxy() -> None:
     # Peer traffic is loopback only; never let an environment proxy see it.
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         os.environ.pop(var, None)
+
+
+@pytest.fixture
+def network(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from tests.nodes import Network
+    net = Network(tmp_path, capsys)
+    yield net
+    net.stop()

@@ -1,0 +1,83 @@
+"""The append-only, hash-chained access log: every peer request served or refused, every consent
+change, every local export. The one module that writes the `audit` table.
+
+Entry n's hash is SHA-256 over the previous hash and the RFC 8785 form of the entry, so changing,
+removing or reordering any past entry breaks every hash after it. SQLite triggers refuse UPDATE and
+DELETE as a second line; `verify` is what proves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import sqlite_utils
+
+from . import store
+from .signing import canonical
+
+GENESIS = "0" * 64
+
+
+def _entry_hash(prev: str, seq: int, ts: str, event: str, peer: str, detail: str) -> str:
+    body = canonical({"seq": seq, "ts": ts, "event": event, "peer": peer, "detail": json.loads(detail)})
+    return hashlib.sha256(bytes.fromhex(prev) + body).hexdigest()
+
+
+def append(db: sqlite_utils.Database, event: str, peer: str = "", **detail: Any) -> int:
+    with store.write(db) as conn:
+        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+        ts = store.now_ts()
+        detail_text = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
+        digest = _entry_hash(prev, seq, ts, event, peer, detail_text)
+        conn.execute("INSERT INTO audit (seq, ts, event, peer, detail, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     [seq, ts, event, peer, detail_text, prev, digest])
+        return seq
+
+
+def entries(db: sqlite_utils.Database, limit: int | None = None, peer: str | None = None) -> list[dict[str, Any]]:
+    sql = "SELECT seq, ts, event, peer, detail, hash FROM audit"
+    params: list[Any] = []
+    if peer:
+        sql += " WHERE peer = ?"
+        params.append(peer)
+    sql += " ORDER BY seq DESC"
+    if limit:
+        sql += " LIMIT ?"
+        params.append(limit)
+    rows = db.execute(sql, params).fetchall()
+    return [{"seq": r[0], "ts": r[1], "event": r[2], "peer": r[3], "detail": json.loads(r[4]), "hash": r[5]}
+            for r in reversed(rows)]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    entries: int
+    first_bad: int | None = None
+    reason: str = ""
+
+
+def _rows(db: sqlite_utils.Database) -> Iterator[tuple[Any, ...]]:
+    yield from db.execute("SELECT seq, ts, event, peer, detail, prev, hash FROM audit ORDER BY seq")
+
+
+def verify(db: sqlite_utils.Database) -> Verdict:
+    prev, n = GENESIS, 0
+    for seq, ts, event, peer, detail, stored_prev, stored_hash in _rows(db):
+        n += 1
+        if seq != n:
+            return Verdict(False, n, seq, f"entry {n} is missing (found {seq})")
+        if stored_prev != prev:
+            return Verdict(False, n, seq, f"entry {seq} does not follow entry {seq - 1}")
+        try:
+            digest = _entry_hash(prev, seq, ts, event, peer, detail)
+        except (ValueError, TypeError):
+            return Verdict(False, n, seq, f"entry {seq} is not readable")
+        if digest != stored_hash:
+            return Verdict(False, n, seq, f"entry {seq} was changed after it was written")
+        prev = stored_hash
+    return Verdict(True, n)

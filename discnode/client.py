@@ -1,0 +1,150 @@
+"""Outbound peer calls: one shared aiohttp session, RFC 9421-signed requests, pinned TLS.
+
+The only module that sends to peers. A peer's certificate is pinned by the SHA-256 fingerprint in
+its signed descriptor (aiohttp.Fingerprint), so no CA is involved and a swapped certificate fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import aiohttp
+
+from .errors import DiscnodeError, PeerError, Refused, Unauthenticated
+from .home import DESCRIPTOR_PATH
+from .identity import Identity
+from .peers import Peer, verify_descriptor
+from .signing import sign_request
+
+DEFAULT_TIMEOUT = 5.0
+MAX_RESPONSE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise PeerError("peer sent a reply that is not JSON") from None
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    # Only for fetching a descriptor from an address we have not pinned yet: the descriptor is
+    # self-authenticating (signed, and checked against the node ID the administrators exchanged),
+    # and it names the certificate that every later connection must present.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def _error_message(reply: Reply) -> str:
+    try:
+        return str(json.loads(reply.body)["error"]["message"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return f"HTTP {reply.status}"
+
+
+class PeerClient:
+    def __init__(self, identity: Identity, *, timeout: float = DEFAULT_TIMEOUT, limit: int = 100) -> None:
+        self.identity = identity
+        self.timeout = timeout
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "PeerClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=20, ttl_dns_cache=300),
+                trust_env=False, auto_decompress=True)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch_descriptor(self, url: str, expect: str | None = None, timeout: float | None = None) -> Peer:
+        base = url.rstrip("/")
+        if not base.startswith("https://"):
+            raise PeerError(f"{url} is not an https:// URL")
+        try:
+            async with self.session.get(base + DESCRIPTOR_PATH, ssl=_unverified_tls(),
+                                        timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
+                body = await resp.content.read(64 * 1024 + 1)
+                if resp.status != 200 or len(body) > 64 * 1024:
+                    raise PeerError(f"{base} did not serve a node descriptor (HTTP {resp.status})")
+                peer_cert = resp.connection.transport.get_extra_info("ssl_object").getpeercert(binary_form=True) \
+                    if resp.connection and resp.connection.transport else None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise PeerError(f"cannot reach {base}: {exc.__class__.__name__} {exc}".strip()) from None
+        try:
+            descriptor = json.loads(body)
+        except ValueError:
+            raise PeerError(f"{base} served a descriptor that is not JSON") from None
+        peer = verify_descriptor(descriptor, expect)
+        if peer_cert is not None:
+            import hashlib
+            if hashlib.sha256(peer_cert).hexdigest() != peer.tls_fingerprint:
+                raise Unauthenticated(f"{base} presented a TLS certificate its descriptor does not name")
+        return peer
+
+    async def request(self, peer: Peer, method: str, path: str, payload: Any = None, *,
+                      timeout: float | None = None) -> Reply:
+        """Send one signed request to a pinned peer. Raises PeerError for transport failures; HTTP
+        errors come back as a Reply so that callers can tell refused from broken."""
+        body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        url = peer.url.rstrip("/") + path
+        headers = sign_request(self.identity, method, url, body, peer.node_id)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self.session.request(
+                method, url, data=body if payload is not None else None, headers=headers,
+                ssl=aiohttp.Fingerprint(bytes.fromhex(peer.tls_fingerprint)),
+                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+            ) as resp:
+                data = await resp.content.read(MAX_RESPONSE + 1)
+                if len(data) > MAX_RESPONSE:
+                    raise PeerError(f"{peer.name}: reply over {MAX_RESPONSE} bytes")
+                return Reply(resp.status, data, resp.content_type)
+        except aiohttp.ServerFingerprintMismatch:
+            raise Unauthenticated(f"{peer.name} presented a TLS certificate that is not the pinned one") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PeerError(f"cannot reach {peer.name} at {peer.url}: {exc}") from None
+
+    async def call_json(self, peer: Peer, method: str, path: str, payload: Any = None, *,
+                        timeout: float | None = None) -> Any:
+        reply = await self.request(peer, method, path, payload, timeout=timeout)
+        if reply.status >= 400:
+            raise error_for(reply.status, f"{peer.name}: {_error_message(reply)}")
+        return reply.json()
+
+
+def error_for(status: int, message: str) -> DiscnodeError:
+    if status == 403:
+        return Refused(message)
+    if status == 401:
+        return Unauthenticated(message)
+    return PeerError(message)
+
+
+def send_json(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()

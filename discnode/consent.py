@@ -1,0 +1,181 @@
+"""Sharing agreements: the signed consent documents and the state they add up to. Pure logic.
+
+An agreement between this node and a peer is ACTIVE iff we hold
+  - an offer signed by one party (the latest offer between the two), and
+  - an accept of exactly that offer (naming its hash) signed by the other party, and
+  - no reject or revoke of that offer from either, and
+  - today is on or before the review-by date in the offer's terms (after it, the agreement LAPSES
+    until a new offer is accepted: data-sharing agreements are reviewed, typically yearly).
+
+Both sides hold the same documents, so both compute the same state; a revoke takes effect on the
+side that signs it at once, and on the other as soon as it arrives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import secrets
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from . import PROTOCOL_VERSION
+from .errors import Conflict, InvalidInput
+from .signing import document_hash
+
+SHARE_KINDS = ("profiles", "images")
+DEFAULT_PURPOSE = "Prevention and detection of crime against member businesses"
+DEFAULT_TERM_DAYS = 365
+
+
+class State(str, enum.Enum):
+    NONE = "none"          # no offer either way
+    OFFERED = "offered"    # we offered; waiting for them
+    PENDING = "pending"    # they offered; waiting for us
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    REVOKED = "revoked"
+    LAPSED = "lapsed"      # accepted, but past its review-by date
+
+
+class Action(str, enum.Enum):
+    OFFER = "offer"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    REVOKE = "revoke"
+
+
+#: What each party may do in each state, from its own point of view. `offer` after an ended
+#: agreement is a renewal; `revoke` of an offer not yet answered withdraws it.
+ALLOWED: dict[Action, frozenset[State]] = {
+    Action.OFFER: frozenset({State.NONE, State.REJECTED, State.REVOKED, State.LAPSED}),
+    Action.ACCEPT: frozenset({State.PENDING}),
+    Action.REJECT: frozenset({State.PENDING}),
+    Action.REVOKE: frozenset({State.OFFERED, State.PENDING, State.ACTIVE, State.LAPSED}),
+}
+
+
+@dataclass(frozen=True)
+class Terms:
+    purpose: str = DEFAULT_PURPOSE
+    share: tuple[str, ...] = SHARE_KINDS
+    review_by: str = ""
+
+    @classmethod
+    def default(cls, today: dt.date, days: int = DEFAULT_TERM_DAYS, purpose: str = DEFAULT_PURPOSE,
+                share: Iterable[str] = SHARE_KINDS) -> "Terms":
+        return cls(purpose, tuple(share), (today + dt.timedelta(days=days)).isoformat()).checked(today)
+
+    def checked(self, today: dt.date) -> "Terms":
+        if not self.purpose.strip() or len(self.purpose) > 500:
+            raise InvalidInput("purpose must be 1 to 500 characters")
+        if not self.share or any(s not in SHARE_KINDS for s in self.share) or len(set(self.share)) != len(self.share):
+            raise InvalidInput(f"share must list one or more of {', '.join(SHARE_KINDS)}")
+        if "images" in self.share and "profiles" not in self.share:
+            raise InvalidInput("images can only be shared with profiles")
+        try:
+            review = dt.date.fromisoformat(self.review_by)
+        except ValueError:
+            raise InvalidInput(f"review-by {self.review_by!r} is not a date YYYY-MM-DD") from None
+        if review <= today:
+            raise InvalidInput("review-by must be in the future")
+        if review > today + dt.timedelta(days=3 * 366):
+            raise InvalidInput("review-by may be at most three years away")
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"purpose": self.purpose, "share": list(self.share), "review_by": self.review_by}
+
+
+@dataclass(frozen=True)
+class Agreement:
+    peer: str
+    state: State
+    last_actor: str | None         # node ID of whoever signed the latest document
+    offer: Mapping[str, Any] | None
+    offer_hash: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.state is State.ACTIVE
+
+    @property
+    def share(self) -> tuple[str, ...]:
+        return tuple(self.offer["terms"]["share"]) if self.offer and self.active else ()
+
+    @property
+    def review_by(self) -> str | None:
+        return self.offer["terms"]["review_by"] if self.offer else None
+
+
+def new_offer(me: str, peer: str, terms: Terms, descriptor: Mapping[str, Any], issued_at: str,
+              prev: str | None) -> dict[str, Any]:
+    """prev is the hash of the offer this one replaces (a renewal), so that offers form a chain
+    and "the current offer" never depends on clocks."""
+    return {"type": "offer", "v": PROTOCOL_VERSION, "id": secrets.token_hex(8), "from": me, "to": peer,
+            "terms": terms.to_wire(), "descriptor": dict(descriptor), "issued_at": issued_at, "prev": prev}
+
+
+def new_response(action: Action, me: str, peer: str, offer_hash: str, issued_at: str) -> dict[str, Any]:
+    return {"type": action.value, "v": PROTOCOL_VERSION, "from": me, "to": peer, "offer": offer_hash,
+            "issued_at": issued_at}
+
+
+def _order(doc: Mapping[str, Any]) -> tuple[str, str]:
+    return (doc["issued_at"], document_hash(doc))
+
+
+def derive(me: str, peer: str, docs: Iterable[Mapping[str, Any]], today: dt.date) -> Agreement:
+    """The agreement's state from every (already signature-checked) document between me and peer."""
+    pair = {me, peer}
+    docs = [d for d in docs if {d.get("from"), d.get("to")} == pair]
+    offers = {document_hash(d): d for d in docs if d["type"] == "offer"}
+    if not offers:
+        return Agreement(peer, State.NONE, None, None, None)
+    replaced = {d.get("prev") for d in offers.values()}
+    # The current offer heads the chain; two heads only when both sides offered at once.
+    heads = [d for h, d in offers.items() if h not in replaced] or list(offers.values())
+    offer = max(heads, key=_order)
+    offer_hash = document_hash(offer)
+    answers = sorted((d for d in docs if d["type"] != "offer" and d.get("offer") == offer_hash), key=_order)
+    recipient = offer["to"]
+    accepted = any(d["type"] == "accept" and d["from"] == recipient for d in answers)
+    rejected = any(d["type"] == "reject" and d["from"] == recipient for d in answers)
+    revoked = any(d["type"] == "revoke" for d in answers)
+    last = (answers[-1] if answers else offer)["from"]
+    if revoked:
+        state = State.REVOKED
+    elif rejected:
+        state = State.REJECTED
+    elif accepted:
+        lapsed = dt.date.fromisoformat(offer["terms"]["review_by"]) < today
+        state = State.LAPSED if lapsed else State.ACTIVE
+    else:
+        state = State.OFFERED if offer["from"] == me else State.PENDING
+    return Agreement(peer, state, last, offer, offer_hash)
+
+
+def check_action(agreement: Agreement, action: Action) -> None:
+    """Raise Conflict unless this side may take `action` now."""
+    if agreement.state not in ALLOWED[action]:
+        raise Conflict(f"cannot {action.value} while the agreement with {agreement.peer} is "
+                       f"{agreement.state.value}")
+
+
+def check_incoming(agreement: Agreement, doc: Mapping[str, Any], me: str) -> None:
+    """Raise Conflict unless `doc`, signed by the peer, is a move the peer may make now."""
+    action = Action(doc["type"])
+    if doc["to"] != me:
+        raise InvalidInput("consent document is addressed to another node")
+    if action is Action.OFFER:
+        if doc.get("prev") != agreement.offer_hash and agreement.state is not State.OFFERED:
+            raise Conflict("offer does not follow the current offer (prev)")
+        if agreement.state not in ALLOWED[Action.OFFER] | {State.OFFERED}:
+            raise Conflict(f"an offer is not expected while {agreement.state.value}")
+        return
+    if agreement.offer_hash is None or doc.get("offer") != agreement.offer_hash:
+        raise Conflict("consent document does not name the current offer")
+    if action in (Action.ACCEPT, Action.REJECT) and agreement.state is not State.OFFERED:
+        raise Conflict(f"{action.value} is not expected while {agreement.state.value}")
+    if action is Action.REVOKE and agreement.state is State.REVOKED:
+        return  # idempotent re-delivery

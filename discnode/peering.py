@@ -1,0 +1,109 @@
+"""What an administrator does with peers: add (offer), accept, reject, revoke, refresh; and the
+delivery of signed consent documents, now or whenever the peer can next be reached."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, AsyncContextManager
+
+from . import audit, peers, store
+from .client import PeerClient, error_for
+from .consent import Action, Agreement, Terms, check_action, new_offer, new_response
+from .errors import InvalidInput, PeerError
+from .home import Home, today
+from .identity import parse_node_id
+from .signing import sign_document
+
+log = logging.getLogger("discnode.peering")
+
+
+def _client(home: Home, client: PeerClient | None, timeout: float = 5.0) -> AsyncContextManager[PeerClient]:
+    """Use the caller's client (and leave it open), or a new one closed afterwards."""
+    if client is not None:
+        return contextlib.nullcontext(client)
+    return PeerClient(home.identity, timeout=timeout)
+
+
+async def add_peer(home: Home, url: str, expect: str, terms: Terms, client: PeerClient | None = None
+                   ) -> dict[str, Any]:
+    """Fetch and check the node at url is `expect`, pin it, and send it a signed offer."""
+    expect = parse_node_id(expect)
+    if expect == home.node_id:
+        raise InvalidInput("that is this node's own ID")
+    async with _client(home, client) as c:
+        peer = await c.fetch_descriptor(url, expect)
+        terms = terms.checked(today())
+        with store.write(home.db):
+            peers.remember(home.db, peer.descriptor)
+            current = peers.agreement(home.db, home.node_id, peer.node_id, today())
+            check_action(current, Action.OFFER)
+            offer = sign_document(new_offer(home.node_id, peer.node_id, terms, home.descriptor(), store.now_ts(),
+                                            current.offer_hash), home.identity)
+            peers.add_document(home.db, peer.node_id, offer, delivered=False, own_key=home.identity.public_key)
+            audit.append(home.db, "consent-offer-sent", peer.node_id, terms=terms.to_wire(), url=url)
+        delivered = await deliver_pending(home, c, only=peer.node_id)
+    return {**_state(home, peer.node_id), "delivered": delivered > 0}
+
+
+async def respond(home: Home, node_id: str, action: Action, client: PeerClient | None = None) -> dict[str, Any]:
+    """Accept, reject or revoke. Takes effect here at once; delivered now if the peer answers."""
+    node_id = parse_node_id(node_id)
+    peers.get(home.db, node_id)
+    with store.write(home.db):
+        agreement = peers.agreement(home.db, home.node_id, node_id, today())
+        check_action(agreement, action)
+        assert agreement.offer_hash is not None  # every state that allows these has an offer
+        doc = sign_document(new_response(action, home.node_id, node_id, agreement.offer_hash, store.now_ts()),
+                            home.identity)
+        peers.add_document(home.db, node_id, doc, delivered=False, own_key=home.identity.public_key)
+        audit.append(home.db, f"consent-{action.value}-sent", node_id)
+    async with _client(home, client, 3.0) as c:
+        delivered = await deliver_pending(home, c, only=node_id)
+    return {**_state(home, node_id), "delivered": delivered > 0}
+
+
+async def deliver_pending(home: Home, client: PeerClient | None = None, only: str | None = None) -> int:
+    """Send every consent document not yet delivered; returns how many were. A peer's refusal
+    (4xx) is final and recorded; an unreachable peer is tried again later."""
+    sent = 0
+    pending = [(h, d) for h, d in peers.undelivered(home.db, home.node_id) if only in (None, d["to"])]
+    if not pending:
+        return 0
+    async with _client(home, client, 3.0) as c:
+        for digest, doc in pending:
+            peer = peers.get(home.db, doc["to"])
+            try:
+                reply = await c.request(peer, "POST", "/v1/consent", doc)
+            except PeerError as exc:
+                log.info("could not deliver %s to %s yet: %s", doc["type"], peer.name, exc)
+                continue
+            if reply.status < 300:
+                peers.mark_delivered(home.db, digest)
+                sent += 1
+            elif 400 <= reply.status < 500 and reply.status != 429:
+                peers.mark_delivered(home.db, digest)
+                audit.append(home.db, "consent-delivery-refused", peer.node_id, type=doc["type"],
+                             status=reply.status, reason=str(error_for(reply.status, reply.body[:200].decode(
+                                 "utf-8", "replace"))))
+    return sent
+
+
+async def refresh(home: Home, node_id: str, url: str | None = None, client: PeerClient | None = None
+                  ) -> peers.Peer:
+    """Fetch a peer's descriptor again (from a new address, if given); adopt it if it verifies as
+    the same node and is newer."""
+    node_id = parse_node_id(node_id)
+    known = peers.get(home.db, node_id)
+    async with _client(home, client) as c:
+        fresh = await c.fetch_descriptor(url or known.url, node_id)
+    updated = peers.remember(home.db, fresh.descriptor, stranger_ok=False)
+    if updated.url != known.url:
+        audit.append(home.db, "peer-address-changed", node_id, old=known.url, new=updated.url)
+    return updated
+
+
+def _state(home: Home, node_id: str) -> dict[str, Any]:
+    agreement: Agreement = peers.agreement(home.db, home.node_id, node_id, today())
+    peer = peers.get(home.db, node_id)
+    return {"node_id": node_id, "name": peer.name, "url": peer.url, "state": agreement.state.value}

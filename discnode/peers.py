@@ -1,0 +1,160 @@
+"""Known peers (pinned keys, addresses, TLS fingerprints) and their consent documents.
+
+The one module that writes the `peers` and `consent_docs` tables. Every document is verified
+against the pinned key of the node that signed it before it is stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import sqlite_utils
+
+from . import schemas, store
+from .consent import Agreement, State, derive
+from .errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from .identity import b64u_decode, node_id_for
+from .signing import document_hash, verify_document
+
+#: Offers from nodes we have never heard of are capped, so that strangers cannot fill the table.
+MAX_UNANSWERED_STRANGERS = 50
+
+
+@dataclass(frozen=True)
+class Peer:
+    node_id: str
+    name: str
+    url: str
+    public_key: bytes
+    tls_fingerprint: str
+    descriptor: Mapping[str, Any]
+
+
+def verify_descriptor(descriptor: Any, expect: str | None = None) -> Peer:
+    """Check a node descriptor is well formed and self-signed by the key its node ID names."""
+    schemas.validate("descriptor", descriptor)
+    key = b64u_decode(descriptor["public_key"])
+    if len(key) != 32 or node_id_for(key) != descriptor["node_id"]:
+        raise Unauthenticated("descriptor's node ID is not the fingerprint of its key")
+    verify_document(descriptor, key)
+    if expect is not None and descriptor["node_id"] != expect:
+        raise Unauthenticated(f"node at that address is {descriptor['node_id']}, not the expected {expect}; "
+                              "NOT adding it. Check the ID with the other administrator.")
+    return Peer(descriptor["node_id"], descriptor["name"], descriptor["url"], key,
+                descriptor["tls_fingerprint"], descriptor)
+
+
+def _peer_from_row(row: Mapping[str, Any]) -> Peer:
+    return Peer(row["node_id"], row["name"], row["url"], b64u_decode(row["public_key"]),
+                row["tls_fingerprint"], json.loads(row["descriptor"]))
+
+
+def get(db: sqlite_utils.Database, node_id: str) -> Peer:
+    row = db.execute("SELECT * FROM peers WHERE node_id = ?", [node_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no peer {node_id}; `discnode peer list` shows the known ones")
+    cols = [d[0] for d in db.execute("SELECT * FROM peers LIMIT 0").description]
+    return _peer_from_row(dict(zip(cols, row)))
+
+
+def public_key(db: sqlite_utils.Database, node_id: str) -> bytes | None:
+    row = db.execute("SELECT public_key FROM peers WHERE node_id = ?", [node_id]).fetchone()
+    return b64u_decode(row[0]) if row else None
+
+
+def all_peers(db: sqlite_utils.Database) -> list[Peer]:
+    cur = db.execute("SELECT * FROM peers ORDER BY name, node_id")
+    cols = [d[0] for d in cur.description]
+    return [_peer_from_row(dict(zip(cols, r))) for r in cur.fetchall()]
+
+
+def remember(db: sqlite_utils.Database, descriptor: Mapping[str, Any], *, stranger_ok: bool = True) -> Peer:
+    """Store or refresh a peer from a verified descriptor. A newer descriptor replaces an older one
+    (address change); an older or equal one is ignored; the key never changes (the ID is its hash)."""
+    peer = verify_descriptor(descriptor)
+    now = store.now_ts()
+    with store.write(db) as conn:
+        row = conn.execute("SELECT descriptor FROM peers WHERE node_id = ?", [peer.node_id]).fetchone()
+        if row is None:
+            if not stranger_ok:
+                raise NotFound(f"no peer {peer.node_id}")
+            strangers = conn.execute(
+                "SELECT count(*) FROM peers p WHERE NOT EXISTS (SELECT 1 FROM consent_docs d "
+                "WHERE d.peer = p.node_id AND d.type != 'offer')").fetchone()[0]
+            if strangers >= MAX_UNANSWERED_STRANGERS:
+                raise Conflict("too many unanswered offers; try again later")
+            conn.execute(
+                "INSERT INTO peers (node_id, name, url, public_key, tls_fingerprint, descriptor, added, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [peer.node_id, peer.name, peer.url, descriptor["public_key"], peer.tls_fingerprint,
+                 json.dumps(dict(descriptor)), now, now])
+        elif json.loads(row[0])["issued_at"] < descriptor["issued_at"]:
+            conn.execute("UPDATE peers SET name = ?, url = ?, tls_fingerprint = ?, descriptor = ?, updated = ? "
+                         "WHERE node_id = ?",
+                         [peer.name, peer.url, peer.tls_fingerprint, json.dumps(dict(descriptor)), now,
+                          peer.node_id])
+    return get(db, peer.node_id)
+
+
+def add_document(db: sqlite_utils.Database, peer: str, doc: Mapping[str, Any], *, delivered: bool,
+                 own_key: bytes | None = None) -> str:
+    """Store a consent document after checking its schema and its signer's signature (the peer's
+    pinned key, or with own_key, this node's own)."""
+    schemas.validate("consent", doc)
+    if {doc["from"], doc["to"]} != {peer, node_id_for(own_key) if own_key else doc["to"]} or peer not in (
+            doc["from"], doc["to"]):
+        raise InvalidInput("consent document is not between this node and that peer")
+    signer_key = own_key if own_key and doc["from"] != peer else public_key(db, doc["from"])
+    if signer_key is None:
+        raise Unauthenticated(f"unknown signer {doc['from']}")
+    verify_document(doc, signer_key)
+    digest = document_hash(doc)
+    with store.write(db) as conn:
+        conn.execute(
+            "INSERT OR IGNORE INTO consent_docs (hash, peer, type, signer, issued_at, doc, delivered, received) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [digest, peer, doc["type"], doc["from"], doc["issued_at"], json.dumps(dict(doc)), int(delivered),
+             store.now_ts()])
+    return digest
+
+
+def documents(db: sqlite_utils.Database, peer: str) -> list[dict[str, Any]]:
+    return [json.loads(r[0]) for r in db.execute(
+        "SELECT doc FROM consent_docs WHERE peer = ? ORDER BY issued_at, hash", [peer]).fetchall()]
+
+
+def agreement(db: sqlite_utils.Database, me: str, peer: str, today: dt.date) -> Agreement:
+    return derive(me, peer, documents(db, peer), today)
+
+
+def mark_delivered(db: sqlite_utils.Database, digest: str) -> None:
+    with store.write(db) as conn:
+        conn.execute("UPDATE consent_docs SET delivered = 1 WHERE hash = ?", [digest])
+
+
+def undelivered(db: sqlite_utils.Database, me: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = db.execute("SELECT hash, doc FROM consent_docs WHERE delivered = 0 AND signer = ? ORDER BY issued_at",
+                      [me]).fetchall()
+    return [(r[0], json.loads(r[1])) for r in rows]
+
+
+def listing(db: sqlite_utils.Database, me: str, today: dt.date) -> list[dict[str, Any]]:
+    out = []
+    for peer in all_peers(db):
+        agreement_ = agreement(db, me, peer.node_id, today)
+        out.append({
+            "node_id": peer.node_id, "name": peer.name, "url": peer.url, "state": agreement_.state.value,
+            "last_actor": ("us" if agreement_.last_actor == me else "them") if agreement_.last_actor else None,
+            "review_by": agreement_.review_by, "share": list(agreement_.offer["terms"]["share"])
+            if agreement_.offer else [],
+            "undelivered": sum(1 for _, d in undelivered(db, me) if d["to"] == peer.node_id),
+        })
+    return out
+
+
+def require_state(agreement_: Agreement, *states: State) -> None:
+    if agreement_.state not in states:
+        raise InvalidInput(f"agreement with {agreement_.peer} is {agreement_.state.value}")

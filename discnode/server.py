@@ -1,0 +1,368 @@
+"""The peer API: aiohttp over HTTPS (TLS 1.3, the node's own certificate).
+
+Authentication, replay and rate checks happen in one middleware before any handler, so a handler
+receives an already-verified peer ID; consent is checked on every data request, never cached past
+a change to the database. Every request to /v1/ is audited, served or refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import signal
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from . import audit, peers, schemas, store
+from .consent import Action, Agreement, State, check_incoming
+from .errors import DiscnodeError, InvalidInput, NotFound, RateLimited, Refused, TooLarge, Unauthenticated
+from .home import DESCRIPTOR_PATH, Home, today
+from .images import read as read_image
+from .query import Query
+from .signing import verify_document, verify_request
+
+log = logging.getLogger("discnode.server")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body: int = 256 * 1024
+    #: Sustained requests per second per peer, and the burst allowed above it.
+    rate: float = 200.0
+    burst: int = 400
+    #: A connection must deliver a complete request head this soon after it opens (slow clients).
+    header_timeout: float = 10.0
+    keepalive: float = 15.0
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+@dataclass
+class NodeState:
+    home: Home
+    limits: Limits
+    nonces: dict[tuple[str, str], int] = field(default_factory=dict)
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _agreements: dict[str, tuple[int, dt.date, Agreement]] = field(default_factory=dict)
+    descriptor: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def me(self) -> str:
+        return self.home.node_id
+
+    @property
+    def db(self) -> Any:
+        return self.home.db
+
+    def agreement(self, peer: str) -> Agreement:
+        # PRAGMA data_version changes whenever another connection (the CLI: accept, revoke) commits,
+        # so a cached agreement is never used after a change to it.
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        day = today()
+        cached = self._agreements.get(peer)
+        if cached and cached[0] == version and cached[1] == day:
+            return cached[2]
+        agreement = peers.agreement(self.db, self.me, peer, day)
+        self._agreements[peer] = (version, day, agreement)
+        return agreement
+
+    def forget_agreements(self) -> None:
+        self._agreements.clear()
+
+    def seen_nonce(self, key_id: str, nonce: str, expires: int, now: float) -> bool:
+        if len(self.nonces) > 100_000 or (len(self.nonces) > 1000 and int(now) % 10 == 0):
+            self.nonces = {k: e for k, e in self.nonces.items() if e + 60 > now}
+        if (key_id, nonce) in self.nonces:
+            return True
+        self.nonces[(key_id, nonce)] = expires
+        return False
+
+    def allow(self, peer: str, now: float) -> bool:
+        bucket = self.buckets.get(peer)
+        if bucket is None:
+            bucket = self.buckets[peer] = _Bucket(float(self.limits.burst), now)
+        bucket.tokens = min(float(self.limits.burst), bucket.tokens + (now - bucket.stamp) * self.limits.rate)
+        bucket.stamp = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+
+STATE = web.AppKey("state", NodeState)
+PEER = "discnode.peer"
+BODY = "discnode.body"
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                            ) -> web.StreamResponse:
+    """One JSON error shape for everything; a peer's bad input is a 4xx, never a 5xx."""
+    try:
+        return await handler(request)
+    except DiscnodeError as exc:
+        return _error(exc.status, exc.code, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, "http", exc.reason)
+    except Exception:  # noqa: BLE001 - a bug of ours; the peer gets no detail, the log gets all
+        log.exception("internal error on %s %s", request.method, request.path)
+        return _error(500, "internal", "internal error")
+
+
+def _lookup(state: NodeState, request: web.Request, body: bytes) -> Callable[[str], bytes | None]:
+    def lookup(key_id: str) -> bytes | None:
+        key = peers.public_key(state.db, key_id)
+        if key is None and request.path == "/v1/consent":
+            # A first offer from a node we have never heard of carries its own signed descriptor,
+            # whose node ID is the fingerprint of its key: that key may sign this one request.
+            try:
+                doc = json.loads(body)
+                descriptor = doc.get("descriptor") if isinstance(doc, dict) else None
+                if isinstance(descriptor, dict) and descriptor.get("node_id") == key_id:
+                    return peers.verify_descriptor(descriptor).public_key
+            except (ValueError, DiscnodeError):
+                return None
+        if key is None:
+            raise Refused(f"no agreement with node {key_id}")
+        return key
+    return lookup
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    state = request.app[STATE]
+    claimed = request.headers.get("Signature-Input", "")[:300]
+    try:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise TooLarge(f"request body over {state.limits.max_body} bytes") from None
+        now = time.time()
+        verified = verify_request(request.method, str(request.url), request.headers, body,
+                                  _lookup(state, request, body), state.me, now=now)
+        if state.seen_nonce(verified.key_id, verified.nonce, verified.expires, now):
+            raise Unauthenticated("replayed request (nonce already used)")
+        if not state.allow(verified.key_id, now):
+            raise RateLimited("rate limit exceeded; slow down")
+    except DiscnodeError as exc:
+        audit.append(state.db, "refused", "", path=request.path, method=request.method, status=exc.status,
+                     reason=str(exc), claimed=claimed, remote=request.remote)
+        raise
+    request[PEER] = verified.key_id
+    request[BODY] = body
+    return await handler(request)
+
+
+def _require(request: web.Request, kind: str) -> str:
+    """The verified peer, if an active agreement shares `kind` with it; else audited 403."""
+    state = request.app[STATE]
+    peer = request[PEER]
+    agreement = state.agreement(peer)
+    if not agreement.active or kind not in agreement.share:
+        reason = (f"agreement is {agreement.state.value}" if not agreement.active
+                  else f"agreement does not share {kind}")
+        audit.append(state.db, "refused", peer, path=request.path, method=request.method, status=403, reason=reason)
+        raise Refused(f"no active agreement to share {kind} ({reason})")
+    return peer
+
+
+def _json_body(request: web.Request) -> Any:
+    try:
+        return json.loads(request[BODY])
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("request body is not valid JSON") from None
+
+
+async def descriptor(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].descriptor)
+
+
+async def consent(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    peer = request[PEER]
+    doc = _json_body(request)
+    if not isinstance(doc, dict):
+        raise InvalidInput("consent document must be a JSON object")
+    schemas.validate("consent", doc)
+    if doc["from"] != peer:
+        raise Unauthenticated("consent document is not from the node that signed the request")
+    if doc["to"] != state.me:
+        raise InvalidInput("consent document is addressed to another node")
+    if doc["type"] == "offer":
+        if doc["descriptor"]["node_id"] != peer:
+            raise InvalidInput("offer carries another node's descriptor")
+        key = peers.verify_descriptor(doc["descriptor"]).public_key
+    else:
+        key = peers.public_key(state.db, peer)
+        if key is None:
+            raise Refused(f"no agreement with node {peer}")
+    verify_document(doc, key)
+    check_incoming(peers.agreement(state.db, state.me, peer, today()), doc, state.me)
+    with store.write(state.db):  # all or nothing: no peer row without its offer
+        if doc["type"] == "offer":
+            peers.remember(state.db, doc["descriptor"])
+        peers.add_document(state.db, peer, doc, delivered=True)
+    state.forget_agreements()
+    after = peers.agreement(state.db, state.me, peer, today())
+    audit.append(state.db, f"consent-{doc['type']}-received", peer, state=after.state.value)
+    return web.json_response({"state": after.state.value})
+
+
+async def query_profiles(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    peer = _require(request, "profiles")
+    query = Query.from_wire(_json_body(request))
+    records = store.search(state.db, query, today(), served_by=state.me)
+    audit.append(state.db, "served", peer, what="query", count=len(records))
+    return web.json_response({"records": records})
+
+
+async def get_profile(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    peer = _require(request, "profiles")
+    profile_id = request.match_info["profile_id"]
+    record = store.get_shareable(state.db, profile_id, state.me, today())
+    shared_images = "images" in state.agreement(peer).share
+    images = [i["sha256"] for i in store.images_of(state.db, profile_id)] if shared_images else []
+    audit.append(state.db, "served", peer, what="profile", id=profile_id, count=1)
+    return web.json_response({"record": record, "images": images})
+
+
+async def get_image(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    peer = _require(request, "images")
+    sha = request.match_info["sha256"]
+    size = request.query.get("size", "thumb")
+    if size not in ("thumb", "full"):
+        raise InvalidInput("size must be thumb or full")
+    if not store.shareable_image(state.db, sha, state.me, today()):
+        raise NotFound("no such shared image")
+    data = read_image(state.home.images_root, sha, thumb=size == "thumb")
+    audit.append(state.db, "served", peer, what=f"image-{size}", id=sha, count=1)
+    return web.Response(body=data, content_type="image/jpeg")
+
+
+def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=limits.max_body)
+    state = NodeState(home, limits)
+    state.descriptor = home.descriptor()
+    app[STATE] = state
+    app.router.add_get(DESCRIPTOR_PATH, descriptor)
+    app.router.add_post("/v1/consent", consent)
+    app.router.add_post("/v1/profiles/query", query_profiles)
+    app.router.add_get(r"/v1/profiles/{profile_id:[a-z2-7]{12}}", get_profile)
+    app.router.add_get(r"/v1/images/{sha256:[0-9a-f]{64}}", get_image)
+    return app
+
+
+def tls_context(home: Home) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(home.tls_cert, home.tls_key)
+    return ctx
+
+
+class Running:
+    """A started peer API: the listening server and the aiohttp runner behind it."""
+
+    def __init__(self, runner: web.AppRunner, server: asyncio.base_events.Server, port: int) -> None:
+        self.runner, self.server, self.port = runner, server, port
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.runner.cleanup()
+
+
+async def start(home: Home, limits: Limits = Limits(), *, host: str | None = None, port: int | None = None
+                ) -> Running:
+    app = create_app(home, limits)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.keepalive,
+                           max_line_size=8190, max_field_size=8190)
+    await runner.setup()
+    web_server = runner.server
+    assert web_server is not None
+    make_request = web_server.request_factory
+    # aiohttp has no header-read timeout: remember which connections have produced a request, and
+    # close the ones that have not within header_timeout (slowloris). RequestHandler has __slots__,
+    # so they are tracked here by id.
+    answered: set[int] = set()
+
+    def request_factory(message: Any, payload: Any, protocol: Any, writer: Any, task: Any, *a: Any) -> Any:
+        answered.add(id(protocol))
+        return make_request(message, payload, protocol, writer, task, *a)
+
+    web_server.request_factory = request_factory
+    loop = asyncio.get_running_loop()
+
+    def close_if_silent(protocol: Any) -> None:
+        if id(protocol) in answered:
+            answered.discard(id(protocol))
+        elif protocol.transport is not None:
+            protocol.transport.close()
+
+    def protocol_factory() -> Any:
+        protocol = web_server()
+        loop.call_later(limits.header_timeout, close_if_silent, protocol)
+        return protocol
+
+    server = await loop.create_server(protocol_factory, host or home.config.host,
+                                      port if port is not None else home.config.port, ssl=tls_context(home),
+                                      ssl_handshake_timeout=limits.header_timeout, reuse_address=True)
+    bound = server.sockets[0].getsockname()[1]
+    return Running(runner, server, bound)
+
+
+async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: bool = True,
+                        deliver_every: float = 30.0) -> None:
+    """`discnode serve`: the peer API, mDNS advertisement, and redelivery of consent documents,
+    until SIGINT or SIGTERM."""
+    from .peering import deliver_pending
+
+    running = await start(home, limits)
+    log.info("serving %s (%s) on %s", home.config.name, home.node_id, home.config.url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    advertiser = None
+    if advertise:
+        from .discovery import Advertiser
+        advertiser = Advertiser(home, running.port)
+        await advertiser.start()
+
+    async def redeliver() -> None:
+        while True:
+            try:
+                await deliver_pending(home)
+            except Exception:  # noqa: BLE001 - keep retrying; each failure is logged
+                log.exception("consent redelivery failed")
+            await asyncio.sleep(deliver_every)
+
+    task = asyncio.create_task(redeliver(), name="consent-redelivery")
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        task.cancel()
+        if advertiser:
+            await advertiser.stop()
+        await running.stop()
