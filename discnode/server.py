@@ -125,7 +125,8 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
         return _error(500, "internal", "internal error")
 
 
-def _lookup(state: NodeState, request: web.Request, body: bytes) -> Callable[[str], bytes | None]:
+def _lookup(state: NodeState, request: web.Request, body: bytes, unknown: list[str]
+            ) -> Callable[[str], bytes | None]:
     def lookup(key_id: str) -> bytes | None:
         key = peers.public_key(state.db, key_id)
         if key is None and request.path == "/v1/consent":
@@ -139,7 +140,7 @@ def _lookup(state: NodeState, request: web.Request, body: bytes) -> Callable[[st
             except (ValueError, DiscnodeError):
                 return None
         if key is None:
-            raise Refused(f"no agreement with node {key_id}")
+            unknown.append(key_id)
         return key
     return lookup
 
@@ -157,8 +158,14 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         except web.HTTPRequestEntityTooLarge:
             raise TooLarge(f"request body over {state.limits.max_body} bytes") from None
         now = time.time()
-        verified = verify_request(request.method, str(request.url), request.headers, body,
-                                  _lookup(state, request, body), state.me, now=now)
+        unknown: list[str] = []
+        try:
+            verified = verify_request(request.method, str(request.url), request.headers, body,
+                                      _lookup(state, request, body, unknown), state.me, now=now)
+        except Unauthenticated:
+            if unknown:  # a node we have no agreement with, whatever else is wrong
+                raise Refused(f"no agreement with node {unknown[0][:40]}") from None
+            raise
         if state.seen_nonce(verified.key_id, verified.nonce, verified.expires, now):
             raise Unauthenticated("replayed request (nonce already used)")
         if not state.allow(verified.key_id, now):

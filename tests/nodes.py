@@ -91,3 +91,34 @@ class Network:
         for node in self.nodes:
             node.stop()
         self.loop.stop()
+
+
+async def _raw(url: str, fingerprint: str, method: str, path: str, body: bytes, headers: dict[str, str]
+               ) -> tuple[int, Any]:
+    import aiohttp
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, url + path, data=body or None, headers=headers,
+                                   ssl=aiohttp.Fingerprint(bytes.fromhex(fingerprint))) as resp:
+            raw = await resp.read()
+            try:
+                import json
+                return resp.status, json.loads(raw)
+            except ValueError:
+                return resp.status, raw
+
+
+def signed(identity: Any, target: Node, method: str, path: str, payload: Any = None, *,
+           now: int | None = None, destination: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """A request exactly as a peer would sign it, for tests to send as is or to tamper with."""
+    import json
+    from discnode.signing import sign_request
+    body = b"" if payload is None else json.dumps(payload).encode()
+    headers = sign_request(identity, method, target.url + path, body, destination or target.node_id, now=now)
+    if payload is not None:
+        headers["Content-Type"] = "application/json"
+    return body, headers
+
+
+def send(target: Node, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    assert target.home is not None
+    return target.loop.run(_raw(target.url, target.home.tls_fingerprint, method, path, body, headers))

@@ -1,0 +1,215 @@
+"""Regenerate protocol/examples and protocol/vectors from the published test keys.
+
+    python protocol/generate.py            # rewrite the files
+    python protocol/generate.py --check    # exit 1 if any committed file differs (the tests run this)
+
+Everything is deterministic: Ed25519 signatures are, and every time, nonce and ID is fixed here.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from discnode.consent import Action, Terms, derive, new_offer, new_response
+from discnode.identity import Identity, b64u, node_id_for
+from discnode.signing import canonical, document_hash, sign_document, sign_request
+
+HERE = Path(__file__).resolve().parent
+KEYS = json.loads((HERE.parent / "keys" / "test-keys.json").read_text())["keys"]
+NOW = 1795550400  # 2026-11-24T16:00:00Z
+NOW_TS = "2026-11-24T16:00:00Z"
+TODAY = dt.date(2026, 11, 24)
+
+
+def key(name: str) -> Identity:
+    return Identity.from_seed(bytes.fromhex(KEYS[name]["seed_hex"]))
+
+
+ALICE, BOB, CAROL = key("alice"), key("bob"), key("carol")
+
+
+def descriptor(who: Identity, name: str, port: int) -> dict[str, Any]:
+    return sign_document({"type": "descriptor", "v": 1, "node_id": who.node_id, "public_key": who.public_key_b64,
+                          "name": name, "url": f"https://127.0.0.1:{port}",
+                          "tls_fingerprint": "5f" * 32, "issued_at": NOW_TS}, who)
+
+
+def profile() -> dict[str, Any]:
+    return sign_document({
+        "id": "abcdefgh2345", "origin": ALICE.node_id, "status": "identified", "first_name": "Jane",
+        "last_name": "Example", "aliases": ["JE"], "dob": "1990-02-03", "age_min": None, "age_max": None,
+        "gender": "female", "ethnicity": "IC9", "build": "medium", "height_cm": 168,
+        "marks": "rose tattoo, left wrist", "notes": "", "tags": ["shoplifting"],
+        "incidents": [{"date": "2026-10-01", "place": "Example Stores, High Street", "type": "theft",
+                       "summary": "Left without paying for razors"}],
+        "exclusion": {"from": "2026-10-02", "until": "2027-10-01", "where": "all member premises"},
+        "local_only": False, "created": NOW_TS, "updated": NOW_TS, "last_seen": "2026-10-01",
+        "review_by": "2027-11-24", "image": "7d" * 32,
+    }, ALICE)
+
+
+def offer(frm: Identity, to: Identity, port: int, prev: str | None = None, at: str = NOW_TS) -> dict[str, Any]:
+    doc = new_offer(frm.node_id, to.node_id, Terms(review_by="2027-11-24"), descriptor(frm, "Alice BCRP", port),
+                    at, prev)
+    doc["id"] = "0123456789abcdef"
+    return sign_document(doc, frm)
+
+
+def respond(action: Action, frm: Identity, to: Identity, offer_doc: dict[str, Any], at: str = NOW_TS
+            ) -> dict[str, Any]:
+    return sign_document(new_response(action, frm.node_id, to.node_id, document_hash(offer_doc), at), frm)
+
+
+def examples() -> dict[str, Any]:
+    o = offer(ALICE, BOB, 8443)
+    return {
+        "descriptor.json": descriptor(ALICE, "Alice BCRP", 8443),
+        "profile.json": profile(),
+        "query.json": {"text": "example", "gender": ["female"], "ethnicity": ["IC1", "IC9"], "build": ["medium"],
+                       "status": ["identified"], "tags": ["shoplifting"], "age_min": 18, "age_max": 45,
+                       "excluded": True, "sort": "last-seen", "desc": True, "limit": 50,
+                       "after": ["2026-10-01", ALICE.node_id, "abcdefgh2345"]},
+        "query-reply.json": {"records": [profile()]},
+        "profile-reply.json": {"record": profile(), "images": ["7d" * 32]},
+        "consent.offer.json": o,
+        "consent.accept.json": respond(Action.ACCEPT, BOB, ALICE, o),
+        "consent.revoke.json": respond(Action.REVOKE, ALICE, BOB, o),
+        "consent-reply.json": {"state": "active"},
+        "error.json": {"error": {"code": "refused", "message": "no active agreement to share profiles "
+                                                              "(agreement is revoked)"}},
+    }
+
+
+def vectors() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+
+    def vec(family: str, slug: str, description: str, input_: Any, expected: Any, result: str) -> None:
+        n = sum(1 for k in out if k.startswith(family + "/")) + 1
+        out[f"{family}/{n:03d}-{slug}.json"] = {"id": f"{family}-{n:03d}", "description": description,
+                                                "input": input_, "expected": expected, "result": result}
+
+    # node IDs
+    for name in ("alice", "bob", "carol"):
+        vec("node-id", name, f"Node ID of the RFC 8032 key '{name}'",
+            {"public_key_hex": KEYS[name]["public_key_hex"]}, {"node_id": key(name).node_id}, "valid")
+    good = ALICE.node_id
+    typo = good[:2] + ("B" if good[2] != "B" else "C") + good[3:]
+    vec("node-id", "typo", "One character changed: the group's check character no longer matches",
+        {"node_id": typo}, {"error": "check character"}, "invalid")
+    vec("node-id", "lowercase-no-dashes", "Typed in lower case without dashes: accepted and normalised",
+        {"node_id": good.lower().replace("-", "")}, {"node_id": good}, "valid")
+
+    # canonical JSON (RFC 8785)
+    for slug, doc in (("key-order", {"b": 1, "a": [3, {"z": None, "y": True}]}),
+                      ("numbers", {"n": [1.0, 100, 1e21, 0.000001, -0.0]}),
+                      ("unicode", {"name": "Zo\u00eb \u20ac \U0001F600", "esc": "tab\tquote\"\u0001"})):
+        vec("canonical", slug, "RFC 8785 canonical form, as UTF-8", {"json": doc},
+            {"canonical": canonical(doc).decode()}, "valid")
+
+    # signed documents
+    d = descriptor(ALICE, "Alice BCRP", 8443)
+    vec("document", "descriptor", "A node descriptor signed by its own key",
+        {"document": d, "public_key": ALICE.public_key_b64},
+        {"signed_bytes": canonical({k: v for k, v in d.items() if k != "sig"}).decode()}, "valid")
+    p = profile()
+    vec("document", "profile", "A profile record signed by its origin", {"document": p, "public_key": ALICE.public_key_b64},
+        {"signed_bytes": canonical({k: v for k, v in p.items() if k != "sig"}).decode()}, "valid")
+    tampered = copy.deepcopy(p)
+    tampered["ethnicity"] = "IC1"
+    vec("document", "tampered-field", "A field changed after signing", {"document": tampered,
+        "public_key": ALICE.public_key_b64}, {"error": "signature"}, "invalid")
+    vec("document", "wrong-key", "Verified with another node's key", {"document": p, "public_key": BOB.public_key_b64},
+        {"error": "signature"}, "invalid")
+    reordered = dict(reversed(list(p.items())))
+    vec("document", "member-order", "Member order does not matter: the canonical form is signed",
+        {"document": reordered, "public_key": ALICE.public_key_b64}, {}, "valid")
+
+    # HTTP message signatures (RFC 9421) with Content-Digest (RFC 9530)
+    url = "https://127.0.0.1:8443/v1/profiles/query"
+    body = json.dumps({"gender": ["female"], "limit": 50}, separators=(",", ":"))
+    headers = sign_request(ALICE, "POST", url, body.encode(), BOB.node_id, now=NOW, nonce="vector-nonce-0001")
+    base = {"method": "POST", "url": url, "headers": headers, "body": body, "now": NOW + 5,
+            "destination": BOB.node_id, "keys": {ALICE.node_id: ALICE.public_key_b64}}
+    vec("http-signature", "query", "A signed query from Alice to Bob", base, {"key_id": ALICE.node_id}, "valid")
+    vec("http-signature", "tampered-body", "Body changed: Content-Digest no longer matches",
+        {**base, "body": body.replace("50", "51")}, {"error": "Content-Digest"}, "invalid")
+    vec("http-signature", "wrong-destination", "Sent to Carol instead of Bob",
+        {**base, "destination": CAROL.node_id}, {"error": "addressed"}, "invalid")
+    vec("http-signature", "expired", "Received after expires", {**base, "now": NOW + 600}, {"error": "expire"},
+        "invalid")
+    vec("http-signature", "unknown-key", "Signed by a key the receiver does not know",
+        {**base, "keys": {BOB.node_id: BOB.public_key_b64}}, {"error": "unknown"}, "invalid")
+    vec("http-signature", "path-changed", "Sent to another path than signed",
+        {**base, "url": url.replace("query", "queries")}, {"error": "signature"}, "invalid")
+
+    # consent state from documents (pure)
+    o1 = offer(ALICE, BOB, 8443)
+    acc = respond(Action.ACCEPT, BOB, ALICE, o1)
+    rev = respond(Action.REVOKE, BOB, ALICE, o1, "2026-11-24T16:05:00Z")
+    o2 = offer(ALICE, BOB, 8443, prev=document_hash(o1), at="2026-11-24T16:05:00Z")
+    acc2 = respond(Action.ACCEPT, BOB, ALICE, o2, "2026-11-24T16:05:00Z")
+    rej = respond(Action.REJECT, BOB, ALICE, o1)
+    forged_accept = respond(Action.ACCEPT, ALICE, BOB, o1)  # the offerer "accepting" its own offer
+    cases = [
+        ("offered", "Alice offered; from Alice's side", [o1], ALICE, "offered"),
+        ("pending", "Alice offered; from Bob's side", [o1], BOB, "pending"),
+        ("active", "Offer and accept", [o1, acc], ALICE, "active"),
+        ("rejected", "Offer and reject", [o1, rej], BOB, "rejected"),
+        ("revoked", "Accepted, then revoked by Bob", [o1, acc, rev], ALICE, "revoked"),
+        ("renewed", "Revoked, then a new offer naming the old one (prev), accepted", [o1, acc, rev, o2, acc2],
+         ALICE, "active"),
+        ("self-accept", "An accept signed by the offerer does not make an agreement", [o1, forged_accept], BOB,
+         "pending"),
+    ]
+    for slug, description, docs, me, state in cases:
+        peer = BOB if me is ALICE else ALICE
+        vec("consent-state", slug, description,
+            {"me": me.node_id, "peer": peer.node_id, "today": TODAY.isoformat(), "documents": docs},
+            {"state": state}, "valid")
+    lapsed = [o1, acc]
+    vec("consent-state", "lapsed", "Accepted, but the review-by date has passed",
+        {"me": ALICE.node_id, "peer": BOB.node_id, "today": "2027-11-25", "documents": lapsed},
+        {"state": "lapsed"}, "valid")
+    # Self-check: the generator's expectations hold for this implementation.
+    for name, v in out.items():
+        if name.startswith("consent-state/"):
+            i = v["input"]
+            got = derive(i["me"], i["peer"], i["documents"], dt.date.fromisoformat(i["today"])).state.value
+            assert got == v["expected"]["state"], (name, got)
+    assert node_id_for(bytes.fromhex(KEYS["alice"]["public_key_hex"])) == ALICE.node_id
+    assert b64u(ALICE.public_key) == ALICE.public_key_b64
+    return out
+
+
+def render(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def files() -> dict[Path, str]:
+    out = {HERE / "examples" / name: render(doc) for name, doc in examples().items()}
+    out.update({HERE / "vectors" / name: render(doc) for name, doc in vectors().items()})
+    return out
+
+
+def main(argv: list[str]) -> int:
+    wanted = files()
+    if "--check" in argv:
+        stale = [str(p.relative_to(HERE)) for p, text in wanted.items() if not p.exists() or p.read_text() != text]
+        if stale:
+            print("out of date (run python protocol/generate.py):", *stale, sep="\n  ")
+            return 1
+        return 0
+    for path, text in wanted.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(f"wrote {len(wanted)} files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

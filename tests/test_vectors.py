@@ -1,0 +1,68 @@
+"""protocol/vectors, run as data: what a second implementation would run too."""
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from discnode.consent import derive
+from discnode.errors import DiscnodeError
+from discnode.identity import b64u_decode, node_id_for, parse_node_id
+from discnode.signing import canonical, verify_document, verify_request
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = sorted((ROOT / "protocol" / "vectors").rglob("*.json"))
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def run(family, vector):
+    i = vector["input"]
+    if family == "node-id":
+        if "public_key_hex" in i:
+            return {"node_id": node_id_for(bytes.fromhex(i["public_key_hex"]))}
+        return {"node_id": parse_node_id(i["node_id"])}
+    if family == "canonical":
+        return {"canonical": canonical(i["json"]).decode()}
+    if family == "document":
+        verify_document(i["document"], b64u_decode(i["public_key"]))
+        doc = {k: v for k, v in i["document"].items() if k != "sig"}
+        return {"signed_bytes": canonical(doc).decode()} if "signed_bytes" in vector["expected"] else {}
+    if family == "http-signature":
+        keys = {k: b64u_decode(v) for k, v in i["keys"].items()}
+        verified = verify_request(i["method"], i["url"], i["headers"], i["body"].encode(), keys.get,
+                                  i["destination"], now=i["now"])
+        return {"key_id": verified.key_id}
+    if family == "consent-state":
+        agreement = derive(i["me"], i["peer"], i["documents"], dt.date.fromisoformat(i["today"]))
+        return {"state": agreement.state.value}
+    raise AssertionError(f"unknown vector family {family}")
+
+
+def test_there_are_vectors_of_every_family():
+    families = {p.parent.name for p in VECTORS}
+    assert families == {"node-id", "canonical", "document", "http-signature", "consent-state"}
+    assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
+
+
+@pytest.mark.parametrize("path", VECTORS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_vector(path):
+    vector = load(path)
+    family = path.parent.name
+    if vector["result"] == "valid":
+        assert run(family, vector) == vector["expected"]
+    else:
+        with pytest.raises(DiscnodeError) as info:
+            run(family, vector)
+        assert vector["expected"]["error"].lower() in str(info.value).lower()
+
+
+def test_examples_and_vectors_are_what_the_code_generates():
+    r = subprocess.run([sys.executable, str(ROOT / "protocol" / "generate.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
