@@ -423,6 +423,68 @@ def audit_cmd(ctx: typer.Context, verify: bool = typer.Option(False, "--verify",
                      ([r["seq"], r["ts"], r["event"], r["peer"], _compact(r["detail"])] for r in rows))
 
 
+@app.command()
+def search(
+    ctx: typer.Context,
+    text: Optional[str] = typer.Argument(None, help="Words to find in names, aliases, marks and notes."),
+    gender: list[str] = typer.Option([], help=_codes_help("gender")),
+    ethnicity: list[str] = typer.Option([], help=_codes_help("ethnicity")),
+    build: list[str] = typer.Option([], help=_codes_help("build")),
+    status: list[str] = typer.Option([], help=_codes_help("status")),
+    tag: list[str] = typer.Option([], "--tag", help=_codes_help("offence_tag")),
+    age_min: Optional[int] = typer.Option(None, help="At least this old (today)."),
+    age_max: Optional[int] = typer.Option(None, help="At most this old (today)."),
+    excluded: Optional[bool] = typer.Option(None, "--excluded/--not-excluded", help="Under a current exclusion."),
+    partnership: list[str] = typer.Option([], "--partnership", help="Only these node IDs (repeatable)."),
+    sort: str = typer.Option("name", help=_codes_help("sort")),
+    desc: bool = typer.Option(False, help="Reverse order."),
+    limit: int = typer.Option(50, help="Rows per page (1-200)."),
+    cursor: Optional[str] = typer.Option(None, help="Continue from a previous page's next cursor."),
+    timeout: float = typer.Option(3.0, help="Seconds to wait for each peer."),
+    contact_sheet: Optional[Path] = typer.Option(None, "--contact-sheet", help="Also draw a PNG grid of thumbnails."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Search the Dataview: this node's profiles and every consenting peer's, merged."""
+    from .dataview import search as federated_search
+
+    if not 0.1 <= timeout <= 60:
+        raise InvalidInput("timeout must be 0.1 to 60 seconds")
+    home = open_home(ctx)
+    query = Query(text=text, gender=tuple(gender), ethnicity=tuple(ethnicity), build=tuple(build),
+                  status=tuple(status), tags=tuple(tag), age_min=age_min, age_max=age_max, excluded=excluded,
+                  sort=sort, desc=desc, limit=limit)
+    page = _run(federated_search(home, query, cursor=cursor, timeout=timeout, partnerships=partnership))
+    if contact_sheet:
+        if contact_sheet.suffix.lower() != ".png":
+            raise InvalidInput("the contact sheet is a .png file")
+        if page.results:
+            from .contactsheet import render
+            from .dataview import thumbnails
+            render(page.results, _run(thumbnails(home, page.results, timeout)), contact_sheet)
+    from . import audit
+    audit.append(home.db, "search", "", query=query.to_wire(), results=len(page.results),
+                 peers={p.node_id: p.status for p in page.peers})
+    if json_out:
+        output.emit_json(page.to_json())
+        return
+    print_page(home.config.name, page)
+    if contact_sheet and page.results:
+        output.console.print(f"Contact sheet: {contact_sheet}")
+
+
+def print_page(title: str, page: Any) -> None:
+    output.table(f"Dataview of {title}: {len(page.results)} result(s)",
+                 ("partnership", *output.PROFILE_COLUMNS),
+                 ([r["origin_name"], *output.profile_row(r)] for r in page.results))
+    for p in page.peers:
+        colour = "green" if p.status == "ok" else "red"
+        detail = f" ({p.error})" if p.error else ""
+        output.console.print(f"  [{colour}]{p.status:<11}[/] {p.name:<28} {p.count:>4} rows {p.ms:>6} ms{detail}",
+                             highlight=False)
+    if page.next_cursor:
+        output.console.print(f"More: --cursor {page.next_cursor}", highlight=False)
+
+
 def _compact(detail: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in detail.items())
 

@@ -1,0 +1,187 @@
+"""The federated Dataview across real nodes over HTTPS on loopback."""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from discnode.store import write
+from tests.conftest import jpeg_with_gps
+
+PEOPLE = 4
+
+
+def populate(node, n=PEOPLE, images=None):
+    for i in range(n):
+        args = ["--first-name", f"P{i}", "--last-name", f"{node.name}-person", "--gender", ("male", "female")[i % 2],
+                "--ethnicity", "IC1", "--build", "slim", "--last-seen", f"2026-0{i % 9 + 1}-1{i % 9}"]
+        if images:
+            args += ["--image", jpeg_with_gps(images / f"{node.name}{i}.jpg")]
+        node.cli("profile", "add", *args)
+
+
+@pytest.fixture
+def abc(network, tmp_path):
+    a, b, c = network.node("A"), network.node("B"), network.node("C")
+    network.agree(a, b)
+    network.agree(b, c)
+    for node in (a, b, c):
+        populate(node, images=tmp_path)
+    return a, b, c
+
+
+def origins(result):
+    return {r["origin_name"] for r in result["results"]}
+
+
+def test_b_sees_all_three_and_a_sees_only_a_and_b(abc):
+    a, b, c = abc
+    rb = b.cli("search", "--json").json
+    assert origins(rb) == {"A BCRP", "B BCRP", "C BCRP"} and len(rb["results"]) == 3 * PEOPLE
+    assert {p["name"]: p["status"] for p in rb["peers"]} == {"A BCRP": "ok", "B BCRP": "ok", "C BCRP": "ok"}
+    ra = a.cli("search", "--json").json
+    assert origins(ra) == {"A BCRP", "B BCRP"}
+    assert c.node_id not in {r["origin"] for r in ra["results"]}
+    assert {p["node_id"] for p in ra["peers"]} == {a.node_id, b.node_id}
+    for r in rb["results"]:
+        assert {"origin", "origin_name", "id", "sig"} <= r.keys()
+    assert all({"node_id", "name", "status", "count", "ms"} <= p.keys() for p in rb["peers"])
+
+
+def test_filters_and_sort_are_pushed_down_and_merged(abc):
+    _, b, _ = abc
+    r = b.cli("search", "--gender", "female", "--sort", "last-seen", "--desc", "--json").json
+    assert {x["gender"] for x in r["results"]} == {"female"} and len(r["results"]) == 3 * (PEOPLE // 2)
+    keys = [(x["last_seen"], x["origin"], x["id"]) for x in r["results"]]
+    assert keys == sorted(keys, reverse=True)
+    assert {p["count"] for p in r["peers"]} == {PEOPLE // 2}  # each source sent only its matches
+    r = b.cli("search", "c-person", "--json").json
+    assert origins(r) == {"C BCRP"}
+    r = b.cli("search", "--partnership", b.node_id, "--json").json
+    assert origins(r) == {"B BCRP"}
+
+
+def test_walking_pages_across_the_network(abc):
+    _, b, _ = abc
+    seen, cursor = [], None
+    for _ in range(20):
+        args = ["search", "--limit", "5", "--sort", "name", "--json"] + (["--cursor", cursor] if cursor else [])
+        r = b.cli(*args).json
+        seen += [(x["last_name"].lower() + "\x1f" + x["first_name"].lower(), x["origin"], x["id"]) for x in r["results"]]
+        cursor = r["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == 3 * PEOPLE == len(set(seen))
+    assert seen == sorted(seen)
+
+
+def test_bad_cursor_and_codes_are_refused(abc):
+    _, b, _ = abc
+    assert "cursor" in b.cli("search", "--cursor", "garbage!", ok=False).err
+    assert "IC7" in b.cli("search", "--ethnicity", "IC7", ok=False).err
+    other_sort = b.cli("search", "--limit", "2", "--json").json["next_cursor"]
+    assert "different sort" in b.cli("search", "--cursor", other_sort, "--sort", "created", ok=False).err
+
+
+class HungPeer:
+    """Accepts connections and never says a word."""
+
+    def __init__(self, port):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_hung_and_dead_peers_do_not_hold_the_view(network):
+    b = network.node("B")
+    a, c, d = network.node("A"), network.node("C"), network.node("D")
+    for peer in (a, c, d):
+        network.agree(b, peer)
+        populate(peer, 2)
+    populate(b, 2)
+    port_c = int(c.url.rsplit(":", 1)[1])
+    c.stop()
+    d.stop()
+    hung = HungPeer(port_c)
+    try:
+        started = time.monotonic()
+        r = b.cli("search", "--timeout", "1", "--json").json
+        elapsed = time.monotonic() - started
+    finally:
+        hung.close()
+    status = {p["name"]: p["status"] for p in r["peers"]}
+    assert status == {"A BCRP": "ok", "B BCRP": "ok", "C BCRP": "timeout", "D BCRP": "unreachable"}
+    assert origins(r) == {"A BCRP", "B BCRP"} and len(r["results"]) == 4
+    assert elapsed < 1.0 + 1.5, elapsed
+
+
+def _tamper(node, fn):
+    db = node.home.db
+    rid, record = db.execute("select id, record from profiles limit 1").fetchone()
+    with write(db):
+        db.execute("update profiles set record = ? where id = ?", [json.dumps(fn(json.loads(record))), rid])
+
+
+@pytest.mark.parametrize("how, words", [
+    ("forged", "signature"),
+    ("other-origin", "another origin"),
+])
+def test_records_failing_verification_are_dropped_and_reported(abc, how, words):
+    a, b, c = abc
+    if how == "forged":
+        _tamper(b, lambda r: {**r, "last_name": "Framed"})
+    else:
+        _tamper(b, lambda r: {**r, "origin": c.node_id})
+    r = a.cli("search", "--json").json
+    b_status = next(p for p in r["peers"] if p["node_id"] == b.node_id)
+    assert b_status["status"] == "invalid" and b_status["dropped"] == 1 and words in b_status["error"]
+    assert b_status["count"] == PEOPLE - 1
+    assert "Framed" not in {x["last_name"] for x in r["results"]}
+    assert c.node_id not in {x["origin"] for x in r["results"]}
+
+
+def test_revoked_peer_disappears_from_the_view(abc):
+    a, b, _ = abc
+    a.cli("peer", "revoke", b.node_id)
+    r = b.cli("search", "--json").json
+    assert origins(r) == {"B BCRP", "C BCRP"}
+
+
+def test_contact_sheet_and_remote_profile(abc, tmp_path):
+    a, b, _ = abc
+    sheet = tmp_path / "sheet.png"
+    out = b.cli("search", "--contact-sheet", sheet)
+    assert "Contact sheet" in out.out
+    img = Image.open(sheet)
+    assert img.width > 500 and img.height > 200
+    # Some pixels of every node's portrait colour (200,120,90) made it onto the sheet.
+    assert (200, 120, 90) in set(img.convert("RGB").getdata()) or img.getcolors(1 << 20)
+    rid = next(x for x in a.cli("search", "--json").json["results"] if x["origin"] == b.node_id)
+    saved = tmp_path / "saved"
+    shown = a.cli("profile", "show", f"{b.node_id}:{rid['id']}", "--save-images", saved, "--json").json
+    assert shown["id"] == rid["id"] and shown["origin_name"] == "B BCRP"
+    files = list(saved.glob("*.jpg"))
+    assert len(files) == 1 and Image.open(files[0]).size == (64, 80)
+    c_ref = f"{a.node_id}:{rid['id']}"
+    assert a.cli("profile", "show", c_ref, ok=False).code != 0
