@@ -175,8 +175,8 @@ def profile_list(
     if json_out:
         output.emit_json(rows)
     else:
-        output.table(f"{home.config.name}: {len(rows)} profile(s)", output.PROFILE_COLUMNS,
-                     (output.profile_row(r) for r in rows))
+        output.table(f"{home.config.name}: {len(rows)} profile(s)", output.profile_columns(),
+                     (output.profile_row(r) for r in rows), nowrap=("id", "last seen"))
 
 
 @profile_app.command("edit")
@@ -381,6 +381,47 @@ def peer_refresh(ctx: typer.Context, node_id: str = typer.Argument(...),
     output.emit_json(info) if json_out else output.fields("Peer", info.items())
 
 
+@peer_app.command("discover")
+def peer_discover(ctx: typer.Context,
+                  timeout: float = typer.Option(3.0, help="Seconds to listen."),
+                  json_out: bool = JsonOpt) -> None:
+    """Nodes announcing themselves on the local network (mDNS). Addresses only: check IDs by phone."""
+    from .peering import discover
+
+    if not 0.5 <= timeout <= 60:
+        raise InvalidInput("timeout must be 0.5 to 60 seconds")
+    rows = _run(discover(open_home(ctx), timeout))
+    if json_out:
+        output.emit_json(rows)
+        return
+    output.table("Nodes on this network", ("node id", "name", "url", "known", "state"),
+                 ([r["node_id"], r["name"], r["url"], "yes" if r["known"] else "", r["state"]] for r in rows))
+    output.console.print("Before adding one, confirm its node ID with its administrator: "
+                         "discnode peer add --discovered NODE_ID")
+
+
+@app.command()
+def address(ctx: typer.Context,
+            host: Optional[str] = typer.Option(None, help="New address to listen on."),
+            port: Optional[int] = typer.Option(None, help="New HTTPS port."),
+            public_url: Optional[str] = typer.Option(None, help="New URL for peers ('' for https://HOST:PORT)."),
+            json_out: bool = JsonOpt) -> None:
+    """Change where this node listens. Peers are sent the new signed descriptor when `serve` starts."""
+    import dataclasses
+
+    home = open_home(ctx)
+    changes = {k: v for k, v in (("host", host), ("port", port), ("public_url", public_url)) if v is not None}
+    if not changes:
+        raise InvalidInput("give --host, --port or --public-url")
+    config = dataclasses.replace(home.config, **changes).validated()
+    home.write_config(config)
+    from . import audit
+    audit.append(home.db, "address-changed", "", url=config.url)
+    info = {"node_id": home.node_id, "url": config.url}
+    output.emit_json(info) if json_out else output.console.print(
+        f"This node is now at {config.url}; restart `discnode serve` to tell its peers.")
+
+
 @peer_app.command("list")
 def peer_list(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     """Known peers and the state of each agreement."""
@@ -474,8 +515,9 @@ def search(
 
 def print_page(title: str, page: Any) -> None:
     output.table(f"Dataview of {title}: {len(page.results)} result(s)",
-                 ("partnership", *output.PROFILE_COLUMNS),
-                 ([r["origin_name"], *output.profile_row(r)] for r in page.results))
+                 ("partnership", *output.profile_columns()),
+                 ([output.short_name(r["origin_name"]), *output.profile_row(r)] for r in page.results),
+                 nowrap=("id", "last seen", "partnership"))
     for p in page.peers:
         colour = "green" if p.status == "ok" else "red"
         detail = f" ({p.error})" if p.error else ""
@@ -483,6 +525,22 @@ def print_page(title: str, page: Any) -> None:
                              highlight=False)
     if page.next_cursor:
         output.console.print(f"More: --cursor {page.next_cursor}", highlight=False)
+
+
+@app.command()
+def demo(directory: Optional[Path] = typer.Option(None, "--dir", help="Keep the demo nodes in this new folder "
+                                                 "(default: a temporary folder, removed afterwards)."),
+         profiles_per_node: int = typer.Option(12, "--profiles", help="Synthetic profiles per partnership."),
+         wait: bool = typer.Option(True, "--wait/--once", help="Keep the network running until Ctrl-C."),
+         json_out: bool = JsonOpt) -> None:
+    """Run the white paper's three-partnership network on this machine and show each Dataview."""
+    from .demo import main as run_demo
+
+    if not 1 <= profiles_per_node <= 500:
+        raise InvalidInput("--profiles must be 1 to 500")
+    summary = run_demo(directory, profiles_per_node, wait)
+    if json_out:
+        output.emit_json(summary)
 
 
 def _compact(detail: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ import sys
 from typing import Any, Iterable, Sequence
 
 from rich.console import Console
+from rich import box
 from rich.table import Table
 
 console = Console()
@@ -17,10 +18,15 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    t = Table(title=title, show_lines=False, header_style="bold")
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+          nowrap: Sequence[str] = ()) -> None:
+    t = Table(title=title, show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+              collapse_padding=True, padding=(0, 1))
     for col in columns:
-        t.add_column(col, overflow="fold")
+        if col in nowrap:
+            t.add_column(col, no_wrap=True, overflow="ellipsis")
+        else:
+            t.add_column(col, overflow="fold")
     for row in rows:
         t.add_row(*["" if v is None else str(v) for v in row])
     console.print(t)
@@ -45,11 +51,24 @@ def info(message: str) -> None:
     err_console.print(message, highlight=False)
 
 
-PROFILE_COLUMNS = ("id", "name", "status", "gender", "eth", "build", "dob/age", "tags", "last seen")
+WIDE = 110
+
+
+def profile_columns() -> tuple[str, ...]:
+    base = ("id", "name", "look", "born", "last seen")
+    return base + ("tags",) if console.width >= WIDE else base
 
 
 def profile_row(r: dict[str, Any]) -> list[Any]:
-    name = f"{r['first_name']} {r['last_name']}".strip() or "(unidentified)"
-    age = r["dob"] or (f"{r['age_min'] or '?'}-{r['age_max'] or '?'}" if r["age_min"] or r["age_max"] else "")
-    return [r["id"], name, r["status"], r["gender"], r["ethnicity"], r["build"], age,
-            ", ".join(r["tags"]), r["last_seen"] or ""]
+    name = f"{r['first_name']} {r['last_name']}".strip() or "[ID sought]"
+    if r["dob"]:
+        born = r["dob"][:4] if console.width < WIDE else r["dob"]
+    else:
+        born = f"~{r['age_min'] or '?'}-{r['age_max'] or '?'}y" if r["age_min"] or r["age_max"] else ""
+    sex = {"male": "M", "female": "F"}.get(r["gender"], "?")
+    row = [r["id"], name, f"{sex} {r['ethnicity']} {r['build']}", born, r["last_seen"] or ""]
+    return row + [", ".join(r["tags"])] if console.width >= WIDE else row
+
+
+def short_name(name: str) -> str:
+    return name.removesuffix(" BCRP") if console.width < WIDE else name

@@ -10,7 +10,7 @@ from typing import Any, AsyncContextManager
 from . import audit, peers, store
 from .client import PeerClient, error_for
 from .consent import Action, Agreement, Terms, check_action, new_offer, new_response
-from .errors import InvalidInput, PeerError
+from .errors import InvalidInput, NotFound, PeerError, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
 from .signing import sign_document
@@ -107,3 +107,52 @@ def _state(home: Home, node_id: str) -> dict[str, Any]:
     agreement: Agreement = peers.agreement(home.db, home.node_id, node_id, today())
     peer = peers.get(home.db, node_id)
     return {"node_id": node_id, "name": peer.name, "url": peer.url, "state": agreement.state.value}
+
+
+async def announce(home: Home, client: PeerClient | None = None) -> int:
+    """Send this node's current signed descriptor to every peer it has an agreement or offer with,
+    so that a changed address is taken up without anyone typing it. Returns how many took it."""
+    descriptor = home.descriptor()
+    taken = 0
+    async with _client(home, client, 3.0) as c:
+        for peer in peers.all_peers(home.db):
+            state = peers.agreement(home.db, home.node_id, peer.node_id, today()).state.value
+            if state in ("none", "rejected", "revoked"):
+                continue
+            try:
+                reply = await c.request(peer, "POST", "/v1/descriptor", descriptor)
+            except PeerError as exc:
+                log.info("could not announce to %s: %s", peer.name, exc)
+                continue
+            taken += reply.status == 200
+    return taken
+
+
+async def discover(home: Home, seconds: float) -> list[dict[str, Any]]:
+    """Nodes seen on the local network. A known peer seen at a new address is re-checked through
+    its signed descriptor there, and the address adopted only if that verifies and is newer."""
+    from .discovery import browse
+
+    seen = await browse(seconds)
+    out = []
+    async with PeerClient(home.identity, timeout=3.0) as c:
+        for node in seen:
+            if node.node_id == home.node_id:
+                continue
+            row: dict[str, Any] = {"node_id": node.node_id, "name": node.name, "address": node.address,
+                                   "port": node.port, "url": node.url, "known": False, "state": "none"}
+            try:
+                known = peers.get(home.db, node.node_id)
+            except NotFound:
+                known = None
+            if known is not None:
+                row["known"] = True
+                row["state"] = peers.agreement(home.db, home.node_id, node.node_id, today()).state.value
+                if known.url != node.url:
+                    try:
+                        await refresh(home, node.node_id, node.url, c)
+                        row["address_updated"] = True
+                    except (PeerError, InvalidInput, Unauthenticated) as exc:
+                        row["warning"] = f"descriptor at {node.url} refused: {exc}"
+            out.append(row)
+    return out

@@ -142,8 +142,10 @@ def _store_with_images(home: Home, record: dict[str, Any], images: list[img.Proc
         raise
 
 
-def add(home: Home, fields: dict[str, Any], image_paths: Iterable[Path] = ()) -> dict[str, Any]:
-    images = load_images(image_paths)  # all refusals happen before anything is written
+def add(home: Home, fields: dict[str, Any], image_paths: Iterable[Path] = (),
+        image_data: Iterable[bytes] = ()) -> dict[str, Any]:
+    # All refusals happen before anything is written.
+    images = load_images(image_paths) + [img.process(data) for data in image_data]
     record = build_record(fields, home.node_id)
     return _store_with_images(home, record, images, replace=False)
 

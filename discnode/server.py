@@ -234,6 +234,21 @@ async def consent(request: web.Request) -> web.Response:
     return web.json_response({"state": after.state.value})
 
 
+async def new_descriptor(request: web.Request) -> web.Response:
+    """A peer's new signed descriptor (its address changed). Adopted only if it verifies as that
+    same peer and is newer than the one held."""
+    state = request.app[STATE]
+    peer = request[PEER]
+    descriptor = _json_body(request)
+    if not isinstance(descriptor, dict) or descriptor.get("node_id") != peer:
+        raise InvalidInput("a node may only announce its own descriptor")
+    before = peers.get(state.db, peer).url
+    after = peers.remember(state.db, descriptor, stranger_ok=False).url
+    if before != after:
+        audit.append(state.db, "peer-address-changed", peer, old=before, new=after)
+    return web.json_response({"url": after})
+
+
 async def query_profiles(request: web.Request) -> web.Response:
     state = request.app[STATE]
     peer = _require(request, "profiles")
@@ -275,6 +290,7 @@ def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     app[STATE] = state
     app.router.add_get(DESCRIPTOR_PATH, descriptor)
     app.router.add_post("/v1/consent", consent)
+    app.router.add_post("/v1/descriptor", new_descriptor)
     app.router.add_post("/v1/profiles/query", query_profiles)
     app.router.add_get(r"/v1/profiles/{profile_id:[a-z2-7]{12}}", get_profile)
     app.router.add_get(r"/v1/images/{sha256:[0-9a-f]{64}}", get_image)
@@ -357,6 +373,11 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
         await advertiser.start()
 
     async def redeliver() -> None:
+        from .peering import announce
+        try:
+            await announce(home)
+        except Exception:  # noqa: BLE001
+            log.exception("announcing the descriptor failed")
         while True:
             try:
                 await deliver_pending(home)

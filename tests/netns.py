@@ -1,0 +1,93 @@
+"""Two test hosts joined by a veth pair, each in a network namespace that the test creates itself:
+a real, isolated link with real multicast for mDNS. Needs root (as CI has) and iproute2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@dataclass
+class Host:
+    ns: str
+    address: str
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    def cmd(self, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.ns, *args]
+
+    def discnode(self, home: Path, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        r = subprocess.run(self.cmd(sys.executable, "-m", "discnode", "--home", str(home), *args),
+                           capture_output=True, text=True, timeout=timeout, env=_env())
+        if check and r.returncode != 0:
+            raise AssertionError(f"discnode {' '.join(args)} in {self.ns} failed: {r.stderr}")
+        return r
+
+    def start(self, *argv: str, log: Path) -> subprocess.Popen:
+        fh = open(log, "w")
+        proc = subprocess.Popen(self.cmd(*argv), stdout=fh, stderr=subprocess.STDOUT, env=_env())
+        self.procs.append(proc)
+        return proc
+
+    def serve(self, home: Path, log: Path) -> subprocess.Popen:
+        proc = self.start(sys.executable, "-m", "discnode", "--home", str(home), "serve", log=log)
+        wait_for_log(log, "serving")
+        return proc
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return env
+
+
+def wait_for_log(log: Path, words: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and words in log.read_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{log.name} never said {words!r}: {log.read_text() if log.exists() else ''}")
+
+
+class Link:
+    def __init__(self) -> None:
+        tag = f"{os.getpid() % 100000}"
+        subnet = os.getpid() % 200 + 20
+        self.hosts = [Host(f"dn{tag}a", f"10.231.{subnet}.1"), Host(f"dn{tag}b", f"10.231.{subnet}.2")]
+        self.veth = (f"dn{tag}va", f"dn{tag}vb")
+
+    def __enter__(self) -> "Link":
+        if shutil.which("ip") is None:
+            raise RuntimeError("iproute2 is needed for the discovery test (apt-get install iproute2)")
+        self.__exit__()
+        a, b = self.hosts
+        for host in self.hosts:
+            _ip("netns", "add", host.ns)
+        _ip("link", "add", self.veth[0], "type", "veth", "peer", "name", self.veth[1])
+        for host, dev in zip(self.hosts, self.veth):
+            _ip("link", "set", dev, "netns", host.ns)
+            _ip("-n", host.ns, "addr", "add", f"{host.address}/24", "dev", dev)
+            _ip("-n", host.ns, "link", "set", dev, "up")
+            _ip("-n", host.ns, "link", "set", "lo", "up")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for host in self.hosts:
+            for proc in host.procs:
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+            subprocess.run(["ip", "netns", "del", host.ns], capture_output=True)
