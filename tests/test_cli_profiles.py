@@ -67,7 +67,7 @@ def test_id_sought_with_age_range(cli):
     ("notes.jpg", b"Just some text pretending to be a JPEG.\n" * 20, "not a JPEG, PNG or WebP"),
     ("bomb.png", png_bytes((10_000, 10_000), "1"), "decompression bomb"),
     ("huge.jpg", b"\xff\xd8\xff" + b"\0" * (10 * 1024 * 1024), "limit"),
-])
+], ids=["truncated-png", "text-named-jpg", "decompression-bomb", "oversized"])
 def test_bad_images_refused_and_leave_nothing(cli, tmp_path, name, data, words):
     path = tmp_path / name
     path.write_bytes(data)

@@ -31,7 +31,7 @@ def test_png_and_webp_are_accepted_and_thumbnailed():
     (b"this is plainly text, not an image\n" * 10, InvalidInput, "not a JPEG, PNG or WebP"),
     (b"", InvalidInput, "empty"),
     (b"GIF89a" + b"\0" * 100, InvalidInput, "not a JPEG, PNG or WebP"),
-])
+], ids=["truncated-png", "text", "empty", "gif"])
 def test_bad_images_are_refused(data, error, words):
     with pytest.raises(error, match=words):
         images.process(data)
