@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import sqlite_utils
 
 from . import store
 from .signing import canonical
@@ -26,7 +25,7 @@ def _entry_hash(prev: str, seq: int, ts: str, event: str, peer: str, detail: str
     return hashlib.sha256(bytes.fromhex(prev) + body).hexdigest()
 
 
-def append(db: sqlite_utils.Database, event: str, peer: str = "", **detail: Any) -> int:
+def append(db: store.DB, event: str, peer: str = "", **detail: Any) -> int:
     with store.write(db) as conn:
         row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
@@ -38,7 +37,7 @@ def append(db: sqlite_utils.Database, event: str, peer: str = "", **detail: Any)
         return seq
 
 
-def entries(db: sqlite_utils.Database, limit: int | None = None, peer: str | None = None) -> list[dict[str, Any]]:
+def entries(db: store.DB, limit: int | None = None, peer: str | None = None) -> list[dict[str, Any]]:
     sql = "SELECT seq, ts, event, peer, detail, hash FROM audit"
     params: list[Any] = []
     if peer:
@@ -61,11 +60,11 @@ class Verdict:
     reason: str = ""
 
 
-def _rows(db: sqlite_utils.Database) -> Iterator[tuple[Any, ...]]:
+def _rows(db: store.DB) -> Iterator[tuple[Any, ...]]:
     yield from db.execute("SELECT seq, ts, event, peer, detail, prev, hash FROM audit ORDER BY seq")
 
 
-def verify(db: sqlite_utils.Database) -> Verdict:
+def verify(db: store.DB) -> Verdict:
     prev, n = GENESIS, 0
     for seq, ts, event, peer, detail, stored_prev, stored_hash in _rows(db):
         n += 1

@@ -12,11 +12,12 @@ reported (ok / timeout / unreachable / refused / invalid) and never holds the vi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from . import peers, schemas, store
 from .client import PeerClient
@@ -54,21 +55,33 @@ class Page:
 # --- pure parts ------------------------------------------------------------------------------
 
 
+def check_origin(record: Any, peer: peers.Peer) -> None:
+    """The cheap checks, on every record received: an object of the sending peer's own origin."""
+    if not isinstance(record, dict):
+        raise InvalidInput("record is not an object")
+    if record.get("origin") != peer.node_id:
+        raise Unauthenticated(f"record of another origin ({str(record.get('origin'))[:40]})")
+    if not isinstance(record.get("id"), str):
+        raise InvalidInput("record has no id")
+
+
+def check_record(record: dict[str, Any], peer: peers.Peer) -> None:
+    """The full checks: schema, the origin's signature by its pinned key, never local-only."""
+    check_origin(record, peer)
+    schemas.validate("profile", record)
+    verify_document(record, peer.public_key)
+    if record["local_only"]:
+        raise InvalidInput("local-only record served")
+
+
 def verify_records(records: Any, peer: peers.Peer) -> tuple[list[dict[str, Any]], int, str]:
-    """Keep the records that are the peer's own and signed by it; count and describe the rest."""
+    """Keep the records that pass every check; count and describe the rest."""
     if not isinstance(records, list):
         return [], 0, "reply has no record list"
     good, dropped, reason = [], 0, ""
     for record in records:
         try:
-            if not isinstance(record, dict):
-                raise InvalidInput("not an object")
-            if record.get("origin") != peer.node_id:
-                raise Unauthenticated(f"record of another origin ({str(record.get('origin'))[:40]})")
-            schemas.validate("profile", record)
-            verify_document(record, peer.public_key)
-            if record["local_only"]:
-                raise InvalidInput("local-only record served")
+            check_record(record, peer)
         except DiscnodeError as exc:
             dropped += 1
             reason = reason or str(exc)
@@ -77,12 +90,24 @@ def verify_records(records: Any, peer: peers.Peer) -> tuple[list[dict[str, Any]]
     return good, dropped, reason
 
 
-def merge(pages: Sequence[Sequence[dict[str, Any]]], query: Query) -> tuple[list[dict[str, Any]], bool]:
-    """k-way merge of per-source pages (each already in order) into one page; and whether any
-    source may hold more after it."""
-    merged = list(heapq.merge(*pages, key=lambda r: sort_key(r, query.sort), reverse=query.desc))
-    more = len(merged) > query.limit or any(len(p) >= query.limit for p in pages)
-    return merged[: query.limit], more
+Accept = Callable[[dict[str, Any]], bool]
+
+
+def merge(pages: Sequence[Sequence[dict[str, Any]]], query: Query, accept: Accept | None = None
+          ) -> tuple[list[dict[str, Any]], bool]:
+    """k-way merge of per-source pages (each already in order) into one page, and whether any
+    source may hold more after it. With `accept`, each record is checked as the merge reaches it
+    and skipped if refused: only the records that can make the page are ever checked, so a page
+    across 30 peers verifies ~limit signatures, not 30 x limit."""
+    out: list[dict[str, Any]] = []
+    more = any(len(p) >= query.limit for p in pages)
+    for record in heapq.merge(*pages, key=lambda r: sort_key(r, query.sort), reverse=query.desc):
+        if accept is not None and not accept(record):
+            continue
+        if len(out) == query.limit:
+            return out, True
+        out.append(record)
+    return out, more
 
 
 def next_cursor(results: list[dict[str, Any]], more: bool, query: Query) -> str | None:
@@ -115,12 +140,26 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
             status.status, status.error = "invalid", f"HTTP {reply.status}"
             return [], status
         body = reply.json()
-        records, dropped, reason = verify_records(body.get("records") if isinstance(body, dict) else None, peer)
-        # A well-behaved peer returns at most `limit`, in order, after the cursor; enforce all three.
-        records = [r for r in records if _is_after(r, query)][: query.limit]
-        in_order = sorted(records, key=lambda r: sort_key(r, query.sort), reverse=query.desc)
-        if in_order != records:
-            dropped, reason, records = dropped + len(records), "records out of order", []
+        received = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(received, list):
+            status.status, status.error = "invalid", "reply has no record list"
+            return [], status
+        records, dropped, reason = [], 0, ""
+        for record in received[: query.limit]:
+            try:
+                check_origin(record, peer)
+                key = sort_key(record, query.sort)
+                if not isinstance(key[0], int if query.sort == "incidents" else str) or isinstance(key[0], bool):
+                    raise InvalidInput("record has a malformed sort value")
+            except (DiscnodeError, KeyError, TypeError) as exc:
+                dropped, reason = dropped + 1, reason or str(exc) or "malformed record"
+                continue
+            records.append(record)
+        # A well-behaved peer returns at most `limit` records, in order, after the cursor. Keep only
+        # those after the cursor, and order them by their own keys: the merge needs sorted input,
+        # and a peer's order is not something to trust.
+        records = [r for r in records if _is_after(r, query)]
+        records.sort(key=lambda r: sort_key(r, query.sort), reverse=query.desc)
         status.count, status.dropped = len(records), dropped
         if dropped:
             status.status, status.error = "invalid", f"dropped {dropped}: {reason}"
@@ -160,8 +199,24 @@ async def search(home: Home, query: Query, *, cursor: str | None = None, timeout
         if owned_client:
             await client.close()
     names = {home.node_id: home.config.name, **{p.node_id: p.name for p in targets}}
+    by_id = {p.node_id: p for p in targets}
+    statuses = {s.node_id: s for _, s in answers}
+
+    def accept(record: dict[str, Any]) -> bool:
+        if record["origin"] == home.node_id:
+            return True  # our own database
+        try:
+            check_record(record, by_id[record["origin"]])
+            return True
+        except DiscnodeError as exc:
+            status = statuses[record["origin"]]
+            status.count -= 1
+            status.dropped += 1
+            status.status, status.error = "invalid", f"dropped {status.dropped}: {exc}"
+            return False
+
     pages = [own] + [records for records, _ in answers]
-    results, more = merge(pages, query)
+    results, more = merge(pages, query, accept)
     return Page([{**r, "origin_name": names[r["origin"]]} for r in results],
                 [own_status] + [s for _, s in answers], next_cursor(results, more, query), query)
 
@@ -195,13 +250,13 @@ def show_remote(home: Home, ref: str, save_images: Path | None) -> dict[str, Any
     return asyncio.run(fetch_profile(home, ref, save_images))
 
 
-async def thumbnails(home: Home, results: list[dict[str, Any]], timeout: float = DEFAULT_TIMEOUT
-                     ) -> dict[str, bytes]:
+async def thumbnails(home: Home, results: list[dict[str, Any]], timeout: float = DEFAULT_TIMEOUT,
+                     client: PeerClient | None = None) -> dict[str, bytes]:
     """Thumbnail bytes of each result's primary image: own from disk, peers' over the wire, in parallel."""
     from .images import read
     out: dict[str, bytes] = {}
     by_peer = {p.node_id: p for p in peers.all_peers(home.db)}
-    async with PeerClient(home.identity, timeout=timeout) as client:
+    async with contextlib.nullcontext(client) if client else PeerClient(home.identity, timeout=timeout) as client:
         async def one(record: dict[str, Any]) -> None:
             sha = record.get("image")
             if not sha:

@@ -89,7 +89,7 @@ async def show(nodes: list[DemoNode], root: Path, query: Query) -> dict[str, Any
     return summary
 
 
-async def run(root: Path, per_node: int, wait: bool) -> dict[str, Any]:
+async def run(root: Path, per_node: int, wait: bool, temporary: bool = False) -> dict[str, Any]:
     con = output.console
     con.print(Panel.fit("[bold]discnode demo[/]: three partnerships, each its own node on this machine.\n"
                         "Agreements: Northtown <-> Midcity and Midcity <-> Southport. Nothing else.",
@@ -124,7 +124,8 @@ async def run(root: Path, per_node: int, wait: bool) -> dict[str, Any]:
         con.print(f"Level Two: Midcity's view finds Dale Wanderer in "
                   f"{len({r['origin'] for r in level_two.results})} partnerships: "
                   f"{', '.join(sorted(r['origin_name'] for r in level_two.results))}.")
-        con.print(f"Contact sheets: {', '.join(s['contact_sheet'] for s in summary.values())}")
+        note = " (removed when the demo stops; use --dir to keep them)" if temporary else ""
+        con.print(f"Contact sheets: {', '.join(s['contact_sheet'] for s in summary.values())}{note}")
         summary["a_to_c_status"] = reply.status
         summary["a_sees_c_rows"] = len(c_rows)
         if wait:
@@ -152,7 +153,7 @@ def main(directory: Path | None, per_node: int, wait: bool) -> dict[str, Any]:
         from .errors import Conflict
         raise Conflict(f"{directory} is not empty; the demo makes its nodes in a new folder")
     try:
-        return asyncio.run(run(root, per_node, wait))
+        return asyncio.run(run(root, per_node, wait, temporary=directory is None))
     finally:
         if directory is None:
             with contextlib.suppress(OSError):

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-import sqlite_utils
 import tomli_w
 
 from . import PROTOCOL_VERSION, schemas, store
@@ -132,7 +131,7 @@ class Home:
         return self.identity.node_id
 
     @cached_property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> store.DB:
         return store.connect(self.path / "discnode.db")
 
     @property

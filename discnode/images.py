@@ -12,8 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image, ImageOps, UnidentifiedImageError
+from typing import Any
 
 from .errors import InvalidInput, TooLarge
 
@@ -39,7 +38,7 @@ class ProcessedImage:
                 "bytes": len(self.data), "thumb_bytes": len(self.thumb)}
 
 
-def _encode(img: Image.Image, quality: int) -> bytes:
+def _encode(img: Any, quality: int) -> bytes:
     out = io.BytesIO()
     img.save(out, "JPEG", quality=quality, optimize=True)
     return out.getvalue()
@@ -47,6 +46,8 @@ def _encode(img: Image.Image, quality: int) -> bytes:
 
 def process(data: bytes, name: str = "image") -> ProcessedImage:
     """Validate and re-encode an uploaded image. InvalidInput/TooLarge with the reason if refused."""
+    from PIL import Image, ImageOps, UnidentifiedImageError  # not needed to serve images
+
     if len(data) > MAX_BYTES:
         raise TooLarge(f"{name}: {len(data):,} bytes is over the {MAX_BYTES:,}-byte limit")
     if not data:

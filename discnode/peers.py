@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import sqlite_utils
 
 from . import schemas, store
 from .consent import Agreement, State, derive
@@ -52,7 +51,7 @@ def _peer_from_row(row: Mapping[str, Any]) -> Peer:
                 row["tls_fingerprint"], json.loads(row["descriptor"]))
 
 
-def get(db: sqlite_utils.Database, node_id: str) -> Peer:
+def get(db: store.DB, node_id: str) -> Peer:
     row = db.execute("SELECT * FROM peers WHERE node_id = ?", [node_id]).fetchone()
     if row is None:
         raise NotFound(f"no peer {node_id}; `discnode peer list` shows the known ones")
@@ -60,18 +59,18 @@ def get(db: sqlite_utils.Database, node_id: str) -> Peer:
     return _peer_from_row(dict(zip(cols, row)))
 
 
-def public_key(db: sqlite_utils.Database, node_id: str) -> bytes | None:
+def public_key(db: store.DB, node_id: str) -> bytes | None:
     row = db.execute("SELECT public_key FROM peers WHERE node_id = ?", [node_id]).fetchone()
     return b64u_decode(row[0]) if row else None
 
 
-def all_peers(db: sqlite_utils.Database) -> list[Peer]:
+def all_peers(db: store.DB) -> list[Peer]:
     cur = db.execute("SELECT * FROM peers ORDER BY name, node_id")
     cols = [d[0] for d in cur.description]
     return [_peer_from_row(dict(zip(cols, r))) for r in cur.fetchall()]
 
 
-def remember(db: sqlite_utils.Database, descriptor: Mapping[str, Any], *, stranger_ok: bool = True) -> Peer:
+def remember(db: store.DB, descriptor: Mapping[str, Any], *, stranger_ok: bool = True) -> Peer:
     """Store or refresh a peer from a verified descriptor. A newer descriptor replaces an older one
     (address change); an older or equal one is ignored; the key never changes (the ID is its hash)."""
     peer = verify_descriptor(descriptor)
@@ -99,7 +98,7 @@ def remember(db: sqlite_utils.Database, descriptor: Mapping[str, Any], *, strang
     return get(db, peer.node_id)
 
 
-def add_document(db: sqlite_utils.Database, peer: str, doc: Mapping[str, Any], *, delivered: bool,
+def add_document(db: store.DB, peer: str, doc: Mapping[str, Any], *, delivered: bool,
                  own_key: bytes | None = None) -> str:
     """Store a consent document after checking its schema and its signer's signature (the peer's
     pinned key, or with own_key, this node's own)."""
@@ -121,27 +120,27 @@ def add_document(db: sqlite_utils.Database, peer: str, doc: Mapping[str, Any], *
     return digest
 
 
-def documents(db: sqlite_utils.Database, peer: str) -> list[dict[str, Any]]:
+def documents(db: store.DB, peer: str) -> list[dict[str, Any]]:
     return [json.loads(r[0]) for r in db.execute(
         "SELECT doc FROM consent_docs WHERE peer = ? ORDER BY issued_at, hash", [peer]).fetchall()]
 
 
-def agreement(db: sqlite_utils.Database, me: str, peer: str, today: dt.date) -> Agreement:
+def agreement(db: store.DB, me: str, peer: str, today: dt.date) -> Agreement:
     return derive(me, peer, documents(db, peer), today)
 
 
-def mark_delivered(db: sqlite_utils.Database, digest: str) -> None:
+def mark_delivered(db: store.DB, digest: str) -> None:
     with store.write(db) as conn:
         conn.execute("UPDATE consent_docs SET delivered = 1 WHERE hash = ?", [digest])
 
 
-def undelivered(db: sqlite_utils.Database, me: str) -> list[tuple[str, dict[str, Any]]]:
+def undelivered(db: store.DB, me: str) -> list[tuple[str, dict[str, Any]]]:
     rows = db.execute("SELECT hash, doc FROM consent_docs WHERE delivered = 0 AND signer = ? ORDER BY issued_at",
                       [me]).fetchall()
     return [(r[0], json.loads(r[1])) for r in rows]
 
 
-def listing(db: sqlite_utils.Database, me: str, today: dt.date) -> list[dict[str, Any]]:
+def listing(db: store.DB, me: str, today: dt.date) -> list[dict[str, Any]]:
     out = []
     for peer in all_peers(db):
         agreement_ = agreement(db, me, peer.node_id, today)

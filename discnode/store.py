@@ -12,17 +12,30 @@ import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from . import query as q
 from .errors import Conflict, NotFound
 
-Migration = Callable[[sqlite_utils.Database], None]
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
-def _m001_profiles(db: sqlite_utils.Database) -> None:
+class DB:
+    """The node's connection: sqlite3 with WAL, foreign keys and a busy timeout. sqlite-utils builds
+    the schema in `migrate`, and is imported only there: a serving node does not need its 13 MB."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+
+Migration = Callable[["sqlite_utils.Database"], None]
+
+
+def _m001_profiles(db: "sqlite_utils.Database") -> None:
     db["profiles"].create(
         {
             "id": str, "origin": str, "status": str, "first_name": str, "last_name": str,
@@ -48,7 +61,7 @@ def _m001_profiles(db: sqlite_utils.Database) -> None:
     db["images"].create_index(["sha256"])
 
 
-def _m002_peers(db: sqlite_utils.Database) -> None:
+def _m002_peers(db: "sqlite_utils.Database") -> None:
     db["peers"].create(
         {"node_id": str, "name": str, "url": str, "public_key": str, "tls_fingerprint": str,
          "descriptor": str, "added": str, "updated": str},
@@ -77,9 +90,9 @@ MIGRATIONS: list[tuple[str, Migration]] = [
 ]
 
 
-def connect(path: Path | str) -> sqlite_utils.Database:
+def connect(path: Path | str) -> DB:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
-    db = sqlite_utils.Database(conn)
+    db = DB(conn)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -87,23 +100,27 @@ def connect(path: Path | str) -> sqlite_utils.Database:
     return db
 
 
-def migrate(db: sqlite_utils.Database) -> list[str]:
+def migrate(db: DB) -> list[str]:
     """Apply pending migrations, each in its own transaction, recorded in `_migrations`."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    pending = [(name, step) for name, step in MIGRATIONS if name not in done]
+    if not pending:
+        return []
+    import sqlite_utils
+
+    schema_db = sqlite_utils.Database(db.conn)
     applied = []
-    for name, step in MIGRATIONS:
-        if name in done:
-            continue
+    for name, step in pending:
         with write(db):
-            step(db)
+            step(schema_db)
             db.execute("INSERT INTO _migrations VALUES (?, ?)", [name, now_ts()])
         applied.append(name)
     return applied
 
 
 @contextlib.contextmanager
-def write(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+def write(db: DB) -> Iterator[sqlite3.Connection]:
     conn = db.conn
     if conn.in_transaction:  # nested: the outer transaction decides
         yield conn
@@ -140,7 +157,7 @@ def _columns(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def put_profiles(db: sqlite_utils.Database, records: Iterable[dict[str, Any]], *, replace: bool = False,
+def put_profiles(db: DB, records: Iterable[dict[str, Any]], *, replace: bool = False,
                  on_each: Callable[[], None] | None = None) -> int:
     """Insert (or with replace, update) validated, signed records, all in one transaction."""
     n = 0
@@ -166,14 +183,14 @@ def put_profiles(db: sqlite_utils.Database, records: Iterable[dict[str, Any]], *
     return n
 
 
-def get_profile(db: sqlite_utils.Database, profile_id: str) -> dict[str, Any]:
+def get_profile(db: DB, profile_id: str) -> dict[str, Any]:
     row = db.execute("SELECT record FROM profiles WHERE id = ?", [profile_id]).fetchone()
     if row is None:
         raise NotFound(f"no profile {profile_id!r} on this node")
     return json.loads(row[0])
 
 
-def get_shareable(db: sqlite_utils.Database, profile_id: str, me: str, today: dt.date) -> dict[str, Any]:
+def get_shareable(db: DB, profile_id: str, me: str, today: dt.date) -> dict[str, Any]:
     row = db.execute(
         "SELECT record FROM profiles WHERE id = ? AND origin = ? AND local_only = 0 AND review_by >= ?",
         [profile_id, me, today.isoformat()],
@@ -183,7 +200,7 @@ def get_shareable(db: sqlite_utils.Database, profile_id: str, me: str, today: dt
     return json.loads(row[0])
 
 
-def delete_profile(db: sqlite_utils.Database, profile_id: str) -> list[str]:
+def delete_profile(db: DB, profile_id: str) -> list[str]:
     """Delete a profile and its image rows; return the image hashes no other profile uses."""
     with write(db) as conn:
         hashes = [r[0] for r in conn.execute("SELECT sha256 FROM images WHERE profile_id = ?", [profile_id])]
@@ -194,13 +211,18 @@ def delete_profile(db: sqlite_utils.Database, profile_id: str) -> list[str]:
                 if conn.execute("SELECT 1 FROM images WHERE sha256 = ?", [h]).fetchone() is None]
 
 
-def search(db: sqlite_utils.Database, query: q.Query, today: dt.date, *,
+def search(db: DB, query: q.Query, today: dt.date, *,
            served_by: str | None = None) -> list[dict[str, Any]]:
+    return [json.loads(text) for text in search_raw(db, query, today, served_by=served_by)]
+
+
+def search_raw(db: DB, query: q.Query, today: dt.date, *, served_by: str | None = None) -> list[str]:
+    """The page's records as the JSON text they are stored as (the peer API sends them unparsed)."""
     sql, params = q.build_sql(query, today, served_by=served_by)
-    return [json.loads(row[0]) for row in db.execute(sql, params).fetchall()]
+    return [row[0] for row in db.execute(sql, params).fetchall()]
 
 
-def count_profiles(db: sqlite_utils.Database) -> int:
+def count_profiles(db: DB) -> int:
     return db.execute("SELECT count(*) FROM profiles").fetchone()[0]
 
 
@@ -219,14 +241,14 @@ def add_image_row(conn: sqlite3.Connection, profile_id: str, sha256: str, meta: 
         raise Conflict(f"profile {profile_id} already has image {sha256[:12]}") from None
 
 
-def images_of(db: sqlite_utils.Database, profile_id: str) -> list[dict[str, Any]]:
+def images_of(db: DB, profile_id: str) -> list[dict[str, Any]]:
     cur = db.execute("SELECT sha256, mime, width, height, bytes, created FROM images WHERE profile_id = ? "
                      "ORDER BY created, sha256", [profile_id])
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def shareable_image(db: sqlite_utils.Database, sha256: str, me: str, today: dt.date) -> bool:
+def shareable_image(db: DB, sha256: str, me: str, today: dt.date) -> bool:
     row = db.execute(
         "SELECT 1 FROM images i JOIN profiles p ON p.id = i.profile_id WHERE i.sha256 = ? AND p.origin = ? "
         "AND p.local_only = 0 AND p.review_by >= ? LIMIT 1", [sha256, me, today.isoformat()],
