@@ -72,31 +72,31 @@ class Result:
                 "note": self.note}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_nodes(paths: list[Path], progress: Progress) -> list[subprocess.Popen]:
     procs = []
     task = progress.add_task("starting node processes", total=len(paths))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for path in paths:
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "discnode", "--home", str(path), "serve", "--no-advertise",
-             "--rate-limit", "1000000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
-    for path, proc in zip(paths, procs):
-        port = Home.open(path).config.port
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"node {path.name} exited with {proc.returncode}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        progress.advance(task)
+    try:
+        for path in paths:
+            log = open(path / "serve.log", "w")
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "discnode", "--home", str(path), "serve", "--no-advertise",
+                 "--rate-limit", "1000000"], stdout=log, stderr=subprocess.STDOUT, env=env))
+        for path, proc in zip(paths, procs):
+            port = Home.open(path).config.port
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    tail = (path / "serve.log").read_text()[-500:]
+                    raise RuntimeError(f"node {path.name} exited with {proc.returncode}: {tail}")
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
+            progress.advance(task)
+    except BaseException:
+        stop_nodes(procs)
+        raise
     return procs
 
 
@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="discnode-bench-", dir=args.dir) as tmp:
         root = Path(tmp)
-        base_port = free_port() % 20000 + 30000
+        # Below Linux's ephemeral range (32768+), where outgoing connections take their local ports.
+        base_port = 20000 + (os.getpid() % 100) * 120
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"building {total_nodes} nodes x {args.profiles} profiles", total=total_nodes)
             started = time.monotonic()

@@ -32,3 +32,37 @@ def test_packaged_schemas_are_the_protocol_ones():
 def test_unknown_codes_are_refused(code_list, bad):
     with pytest.raises(InvalidInput, match="not a known code"):
         schemas.check_code(code_list, bad)
+
+
+# The fast validator must accept exactly what the reference validator accepts.
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+PROFILE = json.loads((PROTOCOL / "examples" / "profile.json").read_text())
+QUERY = json.loads((PROTOCOL / "examples" / "query.json").read_text())
+values = st.one_of(st.none(), st.booleans(), st.integers(-5, 300), st.text(max_size=12),
+                   st.sampled_from(["IC1", "IC7", "2026-02-30", "2026-02-28", "2026-11-24T16:00:00Z", "slim",
+                                    "1990-13-01", "x" * 101]),
+                   st.lists(st.sampled_from(["shoplifting", "jaywalking", 3]), max_size=3))
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.sampled_from(["profile", "query"]), field=st.text(min_size=1, max_size=12), value=values,
+       pick=st.integers(0, 30))
+def test_fast_and_reference_validators_agree(name, field, value, pick):
+    base = dict(PROFILE if name == "profile" else QUERY)
+    keys = sorted(base)
+    key = keys[pick % len(keys)] if pick < 25 else field
+    doc = {**base, key: value}
+    reference = schemas.validator(name).is_valid(doc)
+    try:
+        schemas.fast_validator(name)(doc)
+        fast = True
+    except Exception:
+        fast = False
+    assert fast == reference, (key, value)
+
+
+def test_query_after_is_checked_item_by_item():
+    bad = {**QUERY, "after": ["x", "not a node id", "abcdefgh2345"]}
+    with pytest.raises(InvalidInput, match="after"):
+        schemas.validate("query", bad)
