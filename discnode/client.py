@@ -55,12 +55,30 @@ def _error_message(reply: Reply) -> str:
         return f"HTTP {reply.status}"
 
 
+async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or PeerError past `limit` bytes. (StreamReader.read(n) returns only what has
+    arrived so far, which for a large reply is a fragment.)"""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise PeerError(f"reply of {resp.content_length} bytes is over the {limit}-byte limit")
+    chunks, total = [], 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            raise PeerError(f"reply is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class PeerClient:
     def __init__(self, identity: Identity, *, timeout: float = DEFAULT_TIMEOUT, limit: int = 100) -> None:
         self.identity = identity
         self.timeout = timeout
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
+        # aiohttp pools connections by the identity of the `ssl` argument: one Fingerprint object per
+        # pinned certificate, or no connection is ever reused (a TLS handshake per request, and an
+        # idle connection left behind each time).
+        self._pins: dict[str, aiohttp.Fingerprint] = {}
 
     async def __aenter__(self) -> "PeerClient":
         return self
@@ -76,6 +94,12 @@ class PeerClient:
                 trust_env=False, auto_decompress=True)
         return self._session
 
+    def _pin(self, fingerprint: str) -> aiohttp.Fingerprint:
+        pin = self._pins.get(fingerprint)
+        if pin is None:
+            pin = self._pins[fingerprint] = aiohttp.Fingerprint(bytes.fromhex(fingerprint))
+        return pin
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -88,9 +112,9 @@ class PeerClient:
         try:
             async with self.session.get(base + DESCRIPTOR_PATH, ssl=_unverified_tls(),
                                         timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
-                body = await resp.content.read(64 * 1024 + 1)
-                if resp.status != 200 or len(body) > 64 * 1024:
+                if resp.status != 200:
                     raise PeerError(f"{base} did not serve a node descriptor (HTTP {resp.status})")
+                body = await read_limited(resp, 64 * 1024)
                 peer_cert = resp.connection.transport.get_extra_info("ssl_object").getpeercert(binary_form=True) \
                     if resp.connection and resp.connection.transport else None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -118,12 +142,10 @@ class PeerClient:
         try:
             async with self.session.request(
                 method, url, data=body if payload is not None else None, headers=headers,
-                ssl=aiohttp.Fingerprint(bytes.fromhex(peer.tls_fingerprint)),
+                ssl=self._pin(peer.tls_fingerprint),
                 timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
             ) as resp:
-                data = await resp.content.read(MAX_RESPONSE + 1)
-                if len(data) > MAX_RESPONSE:
-                    raise PeerError(f"{peer.name}: reply over {MAX_RESPONSE} bytes")
+                data = await read_limited(resp, MAX_RESPONSE)
                 return Reply(resp.status, data, resp.content_type)
         except aiohttp.ServerFingerprintMismatch:
             raise Unauthenticated(f"{peer.name} presented a TLS certificate that is not the pinned one") from None

@@ -80,6 +80,7 @@ def examples() -> dict[str, Any]:
         "consent.accept.json": respond(Action.ACCEPT, BOB, ALICE, o),
         "consent.revoke.json": respond(Action.REVOKE, ALICE, BOB, o),
         "consent-reply.json": {"state": "active"},
+        "descriptor-reply.json": {"url": "https://127.0.0.1:9443"},
         "error.json": {"error": {"code": "refused", "message": "no active agreement to share profiles "
                                                               "(agreement is revoked)"}},
     }

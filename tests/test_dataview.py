@@ -185,3 +185,35 @@ def test_contact_sheet_and_remote_profile(abc, tmp_path):
     assert len(files) == 1 and Image.open(files[0]).size == (64, 80)
     c_ref = f"{a.node_id}:{rid['id']}"
     assert a.cli("profile", "show", c_ref, ok=False).code != 0
+
+
+def test_large_pages_arrive_whole(network):
+    """A page of 200 long records is ~1 MB: it comes in many TCP reads and must be read to the end."""
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    from discnode import profiles
+    from discnode.synthetic import People
+    people = People(5)
+    for _ in range(200):
+        profiles.add(b.home, {**people.fields(), "notes": "n" * 3900, "local_only": False})
+    r = a.cli("search", "--limit", "200", "--json").json
+    assert {p["name"]: (p["status"], p["count"]) for p in r["peers"]} == {"A BCRP": ("ok", 0), "B BCRP": ("ok", 200)}
+    assert len(r["results"]) == 200
+
+
+def test_client_reuses_its_pinned_connections(network):
+    """aiohttp pools connections by the `ssl` object: a fresh pin per request would mean a TLS
+    handshake every time and an idle connection left open after each one."""
+    import asyncio
+    from discnode.client import PeerClient
+    from discnode.dataview import active_peers
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+
+    async def go():
+        async with PeerClient(a.home.identity) as client:
+            peer = active_peers(a.home)[0]
+            for _ in range(20):
+                assert (await client.request(peer, "POST", "/v1/profiles/query", {})).status == 200
+            return len(client.session.connector._conns)  # idle pooled connections, by key
+    assert asyncio.run(go()) == 1

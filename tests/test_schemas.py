@@ -66,3 +66,26 @@ def test_query_after_is_checked_item_by_item():
     bad = {**QUERY, "after": ["x", "not a node id", "abcdefgh2345"]}
     with pytest.raises(InvalidInput, match="after"):
         schemas.validate("query", bad)
+
+
+def test_openapi_refers_only_to_schemas_that_exist(home):
+    doc = json.loads((PROTOCOL / "openapi.json").read_text())
+    refs = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                refs.add(node["$ref"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(doc)
+    assert refs, "the OpenAPI document should use the message schemas"
+    for ref in refs:
+        assert (PROTOCOL / ref).is_file(), ref
+    import re
+    from discnode.server import create_app  # every route the server has is documented, and no more
+    routes = {re.sub(r"\{(\w+):[^}]*\}", r"{\1}", r.canonical) for r in create_app(home).router.resources()}
+    assert routes == set(doc["paths"])
