@@ -159,6 +159,7 @@ def baseline_walk(db: Any, query: Query) -> int:
 
 
 async def federated_walk(hub: Home, client: PeerClient, query: Query, timeout: float) -> int:
+    """Every page by the merged view's cursor (what `search --cursor` does page by page)."""
     n, cursor = 0, None
     while True:
         page = await search(hub, query, cursor=cursor, client=client, timeout=timeout)
@@ -166,6 +167,16 @@ async def federated_walk(hub: Home, client: PeerClient, query: Query, timeout: f
         cursor = page.next_cursor
         if cursor is None:
             return n
+
+
+async def streaming_walk(hub: Home, client: PeerClient, query: Query, timeout: float, ids: list[str]) -> int:
+    """Every match by the streaming merge, each peer paged from its own position (`search --all`)."""
+    from discnode.dataview import walk
+    results, statuses = await walk(hub, query, timeout=timeout, client=client, partnerships=ids)
+    bad = [s for s in statuses if s.status != "ok"]
+    if bad:
+        raise RuntimeError(f"walk: peers not ok: {bad[:3]}")
+    return len(results)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -232,11 +243,18 @@ async def measure(hub_path: Path, node_paths: list[Path], baseline_db: Any, runs
             r.note = f"{len(page.results)} rows" + (f"; {len(bad)} peers not ok" if bad else "")
             results.append(r)
         walk_query = Query(sort="name", limit=200)
-        r = Result("4 walk every page (200 a page)")
-        total = await federated_walk(hub, client, walk_query, timeout)
-        r.federated = await timed(lambda: federated_walk(hub, client, walk_query, timeout), walk_runs)
+        ids = [Home.open(p).node_id for p in node_paths] + [hub.node_id]
+        r = Result("4 walk every match, streaming (search --all)")
+        total = await streaming_walk(hub, client, walk_query, timeout, ids)
+        r.federated = await timed(lambda: streaming_walk(hub, client, walk_query, timeout, ids), walk_runs)
         r.baseline = timed_sync(lambda: baseline_walk(baseline_db, walk_query), walk_runs)
         r.note = f"{total} profiles"
+        results.append(r)
+        r = Result("4b walk every page by cursor (200 a page)")
+        paged = await federated_walk(hub, client, walk_query, timeout)
+        r.federated = await timed(lambda: federated_walk(hub, client, walk_query, timeout), max(1, walk_runs // 2))
+        r.baseline = timed_sync(lambda: baseline_walk(baseline_db, walk_query), max(1, walk_runs // 2))
+        r.note = f"{paged} profiles"
         results.append(r)
         page = await search(hub, shapes["1 first page, no filter, by last seen"], client=client, timeout=timeout)
         from discnode.dataview import thumbnails

@@ -48,6 +48,18 @@ def _codes_help(name: str) -> str:
     return "One of: " + ", ".join(schemas.codes(name))
 
 
+# The search filters, shared by `profile list` (this node) and `search` (the Dataview).
+TEXT_ARG = typer.Argument(None, help="Words to find in names, aliases, marks and notes.")
+GENDER_OPT = typer.Option([], "--gender", help=_codes_help("gender"))
+ETHNICITY_OPT = typer.Option([], "--ethnicity", help=_codes_help("ethnicity"))
+BUILD_OPT = typer.Option([], "--build", help=_codes_help("build"))
+STATUS_OPT = typer.Option([], "--status", help=_codes_help("status"))
+TAG_OPT = typer.Option([], "--tag", help=_codes_help("offence_tag"))
+SORT_OPT = typer.Option("name", "--sort", help=_codes_help("sort"))
+DESC_OPT = typer.Option(False, "--desc", help="Reverse order.")
+LIMIT_OPT = typer.Option(50, "--limit", help="Rows per page (1-200).")
+
+
 # --- node ------------------------------------------------------------------------------------
 
 
@@ -156,15 +168,15 @@ def profile_show(ctx: typer.Context, profile_id: str = typer.Argument(..., help=
 @profile_app.command("list")
 def profile_list(
     ctx: typer.Context,
-    text: Optional[str] = typer.Argument(None, help="Words to find in names, aliases, marks and notes."),
-    gender: list[str] = typer.Option([], help=_codes_help("gender")),
-    ethnicity: list[str] = typer.Option([], help=_codes_help("ethnicity")),
-    build: list[str] = typer.Option([], help=_codes_help("build")),
-    status: list[str] = typer.Option([], help=_codes_help("status")),
-    tag: list[str] = typer.Option([], "--tag", help=_codes_help("offence_tag")),
-    sort: str = typer.Option("name", help=_codes_help("sort")),
-    desc: bool = typer.Option(False, help="Reverse order."),
-    limit: int = typer.Option(50, help="Rows per page (1-200)."),
+    text: Optional[str] = TEXT_ARG,
+    gender: list[str] = GENDER_OPT,
+    ethnicity: list[str] = ETHNICITY_OPT,
+    build: list[str] = BUILD_OPT,
+    status: list[str] = STATUS_OPT,
+    tag: list[str] = TAG_OPT,
+    sort: str = SORT_OPT,
+    desc: bool = DESC_OPT,
+    limit: int = LIMIT_OPT,
     json_out: bool = JsonOpt,
 ) -> None:
     """List and search this node's own profiles."""
@@ -467,34 +479,42 @@ def audit_cmd(ctx: typer.Context, verify: bool = typer.Option(False, "--verify",
 @app.command()
 def search(
     ctx: typer.Context,
-    text: Optional[str] = typer.Argument(None, help="Words to find in names, aliases, marks and notes."),
-    gender: list[str] = typer.Option([], help=_codes_help("gender")),
-    ethnicity: list[str] = typer.Option([], help=_codes_help("ethnicity")),
-    build: list[str] = typer.Option([], help=_codes_help("build")),
-    status: list[str] = typer.Option([], help=_codes_help("status")),
-    tag: list[str] = typer.Option([], "--tag", help=_codes_help("offence_tag")),
+    text: Optional[str] = TEXT_ARG,
+    gender: list[str] = GENDER_OPT,
+    ethnicity: list[str] = ETHNICITY_OPT,
+    build: list[str] = BUILD_OPT,
+    status: list[str] = STATUS_OPT,
+    tag: list[str] = TAG_OPT,
     age_min: Optional[int] = typer.Option(None, help="At least this old (today)."),
     age_max: Optional[int] = typer.Option(None, help="At most this old (today)."),
     excluded: Optional[bool] = typer.Option(None, "--excluded/--not-excluded", help="Under a current exclusion."),
     partnership: list[str] = typer.Option([], "--partnership", help="Only these node IDs (repeatable)."),
-    sort: str = typer.Option("name", help=_codes_help("sort")),
-    desc: bool = typer.Option(False, help="Reverse order."),
-    limit: int = typer.Option(50, help="Rows per page (1-200)."),
+    sort: str = SORT_OPT,
+    desc: bool = DESC_OPT,
+    limit: int = LIMIT_OPT,
     cursor: Optional[str] = typer.Option(None, help="Continue from a previous page's next cursor."),
     timeout: float = typer.Option(3.0, help="Seconds to wait for each peer."),
     contact_sheet: Optional[Path] = typer.Option(None, "--contact-sheet", help="Also draw a PNG grid of thumbnails."),
+    all_pages: bool = typer.Option(False, "--all", help="Every match, not one page (each peer paged on its own)."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Search the Dataview: this node's profiles and every consenting peer's, merged."""
+    from .dataview import Page, walk
     from .dataview import search as federated_search
 
     if not 0.1 <= timeout <= 60:
         raise InvalidInput("timeout must be 0.1 to 60 seconds")
+    if all_pages and cursor:
+        raise InvalidInput("--all walks every page; it takes no --cursor")
     home = open_home(ctx)
     query = Query(text=text, gender=tuple(gender), ethnicity=tuple(ethnicity), build=tuple(build),
                   status=tuple(status), tags=tuple(tag), age_min=age_min, age_max=age_max, excluded=excluded,
                   sort=sort, desc=desc, limit=limit)
-    page = _run(federated_search(home, query, cursor=cursor, timeout=timeout, partnerships=partnership))
+    if all_pages:
+        results, statuses = _run(walk(home, query, timeout=timeout, partnerships=partnership))
+        page = Page(results, statuses, None, query)
+    else:
+        page = _run(federated_search(home, query, cursor=cursor, timeout=timeout, partnerships=partnership))
     if contact_sheet:
         if contact_sheet.suffix.lower() != ".png":
             raise InvalidInput("the contact sheet is a .png file")

@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import heapq
 import time
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -219,6 +220,121 @@ async def search(home: Home, query: Query, *, cursor: str | None = None, timeout
     results, more = merge(pages, query, accept)
     return Page([{**r, "origin_name": names[r["origin"]]} for r in results],
                 [own_status] + [s for _, s in answers], next_cursor(results, more, query), query)
+
+
+class _Desc:
+    """A sort key that orders backwards, so that one min-heap serves both directions."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def __lt__(self, other: "_Desc") -> bool:
+        return other.key < self.key
+
+
+@dataclass
+class _Stream:
+    """One source's position in a walk: what it has sent and not yet merged, and where it is."""
+
+    index: int
+    status: SourceStatus
+    peer: peers.Peer | None = None
+    buffer: deque[dict[str, Any]] = field(default_factory=deque)
+    after: Any = None
+    more: bool = True
+    pending: asyncio.Task[list[dict[str, Any]]] | None = None
+
+
+async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, page_size: int = 200,
+               partnerships: Iterable[str] = (), client: PeerClient | None = None
+               ) -> tuple[list[dict[str, Any]], list[SourceStatus]]:
+    """Every matching profile across the Dataview, in order: a streaming k-way merge in which each
+    source is paged on its own, from its own last key, and asked for its next page only when its
+    buffer runs low. Each record crosses the network about once, where paging the merged view
+    (`search` with a cursor) fetches up to one page per peer for every page shown."""
+    query = query.checked()
+    wanted = {parse_node_id(p) for p in partnerships}
+    targets = [p for p in active_peers(home) if not wanted or p.node_id in wanted]
+    own = not wanted or home.node_id in wanted
+    owned_client = client is None
+    client = client or PeerClient(home.identity, timeout=timeout)
+    page = replace(query, limit=page_size, after=None)
+    streams = ([_Stream(0, SourceStatus(home.node_id, home.config.name, "ok"))] if own else []) + [
+        _Stream(i + 1, SourceStatus(p.node_id, p.name, "ok"), p) for i, p in enumerate(targets)]
+    by_index = {s.index: s for s in streams}
+
+    async def fetch(stream: _Stream) -> list[dict[str, Any]]:
+        q = replace(page, after=stream.after)
+        if stream.peer is None:
+            records = [r for r in store.search(home.db, q, today()) if r["origin"] == home.node_id]
+            stream.more = len(records) >= page_size
+        else:
+            received, status = await _ask(client, stream.peer, q, timeout)
+            if status.status not in ("ok", "invalid"):
+                stream.status.status, stream.status.error = status.status, status.error
+                stream.more = False
+                return []
+            # Every record of a walk is checked anyway, so check it here: a peer's position then
+            # only ever advances to the key of a record that proved genuine.
+            records = [r for r in received if _accept(r, stream)]
+            stream.status.dropped += status.dropped
+            if status.dropped:
+                stream.status.status, stream.status.error = "invalid", status.error
+            stream.more = bool(records) and len(received) + status.dropped >= page_size
+        if records:
+            stream.after = sort_key(records[-1], query.sort)
+        stream.status.count += len(records)
+        return records
+
+    def heap_key(stream: _Stream) -> tuple[Any, int]:
+        key = sort_key(stream.buffer[0], query.sort)
+        return (_Desc(key) if query.desc else key, stream.index)
+
+    started = time.monotonic()
+    try:
+        firsts = await asyncio.gather(*(fetch(s) for s in streams))
+        heap = []
+        for stream, records in zip(streams, firsts):
+            stream.buffer.extend(records)
+            if stream.buffer:
+                heap.append(heap_key(stream))
+        heapq.heapify(heap)
+        out: list[dict[str, Any]] = []
+        while heap:
+            _, index = heapq.heappop(heap)
+            stream = by_index[index]
+            out.append(stream.buffer.popleft())
+            if len(stream.buffer) < page_size // 2 and stream.more and stream.pending is None:
+                stream.pending = asyncio.create_task(fetch(stream))  # prefetch: overlap the round trip
+            if not stream.buffer and stream.pending is not None:
+                stream.buffer.extend(await stream.pending)
+                stream.pending = None
+            if stream.buffer:
+                heapq.heappush(heap, heap_key(stream))
+    finally:
+        for stream in streams:
+            if stream.pending is not None:
+                stream.pending.cancel()
+        if owned_client:
+            await client.close()
+    elapsed = int((time.monotonic() - started) * 1000)
+    for stream in streams:
+        stream.status.ms = elapsed
+    names = {s.status.node_id: s.status.name for s in streams}
+    return [{**r, "origin_name": names[r["origin"]]} for r in out], [s.status for s in streams]
+
+
+def _accept(record: dict[str, Any], stream: _Stream) -> bool:
+    assert stream.peer is not None  # own records are accepted before this is called
+    try:
+        check_record(record, stream.peer)
+        return True
+    except DiscnodeError as exc:
+        stream.status.dropped += 1
+        stream.status.status, stream.status.error = "invalid", f"dropped {stream.status.dropped}: {exc}"
+        return False
 
 
 async def fetch_profile(home: Home, ref: str, save_images: Path | None = None) -> dict[str, Any]:

@@ -217,3 +217,36 @@ def test_client_reuses_its_pinned_connections(network):
                 assert (await client.request(peer, "POST", "/v1/profiles/query", {})).status == 200
             return len(client.session.connector._conns)  # idle pooled connections, by key
     assert asyncio.run(go()) == 1
+
+
+@pytest.mark.parametrize("sort, desc", [("name", False), ("last-seen", True), ("incidents", False)])
+def test_streaming_walk_equals_paging_by_cursor(abc, sort, desc):
+    import asyncio
+    from discnode.dataview import search, walk
+    from discnode.query import Query
+    _, b, _ = abc
+    query = Query(sort=sort, desc=desc, limit=5)
+    walked, statuses = asyncio.run(walk(b.home, query, page_size=3))  # tiny pages: many refills
+    paged, cursor = [], None
+    while True:
+        page = asyncio.run(search(b.home, query, cursor=cursor))
+        paged += page.results
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    assert [(r["origin"], r["id"]) for r in walked] == [(r["origin"], r["id"]) for r in paged]
+    assert len(walked) == 3 * PEOPLE and {s.status for s in statuses} == {"ok"}
+    assert sum(s.count for s in statuses) == 3 * PEOPLE
+
+
+def test_streaming_walk_drops_forged_records(abc):
+    import asyncio
+    from discnode.dataview import walk
+    from discnode.query import Query
+    a, b, _ = abc
+    _tamper(b, lambda r: {**r, "last_name": "Framed"})
+    results, statuses = asyncio.run(walk(a.home, Query(), page_size=2))
+    assert "Framed" not in {r["last_name"] for r in results} and len(results) == 2 * PEOPLE - 1
+    b_status = next(s for s in statuses if s.node_id == b.node_id)
+    assert b_status.status == "invalid" and b_status.dropped == 1
+    assert b.cli("search", "--all", "--json").json["results"]
