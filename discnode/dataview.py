@@ -40,6 +40,8 @@ class SourceStatus:
     ms: int = 0
     dropped: int = 0
     error: str = ""
+    #: Whether the last reply held no floats (internal: lets record checks take the fast path).
+    float_free: bool = field(default=False, repr=False, compare=False)
 
 
 @dataclass
@@ -50,7 +52,8 @@ class Page:
     query: Query = field(default_factory=Query)
 
     def to_json(self) -> dict[str, Any]:
-        return {"results": self.results, "peers": [asdict(p) for p in self.peers], "next_cursor": self.next_cursor}
+        peers_out = [{k: v for k, v in asdict(p).items() if k != "float_free"} for p in self.peers]
+        return {"results": self.results, "peers": peers_out, "next_cursor": self.next_cursor}
 
 
 # --- pure parts ------------------------------------------------------------------------------
@@ -66,11 +69,13 @@ def check_origin(record: Any, peer: peers.Peer) -> None:
         raise InvalidInput("record has no id")
 
 
-def check_record(record: dict[str, Any], peer: peers.Peer) -> None:
-    """The full checks: schema, the origin's signature by its pinned key, never local-only."""
+def check_record(record: dict[str, Any], peer: peers.Peer, *, float_free: bool = False) -> None:
+    """The full checks: schema, the origin's signature by its pinned key, never local-only.
+    float_free: the record came from JSON text without floats; being schema-valid as well (fixed
+    ASCII keys), its canonical form needs no further scan."""
     check_origin(record, peer)
     schemas.validate("profile", record)
-    verify_document(record, peer.public_key)
+    verify_document(record, peer.public_key, plain=float_free)
     if record["local_only"]:
         raise InvalidInput("local-only record served")
 
@@ -140,7 +145,8 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
         if reply.status != 200:
             status.status, status.error = "invalid", f"HTTP {reply.status}"
             return [], status
-        body = reply.json()
+        body, float_free = reply.json_without_floats()
+        status.float_free = float_free
         received = body.get("records") if isinstance(body, dict) else None
         if not isinstance(received, list):
             status.status, status.error = "invalid", "reply has no record list"
@@ -207,7 +213,7 @@ async def search(home: Home, query: Query, *, cursor: str | None = None, timeout
         if record["origin"] == home.node_id:
             return True  # our own database
         try:
-            check_record(record, by_id[record["origin"]])
+            check_record(record, by_id[record["origin"]], float_free=statuses[record["origin"]].float_free)
             return True
         except DiscnodeError as exc:
             status = statuses[record["origin"]]
@@ -278,7 +284,7 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
                 return []
             # Every record of a walk is checked anyway, so check it here: a peer's position then
             # only ever advances to the key of a record that proved genuine.
-            records = [r for r in received if _accept(r, stream)]
+            records = [r for r in received if _accept(r, stream, status.float_free)]
             stream.status.dropped += status.dropped
             if status.dropped:
                 stream.status.status, stream.status.error = "invalid", status.error
@@ -326,10 +332,10 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
     return [{**r, "origin_name": names[r["origin"]]} for r in out], [s.status for s in streams]
 
 
-def _accept(record: dict[str, Any], stream: _Stream) -> bool:
-    assert stream.peer is not None  # own records are accepted before this is called
+def _accept(record: dict[str, Any], stream: _Stream, float_free: bool) -> bool:
+    assert stream.peer is not None  # own records are never checked against a peer
     try:
-        check_record(record, stream.peer)
+        check_record(record, stream.peer, float_free=float_free)
         return True
     except DiscnodeError as exc:
         stream.status.dropped += 1

@@ -250,3 +250,13 @@ def test_streaming_walk_drops_forged_records(abc):
     b_status = next(s for s in statuses if s.node_id == b.node_id)
     assert b_status.status == "invalid" and b_status.dropped == 1
     assert b.cli("search", "--all", "--json").json["results"]
+
+
+def test_a_record_with_a_float_is_still_checked_in_full(abc):
+    """The canonical fast path is taken only for float-free replies; a float must not slip by."""
+    a, b, _ = abc
+    _tamper(b, lambda r: {**r, "height_cm": 170.5})
+    r = a.cli("search", "--json").json
+    b_status = next(p for p in r["peers"] if p["node_id"] == b.node_id)
+    assert b_status["status"] == "invalid" and b_status["dropped"] == 1
+    assert "float_free" not in b_status
