@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import deque
 import json
 import logging
 import signal
@@ -25,7 +26,7 @@ from .errors import DiscnodeError, InvalidInput, NotFound, RateLimited, Refused,
 from .home import DESCRIPTOR_PATH, Home, today
 from .images import read as read_image
 from .query import Query
-from .signing import verify_document, verify_request
+from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW, verify_document, verify_request
 
 log = logging.getLogger("discnode.server")
 
@@ -51,7 +52,9 @@ class _Bucket:
 class NodeState:
     home: Home
     limits: Limits
+    #: Nonces seen, with their signature's expiry, in arrival order; pruned from the front.
     nonces: dict[tuple[str, str], int] = field(default_factory=dict)
+    _nonce_order: deque[tuple[float, tuple[str, str]]] = field(default_factory=deque)
     buckets: dict[str, _Bucket] = field(default_factory=dict)
     _agreements: dict[str, tuple[int, dt.date, Agreement]] = field(default_factory=dict)
     descriptor: dict[str, Any] = field(default_factory=dict)
@@ -80,11 +83,16 @@ class NodeState:
         self._agreements.clear()
 
     def seen_nonce(self, key_id: str, nonce: str, expires: int, now: float) -> bool:
-        if len(self.nonces) > 100_000 or (len(self.nonces) > 1000 and int(now) % 10 == 0):
-            self.nonces = {k: e for k, e in self.nonces.items() if e + 60 > now}
-        if (key_id, nonce) in self.nonces:
+        """Replay check. A nonce need only be remembered until its signature could no longer pass
+        the freshness checks (expiry plus clock skew); forgetting is amortised O(1) per request."""
+        order = self._nonce_order
+        while order and order[0][0] < now:
+            self.nonces.pop(order.popleft()[1], None)
+        key = (key_id, nonce)
+        if key in self.nonces:
             return True
-        self.nonces[(key_id, nonce)] = expires
+        self.nonces[key] = expires
+        order.append((expires + CLOCK_SKEW + MAX_SIGNATURE_WINDOW, key))
         return False
 
     def allow(self, peer: str, now: float) -> bool:

@@ -277,3 +277,13 @@ def test_audit_log_refuses_updates(abc):
     _, b, _ = abc
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         b.home.db.execute("delete from audit")
+
+
+def test_replay_window_forgets_only_nonces_that_can_no_longer_pass():
+    from discnode.server import Limits, NodeState
+    state = NodeState(home=None, limits=Limits())  # type: ignore[arg-type]
+    now = 1_000_000.0
+    assert not state.seen_nonce("K", "n1", int(now) + 30, now)
+    assert state.seen_nonce("K", "n1", int(now) + 30, now + 100)  # still inside expiry + skew + window
+    assert not state.seen_nonce("K", "n2", int(now) + 30, now + 10_000)  # n1 is long dead: pruned
+    assert ("K", "n1") not in state.nonces and len(state.nonces) == 1
