@@ -20,7 +20,6 @@ import os
 import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -213,9 +212,7 @@ def throughput(hub_path: Path, target: str, clients: int, seconds: float) -> tup
     from concurrent.futures import ProcessPoolExecutor
     processes = 2
     with ProcessPoolExecutor(processes) as pool:
-        started = time.monotonic()
         parts = list(pool.map(throughput_worker, [(str(hub_path), target, clients // processes, seconds)] * processes))
-        elapsed = time.monotonic() - started
     latencies = [x for part in parts for x in part]
     return len(latencies) / seconds, Result.pct(latencies, 99), len(latencies)
 
@@ -321,7 +318,6 @@ def main(argv: list[str] | None = None) -> int:
             procs = start_nodes(paths, progress)
         try:
             main_paths = paths[: args.nodes]
-            hub = Home.open(hub_path)
             ids = [Home.open(p).node_id for p in main_paths]
             # Restrict the main measurements to the first --nodes partnerships.
             results = asyncio.run(_measure_subset(hub_path, main_paths, ids, baseline_db, args))

@@ -56,7 +56,7 @@ def _local_ipv4() -> list[str]:
     return out or ["127.0.0.1"]
 
 
-def _interfaces(home_host: str | None = None) -> Any:
+def _interfaces() -> Any:
     from zeroconf import InterfaceChoice
     return InterfaceChoice.All
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 
 from . import schemas, store
-from .consent import Agreement, State, derive
+from .consent import Agreement, derive
 from .errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from .identity import b64u_decode, node_id_for
 from .signing import document_hash, verify_document
@@ -152,8 +152,3 @@ def listing(db: store.DB, me: str, today: dt.date) -> list[dict[str, Any]]:
             "undelivered": sum(1 for _, d in undelivered(db, me) if d["to"] == peer.node_id),
         })
     return out
-
-
-def require_state(agreement_: Agreement, *states: State) -> None:
-    if agreement_.state not in states:
-        raise InvalidInput(f"agreement with {agreement_.peer} is {agreement_.state.value}")

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from . import images as img
 from . import schemas, store
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput
 from .home import Home, today
 from .signing import sign_document
 
@@ -226,8 +226,3 @@ def import_file(home: Home, path: Path, on_each: Callable[[], None] | None = Non
             raise InvalidInput(f"row {n}: {exc}; nothing was imported") from None
     store.put_profiles(home.db, records, on_each=on_each)
     return len(records)
-
-
-def require_own(home: Home, profile_id: str) -> None:
-    if home.db.execute("SELECT 1 FROM profiles WHERE id = ?", [profile_id]).fetchone() is None:
-        raise NotFound(f"no profile {profile_id!r} on this node")

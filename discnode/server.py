@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from . import audit, peers, schemas, store
-from .consent import Action, Agreement, State, check_incoming
+from .consent import Agreement, check_incoming
 from .errors import DiscnodeError, InvalidInput, NotFound, RateLimited, Refused, TooLarge, Unauthenticated
 from .home import DESCRIPTOR_PATH, Home, today
 from .images import read as read_image
@@ -108,8 +108,8 @@ class NodeState:
 
 
 STATE = web.AppKey("state", NodeState)
-PEER = "discnode.peer"
-BODY = "discnode.body"
+PEER = web.RequestKey("peer", str)      # the verified node ID of the caller
+BODY = web.RequestKey("body", bytes)    # the raw body, read once and digest-checked
 
 
 def _error(status: int, code: str, message: str) -> web.Response:

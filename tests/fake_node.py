@@ -2,7 +2,6 @@
 descriptor with its address changed and the signature left as it was (so it does not verify)."""
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 

@@ -1,7 +1,6 @@
 """Issue 2's must-shows, through the real CLI entry point against real node homes."""
 
 import csv
-import io
 import subprocess
 import sys
 
