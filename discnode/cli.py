@@ -419,13 +419,13 @@ def address(ctx: typer.Context,
             public_url: Optional[str] = typer.Option(None, help="New URL for peers ('' for https://HOST:PORT)."),
             json_out: bool = JsonOpt) -> None:
     """Change where this node listens. Peers are sent the new signed descriptor when `serve` starts."""
-    import dataclasses
-
     home = open_home(ctx)
-    changes = {k: v for k, v in (("host", host), ("port", port), ("public_url", public_url)) if v is not None}
-    if not changes:
+    if host is None and port is None and public_url is None:
         raise InvalidInput("give --host, --port or --public-url")
-    config = dataclasses.replace(home.config, **changes).validated()
+    current = home.config
+    config = Config(name=current.name, host=current.host if host is None else host,
+                    port=current.port if port is None else port,
+                    public_url=current.public_url if public_url is None else public_url).validated()
     home.write_config(config)
     from . import audit
     audit.append(home.db, "address-changed", "", url=config.url)

@@ -38,9 +38,9 @@ def render(results: list[dict[str, Any]], thumbs: dict[str, bytes], path: Path, 
         y = PAD + (n // cols) * cell_h
         data = thumbs.get(record.get("image") or "")
         if data:
-            with Image.open(io.BytesIO(data)) as thumb:
-                thumb = thumb.convert("RGB")
-                sheet.paste(thumb, (x + (THUMB_SIZE[0] - thumb.width) // 2, y + (THUMB_SIZE[1] - thumb.height) // 2))
+            with Image.open(io.BytesIO(data)) as opened:
+                thumb = opened.convert("RGB")
+            sheet.paste(thumb, (x + (THUMB_SIZE[0] - thumb.width) // 2, y + (THUMB_SIZE[1] - thumb.height) // 2))
             pictured += 1
         else:
             draw.rectangle([x, y, x + THUMB_SIZE[0] - 1, y + THUMB_SIZE[1] - 1], outline=(180, 180, 180))

@@ -227,9 +227,10 @@ async def consent(request: web.Request) -> web.Response:
             raise InvalidInput("offer carries another node's descriptor")
         key = peers.verify_descriptor(doc["descriptor"]).public_key
     else:
-        key = peers.public_key(state.db, peer)
-        if key is None:
+        pinned = peers.public_key(state.db, peer)
+        if pinned is None:
             raise Refused(f"no agreement with node {peer}")
+        key = pinned
     verify_document(doc, key)
     check_incoming(peers.agreement(state.db, state.me, peer, today()), doc, state.me)
     with store.write(state.db):  # all or nothing: no peer row without its offer

@@ -36,7 +36,7 @@ Migration = Callable[["sqlite_utils.Database"], None]
 
 
 def _m001_profiles(db: "sqlite_utils.Database") -> None:
-    db["profiles"].create(
+    db.table("profiles").create(
         {
             "id": str, "origin": str, "status": str, "first_name": str, "last_name": str,
             "sort_name": str, "aliases_text": str, "marks": str, "notes": str,
@@ -49,36 +49,36 @@ def _m001_profiles(db: "sqlite_utils.Database") -> None:
         not_null={"origin", "status", "gender", "ethnicity", "build", "record"},
     )
     for column in ("sort_name", "last_seen_key", "incident_count", "created"):
-        db["profiles"].create_index([column, "origin", "id"], index_name=f"profiles_by_{column}")
-    db["profiles"].enable_fts(["first_name", "last_name", "aliases_text", "marks", "notes"],
+        db.table("profiles").create_index([column, "origin", "id"], index_name=f"profiles_by_{column}")
+    db.table("profiles").enable_fts(["first_name", "last_name", "aliases_text", "marks", "notes"],
                               fts_version="FTS5", create_triggers=True, tokenize="unicode61")
-    db["images"].create(
+    db.table("images").create(
         {"profile_id": str, "sha256": str, "mime": str, "width": int, "height": int, "bytes": int,
          "thumb_bytes": int, "created": str},
         pk=("profile_id", "sha256"),
         foreign_keys=[("profile_id", "profiles", "id")],
     )
-    db["images"].create_index(["sha256"])
+    db.table("images").create_index(["sha256"])
 
 
 def _m002_peers(db: "sqlite_utils.Database") -> None:
-    db["peers"].create(
+    db.table("peers").create(
         {"node_id": str, "name": str, "url": str, "public_key": str, "tls_fingerprint": str,
          "descriptor": str, "added": str, "updated": str},
         pk="node_id",
     )
-    db["consent_docs"].create(
+    db.table("consent_docs").create(
         {"hash": str, "peer": str, "type": str, "signer": str, "issued_at": str, "doc": str,
          "delivered": int, "received": str},
         pk="hash",
         foreign_keys=[("peer", "peers", "node_id")],
     )
-    db["consent_docs"].create_index(["peer", "issued_at"])
-    db["audit"].create(
+    db.table("consent_docs").create_index(["peer", "issued_at"])
+    db.table("audit").create(
         {"seq": int, "ts": str, "event": str, "peer": str, "detail": str, "prev": str, "hash": str},
         pk="seq",
     )
-    db["audit"].create_index(["peer"])
+    db.table("audit").create_index(["peer"])
     for verb in ("UPDATE", "DELETE"):
         db.execute(f"CREATE TRIGGER audit_no_{verb.lower()} BEFORE {verb} ON audit "
                    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
