@@ -26,15 +26,25 @@ def _entry_hash(prev: str, seq: int, ts: str, event: str, peer: str, detail: str
 
 
 def append(db: store.DB, event: str, peer: str = "", **detail: Any) -> int:
+    return append_many(db, [(event, peer, detail)])[-1]
+
+
+def append_many(db: store.DB, entries: list[tuple[str, str, dict[str, Any]]]) -> list[int]:
+    """Append entries in one transaction (the server's group commit); returns their numbers."""
+    seqs = []
     with store.write(db) as conn:
         row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+        seq, prev = (row[0], row[1]) if row else (0, GENESIS)
         ts = store.now_ts()
-        detail_text = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
-        digest = _entry_hash(prev, seq, ts, event, peer, detail_text)
-        conn.execute("INSERT INTO audit (seq, ts, event, peer, detail, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     [seq, ts, event, peer, detail_text, prev, digest])
-        return seq
+        for event, peer, detail in entries:
+            seq += 1
+            detail_text = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
+            digest = _entry_hash(prev, seq, ts, event, peer, detail_text)
+            conn.execute("INSERT INTO audit (seq, ts, event, peer, detail, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         [seq, ts, event, peer, detail_text, prev, digest])
+            prev = digest
+            seqs.append(seq)
+    return seqs
 
 
 def entries(db: store.DB, limit: int | None = None, peer: str | None = None) -> list[dict[str, Any]]:

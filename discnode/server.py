@@ -79,6 +79,32 @@ class NodeState:
         self._agreements[peer] = (version, day, agreement)
         return agreement
 
+    _audit_queue: list[tuple[str, str, dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
+
+    async def audit(self, event: str, peer: str = "", **detail: Any) -> None:
+        """Append to the audit log before the reply goes out. Entries queued in the same turn of the
+        event loop are written in one transaction (group commit): one commit for many requests,
+        and no request is answered before its entry is on disk."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self._audit_queue:
+            loop.call_soon(self._flush_audit)
+        self._audit_queue.append((event, peer, detail, done))
+        await done
+
+    def _flush_audit(self) -> None:
+        batch, self._audit_queue = self._audit_queue, []
+        try:
+            audit.append_many(self.db, [(event, peer, detail) for event, peer, detail, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every waiting request must learn of it
+            for *_, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for *_, done in batch:
+            if not done.done():
+                done.set_result(None)
+
     def forget_agreements(self) -> None:
         self._agreements.clear()
 
@@ -179,15 +205,15 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         if not state.allow(verified.key_id, now):
             raise RateLimited("rate limit exceeded; slow down")
     except DiscnodeError as exc:
-        audit.append(state.db, "refused", "", path=request.path, method=request.method, status=exc.status,
-                     reason=str(exc), claimed=claimed, remote=request.remote)
+        await state.audit("refused", "", path=request.path, method=request.method, status=exc.status,
+                          reason=str(exc), claimed=claimed, remote=request.remote)
         raise
     request[PEER] = verified.key_id
     request[BODY] = body
     return await handler(request)
 
 
-def _require(request: web.Request, kind: str) -> str:
+async def _require(request: web.Request, kind: str) -> str:
     """The verified peer, if an active agreement shares `kind` with it; else audited 403."""
     state = request.app[STATE]
     peer = request[PEER]
@@ -195,7 +221,7 @@ def _require(request: web.Request, kind: str) -> str:
     if not agreement.active or kind not in agreement.share:
         reason = (f"agreement is {agreement.state.value}" if not agreement.active
                   else f"agreement does not share {kind}")
-        audit.append(state.db, "refused", peer, path=request.path, method=request.method, status=403, reason=reason)
+        await state.audit("refused", peer, path=request.path, method=request.method, status=403, reason=reason)
         raise Refused(f"no active agreement to share {kind} ({reason})")
     return peer
 
@@ -239,7 +265,7 @@ async def consent(request: web.Request) -> web.Response:
         peers.add_document(state.db, peer, doc, delivered=True)
     state.forget_agreements()
     after = peers.agreement(state.db, state.me, peer, today())
-    audit.append(state.db, f"consent-{doc['type']}-received", peer, state=after.state.value)
+    await state.audit(f"consent-{doc['type']}-received", peer, state=after.state.value)
     return web.json_response({"state": after.state.value})
 
 
@@ -254,16 +280,16 @@ async def new_descriptor(request: web.Request) -> web.Response:
     before = peers.get(state.db, peer).url
     after = peers.remember(state.db, descriptor, stranger_ok=False).url
     if before != after:
-        audit.append(state.db, "peer-address-changed", peer, old=before, new=after)
+        await state.audit("peer-address-changed", peer, old=before, new=after)
     return web.json_response({"url": after})
 
 
 async def query_profiles(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    peer = _require(request, "profiles")
+    peer = await _require(request, "profiles")
     query = Query.from_wire(_json_body(request))
     records = store.search_raw(state.db, query, today(), served_by=state.me)
-    audit.append(state.db, "served", peer, what="query", count=len(records))
+    await state.audit("served", peer, what="query", count=len(records))
     # Stored records are already the signed JSON: send them as they are, unparsed.
     body = '{"records":[' + ",".join(records) + "]}"
     return web.Response(text=body, content_type="application/json")
@@ -271,18 +297,18 @@ async def query_profiles(request: web.Request) -> web.Response:
 
 async def get_profile(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    peer = _require(request, "profiles")
+    peer = await _require(request, "profiles")
     profile_id = request.match_info["profile_id"]
     record = store.get_shareable(state.db, profile_id, state.me, today())
     shared_images = "images" in state.agreement(peer).share
     images = [i["sha256"] for i in store.images_of(state.db, profile_id)] if shared_images else []
-    audit.append(state.db, "served", peer, what="profile", id=profile_id, count=1)
+    await state.audit("served", peer, what="profile", id=profile_id, count=1)
     return web.json_response({"record": record, "images": images})
 
 
 async def get_image(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    peer = _require(request, "images")
+    peer = await _require(request, "images")
     sha = request.match_info["sha256"]
     size = request.query.get("size", "thumb")
     if size not in ("thumb", "full"):
@@ -290,7 +316,7 @@ async def get_image(request: web.Request) -> web.Response:
     if not store.shareable_image(state.db, sha, state.me, today()):
         raise NotFound("no such shared image")
     data = read_image(state.home.images_root, sha, thumb=size == "thumb")
-    audit.append(state.db, "served", peer, what=f"image-{size}", id=sha, count=1)
+    await state.audit("served", peer, what=f"image-{size}", id=sha, count=1)
     return web.Response(body=data, content_type="image/jpeg")
 
 

@@ -287,3 +287,22 @@ def test_replay_window_forgets_only_nonces_that_can_no_longer_pass():
     assert state.seen_nonce("K", "n1", int(now) + 30, now + 100)  # still inside expiry + skew + window
     assert not state.seen_nonce("K", "n2", int(now) + 30, now + 10_000)  # n1 is long dead: pruned
     assert ("K", "n1") not in state.nonces and len(state.nonces) == 1
+
+
+def test_concurrent_requests_are_each_audited_and_the_chain_holds(abc):
+    """Group commit: many requests share one audit transaction, each still has its own entry."""
+    import asyncio
+    from discnode.client import PeerClient
+    from discnode.dataview import active_peers
+    a, b, _ = abc
+    before = sum(1 for e in audit.entries(b.home.db, limit=10_000) if e["event"] == "served")
+
+    async def burst():
+        async with PeerClient(a.home.identity) as client:
+            peer = active_peers(a.home)[0]
+            replies = await asyncio.gather(*(client.request(peer, "POST", QUERY, {"limit": 1}) for _ in range(40)))
+            return [r.status for r in replies]
+    assert asyncio.run(burst()) == [200] * 40
+    served = sum(1 for e in audit.entries(b.home.db, limit=10_000) if e["event"] == "served")
+    assert served - before == 40
+    assert audit.verify(b.home.db).ok
