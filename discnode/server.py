@@ -40,6 +40,8 @@ class Limits:
     #: A connection must deliver a complete request head this soon after it opens (slow clients).
     header_timeout: float = 10.0
     keepalive: float = 15.0
+    #: One address may send this many times a peer's allowance (several partnerships behind one NAT).
+    address_factor: int = 5
 
 
 @dataclass
@@ -121,11 +123,15 @@ class NodeState:
         order.append((expires + CLOCK_SKEW + MAX_SIGNATURE_WINDOW, key))
         return False
 
-    def allow(self, peer: str, now: float) -> bool:
-        bucket = self.buckets.get(peer)
+    def allow(self, key: str, now: float, factor: int = 1) -> bool:
+        """Token bucket per key (a peer's node ID, or an address)."""
+        burst, rate = float(self.limits.burst * factor), self.limits.rate * factor
+        bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = self.buckets[peer] = _Bucket(float(self.limits.burst), now)
-        bucket.tokens = min(float(self.limits.burst), bucket.tokens + (now - bucket.stamp) * self.limits.rate)
+            if len(self.buckets) > 10_000:  # forget idle buckets rather than grow without end
+                self.buckets = {k: b for k, b in self.buckets.items() if now - b.stamp < 60}
+            bucket = self.buckets[key] = _Bucket(burst, now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.stamp) * rate)
         bucket.stamp = now
         if bucket.tokens < 1:
             return False
@@ -186,6 +192,11 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         return await handler(request)
     state = request.app[STATE]
     claimed = request.headers.get("Signature-Input", "")[:300]
+    if not state.allow(f"address {request.remote}", time.time(), state.limits.address_factor):
+        # Before any verification, and not audited: otherwise anyone could fill the audit log
+        # (and the disk) with refusals of junk requests.
+        log.warning("rate limit: too many requests from %s", request.remote)
+        raise RateLimited("rate limit exceeded; slow down")
     try:
         try:
             body = await request.read()

@@ -20,13 +20,19 @@ def _json(result):
     return json.loads(result.stdout)
 
 
-def test_two_nodes_discover_each_other_and_agree_over_the_link(link, tmp_path):
+def two_nodes(link, tmp_path):
+    """A node on each test host: (host a, host b, home a, home b, node ID a, node ID b)."""
     a, b = link.hosts
     home_a, home_b = tmp_path / "a", tmp_path / "b"
     a.discnode(home_a, "init", "--name", "Alpha BCRP", "--host", a.address)
     b.discnode(home_b, "init", "--name", "Beta BCRP", "--host", b.address)
     id_a = _json(a.discnode(home_a, "id", "--json"))["node_id"]
     id_b = _json(b.discnode(home_b, "id", "--json"))["node_id"]
+    return a, b, home_a, home_b, id_a, id_b
+
+
+def test_two_nodes_discover_each_other_and_agree_over_the_link(link, tmp_path):
+    a, b, home_a, home_b, id_a, id_b = two_nodes(link, tmp_path)
     serve_a = a.serve(home_a, tmp_path / "a.log")
     b.serve(home_b, tmp_path / "b.log")
 
@@ -58,11 +64,7 @@ def test_two_nodes_discover_each_other_and_agree_over_the_link(link, tmp_path):
 
 
 def test_descriptor_with_bad_signature_at_discovered_address_is_refused(link, tmp_path):
-    a, b = link.hosts
-    home_a, home_b = tmp_path / "a", tmp_path / "b"
-    a.discnode(home_a, "init", "--name", "Alpha BCRP", "--host", a.address)
-    b.discnode(home_b, "init", "--name", "Beta BCRP", "--host", b.address)
-    id_a = _json(a.discnode(home_a, "id", "--json"))["node_id"]
+    a, b, home_a, home_b, id_a, _ = two_nodes(link, tmp_path)
     serve_a = a.serve(home_a, tmp_path / "a.log")
     b.discnode(home_b, "peer", "add", f"https://{a.address}:8443", "--expect", id_a)
     serve_a.terminate()

@@ -221,6 +221,19 @@ def test_rate_limit_per_peer(network):
     assert query(a, b)[0] == 200
 
 
+def test_junk_floods_are_rate_limited_by_address_before_auditing(network):
+    from discnode.server import Limits
+    b = network.node("B", limits=Limits(rate=0.001, burst=2, address_factor=3))  # an address: burst 6
+    stranger = Identity.generate()
+    statuses = []
+    for _ in range(12):
+        body, headers = signed(stranger, b, "POST", QUERY, {})
+        statuses.append(send(b, "POST", QUERY, body, headers)[0])
+    assert statuses[:6] == [403] * 6 and set(statuses[6:]) == {429}
+    refused = [e for e in audit.entries(b.home.db, limit=100) if e["event"] == "refused"]
+    assert len(refused) == 6  # the flood past the burst never reached the audit log
+
+
 def test_slow_client_is_disconnected(network):
     import socket
     import ssl
