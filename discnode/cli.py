@@ -151,10 +151,14 @@ def profile_show(ctx: typer.Context, profile_id: str = typer.Argument(..., help=
                  save_images: Optional[Path] = typer.Option(None, help="Save the profile's images here."),
                  json_out: bool = JsonOpt) -> None:
     """Show one profile in full (a peer's too, as NODE_ID:PROFILE_ID)."""
+    from . import audit
+
     home = open_home(ctx)
     if ":" in profile_id:
         from .dataview import show_remote
         record = show_remote(home, profile_id, save_images)
+        audit.append(home.db, "viewed-peer-profile", record["origin"], id=record["id"],
+                     saved_images=str(save_images) if save_images else None)
     else:
         record = profiles.show(home, profile_id)
         if save_images:
@@ -162,6 +166,8 @@ def profile_show(ctx: typer.Context, profile_id: str = typer.Argument(..., help=
             save_images.mkdir(parents=True, exist_ok=True)
             for sha in record["images"]:
                 (save_images / f"{sha}.jpg").write_bytes(read(home.images_root, sha, thumb=False))
+            audit.append(home.db, "exported-images", "", id=record["id"], to=str(save_images),
+                         count=len(record["images"]))
     _print_profile(record, json_out)
 
 
@@ -523,7 +529,8 @@ def search(
             from .dataview import thumbnails
             render(page.results, _run(thumbnails(home, page.results, timeout)), contact_sheet)
     from . import audit
-    audit.append(home.db, "search", "", query=query.to_wire(), results=len(page.results),
+    audit.append(home.db, "search", "", query=query.to_wire(), results=len(page.results), all=all_pages,
+                 contact_sheet=str(contact_sheet) if contact_sheet else None,
                  peers={p.node_id: p.status for p in page.peers})
     if json_out:
         output.emit_json(page.to_json())

@@ -185,6 +185,9 @@ def test_contact_sheet_and_remote_profile(abc, tmp_path):
     assert shown["id"] == rid["id"] and shown["origin_name"] == "B BCRP"
     files = list(saved.glob("*.jpg"))
     assert len(files) == 1 and Image.open(files[0]).size == (64, 80)
+    from discnode import audit
+    events = [(e["event"], e["peer"]) for e in audit.entries(a.home.db, limit=5)]
+    assert ("viewed-peer-profile", b.node_id) in events and ("search", "") in events
     c_ref = f"{a.node_id}:{rid['id']}"
     assert a.cli("profile", "show", c_ref, ok=False).code != 0
 
