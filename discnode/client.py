@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import aiohttp
 
-from .errors import DiscnodeError, PeerError, Refused, Unauthenticated
+from .errors import DiscnodeError, PeerError, PeerTimeout, Refused, Unauthenticated
 from .home import DESCRIPTOR_PATH
 from .identity import Identity
 from .peers import Peer, verify_descriptor
@@ -59,6 +59,19 @@ def _unverified_tls() -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     return ctx
+
+
+def _describe(exc: BaseException, where: str, timeout: float) -> str:
+    """A transport failure in words an administrator can act on."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"{where} did not answer within {timeout:g}s"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS with {where} failed ({getattr(exc, 'os_error', exc)})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {where} ({exc.os_error.strerror or 'refused'}); is `discnode serve` running there?"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{where} closed the connection"
+    return f"cannot reach {where}: {exc.__class__.__name__}"
 
 
 def _error_message(reply: Reply) -> str:
@@ -131,7 +144,8 @@ class PeerClient:
                 peer_cert = resp.connection.transport.get_extra_info("ssl_object").getpeercert(binary_form=True) \
                     if resp.connection and resp.connection.transport else None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise PeerError(f"cannot reach {base}: {exc.__class__.__name__} {exc}".strip()) from None
+            kind = PeerTimeout if isinstance(exc, asyncio.TimeoutError) else PeerError
+            raise kind(_describe(exc, base, timeout or self.timeout)) from None
         try:
             descriptor = json.loads(body)
         except ValueError:
@@ -162,8 +176,9 @@ class PeerClient:
                 return Reply(resp.status, data, resp.content_type)
         except aiohttp.ServerFingerprintMismatch:
             raise Unauthenticated(f"{peer.name} presented a TLS certificate that is not the pinned one") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise PeerError(f"cannot reach {peer.name} at {peer.url}: {exc}") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            kind = PeerTimeout if isinstance(exc, asyncio.TimeoutError) else PeerError
+            raise kind(_describe(exc, f"{peer.name} at {peer.url}", timeout or self.timeout)) from None
 
     async def call_json(self, peer: Peer, method: str, path: str, payload: Any = None, *,
                         timeout: float | None = None) -> Any:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from . import peers, schemas, store
 from .client import PeerClient
-from .errors import DiscnodeError, InvalidInput, PeerError, Refused, Unauthenticated
+from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
 from .query import Query, apply_cursor, encode_cursor, sort_key
@@ -171,10 +171,10 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
         if dropped:
             status.status, status.error = "invalid", f"dropped {dropped}: {reason}"
         return records, status
-    except asyncio.TimeoutError:
+    except (asyncio.TimeoutError, PeerTimeout):
         status.status, status.error = "timeout", f"no reply within {timeout:g}s"
     except (PeerError, Unauthenticated) as exc:
-        status.status, status.error = ("timeout", str(exc)) if "Timeout" in str(exc) else ("unreachable", str(exc))
+        status.status, status.error = "unreachable", str(exc)
     finally:
         status.ms = int((time.monotonic() - started) * 1000)
     return [], status

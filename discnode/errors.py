@@ -77,3 +77,10 @@ class PeerError(DiscnodeError):
     status = 502
     exit_code = 8
     code = "peer_error"
+
+
+class PeerTimeout(PeerError):
+    """A peer did not answer in time."""
+
+    status = 504
+    code = "peer_timeout"

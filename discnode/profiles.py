@@ -88,6 +88,10 @@ def build_record(fields: dict[str, Any], origin: str, *, existing: dict[str, Any
 
 def validate(record: dict[str, Any]) -> None:
     """Schema plus the rules a schema cannot say."""
+    if record.get("status") == "identified" and not (str(record.get("first_name") or "").strip()
+                                                      and str(record.get("last_name") or "").strip()):
+        raise InvalidInput("an identified profile needs a first and a last name "
+                           "(for someone not yet identified, use --id-sought / status id-sought)")
     schemas.validate("profile", record)
     if record["dob"]:
         if dt.date.fromisoformat(record["dob"]) > today():

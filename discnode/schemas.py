@@ -141,7 +141,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "pattern":
         return f"{where}: {error.instance!r} is not in the expected form"
     if error.validator == "format":
-        return f"{where}: {error.instance!r} is not a valid {error.validator_value}"
+        form = {"date": "date (YYYY-MM-DD)", "date-time": "time (YYYY-MM-DDTHH:MM:SSZ)"}.get(
+            str(error.validator_value), str(error.validator_value))
+        return f"{where}: {error.instance!r} is not a valid {form}"
     return f"{where}: {error.message}"
 
 
