@@ -142,6 +142,9 @@ def undelivered(db: store.DB, me: str) -> list[tuple[str, dict[str, Any]]]:
 
 def listing(db: store.DB, me: str, today: dt.date) -> list[dict[str, Any]]:
     out = []
+    waiting: dict[str, int] = {}
+    for _, doc in undelivered(db, me):  # once, not once per peer
+        waiting[doc["to"]] = waiting.get(doc["to"], 0) + 1
     for peer in all_peers(db):
         agreement_ = agreement(db, me, peer.node_id, today)
         out.append({
@@ -149,6 +152,6 @@ def listing(db: store.DB, me: str, today: dt.date) -> list[dict[str, Any]]:
             "last_actor": ("us" if agreement_.last_actor == me else "them") if agreement_.last_actor else None,
             "review_by": agreement_.review_by, "share": list(agreement_.offer["terms"]["share"])
             if agreement_.offer else [],
-            "undelivered": sum(1 for _, d in undelivered(db, me) if d["to"] == peer.node_id),
+            "undelivered": waiting.get(peer.node_id, 0),
         })
     return out
