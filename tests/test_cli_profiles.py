@@ -174,3 +174,23 @@ def test_real_process_gives_one_line_error_not_traceback(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert "no node at" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["search", "--all", "--cursor", "abc"], "takes no --cursor"),
+    (["search", "--timeout", "0"], "timeout must be"),
+    (["search", "--limit", "201"], "limit must be"),
+    (["search", "--contact-sheet", "sheet.jpg"], ".png"),
+    (["address"], "give --host, --port or --public-url"),
+    (["address", "--port", "70000"], "port 70000"),
+    (["peer", "discover", "--timeout", "0.1"], "timeout must be"),
+    (["peer", "add", "https://127.0.0.1:9", "--expect", "nonsense"], "not a node ID"),
+    (["peer", "add", "https://127.0.0.1:9"], "--expect"),
+    (["demo", "--profiles", "0"], "--profiles must be"),
+])
+def test_bad_options_are_refused_with_one_line_and_change_nothing(cli, args, words):
+    before = (cli.home / "config.toml").read_text()
+    r = cli(*args, ok=False)
+    assert words in r.err and "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1
+    assert (cli.home / "config.toml").read_text() == before
+    assert db_counts(cli.home) == (0, 0)

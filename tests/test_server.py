@@ -319,3 +319,28 @@ def test_concurrent_requests_are_each_audited_and_the_chain_holds(abc):
     served = sum(1 for e in audit.entries(b.home.db, limit=10_000) if e["event"] == "served")
     assert served - before == 40
     assert audit.verify(b.home.db).ok
+
+
+@pytest.mark.parametrize("how", ["another-nodes", "forged", "not-a-descriptor"])
+def test_address_announcement_is_refused_unless_it_is_the_senders_own(abc, how):
+    a, b, c = abc
+    before = b.cli("peer", "list", "--json").json
+    if how == "another-nodes":
+        payload = c.home.descriptor()  # genuine, but not A's
+    elif how == "forged":
+        payload = {**a.home.descriptor(), "url": "https://127.0.0.1:1"}  # changed after signing
+    else:
+        payload = {"node_id": a.node_id}
+    body, headers = signed(a.home.identity, b, "POST", "/v1/descriptor", payload)
+    status, reply = send(b, "POST", "/v1/descriptor", body, headers)
+    assert 400 <= status < 500 and "error" in reply
+    assert b.cli("peer", "list", "--json").json == before
+
+
+def test_address_announcement_from_the_peer_itself_is_adopted(abc):
+    a, b, _ = abc
+    a.home.write_config(__import__("dataclasses").replace(a.home.config, port=9))
+    body, headers = signed(a.home.identity, b, "POST", "/v1/descriptor", a.home.descriptor())
+    status, reply = send(b, "POST", "/v1/descriptor", body, headers)
+    assert status == 200 and reply["url"] == "https://127.0.0.1:9"
+    assert next(p for p in b.cli("peer", "list", "--json").json if p["node_id"] == a.node_id)["url"] == reply["url"]
