@@ -72,7 +72,11 @@ def all_peers(db: store.DB) -> list[Peer]:
 
 def remember(db: store.DB, descriptor: Mapping[str, Any], *, stranger_ok: bool = True) -> Peer:
     """Store or refresh a peer from a verified descriptor. A newer descriptor replaces an older one
-    (address change); an older or equal one is ignored; the key never changes (the ID is its hash)."""
+    (address change); an older one is ignored; the key never changes (the ID is its hash).
+
+    `issued_at` has one-second resolution, so a node that moves within the second it last signed
+    would otherwise be ignored: a different descriptor with the same `issued_at` also replaces the
+    held one (both carry the node's own signature, so either is genuine)."""
     peer = verify_descriptor(descriptor)
     now = store.now_ts()
     with store.write(db) as conn:
@@ -90,12 +94,18 @@ def remember(db: store.DB, descriptor: Mapping[str, Any], *, stranger_ok: bool =
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [peer.node_id, peer.name, peer.url, descriptor["public_key"], peer.tls_fingerprint,
                  json.dumps(dict(descriptor)), now, now])
-        elif json.loads(row[0])["issued_at"] < descriptor["issued_at"]:
+        elif _supersedes(descriptor, json.loads(row[0])):
             conn.execute("UPDATE peers SET name = ?, url = ?, tls_fingerprint = ?, descriptor = ?, updated = ? "
                          "WHERE node_id = ?",
                          [peer.name, peer.url, peer.tls_fingerprint, json.dumps(dict(descriptor)), now,
                           peer.node_id])
     return get(db, peer.node_id)
+
+
+def _supersedes(new: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
+    if new["issued_at"] != held["issued_at"]:
+        return bool(new["issued_at"] > held["issued_at"])
+    return any(new[k] != held.get(k) for k in ("name", "url", "tls_fingerprint"))
 
 
 def add_document(db: store.DB, peer: str, doc: Mapping[str, Any], *, delivered: bool,

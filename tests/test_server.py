@@ -337,10 +337,33 @@ def test_address_announcement_is_refused_unless_it_is_the_senders_own(abc, how):
     assert b.cli("peer", "list", "--json").json == before
 
 
+def announce_descriptor(a, b, **changes):
+    from discnode.signing import sign_document
+    descriptor = sign_document({**a.home.descriptor(), **changes}, a.home.identity)
+    body, headers = signed(a.home.identity, b, "POST", "/v1/descriptor", descriptor)
+    return send(b, "POST", "/v1/descriptor", body, headers)
+
+
+def url_held_by(b, a):
+    return next(p for p in b.cli("peer", "list", "--json").json if p["node_id"] == a.node_id)["url"]
+
+
 def test_address_announcement_from_the_peer_itself_is_adopted(abc):
     a, b, _ = abc
-    a.home.write_config(__import__("dataclasses").replace(a.home.config, port=9))
-    body, headers = signed(a.home.identity, b, "POST", "/v1/descriptor", a.home.descriptor())
-    status, reply = send(b, "POST", "/v1/descriptor", body, headers)
+    status, reply = announce_descriptor(a, b, url="https://127.0.0.1:9", issued_at="2099-01-01T00:00:00Z")
     assert status == 200 and reply["url"] == "https://127.0.0.1:9"
-    assert next(p for p in b.cli("peer", "list", "--json").json if p["node_id"] == a.node_id)["url"] == reply["url"]
+    assert url_held_by(b, a) == "https://127.0.0.1:9"
+
+
+def test_address_change_within_the_same_second_is_adopted(abc):
+    a, b, _ = abc
+    announce_descriptor(a, b, url="https://127.0.0.1:9", issued_at="2099-01-01T00:00:00Z")
+    status, reply = announce_descriptor(a, b, url="https://127.0.0.1:10", issued_at="2099-01-01T00:00:00Z")
+    assert status == 200 and url_held_by(b, a) == "https://127.0.0.1:10"
+
+
+def test_older_descriptor_is_ignored(abc):
+    a, b, _ = abc
+    held = url_held_by(b, a)
+    status, _ = announce_descriptor(a, b, url="https://127.0.0.1:9", issued_at="2001-01-01T00:00:00Z")
+    assert status == 200 and url_held_by(b, a) == held
