@@ -168,10 +168,12 @@ async def federated_walk(hub: Home, client: PeerClient, query: Query, timeout: f
             return n
 
 
-async def streaming_walk(hub: Home, client: PeerClient, query: Query, timeout: float, ids: list[str]) -> int:
-    """Every match by the streaming merge, each peer paged from its own position (`search --all`)."""
+async def streaming_walk(hub: Home, client: PeerClient, query: Query, timeout: float, ids: list[str],
+                         workers: int | None = None) -> int:
+    """Every match by the streaming merge, each peer paged from its own position (`search --all`);
+    records checked in `workers` processes (None: one per CPU, as the CLI does; 0: in this one)."""
     from discnode.dataview import walk
-    results, statuses = await walk(hub, query, timeout=timeout, client=client, partnerships=ids)
+    results, statuses = await walk(hub, query, timeout=timeout, client=client, partnerships=ids, workers=workers)
     bad = [s for s in statuses if s.status != "ok"]
     if bad:
         raise RuntimeError(f"walk: peers not ok: {bad[:3]}")
@@ -252,6 +254,11 @@ async def measure(hub_path: Path, node_paths: list[Path], baseline_db: Any, runs
         r.federated = await timed(lambda: federated_walk(hub, client, walk_query, timeout), max(1, walk_runs // 2))
         r.baseline = timed_sync(lambda: baseline_walk(baseline_db, walk_query), max(1, walk_runs // 2))
         r.note = f"{paged} profiles"
+        results.append(r)
+        r = Result("4c walk, streaming, every check in the one process")
+        r.federated = await timed(lambda: streaming_walk(hub, client, walk_query, timeout, ids, workers=0), walk_runs)
+        r.baseline = timed_sync(lambda: baseline_walk(baseline_db, walk_query), walk_runs)
+        r.note = "no worker processes"
         results.append(r)
         page = await search(hub, shapes["1 first page, no filter, by last seen"], client=client, timeout=timeout)
         from discnode.dataview import thumbnails

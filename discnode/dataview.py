@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
+import multiprocessing
+import os
+import signal
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from . import peers, schemas, store
 from .client import PeerClient
@@ -132,8 +138,54 @@ def _is_after(record: dict[str, Any], query: Query) -> bool:
 # --- I/O -------------------------------------------------------------------------------------
 
 
-async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: float
-               ) -> tuple[list[dict[str, Any]], SourceStatus]:
+@dataclass
+class Screened:
+    """What survives of one peer's reply: its records in order after the cursor, and what was dropped."""
+
+    records: list[dict[str, Any]]
+    dropped: int = 0
+    reason: str = ""
+    float_free: bool = False
+
+
+def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False) -> Screened:
+    """Parse one peer's reply to a query and keep the records fit to merge. Always: an object of the
+    peer's own origin with a well-formed sort key, after the cursor, in order (a peer's order is
+    not something to trust; the merge needs sorted input). With full=True also every record's
+    schema and signature (check_record); otherwise the merge checks the few that reach the page.
+    Pure and picklable, so that a walk can run it in worker processes."""
+    from .client import Reply
+    parsed, float_free = Reply(200, body, "application/json").json_without_floats()
+    received = parsed.get("records") if isinstance(parsed, dict) else None
+    if not isinstance(received, list):
+        raise PeerError("reply has no record list")
+    out = Screened([], float_free=float_free)
+    for record in received[: query.limit]:
+        try:
+            check_origin(record, peer)
+            key = sort_key(record, query.sort)
+            if not isinstance(key[0], int if query.sort == "incidents" else str) or isinstance(key[0], bool):
+                raise InvalidInput("record has a malformed sort value")
+            if full:
+                check_record(record, peer, float_free=float_free)
+        except (DiscnodeError, KeyError, TypeError) as exc:
+            out.dropped, out.reason = out.dropped + 1, out.reason or str(exc) or "malformed record"
+            continue
+        if _is_after(record, query):
+            out.records.append(record)
+    out.records.sort(key=lambda r: sort_key(r, query.sort), reverse=query.desc)
+    return out
+
+
+Screen = Callable[[bytes, peers.Peer, Query], Awaitable[Screened]]
+
+
+async def _inline_screen(body: bytes, peer: peers.Peer, query: Query) -> Screened:
+    return screen(body, peer, query)
+
+
+async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: float,
+               screener: Screen = _inline_screen) -> tuple[list[dict[str, Any]], SourceStatus]:
     started = time.monotonic()
     status = SourceStatus(peer.node_id, peer.name, "ok")
     try:
@@ -145,32 +197,16 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
         if reply.status != 200:
             status.status, status.error = "invalid", f"HTTP {reply.status}"
             return [], status
-        body, float_free = reply.json_without_floats()
-        status.float_free = float_free
-        received = body.get("records") if isinstance(body, dict) else None
-        if not isinstance(received, list):
-            status.status, status.error = "invalid", "reply has no record list"
+        try:
+            screened = await screener(reply.body, peer, query)
+        except PeerError as exc:
+            status.status, status.error = "invalid", str(exc)
             return [], status
-        records, dropped, reason = [], 0, ""
-        for record in received[: query.limit]:
-            try:
-                check_origin(record, peer)
-                key = sort_key(record, query.sort)
-                if not isinstance(key[0], int if query.sort == "incidents" else str) or isinstance(key[0], bool):
-                    raise InvalidInput("record has a malformed sort value")
-            except (DiscnodeError, KeyError, TypeError) as exc:
-                dropped, reason = dropped + 1, reason or str(exc) or "malformed record"
-                continue
-            records.append(record)
-        # A well-behaved peer returns at most `limit` records, in order, after the cursor. Keep only
-        # those after the cursor, and order them by their own keys: the merge needs sorted input,
-        # and a peer's order is not something to trust.
-        records = [r for r in records if _is_after(r, query)]
-        records.sort(key=lambda r: sort_key(r, query.sort), reverse=query.desc)
-        status.count, status.dropped = len(records), dropped
-        if dropped:
-            status.status, status.error = "invalid", f"dropped {dropped}: {reason}"
-        return records, status
+        status.float_free = screened.float_free
+        status.count, status.dropped = len(screened.records), screened.dropped
+        if screened.dropped:
+            status.status, status.error = "invalid", f"dropped {screened.dropped}: {screened.reason}"
+        return screened.records, status
     except (asyncio.TimeoutError, PeerTimeout):
         status.status, status.error = "timeout", f"no reply within {timeout:g}s"
     except (PeerError, Unauthenticated) as exc:
@@ -253,13 +289,45 @@ class _Stream:
     pending: asyncio.Task[list[dict[str, Any]]] | None = None
 
 
+async def _full_screen(body: bytes, peer: peers.Peer, query: Query) -> Screened:
+    return screen(body, peer, query, full=True)
+
+
+def _pooled_screen(pool: ProcessPoolExecutor) -> Screen:
+    async def run(body: bytes, peer: peers.Peer, query: Query) -> Screened:
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, functools.partial(screen, body, peer, query, full=True))
+    return run
+
+
+def _quiet_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, without tracebacks
+
+
+def _check_pool(workers: int | None) -> ProcessPoolExecutor | None:
+    """Worker processes for checking records, or None to check in this process. Schema and
+    signature checks are ~60% of a walk's CPU and hold the GIL for half of it, so threads do not
+    help (measured) but processes do. Forked, so they start in milliseconds with the validators
+    already compiled; only on Linux, where fork is safe for this (macOS is not)."""
+    count = (os.cpu_count() or 1) if workers is None else workers
+    if count < 1 or (workers is None and count < 2) or not sys.platform.startswith("linux"):
+        return None
+    schemas.fast_validator("profile")  # compile once, before forking
+    try:
+        return ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_quiet_worker)
+    except OSError:
+        return None
+
+
 async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, page_size: int = 200,
-               partnerships: Iterable[str] = (), client: PeerClient | None = None
+               partnerships: Iterable[str] = (), client: PeerClient | None = None, workers: int | None = None
                ) -> tuple[list[dict[str, Any]], list[SourceStatus]]:
     """Every matching profile across the Dataview, in order: a streaming k-way merge in which each
     source is paged on its own, from its own last key, and asked for its next page only when its
     buffer runs low. Each record crosses the network about once, where paging the merged view
-    (`search` with a cursor) fetches up to one page per peer for every page shown."""
+    (`search` with a cursor) fetches up to one page per peer for every page shown. Every record is
+    fully checked, in `workers` processes (default: one per CPU; 0 checks in this process)."""
     query = query.checked()
     wanted = {parse_node_id(p) for p in partnerships}
     targets = [p for p in active_peers(home) if not wanted or p.node_id in wanted]
@@ -277,18 +345,18 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
             records = [r for r in store.search(home.db, q, today()) if r["origin"] == home.node_id]
             stream.more = len(records) >= page_size
         else:
-            received, status = await _ask(client, stream.peer, q, timeout)
+            # Every record of a walk is checked anyway, so check it as it arrives (in a worker
+            # process, while this one merges): a peer's position then only ever advances to the key
+            # of a record that proved genuine.
+            records, status = await _ask(client, stream.peer, q, timeout, checker)
             if status.status not in ("ok", "invalid"):
                 stream.status.status, stream.status.error = status.status, status.error
                 stream.more = False
                 return []
-            # Every record of a walk is checked anyway, so check it here: a peer's position then
-            # only ever advances to the key of a record that proved genuine.
-            records = [r for r in received if _accept(r, stream, status.float_free)]
             stream.status.dropped += status.dropped
             if status.dropped:
                 stream.status.status, stream.status.error = "invalid", status.error
-            stream.more = bool(records) and len(received) + status.dropped >= page_size
+            stream.more = bool(records) and len(records) + status.dropped >= page_size
         if records:
             stream.after = sort_key(records[-1], query.sort)
         stream.status.count += len(records)
@@ -299,6 +367,8 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
         return (_Desc(key) if query.desc else key, stream.index)
 
     started = time.monotonic()
+    pool = _check_pool(workers) if targets else None
+    checker = _pooled_screen(pool) if pool else _full_screen
     try:
         firsts = await asyncio.gather(*(fetch(s) for s in streams))
         heap = []
@@ -323,6 +393,8 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
         for stream in streams:
             if stream.pending is not None:
                 stream.pending.cancel()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         if owned_client:
             await client.close()
     elapsed = int((time.monotonic() - started) * 1000)
@@ -330,17 +402,6 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
         stream.status.ms = elapsed
     names = {s.status.node_id: s.status.name for s in streams}
     return [{**r, "origin_name": names[r["origin"]]} for r in out], [s.status for s in streams]
-
-
-def _accept(record: dict[str, Any], stream: _Stream, float_free: bool) -> bool:
-    assert stream.peer is not None  # own records are never checked against a peer
-    try:
-        check_record(record, stream.peer, float_free=float_free)
-        return True
-    except DiscnodeError as exc:
-        stream.status.dropped += 1
-        stream.status.status, stream.status.error = "invalid", f"dropped {stream.status.dropped}: {exc}"
-        return False
 
 
 async def fetch_profile(home: Home, ref: str, save_images: Path | None = None) -> dict[str, Any]:

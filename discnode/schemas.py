@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import fastjsonschema
 
@@ -132,7 +132,7 @@ def check_code(list_name: str, value: str, field: str | None = None) -> str:
 def _describe(error: jsonschema.ValidationError) -> str:
     where = ".".join(str(p) for p in error.absolute_path) or "(document)"
     if error.validator == "enum":
-        return f"{where}: {error.instance!r} is not a known code (one of {', '.join(map(str, error.validator_value))})"
+        return f"{where}: {error.instance!r} is not a known code (one of {', '.join(map(str, cast(list[Any], error.validator_value)))})"
     if error.validator == "oneOf" and error.context:
         # null-or-X unions: report the non-null branch, which is what the user meant to give.
         best = [e for e in error.context if e.validator != "type" or "null" not in str(e.validator_value)]

@@ -242,12 +242,13 @@ def test_streaming_walk_equals_paging_by_cursor(abc, sort, desc):
     assert sum(s.count for s in statuses) == 3 * PEOPLE
 
 
-def test_streaming_walk_drops_forged_records(abc):
+@pytest.mark.parametrize("workers", [0, 2], ids=["checked-in-process", "checked-in-worker-processes"])
+def test_streaming_walk_drops_forged_records(abc, workers):
     from discnode.dataview import walk
     from discnode.query import Query
     a, b, _ = abc
     _tamper(b, lambda r: {**r, "last_name": "Framed"})
-    results, statuses = asyncio.run(walk(a.home, Query(), page_size=2))
+    results, statuses = asyncio.run(walk(a.home, Query(), page_size=2, workers=workers))
     assert "Framed" not in {r["last_name"] for r in results} and len(results) == 2 * PEOPLE - 1
     b_status = next(s for s in statuses if s.node_id == b.node_id)
     assert b_status.status == "invalid" and b_status.dropped == 1
