@@ -180,11 +180,17 @@ async def streaming_walk(hub: Home, client: PeerClient, query: Query, timeout: f
     return len(results)
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory now (VmRSS) or at its peak (VmHWM). `discnode serve` execs the daemon in
+    place, so the PID started is the PID serving."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb(pid: int) -> float:
+    return rss_mb(pid, "VmHWM")
 
 
 def throughput_worker(args: tuple[str, str, int, float]) -> list[float]:
@@ -330,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             results = asyncio.run(_measure_subset(hub_path, main_paths, ids, baseline_db, args))
             scaling = asyncio.run(first_page_by_n(hub_path, paths, scale, args.runs, args.timeout))
             target = ids[0]
+            before_load = rss_mb(procs[0].pid)
             qps, p99, served = throughput(hub_path, target, args.clients, args.seconds)
             rss = peak_rss_mb(procs[0].pid)
             rss_all = [peak_rss_mb(p.pid) for p in procs]
@@ -345,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "first_page_by_nodes": scaling,
         "serving": {"clients": args.clients, "seconds": args.seconds, "queries": served,
                     "queries_per_second": round(qps, 1), "p99_ms": round(p99, 2),
+                    "rss_mb_before_load": round(before_load, 1),
                     "peak_rss_mb_one_node": round(rss, 1),
                     "peak_rss_mb_max_any_node": round(max(rss_all), 1)},
         "command": "python benchmarks/dataview.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -394,7 +402,7 @@ def print_report(report: dict[str, Any]) -> None:
     sv = report["serving"]
     console.print(f"One node serving signed first-page queries, {sv['clients']} concurrent clients for "
                   f"{sv['seconds']:g}s: {sv['queries_per_second']:.0f} queries/s, p99 {sv['p99_ms']:.1f} ms; "
-                  f"peak RSS {sv['peak_rss_mb_one_node']:.1f} MB (max of any node {sv['peak_rss_mb_max_any_node']:.1f} MB)")
+                  f"RSS before it {sv['rss_mb_before_load']:.1f} MB, peak RSS {sv['peak_rss_mb_one_node']:.1f} MB (max of any node {sv['peak_rss_mb_max_any_node']:.1f} MB)")
 
 
 if __name__ == "__main__":

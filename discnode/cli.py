@@ -298,19 +298,15 @@ def serve(ctx: typer.Context,
                                          help="Announce this node on the local network (mDNS)."),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")) -> None:
     """Run the node: the HTTPS peer API (and mDNS advertisement) until Ctrl-C or SIGTERM."""
-    import asyncio
-    import logging
+    from . import daemon
 
-    from .server import Limits, serve_forever
-
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    home = open_home(ctx)
-    try:
-        asyncio.run(serve_forever(home, Limits(rate=rate_limit, burst=max(int(rate_limit * 2), 1)),
-                                  advertise=advertise))
-    except OSError as exc:
-        raise DiscnodeError(f"cannot listen on {home.config.host}:{home.config.port}: {exc.strerror}") from None
+    if rate_limit <= 0:
+        raise InvalidInput("--rate-limit must be more than 0")
+    home = open_home(ctx)  # a missing or broken home is reported here, before anything starts
+    options = {"rate_limit": rate_limit, "advertise": advertise, "verbose": verbose}
+    home.close()
+    daemon.exec_daemon(home.path, **options)
+    daemon.serve(home.path, **options)  # only where exec is unavailable
 
 
 def _run(coro: Any) -> Any:

@@ -6,13 +6,14 @@ import datetime as dt
 import functools
 import json
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import fastjsonschema
-
-import jsonschema
-from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
+
+if TYPE_CHECKING:  # loaded only to explain a refusal: ~1 MB the serving daemon need not hold
+    import jsonschema
+    from jsonschema import Draft202012Validator
 
 from .errors import InvalidInput
 
@@ -69,6 +70,7 @@ def _inline(node: Any, base: str) -> Any:
 @functools.cache
 def validator(name: str) -> Draft202012Validator:
     """The reference validator (jsonschema, draft 2020-12): the one that explains a refusal."""
+    from jsonschema import Draft202012Validator
     original = _registry()[1][name]
     return Draft202012Validator(_inline(original, original["$id"]), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
@@ -137,7 +139,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         # null-or-X unions: report the non-null branch, which is what the user meant to give.
         best = [e for e in error.context if e.validator != "type" or "null" not in str(e.validator_value)]
         if best:
-            return _describe(jsonschema.exceptions.best_match(best))
+            from jsonschema.exceptions import best_match
+            return _describe(best_match(best))
     if error.validator == "pattern":
         return f"{where}: {error.instance!r} is not in the expected form"
     if error.validator == "format":

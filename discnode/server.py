@@ -8,6 +8,7 @@ a change to the database. Every request to /v1/ is audited, served or refused.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import datetime as dt
 from collections import deque
 import json
@@ -42,6 +43,8 @@ class Limits:
     keepalive: float = 15.0
     #: One address may send this many times a peer's allowance (several partnerships behind one NAT).
     address_factor: int = 5
+    #: Read buffer per TLS connection (asyncio's default is 256 KiB; see serve_forever).
+    tls_read_buffer: int = 64 * 1024
 
 
 @dataclass
@@ -408,6 +411,11 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     until SIGINT or SIGTERM."""
     from .peering import deliver_pending
 
+    # asyncio gives every TLS connection a 256 KiB read buffer, zero-filled, so resident: 12.5 MB
+    # for 50 connections. Our requests are at most 256 KiB of body in 16 KiB TLS records, and a
+    # 64 KiB buffer reads them as fast (measured: same queries/s). Process-wide, so only the daemon
+    # sets it, not the library.
+    asyncio.sslproto.SSLProtocol.max_size = limits.tls_read_buffer
     running = await start(home, limits)
     log.info("serving %s (%s) on %s", home.config.name, home.node_id, home.config.url)
     stop = asyncio.Event()

@@ -1,0 +1,73 @@
+"""The process behind `discnode serve`: the peer API, and nothing the command line needs.
+
+`discnode serve` checks its options and the node's home, then replaces itself with this module
+(exec: the same process ID, so systemd, signals and exit codes are unaffected). The command line's
+libraries (typer, click, rich, and pydantic, which typer loads to convert options) would otherwise
+stay resident for the months a node runs, serving nothing: measured, the daemon idles at ~54 MB
+instead of ~66 MB. Its arguments are an internal interface; administrators use `discnode serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+
+def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool) -> NoReturn | None:
+    """Replace this process with the daemon. Returns (None) only where exec is unavailable, in
+    which case the caller serves in-process."""
+    argv = [sys.executable, "-m", "discnode.daemon", "--home", str(home.resolve()), "--rate-limit", repr(rate_limit)]
+    argv += [] if advertise else ["--no-advertise"]
+    argv += ["--verbose"] if verbose else []
+    if os.name != "posix":
+        return None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, argv)
+    except OSError:
+        return None
+
+
+def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool) -> None:
+    """Run the node until SIGINT or SIGTERM; DiscnodeError for anything the administrator can fix."""
+    from .errors import DiscnodeError
+    from .home import Home
+    from .server import Limits, serve_forever
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    home = Home.open(home_path)
+    try:
+        asyncio.run(serve_forever(home, Limits(rate=rate_limit, burst=max(int(rate_limit * 2), 1)),
+                                  advertise=advertise))
+    except OSError as exc:
+        raise DiscnodeError(f"cannot listen on {home.config.host}:{home.config.port}: {exc.strerror}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import DiscnodeError
+
+    parser = argparse.ArgumentParser(prog="discnode serve", description="Internal: run `discnode serve` instead.")
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--rate-limit", type=float, default=200.0)
+    parser.add_argument("--no-advertise", action="store_true")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        serve(args.home, rate_limit=args.rate_limit, advertise=not args.no_advertise, verbose=args.verbose)
+    except DiscnodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # before the signal handlers are in place
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""`discnode serve` as an administrator runs it: a real process, replaced in place by the lean daemon."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.nodes import free_port
+
+DISCNODE = [sys.executable, "-m", "discnode"]
+
+
+@pytest.fixture
+def node_home(tmp_path: Path) -> tuple[Path, int]:
+    port = free_port()
+    home = tmp_path / "node"
+    subprocess.run([*DISCNODE, "--home", str(home), "init", "--name", "Daemon BCRP", "--port", str(port)],
+                   check=True, capture_output=True)
+    return home, port
+
+
+def start(home: Path, *extra: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([*DISCNODE, "--home", str(home), "serve", "--no-advertise", *extra],
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    for line in proc.stderr:
+        if "serving Daemon BCRP" in line:
+            return proc
+        assert time.monotonic() < deadline, "serve did not start"
+    raise AssertionError(f"serve exited with {proc.wait()}")
+
+
+def test_serve_becomes_the_lean_daemon_in_the_same_process(node_home):
+    home, _ = node_home
+    proc = start(home)
+    try:
+        assert "discnode.daemon" in Path(f"/proc/{proc.pid}/cmdline").read_text()
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "_pydantic_core" not in maps, "the daemon must not hold the command line's libraries"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+
+
+def test_second_serve_on_a_busy_port_fails_with_one_line(node_home):
+    home, port = node_home
+    first = start(home)
+    try:
+        r = subprocess.run([*DISCNODE, "--home", str(home), "serve", "--no-advertise"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+    assert first.wait(15) == 0
+
+
+@pytest.mark.parametrize("args, words", [(["--rate-limit", "0"], "--rate-limit"), ([], "no node at")])
+def test_serve_refuses_bad_options_before_starting(tmp_path, node_home, args, words):
+    home, _ = node_home
+    target = home if args else tmp_path / "nowhere"
+    r = subprocess.run([*DISCNODE, "--home", str(target), "serve", "--no-advertise", *args],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and words in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "nowhere").exists()
