@@ -303,10 +303,9 @@ def serve(ctx: typer.Context,
     if rate_limit <= 0:
         raise InvalidInput("--rate-limit must be more than 0")
     home = open_home(ctx)  # a missing or broken home is reported here, before anything starts
-    options = {"rate_limit": rate_limit, "advertise": advertise, "verbose": verbose}
     home.close()
-    daemon.exec_daemon(home.path, **options)
-    daemon.serve(home.path, **options)  # only where exec is unavailable
+    daemon.exec_daemon(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose)
+    daemon.serve(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose)  # where exec is unavailable
 
 
 def _run(coro: Any) -> Any:
