@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, AsyncContextManager
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncContextManager, Callable
 
 from . import audit, peers, store
-from .client import PeerClient, error_for
+from .client import PeerClient, Reply, error_for
 from .consent import Action, Agreement, Terms, check_action, new_offer, new_response
 from .errors import InvalidInput, NotFound, PeerError, Unauthenticated
 from .home import Home, today
@@ -63,26 +65,72 @@ async def respond(home: Home, node_id: str, action: Action, client: PeerClient |
     return {**_state(home, node_id), "delivered": delivered > 0}
 
 
-async def deliver_pending(home: Home, client: PeerClient | None = None, only: str | None = None) -> int:
+@dataclass
+class Retry:
+    """When to try an unreachable peer again: after `first` seconds, doubling to `cap`, and at once
+    after any success. Never giving up: a revocation must reach its peer however long it is away,
+    but a peer that is gone for a week is asked hourly, not every 30 seconds."""
+
+    first: float = 30.0
+    cap: float = 3600.0
+    clock: Callable[[], float] = time.monotonic
+    failures: dict[str, int] = field(default_factory=dict)
+    next_try: dict[str, float] = field(default_factory=dict)
+
+    def due(self, peer: str) -> bool:
+        return self.clock() >= self.next_try.get(peer, float("-inf"))
+
+    def failed(self, peer: str) -> float:
+        """Record a failed attempt; returns the seconds until the next."""
+        count = self.failures.get(peer, 0)
+        delay = min(self.first * 2 ** count, self.cap)
+        self.failures[peer] = count + 1
+        self.next_try[peer] = self.clock() + delay
+        return delay
+
+    def succeeded(self, peer: str) -> None:
+        self.failures.pop(peer, None)
+        self.next_try.pop(peer, None)
+
+
+async def deliver_pending(home: Home, client: PeerClient | None = None, only: str | None = None,
+                          retry: Retry | None = None) -> int:
     """Send every consent document not yet delivered; returns how many were. A peer's refusal
-    (4xx) is final and recorded; an unreachable peer is tried again later."""
+    (4xx) is final and recorded; an unreachable or busy peer is tried again later: not again in
+    this round (its other documents wait too), and with `retry`, not before it is due."""
     sent = 0
     pending = [(h, d) for h, d in peers.undelivered(home.db, home.node_id) if only in (None, d["to"])]
+    if retry is not None:
+        pending = [(h, d) for h, d in pending if retry.due(d["to"])]
     if not pending:
         return 0
+    unreachable: set[str] = set()
     async with _client(home, client, 3.0) as c:
         for digest, doc in pending:
+            if doc["to"] in unreachable:
+                continue
             peer = peers.get(home.db, doc["to"])
+            reply: Reply | None = None
             try:
                 reply = await c.request(peer, "POST", "/v1/consent", doc)
+                status, reason = reply.status, f"HTTP {reply.status}"
             except PeerError as exc:
-                log.info("could not deliver %s to %s yet: %s", doc["type"], peer.name, exc)
+                status, reason = 0, str(exc)
+            delivered = 200 <= status < 300
+            refused = 400 <= status < 500 and status != 429
+            if not (delivered or refused):  # unreachable, busy (429, 5xx) or nonsense: try later
+                unreachable.add(peer.node_id)
+                wait = retry.failed(peer.node_id) if retry else None
+                log.info("could not deliver %s to %s yet (%s)%s", doc["type"], peer.name, reason,
+                         f"; next try in {wait:.0f}s" if wait else "")
                 continue
-            if reply.status < 300:
-                peers.mark_delivered(home.db, digest)
+            if retry:
+                retry.succeeded(peer.node_id)
+            peers.mark_delivered(home.db, digest)
+            if delivered:
                 sent += 1
-            elif 400 <= reply.status < 500 and reply.status != 429:
-                peers.mark_delivered(home.db, digest)
+            else:
+                assert reply is not None
                 audit.append(home.db, "consent-delivery-refused", peer.node_id, type=doc["type"],
                              status=reply.status, reason=str(error_for(reply.status, reply.body[:200].decode(
                                  "utf-8", "replace"))))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import contextlib
 import datetime as dt
 from collections import deque
 import json
@@ -63,6 +64,9 @@ class NodeState:
     buckets: dict[str, _Bucket] = field(default_factory=dict)
     _agreements: dict[str, tuple[int, dt.date, Agreement]] = field(default_factory=dict)
     descriptor: dict[str, Any] = field(default_factory=dict)
+    #: Called with a peer's node ID when it shows it is back (it announced its descriptor), so that
+    #: consent documents waiting for it go now rather than at the end of a retry back-off.
+    peer_back: Callable[[str], None] = field(default=lambda node_id: None)
 
     @property
     def me(self) -> str:
@@ -295,6 +299,7 @@ async def new_descriptor(request: web.Request) -> web.Response:
     after = peers.remember(state.db, descriptor, stranger_ok=False).url
     if before != after:
         await state.audit("peer-address-changed", peer, old=before, new=after)
+    state.peer_back(peer)
     return web.json_response({"url": after})
 
 
@@ -409,7 +414,7 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
                         deliver_every: float = 30.0) -> None:
     """`discnode serve`: the peer API, mDNS advertisement, and redelivery of consent documents,
     until SIGINT or SIGTERM."""
-    from .peering import deliver_pending
+    from .peering import Retry, deliver_pending
 
     # asyncio gives every TLS connection a 256 KiB read buffer, zero-filled, so resident: 12.5 MB
     # for 50 connections. Our requests are at most 256 KiB of body in 16 KiB TLS records, and a
@@ -428,6 +433,14 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
         advertiser = Advertiser(home, running.port)
         await advertiser.start()
 
+    retry = Retry(first=deliver_every)
+    wake = asyncio.Event()
+
+    def peer_back(node_id: str) -> None:
+        retry.succeeded(node_id)
+        wake.set()
+    running.runner.app[STATE].peer_back = peer_back
+
     async def redeliver() -> None:
         from .peering import announce
         try:
@@ -436,10 +449,12 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
             log.exception("announcing the descriptor failed")
         while True:
             try:
-                await deliver_pending(home)
+                await deliver_pending(home, retry=retry)
             except Exception:  # noqa: BLE001 - keep retrying; each failure is logged
                 log.exception("consent redelivery failed")
-            await asyncio.sleep(deliver_every)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), deliver_every)
+            wake.clear()
 
     task = asyncio.create_task(redeliver(), name="consent-redelivery")
     try:

@@ -57,3 +57,87 @@ def test_reoffer_after_revoke_renews(network):
     a.cli("peer", "add", b.url, "--expect", b.node_id)
     b.cli("peer", "accept", a.node_id)
     assert a.cli("peer", "list", "--json").json[0]["state"] == "active"
+
+
+def test_retry_backs_off_doubling_to_its_cap_and_resets_on_success():
+    from discnode.peering import Retry
+    now = [1000.0]
+    retry = Retry(first=30, cap=200, clock=lambda: now[0])
+    assert retry.due("B")
+    assert [retry.failed("B") for _ in range(5)] == [30, 60, 120, 200, 200]
+    assert not retry.due("B") and retry.due("C")  # per peer
+    now[0] += 199
+    assert not retry.due("B")
+    now[0] += 1
+    assert retry.due("B")
+    retry.succeeded("B")
+    assert retry.failed("B") == 30
+
+
+class CountingDeadPeer:
+    """Listens where a stopped node was, and hangs up on every connection: counts the attempts."""
+
+    def __init__(self, port):
+        import socket
+        import threading
+        self.attempts = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.attempts += 1
+            conn.close()
+
+    def close(self):
+        import socket
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone does not
+        self.sock.close()
+        self.thread.join(5)
+
+
+def test_unreachable_peer_is_tried_once_a_round_and_then_only_when_due(network):
+    from discnode.peering import Retry, deliver_pending
+    a, b = network.node("A"), network.node("B")
+    b.cli("peer", "add", a.url, "--expect", a.node_id)
+    b.stop()
+    a.cli("peer", "accept", b.node_id)
+    a.cli("peer", "revoke", b.node_id)  # two documents now wait for B
+    assert a.cli("peer", "list", "--json").json[0]["undelivered"] == 2
+    now = [0.0]
+    retry = Retry(first=30, clock=lambda: now[0])
+    dead = CountingDeadPeer(int(b.url.rsplit(":", 1)[1]))
+    try:
+        assert network.loop.run(deliver_pending(a.home, retry=retry)) == 0
+        assert dead.attempts == 1, "the second document must not be tried once the peer failed"
+        assert network.loop.run(deliver_pending(a.home, retry=retry)) == 0
+        assert dead.attempts == 1, "not due yet"
+        now[0] += 30
+        assert network.loop.run(deliver_pending(a.home, retry=retry)) == 0
+        assert dead.attempts == 2 and retry.failures[b.node_id] == 2
+    finally:
+        dead.close()
+    b.start()
+    now[0] += 60
+    assert network.loop.run(deliver_pending(a.home, retry=retry)) == 2
+    assert b.node_id not in retry.failures
+    assert b.cli("peer", "list", "--json").json[0]["state"] == "revoked"
+
+
+def test_a_peer_announcing_itself_is_reported_back(network):
+    from discnode.peering import announce
+    from discnode.server import STATE
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    back = []
+    a.running.runner.app[STATE].peer_back = back.append
+    assert network.loop.run(announce(b.home)) == 1
+    assert back == [b.node_id]
