@@ -32,7 +32,8 @@ from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused
 from .home import Home, today
 from .identity import parse_node_id
 from .query import Query, apply_cursor, encode_cursor, sort_key
-from .signing import verify_document
+from . import checked
+from .signing import signed_message, verify_signature
 
 DEFAULT_TIMEOUT = 3.0
 
@@ -75,13 +76,15 @@ def check_origin(record: Any, peer: peers.Peer) -> None:
         raise InvalidInput("record has no id")
 
 
-def check_record(record: dict[str, Any], peer: peers.Peer, *, float_free: bool = False) -> None:
+def check_record(record: dict[str, Any], peer: peers.Peer, *, float_free: bool = False,
+                 signed: tuple[bytes, str] | None = None) -> None:
     """The full checks: schema, the origin's signature by its pinned key, never local-only.
     float_free: the record came from JSON text without floats; being schema-valid as well (fixed
-    ASCII keys), its canonical form needs no further scan."""
+    ASCII keys), its canonical form needs no further scan. signed: its signed_message, if the
+    caller has already computed it."""
     check_origin(record, peer)
     schemas.validate("profile", record)
-    verify_document(record, peer.public_key, plain=float_free)
+    verify_signature(*(signed or signed_message(record, plain=float_free)), peer.public_key)
     if record["local_only"]:
         raise InvalidInput("local-only record served")
 
@@ -146,20 +149,25 @@ class Screened:
     dropped: int = 0
     reason: str = ""
     float_free: bool = False
+    #: Digests (checked.digest) of the records that passed a full check just now.
+    newly_checked: list[bytes] = field(default_factory=list)
 
 
-def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False) -> Screened:
+def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False,
+           checked_db: str | None = None) -> Screened:
     """Parse one peer's reply to a query and keep the records fit to merge. Always: an object of the
     peer's own origin with a well-formed sort key, after the cursor, in order (a peer's order is
     not something to trust; the merge needs sorted input). With full=True also every record's
-    schema and signature (check_record); otherwise the merge checks the few that reach the page.
-    Pure and picklable, so that a walk can run it in worker processes."""
+    schema and signature (check_record), except records whose digest the node's database at
+    checked_db lists as checked before; otherwise the merge checks the few that reach the page.
+    Picklable and free of shared state, so that a walk can run it in worker processes."""
     from .client import Reply
     parsed, float_free = Reply(200, body, "application/json").json_without_floats()
     received = parsed.get("records") if isinstance(parsed, dict) else None
     if not isinstance(received, list):
         raise PeerError("reply has no record list")
     out = Screened([], float_free=float_free)
+    candidates: list[tuple[dict[str, Any], tuple[bytes, str], bytes]] = []
     for record in received[: query.limit]:
         try:
             check_origin(record, peer)
@@ -167,12 +175,24 @@ def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False) -
             if not isinstance(key[0], int if query.sort == "incidents" else str) or isinstance(key[0], bool):
                 raise InvalidInput("record has a malformed sort value")
             if full:
-                check_record(record, peer, float_free=float_free)
+                signed = signed_message(record, plain=float_free)
+                candidates.append((record, signed, checked.digest(peer.public_key, *signed)))
+                continue
         except (DiscnodeError, KeyError, TypeError) as exc:
             out.dropped, out.reason = out.dropped + 1, out.reason or str(exc) or "malformed record"
             continue
-        if _is_after(record, query):
-            out.records.append(record)
+        out.records.append(record)
+    seen = checked.known(checked_db, [d for _, _, d in candidates]) if checked_db and candidates else set()
+    for record, signed, digest in candidates:
+        if digest not in seen:
+            try:
+                check_record(record, peer, float_free=float_free, signed=signed)
+            except DiscnodeError as exc:
+                out.dropped, out.reason = out.dropped + 1, out.reason or str(exc)
+                continue
+            out.newly_checked.append(digest)
+        out.records.append(record)
+    out.records = [r for r in out.records if _is_after(r, query)]
     out.records.sort(key=lambda r: sort_key(r, query.sort), reverse=query.desc)
     return out
 
@@ -289,14 +309,14 @@ class _Stream:
     pending: asyncio.Task[list[dict[str, Any]]] | None = None
 
 
-async def _full_screen(body: bytes, peer: peers.Peer, query: Query) -> Screened:
-    return screen(body, peer, query, full=True)
-
-
-def _pooled_screen(pool: ProcessPoolExecutor) -> Screen:
+def _full_screen(pool: ProcessPoolExecutor | None, checked_db: str | None, sink: list[bytes]) -> Screen:
+    """A walk's screener: every record checked in full (in the pool's worker processes, if any),
+    and the digests of the newly checked collected in sink."""
     async def run(body: bytes, peer: peers.Peer, query: Query) -> Screened:
-        return await asyncio.get_running_loop().run_in_executor(
-            pool, functools.partial(screen, body, peer, query, full=True))
+        job = functools.partial(screen, body, peer, query, full=True, checked_db=checked_db)
+        screened = await asyncio.get_running_loop().run_in_executor(pool, job) if pool else job()
+        sink.extend(screened.newly_checked)
+        return screened
     return run
 
 
@@ -321,13 +341,15 @@ def _check_pool(workers: int | None) -> ProcessPoolExecutor | None:
 
 
 async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, page_size: int = 200,
-               partnerships: Iterable[str] = (), client: PeerClient | None = None, workers: int | None = None
-               ) -> tuple[list[dict[str, Any]], list[SourceStatus]]:
+               partnerships: Iterable[str] = (), client: PeerClient | None = None, workers: int | None = None,
+               remember_checks: bool = True) -> tuple[list[dict[str, Any]], list[SourceStatus]]:
     """Every matching profile across the Dataview, in order: a streaming k-way merge in which each
     source is paged on its own, from its own last key, and asked for its next page only when its
     buffer runs low. Each record crosses the network about once, where paging the merged view
     (`search` with a cursor) fetches up to one page per peer for every page shown. Every record is
-    fully checked, in `workers` processes (default: one per CPU; 0 checks in this process)."""
+    fully checked, in `workers` processes (default: one per CPU; 0 checks in this process), except
+    those checked by an earlier walk (checked.py; remember_checks=False neither uses nor adds to
+    that record)."""
     query = query.checked()
     wanted = {parse_node_id(p) for p in partnerships}
     targets = [p for p in active_peers(home) if not wanted or p.node_id in wanted]
@@ -368,7 +390,8 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
 
     started = time.monotonic()
     pool = _check_pool(workers) if targets else None
-    checker = _pooled_screen(pool) if pool else _full_screen
+    newly_checked: list[bytes] = []
+    checker = _full_screen(pool, str(home.db_path) if remember_checks else None, newly_checked)
     try:
         firsts = await asyncio.gather(*(fetch(s) for s in streams))
         heap = []
@@ -397,6 +420,8 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
             pool.shutdown(wait=False, cancel_futures=True)
         if owned_client:
             await client.close()
+    if newly_checked and remember_checks:
+        checked.remember(home.db, newly_checked, today())
     elapsed = int((time.monotonic() - started) * 1000)
     for stream in streams:
         stream.status.ms = elapsed

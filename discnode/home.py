@@ -132,7 +132,11 @@ class Home:
 
     @cached_property
     def db(self) -> store.DB:
-        return store.connect(self.path / "discnode.db")
+        return store.connect(self.db_path)
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / "discnode.db"
 
     @property
     def images_root(self) -> Path:

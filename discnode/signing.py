@@ -81,16 +81,27 @@ def sign_document(document: Mapping[str, Any], identity: Identity) -> dict[str, 
     return {**body, "sig": b64u(identity.sign(canonical(body)))}
 
 
-def verify_document(document: Mapping[str, Any], public_key: bytes, *, plain: bool = False) -> None:
-    """Raise Unauthenticated unless `sig` is a valid signature by public_key."""
+def signed_message(document: Mapping[str, Any], *, plain: bool = False) -> tuple[bytes, str]:
+    """What a document's signature covers (the canonical form without `sig`), and the signature."""
     sig = document.get("sig")
     if not isinstance(sig, str):
         raise Unauthenticated("document has no signature")
-    body = {k: v for k, v in document.items() if k != "sig"}
     try:
-        nacl.signing.VerifyKey(public_key).verify(canonical(body, plain=plain), b64u_decode(sig))
+        return canonical({k: v for k, v in document.items() if k != "sig"}, plain=plain), sig
+    except InvalidInput:
+        raise Unauthenticated("document signature does not verify") from None
+
+
+def verify_signature(message: bytes, sig: str, public_key: bytes) -> None:
+    try:
+        nacl.signing.VerifyKey(public_key).verify(message, b64u_decode(sig))
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, InvalidInput, TypeError):
         raise Unauthenticated("document signature does not verify") from None
+
+
+def verify_document(document: Mapping[str, Any], public_key: bytes, *, plain: bool = False) -> None:
+    """Raise Unauthenticated unless `sig` is a valid signature by public_key."""
+    verify_signature(*signed_message(document, plain=plain), public_key)
 
 
 # --- RFC 9421 request signatures -------------------------------------------------------------

@@ -84,9 +84,16 @@ def _m002_peers(db: "sqlite_utils.Database") -> None:
                    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
 
 
+def _m003_checked_records(db: "sqlite_utils.Database") -> None:
+    # Written and read only by checked.py. Expiry scans by date, hence the index.
+    db.table("checked_records").create({"digest": bytes, "checked": str}, pk="digest", not_null={"checked"})
+    db.table("checked_records").create_index(["checked"])
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
+    ("003_checked_records", _m003_checked_records),
 ]
 
 

@@ -15,7 +15,7 @@ def test_dataview_benchmark_fast_mode_writes_its_report(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert [q["name"].split()[0] for q in report["queries"]] == ["1", "2", "3", "4", "4b", "4c", "5"]
+    assert [q["name"].split()[0] for q in report["queries"]] == ["1", "2", "3", "4", "4b", "4c", "4d", "5"]
     assert report["queries"][3]["note"] == report["queries"][4]["note"]  # both walks find every profile
     for q in report["queries"]:
         assert q["runs"] >= 1 and q["federated_p50_ms"] > 0 and q["baseline_p50_ms"] > 0

@@ -263,3 +263,33 @@ def test_a_record_with_a_float_is_still_checked_in_full(abc):
     b_status = next(p for p in r["peers"] if p["node_id"] == b.node_id)
     assert b_status["status"] == "invalid" and b_status["dropped"] == 1
     assert "float_free" not in b_status
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["checked-in-process", "checked-in-worker-processes"])
+def test_a_second_walk_trusts_only_what_it_checked_before(abc, workers):
+    """Records checked in full by one walk are not checked again; a record changed since (same
+    signature, new content) is checked in full, and dropped."""
+    from discnode import checked
+    from discnode.dataview import walk
+    from discnode.query import Query
+    a, b, _ = abc
+    first, _ = asyncio.run(walk(a.home, Query(), workers=workers))
+    assert checked.count(a.home.db) == PEOPLE  # B's records; A's own are never checked
+    again, statuses = asyncio.run(walk(a.home, Query(), workers=workers))
+    assert again == first and {s.status for s in statuses} == {"ok"}
+    assert checked.count(a.home.db) == PEOPLE
+    _tamper(b, lambda r: {**r, "last_name": "Framed"})
+    third, statuses = asyncio.run(walk(a.home, Query(), workers=workers))
+    b_status = next(s for s in statuses if s.node_id == b.node_id)
+    assert b_status.status == "invalid" and b_status.dropped == 1 and "signature" in b_status.error
+    assert "Framed" not in {r["last_name"] for r in third} and len(third) == 2 * PEOPLE - 1
+    assert checked.count(a.home.db) == PEOPLE
+
+
+def test_a_walk_can_leave_no_record_of_its_checks(abc):
+    from discnode import checked
+    from discnode.dataview import walk
+    from discnode.query import Query
+    a, _, _ = abc
+    results, _ = asyncio.run(walk(a.home, Query(), remember_checks=False))
+    assert len(results) == 2 * PEOPLE and checked.count(a.home.db) == 0
