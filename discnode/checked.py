@@ -5,11 +5,11 @@ a record and most of a walk's CPU. From one walk to the next almost every record
 signature that verified once, by the same key over the same bytes, verifies forever. So the digest
 of (this protocol's profile schema, the origin's key, the signed bytes, the signature) of a record
 that passed is proof enough the next time. A digest reveals nothing of a record (it covers a
-random-looking signature and ID); entries expire after MAX_AGE_DAYS, so the table stays about the
-size of what peers share, and a record unseen for that long is checked in full again.
+random-looking signature and ID). Entries expire MAX_AGE_DAYS after their check, so the table stays
+about the size of what peers shared in that time, and every record is checked in full at least that
+often.
 
-This module holds the table's only reads and writes. Readers in worker processes open their own
-read-only connection (a connection must not cross a fork).
+This module holds the table's only reads and writes.
 """
 
 from __future__ import annotations
@@ -17,50 +17,34 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import os
-import sqlite3
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from . import schemas, store
 from .signing import canonical
 
 MAX_AGE_DAYS = 30
-_SALT = b"discnode checked profile v1\0"
-_CHUNK = 500  # digests per SELECT: well under SQLite's bound-parameter limit
+_PERSON = b"discnode-chk-v1"  # BLAKE2 personalisation: these digests mean nothing elsewhere
 
 
 @functools.cache
 def _schema_tag() -> bytes:
     """Changes whenever the profile schema or its code lists do: a check under other rules is void."""
-    return hashlib.sha256(canonical([schemas.schema("profile"), schemas.schema("codes")])).digest()
+    return hashlib.blake2b(canonical([schemas.schema("profile"), schemas.schema("codes")]), digest_size=32).digest()
 
 
 def digest(public_key: bytes, message: bytes, sig: str) -> bytes:
-    return hashlib.sha256(b"".join((_SALT, _schema_tag(), public_key, message, b"\0", sig.encode()))).digest()
+    # BLAKE2b (RFC 7693) from Python's own build, not OpenSSL: this runs in forked workers, where
+    # a library lock held by a parent thread at the fork could never be released.
+    return hashlib.blake2b(b"".join((_schema_tag(), public_key, message, b"\0", sig.encode())),
+                           digest_size=32, person=_PERSON).digest()
 
 
-_readers: dict[tuple[int, str], sqlite3.Connection] = {}
-
-
-def _reader(path: str) -> sqlite3.Connection:
-    key = (os.getpid(), path)  # never a connection inherited from the parent of a fork
-    if key not in _readers:
-        _readers[key] = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
-    return _readers[key]
-
-
-def known(db_path: str, digests: Sequence[bytes]) -> set[bytes]:
-    """Which of these digests were checked before (empty if the table cannot be read)."""
-    found: set[bytes] = set()
-    try:
-        conn = _reader(db_path)
-        for i in range(0, len(digests), _CHUNK):
-            chunk = digests[i:i + _CHUNK]
-            found.update(row[0] for row in conn.execute(
-                f"SELECT digest FROM checked_records WHERE digest IN ({','.join('?' * len(chunk))})", chunk))
-    except sqlite3.Error:
-        return set()  # a cache: without it, every record is simply checked in full
-    return found
+def load(db: store.DB, today: dt.date) -> frozenset[bytes]:
+    """Every unexpired digest: read once, before a walk starts its worker processes, which then
+    share it (forked, nothing is copied or pickled). Workers never open the database themselves:
+    SQLite must not be used in a child forked while another thread may hold its locks."""
+    cutoff = (today - dt.timedelta(days=MAX_AGE_DAYS)).isoformat()
+    return frozenset(row[0] for row in db.execute("SELECT digest FROM checked_records WHERE checked >= ?", [cutoff]))
 
 
 def remember(db: store.DB, digests: Iterable[bytes], today: dt.date) -> None:

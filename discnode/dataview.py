@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Sequence
 
 from . import peers, schemas, store
 from .client import PeerClient
@@ -154,13 +154,13 @@ class Screened:
 
 
 def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False,
-           checked_db: str | None = None) -> Screened:
+           known: AbstractSet[bytes] = frozenset()) -> Screened:
     """Parse one peer's reply to a query and keep the records fit to merge. Always: an object of the
     peer's own origin with a well-formed sort key, after the cursor, in order (a peer's order is
     not something to trust; the merge needs sorted input). With full=True also every record's
-    schema and signature (check_record), except records whose digest the node's database at
-    checked_db lists as checked before; otherwise the merge checks the few that reach the page.
-    Picklable and free of shared state, so that a walk can run it in worker processes."""
+    schema and signature (check_record), except records whose digest is in `known` (checked in
+    full before: checked.py); otherwise the merge checks the few that reach the page. Pure, so
+    that a walk can run it in worker processes."""
     from .client import Reply
     parsed, float_free = Reply(200, body, "application/json").json_without_floats()
     received = parsed.get("records") if isinstance(parsed, dict) else None
@@ -182,9 +182,8 @@ def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False,
             out.dropped, out.reason = out.dropped + 1, out.reason or str(exc) or "malformed record"
             continue
         out.records.append(record)
-    seen = checked.known(checked_db, [d for _, _, d in candidates]) if checked_db and candidates else set()
     for record, signed, digest in candidates:
-        if digest not in seen:
+        if digest not in known:
             try:
                 check_record(record, peer, float_free=float_free, signed=signed)
             except DiscnodeError as exc:
@@ -309,22 +308,34 @@ class _Stream:
     pending: asyncio.Task[list[dict[str, Any]]] | None = None
 
 
-def _full_screen(pool: ProcessPoolExecutor | None, checked_db: str | None, sink: list[bytes]) -> Screen:
-    """A walk's screener: every record checked in full (in the pool's worker processes, if any),
-    and the digests of the newly checked collected in sink."""
+def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], sink: list[bytes]) -> Screen:
+    """A walk's screener: every record checked in full (in the pool's worker processes, if any)
+    unless in `known`, and the digests of the newly checked collected in sink."""
     async def run(body: bytes, peer: peers.Peer, query: Query) -> Screened:
-        job = functools.partial(screen, body, peer, query, full=True, checked_db=checked_db)
-        screened = await asyncio.get_running_loop().run_in_executor(pool, job) if pool else job()
+        if pool is not None:
+            screened = await asyncio.get_running_loop().run_in_executor(
+                pool, functools.partial(_screen_in_worker, body, peer, query))
+        else:
+            screened = screen(body, peer, query, full=True, known=known)
         sink.extend(screened.newly_checked)
         return screened
     return run
 
 
-def _quiet_worker() -> None:
+_worker_known: AbstractSet[bytes] = frozenset()
+
+
+def _start_worker(known: AbstractSet[bytes]) -> None:
+    global _worker_known
+    _worker_known = known  # inherited through fork: shared, never pickled
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, without tracebacks
 
 
-def _check_pool(workers: int | None) -> ProcessPoolExecutor | None:
+def _screen_in_worker(body: bytes, peer: peers.Peer, query: Query) -> Screened:
+    return screen(body, peer, query, full=True, known=_worker_known)
+
+
+def _check_pool(workers: int | None, known: AbstractSet[bytes]) -> ProcessPoolExecutor | None:
     """Worker processes for checking records, or None to check in this process. Schema and
     signature checks are ~60% of a walk's CPU and hold the GIL for half of it, so threads do not
     help (measured) but processes do. Forked, so they start in milliseconds with the validators
@@ -335,7 +346,7 @@ def _check_pool(workers: int | None) -> ProcessPoolExecutor | None:
     schemas.fast_validator("profile")  # compile once, before forking
     try:
         return ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_quiet_worker)
+                                   initializer=_start_worker, initargs=(known,))
     except OSError:
         return None
 
@@ -389,9 +400,10 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
         return (_Desc(key) if query.desc else key, stream.index)
 
     started = time.monotonic()
-    pool = _check_pool(workers) if targets else None
+    known = checked.load(home.db, today()) if remember_checks and targets else frozenset()
+    pool = _check_pool(workers, known) if targets else None
     newly_checked: list[bytes] = []
-    checker = _full_screen(pool, str(home.db_path) if remember_checks else None, newly_checked)
+    checker = _full_screen(pool, known, newly_checked)
     try:
         firsts = await asyncio.gather(*(fetch(s) for s in streams))
         heap = []
