@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -312,10 +313,12 @@ def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], si
     """A walk's screener: every record checked in full (in the pool's worker processes, if any)
     unless in `known`, and the digests of the newly checked collected in sink."""
     async def run(body: bytes, peer: peers.Peer, query: Query) -> Screened:
+        screened = None
         if pool is not None:
-            screened = await asyncio.get_running_loop().run_in_executor(
-                pool, functools.partial(_screen_in_worker, body, peer, query))
-        else:
+            with contextlib.suppress(BrokenProcessPool):  # a worker killed (OOM?): check here instead
+                screened = await asyncio.get_running_loop().run_in_executor(
+                    pool, functools.partial(_screen_in_worker, body, peer, query))
+        if screened is None:
             screened = screen(body, peer, query, full=True, known=known)
         sink.extend(screened.newly_checked)
         return screened

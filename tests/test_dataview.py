@@ -293,3 +293,27 @@ def test_a_walk_can_leave_no_record_of_its_checks(abc):
     a, _, _ = abc
     results, _ = asyncio.run(walk(a.home, Query(), remember_checks=False))
     assert len(results) == 2 * PEOPLE and checked.count(a.home.db) == 0
+
+
+def _fail_to_start():
+    raise RuntimeError("this worker never starts")
+
+
+def test_a_walk_whose_worker_processes_die_checks_in_its_own_process(abc):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from discnode import peers
+    from discnode.dataview import _full_screen
+    from discnode.query import Query
+    a, b, _ = abc
+    records = [json.loads(r[0]) for r in b.home.db.execute("select record from profiles")]
+    body = json.dumps({"records": records}).encode()
+    broken = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=_fail_to_start)
+    sink = []
+    try:
+        screened = asyncio.run(_full_screen(broken, frozenset(), sink)(body, peers.get(a.home.db, b.node_id),
+                                                                      Query(limit=50)))
+    finally:
+        broken.shutdown(wait=False)
+    assert len(screened.records) == PEOPLE and screened.dropped == 0 and len(sink) == PEOPLE
