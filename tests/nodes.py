@@ -122,3 +122,38 @@ def signed(identity: Any, target: Node, method: str, path: str, payload: Any = N
 def send(target: Node, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
     assert target.home is not None
     return target.loop.run(_raw(target.url, target.home.tls_fingerprint, method, path, body, headers))
+
+
+class Impostor:
+    """Listens where a stopped node was, and never speaks: it either holds every connection open
+    (a hung peer) or hangs up at once (hang_up=True). Counts the connection attempts."""
+
+    def __init__(self, port: int, *, hang_up: bool = False) -> None:
+        self.hang_up = hang_up
+        self.attempts = 0
+        self.conns: list[socket.socket] = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.attempts += 1
+            if self.hang_up:
+                conn.close()
+            else:
+                self.conns.append(conn)
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone does not
+        self.sock.close()
+        self.thread.join(5)
+        for conn in self.conns:
+            conn.close()

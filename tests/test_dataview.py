@@ -2,8 +2,6 @@
 
 import asyncio
 import json
-import socket
-import threading
 import time
 
 import pytest
@@ -11,6 +9,7 @@ from PIL import Image
 
 from discnode.store import write
 from tests.conftest import jpeg_with_gps
+from tests.nodes import Impostor
 
 PEOPLE = 4
 
@@ -87,32 +86,6 @@ def test_bad_cursor_and_codes_are_refused(abc):
     assert "different sort" in b.cli("search", "--cursor", other_sort, "--sort", "created", ok=False).err
 
 
-class HungPeer:
-    """Accepts connections and never says a word."""
-
-    def __init__(self, port):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen(16)
-        self.conns = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
-
-
 def test_hung_and_dead_peers_do_not_hold_the_view(network):
     b = network.node("B")
     a, c, d = network.node("A"), network.node("C"), network.node("D")
@@ -123,7 +96,7 @@ def test_hung_and_dead_peers_do_not_hold_the_view(network):
     port_c = int(c.url.rsplit(":", 1)[1])
     c.stop()
     d.stop()
-    hung = HungPeer(port_c)
+    hung = Impostor(port_c)
     try:
         started = time.monotonic()
         r = b.cli("search", "--timeout", "1", "--json").json

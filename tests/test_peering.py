@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.nodes import Impostor
+
 
 def test_offer_accept_makes_both_sides_active(network):
     a, b = network.node("A"), network.node("B")
@@ -74,36 +76,6 @@ def test_retry_backs_off_doubling_to_its_cap_and_resets_on_success():
     assert retry.failed("B") == 30
 
 
-class CountingDeadPeer:
-    """Listens where a stopped node was, and hangs up on every connection: counts the attempts."""
-
-    def __init__(self, port):
-        import socket
-        import threading
-        self.attempts = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen(16)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.attempts += 1
-            conn.close()
-
-    def close(self):
-        import socket
-        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone does not
-        self.sock.close()
-        self.thread.join(5)
-
-
 def test_unreachable_peer_is_tried_once_a_round_and_then_only_when_due(network):
     from discnode.peering import Retry, deliver_pending
     a, b = network.node("A"), network.node("B")
@@ -114,7 +86,7 @@ def test_unreachable_peer_is_tried_once_a_round_and_then_only_when_due(network):
     assert a.cli("peer", "list", "--json").json[0]["undelivered"] == 2
     now = [0.0]
     retry = Retry(first=30, clock=lambda: now[0])
-    dead = CountingDeadPeer(int(b.url.rsplit(":", 1)[1]))
+    dead = Impostor(int(b.url.rsplit(":", 1)[1]), hang_up=True)
     try:
         assert network.loop.run(deliver_pending(a.home, retry=retry)) == 0
         assert dead.attempts == 1, "the second document must not be tried once the peer failed"
