@@ -11,7 +11,6 @@ import asyncio
 import asyncio.sslproto
 import contextlib
 import datetime as dt
-from collections import deque
 import json
 import logging
 import signal
@@ -28,6 +27,7 @@ from .errors import DiscnodeError, InvalidInput, NotFound, RateLimited, Refused,
 from .home import DESCRIPTOR_PATH, Home, today
 from .images import read as read_image
 from .query import Query
+from .replay import Nonces
 from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW, verify_document, verify_request
 
 log = logging.getLogger("discnode.server")
@@ -58,9 +58,7 @@ class _Bucket:
 class NodeState:
     home: Home
     limits: Limits
-    #: Nonces seen, with their signature's expiry, in arrival order; pruned from the front.
-    nonces: dict[tuple[str, str], int] = field(default_factory=dict)
-    _nonce_order: deque[tuple[float, tuple[str, str]]] = field(default_factory=deque)
+    nonces: Nonces = field(default_factory=Nonces)
     buckets: dict[str, _Bucket] = field(default_factory=dict)
     _agreements: dict[str, tuple[int, dt.date, Agreement]] = field(default_factory=dict)
     descriptor: dict[str, Any] = field(default_factory=dict)
@@ -89,22 +87,31 @@ class NodeState:
         return agreement
 
     _audit_queue: list[tuple[str, str, dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
+    _flush_scheduled: bool = False
 
     async def audit(self, event: str, peer: str = "", **detail: Any) -> None:
         """Append to the audit log before the reply goes out. Entries queued in the same turn of the
         event loop are written in one transaction (group commit): one commit for many requests,
         and no request is answered before its entry is on disk."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        if not self._audit_queue:
-            loop.call_soon(self._flush_audit)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._audit_queue.append((event, peer, detail, done))
+        self._schedule_flush()
         await done
 
-    def _flush_audit(self) -> None:
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """One transaction for this loop turn's audit entries and newly accepted nonces."""
+        self._flush_scheduled = False
         batch, self._audit_queue = self._audit_queue, []
         try:
-            audit.append_many(self.db, [(event, peer, detail) for event, peer, detail, _ in batch])
+            with store.write(self.db):
+                if batch:
+                    audit.append_many(self.db, [(event, peer, detail) for event, peer, detail, _ in batch])
+                self.nonces.save(self.db, time.time())
         except Exception as exc:  # noqa: BLE001 - every waiting request must learn of it
             for *_, done in batch:
                 if not done.done():
@@ -119,15 +126,10 @@ class NodeState:
 
     def seen_nonce(self, key_id: str, nonce: str, expires: int, now: float) -> bool:
         """Replay check. A nonce need only be remembered until its signature could no longer pass
-        the freshness checks (expiry plus clock skew); forgetting is amortised O(1) per request."""
-        order = self._nonce_order
-        while order and order[0][0] < now:
-            self.nonces.pop(order.popleft()[1], None)
-        key = (key_id, nonce)
-        if key in self.nonces:
+        the freshness checks (expiry plus clock skew); it is saved with this turn's audit entries."""
+        if self.nonces.seen(key_id, nonce, expires + CLOCK_SKEW + MAX_SIGNATURE_WINDOW, now):
             return True
-        self.nonces[key] = expires
-        order.append((expires + CLOCK_SKEW + MAX_SIGNATURE_WINDOW, key))
+        self._schedule_flush()
         return False
 
     def allow(self, key: str, now: float, factor: int = 1) -> bool:
@@ -341,7 +343,7 @@ async def get_image(request: web.Request) -> web.Response:
 
 def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=limits.max_body)
-    state = NodeState(home, limits)
+    state = NodeState(home, limits, nonces=Nonces.load(home.db, time.time()))
     state.descriptor = home.descriptor()
     app[STATE] = state
     app.router.add_get(DESCRIPTOR_PATH, descriptor)

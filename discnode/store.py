@@ -90,10 +90,17 @@ def _m003_checked_records(db: "sqlite_utils.Database") -> None:
     db.table("checked_records").create_index(["checked"])
 
 
+def _m004_nonces(db: "sqlite_utils.Database") -> None:
+    # Written and read only by replay.py.
+    db.table("nonces").create({"key_id": str, "nonce": str, "forget_after": float}, pk=("key_id", "nonce"))
+    db.table("nonces").create_index(["forget_after"])
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
     ("003_checked_records", _m003_checked_records),
+    ("004_nonces", _m004_nonces),
 ]
 
 

@@ -1,0 +1,66 @@
+"""Replay protection: the (key, nonce) pairs of accepted requests, until their signatures expire.
+
+A signed request captured on its way could otherwise be sent again, and be answered again, while its
+signature is fresh (at most 60 s plus clock skew). Kept in memory for the check, and in the `nonces`
+table so that a restart does not forget them: a replay in the seconds after a restart is refused
+like any other. The one module that writes that table.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from . import store
+
+Key = tuple[str, str]  # (key ID, nonce)
+
+
+class Nonces:
+    """Nonces seen, each with the time after which its signature can no longer pass the freshness
+    checks. Forgetting is amortised O(1) per request: entries leave from the front of a queue."""
+
+    def __init__(self) -> None:
+        self._seen: set[Key] = set()
+        self._order: deque[tuple[float, Key]] = deque()
+        self.unsaved: list[tuple[str, str, float]] = []
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._seen
+
+    def seen(self, key_id: str, nonce: str, forget_after: float, now: float) -> bool:
+        """True if this is a replay; otherwise remember it (and queue it for saving)."""
+        order = self._order
+        while order and order[0][0] < now:
+            self._seen.discard(order.popleft()[1])
+        key = (key_id, nonce)
+        if key in self._seen:
+            return True
+        self._remember(key, forget_after)
+        self.unsaved.append((key_id, nonce, forget_after))
+        return False
+
+    def _remember(self, key: Key, forget_after: float) -> None:
+        self._seen.add(key)
+        self._order.append((forget_after, key))
+
+    @classmethod
+    def load(cls, db: store.DB, now: float) -> "Nonces":
+        """The nonces a previous run of this node accepted that are still within their window."""
+        book = cls()
+        with store.write(db) as conn:
+            conn.execute("DELETE FROM nonces WHERE forget_after < ?", [now])
+        for key_id, nonce, forget_after in db.execute(
+                "SELECT key_id, nonce, forget_after FROM nonces ORDER BY forget_after"):
+            book._remember((key_id, nonce), forget_after)
+        return book
+
+    def save(self, db: store.DB, now: float) -> None:
+        """Write the queued nonces and drop the expired ones: call inside the server's group
+        commit, so that it costs no transaction of its own."""
+        rows, self.unsaved = self.unsaved, []
+        with store.write(db) as conn:
+            conn.executemany("INSERT OR IGNORE INTO nonces (key_id, nonce, forget_after) VALUES (?, ?, ?)", rows)
+            conn.execute("DELETE FROM nonces WHERE forget_after < ?", [now])
