@@ -20,20 +20,19 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Sequence
 
-from . import peers, schemas, store
+from . import checked, peers, schemas, store
 from .client import PeerClient
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
 from .query import Query, apply_cursor, encode_cursor, sort_key
-from . import checked
 from .signing import signed_message, verify_signature
 
 DEFAULT_TIMEOUT = 3.0
