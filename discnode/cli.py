@@ -535,18 +535,53 @@ def search(
         output.console.print(f"Contact sheet: {contact_sheet}")
 
 
+@app.command("level-two")
+def level_two(ctx: typer.Context,
+              min_partnerships: int = typer.Option(2, "--min-partnerships",
+                                                   help="Known to at least this many partnerships."),
+              timeout: float = typer.Option(3.0, help="Seconds to wait for each peer."),
+              json_out: bool = JsonOpt) -> None:
+    """Level Two: people known to several partnerships (same name or alias, and same date of birth)."""
+    from . import audit
+    from .leveltwo import sweep
+
+    if not 2 <= min_partnerships <= 1000:
+        raise InvalidInput("--min-partnerships must be 2 or more")
+    if not 0.1 <= timeout <= 60:
+        raise InvalidInput("timeout must be 0.1 to 60 seconds")
+    home = open_home(ctx)
+    found, statuses, looked_at = _run(sweep(home, min_partnerships, timeout))
+    audit.append(home.db, "level-two", "", min_partnerships=min_partnerships, profiles=looked_at,
+                 groups=len(found), peers={p.node_id: p.status for p in statuses})
+    if json_out:
+        output.emit_json({"groups": [g.to_json() for g in found], "profiles": looked_at,
+                          "peers": [p.to_json() for p in statuses]})
+        return
+    output.table(f"Level Two: {len(found)} people known to {min_partnerships} or more partnerships "
+                 f"({looked_at} identified profiles looked at)",
+                 ("name", "born", "partnerships", "profiles (NODE_ID:PROFILE_ID)"),
+                 ([g.name, g.dob, ", ".join(output.short_name(n) for n in g.partnerships),
+                   " ".join(f"{p['origin']}:{p['id']}" for p in g.profiles)] for g in found),
+                 nowrap=("born",))
+    print_statuses(statuses)
+
+
 def print_page(title: str, page: Any) -> None:
     output.table(f"Dataview of {title}: {len(page.results)} result(s)",
                  ("partnership", *output.profile_columns()),
                  ([output.short_name(r["origin_name"]), *output.profile_row(r)] for r in page.results),
                  nowrap=("id", "last seen", "partnership"))
-    for p in page.peers:
+    print_statuses(page.peers)
+    if page.next_cursor:
+        output.console.print(f"More: --cursor {page.next_cursor}", highlight=False)
+
+
+def print_statuses(statuses: Any) -> None:
+    for p in statuses:
         colour = "green" if p.status == "ok" else "red"
         detail = f" ({p.error})" if p.error else ""
         output.console.print(f"  [{colour}]{p.status:<11}[/] {p.name:<28} {p.count:>4} rows {p.ms:>6} ms{detail}",
                              highlight=False)
-    if page.next_cursor:
-        output.console.print(f"More: --cursor {page.next_cursor}", highlight=False)
 
 
 @app.command()

@@ -50,6 +50,9 @@ class SourceStatus:
     #: Whether the last reply held no floats (internal: lets record checks take the fast path).
     float_free: bool = field(default=False, repr=False, compare=False)
 
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "float_free"}
+
 
 @dataclass
 class Page:
@@ -59,8 +62,7 @@ class Page:
     query: Query = field(default_factory=Query)
 
     def to_json(self) -> dict[str, Any]:
-        peers_out = [{k: v for k, v in asdict(p).items() if k != "float_free"} for p in self.peers]
-        return {"results": self.results, "peers": peers_out, "next_cursor": self.next_cursor}
+        return {"results": self.results, "peers": [p.to_json() for p in self.peers], "next_cursor": self.next_cursor}
 
 
 # --- pure parts ------------------------------------------------------------------------------

@@ -120,13 +120,16 @@ async def run(root: Path, per_node: int, wait: bool, temporary: bool = False) ->
             f"A query straight from Northtown to Southport gets HTTP {reply.status} (refused, and "
             f"logged in Southport's audit).\nLocal-only profiles (one per node) appear only in their own "
             f"node's view.", title="What Northtown cannot see", border_style="yellow"))
-        level_two = await search(b.home, Query(text="Wanderer"))
-        con.print(f"Level Two: Midcity's view finds Dale Wanderer in "
-                  f"{len({r['origin'] for r in level_two.results})} partnerships: "
-                  f"{', '.join(sorted(r['origin_name'] for r in level_two.results))}.")
+        from .leveltwo import sweep
+        found, _, looked_at = await sweep(b.home)
+        for group in found:
+            con.print(f"Level Two (`discnode level-two`): from {looked_at} identified profiles, Midcity finds "
+                      f"{group.name} (born {group.dob}) known to {len(group.partnerships)} partnerships: "
+                      f"{', '.join(group.partnerships)}.")
         note = " (removed when the demo stops; use --dir to keep them)" if temporary else ""
         con.print(f"Contact sheets: {', '.join(s['contact_sheet'] for s in summary.values())}{note}")
         summary["a_to_c_status"] = reply.status
+        summary["level_two"] = [g.to_json() for g in found]
         summary["a_sees_c_rows"] = len(c_rows)
         if wait:
             con.print("\nThe three nodes are running. Try, in another terminal:\n"

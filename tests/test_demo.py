@@ -25,6 +25,8 @@ def test_demo_shows_three_dataviews_and_a_never_sees_c(tmp_path):
     assert summary["B"]["sees"] == ["Midcity BCRP", "Northtown BCRP", "Southport BCRP"]
     assert summary["C"]["sees"] == ["Midcity BCRP", "Southport BCRP"]
     assert summary["a_sees_c_rows"] == 0 and summary["a_to_c_status"] == 403
+    # Midcity sees Dale Wanderer in all three; the synthetic people never collide by chance.
+    assert [(g["name"], len(g["partnerships"])) for g in summary["level_two"]] == [("Dale Wanderer", 3)]
     # Each node: its 5 + Dale; peers' shared rows exclude one local-only each.
     assert summary["A"]["rows"] == 6 + 5 and summary["B"]["rows"] == 6 + 5 + 5
     for node in "ABC":
