@@ -15,10 +15,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 
-def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool) -> NoReturn | None:
+
+def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool) -> None:
     """Replace this process with the daemon. Returns (None) only where exec is unavailable, in
     which case the caller serves in-process."""
     argv = [sys.executable, "-m", "discnode.daemon", "--home", str(home.resolve()), "--rate-limit", repr(rate_limit)]
