@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 
-
 def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool) -> None:
     """Replace this process with the daemon. Returns (None) only where exec is unavailable, in
     which case the caller serves in-process."""
