@@ -132,15 +132,16 @@ async def run(root: Path, per_node: int, wait: bool, temporary: bool = False) ->
         summary["level_two"] = [g.to_json() for g in found]
         summary["a_sees_c_rows"] = len(c_rows)
         if wait:
+            # Handlers first: a Ctrl-C the moment the prompt appears must still stop cleanly.
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
             con.print("\nThe three nodes are running. Try, in another terminal:\n"
                       f"  discnode --home {b.home.path} search --gender male\n"
                       f"  discnode --home {a.home.path} peer list\n"
                       f"  discnode --home {c.home.path} audit\n"
                       "Press Ctrl-C to stop them and remove the demo.")
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             await stop.wait()
         return summary
     finally:

@@ -81,11 +81,22 @@ def groups(records: Iterable[dict[str, Any]], min_partnerships: int = 2) -> list
     for profiles in members.values():
         if len({p["origin"] for p in profiles}) < min_partnerships:
             continue
-        label = Counter(f"{p['first_name']} {p['last_name']}".strip() for p in profiles).most_common(1)[0][0]
+        label = _label(profiles)
         profiles.sort(key=lambda p: (p["origin_name"], p["id"]))
         out.append(Group(label, profiles[0]["dob"], profiles))
     out.sort(key=lambda g: (-len(g.partnerships), fold(g.name), g.dob))
     return out
+
+
+def _label(profiles: list[dict[str, Any]]) -> str:
+    """The name most of the group's profiles give; on a tie, one not typed in capitals, then the
+    first alphabetically: never an accident of which partnership answered first."""
+    counts = Counter(f"{p['first_name']} {p['last_name']}".strip() for p in profiles)
+
+    def preference(name: str) -> tuple[int, int, str]:
+        shouted = sum(word.isupper() and len(word) > 1 for word in name.split())
+        return (-counts[name], shouted, name)
+    return min(counts, key=preference)
 
 
 async def sweep(home: Home, min_partnerships: int = 2, timeout: float = 3.0

@@ -84,3 +84,8 @@ def test_level_two_refuses_bad_options(cli, args, words):
     before = cli("audit", "--json").json
     assert words in cli("level-two", *args, ok=False).err
     assert cli("audit", "--json").json == before
+
+
+def test_group_name_does_not_depend_on_which_partnership_came_first():
+    rows = [person("A", "a1", "Dale", "WANDERER"), person("C", "c1", "Dale", "Wanderer")]
+    assert groups(rows)[0].name == groups(rows[::-1])[0].name == "Dale Wanderer"
