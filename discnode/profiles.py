@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from . import audit, schemas, store
 from . import images as img
-from . import schemas, store
 from .errors import InvalidInput
 from .home import Home, today
 from .signing import sign_document
@@ -126,8 +126,9 @@ def load_images(paths: Iterable[Path]) -> list[img.ProcessedImage]:
 
 
 def _store_with_images(home: Home, record: dict[str, Any], images: list[img.ProcessedImage], *,
-                       replace: bool) -> dict[str, Any]:
-    """Write image files, then the rows, in one transaction; on failure remove the new files."""
+                       replace: bool, event: str) -> dict[str, Any]:
+    """Write image files, then the rows and the audit entry, in one transaction; on failure remove
+    the new files."""
     created_files: list[Path] = []
     try:
         for image in images:
@@ -139,6 +140,8 @@ def _store_with_images(home: Home, record: dict[str, Any], images: list[img.Proc
             store.put_profiles(home.db, [signed], replace=replace)
             for image in images:
                 store.add_image_row(conn, record["id"], image.sha256, image.meta)
+            audit.append(home.db, event, "", id=record["id"], **(
+                {"sha256": images[0].sha256} if event == "image-added" else {"images": len(images)}))
         return signed
     except BaseException:
         for path in created_files:
@@ -151,7 +154,7 @@ def add(home: Home, fields: dict[str, Any], image_paths: Iterable[Path] = (),
     # All refusals happen before anything is written.
     images = load_images(image_paths) + [img.process(data) for data in image_data]
     record = build_record(fields, home.node_id)
-    return _store_with_images(home, record, images, replace=False)
+    return _store_with_images(home, record, images, replace=False, event="profile-added")
 
 
 def edit(home: Home, profile_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +163,9 @@ def edit(home: Home, profile_id: str, changes: dict[str, Any]) -> dict[str, Any]
         raise InvalidInput("only the origin node can edit a profile")
     record = build_record(changes, home.node_id, existing=existing)
     signed = _sign(home, record)
-    store.put_profiles(home.db, [signed], replace=True)
+    with store.write(home.db):
+        store.put_profiles(home.db, [signed], replace=True)
+        audit.append(home.db, "profile-edited", "", id=profile_id, fields=sorted(changes))
     return signed
 
 
@@ -170,11 +175,14 @@ def add_image(home: Home, profile_id: str, path: Path, *, primary: bool = False)
     record = build_record({}, home.node_id, existing=existing)
     if primary:
         record["image"] = image.sha256
-    return _store_with_images(home, record, [image], replace=True)
+    return _store_with_images(home, record, [image], replace=True, event="image-added")
 
 
 def delete(home: Home, profile_id: str) -> None:
-    for sha in store.delete_profile(home.db, profile_id):
+    with store.write(home.db):
+        unused = store.delete_profile(home.db, profile_id)
+        audit.append(home.db, "profile-deleted", "", id=profile_id)
+    for sha in unused:  # after the commit: a rolled-back delete must not lose its images
         img.remove(home.images_root, sha)
 
 
@@ -228,5 +236,8 @@ def import_file(home: Home, path: Path, on_each: Callable[[], None] | None = Non
             records.append(_sign(home, build_record(row, home.node_id, now=now, on=on)))
         except InvalidInput as exc:
             raise InvalidInput(f"row {n}: {exc}; nothing was imported") from None
-    store.put_profiles(home.db, records, on_each=on_each)
+    with store.write(home.db):
+        store.put_profiles(home.db, records, on_each=on_each)
+        # The count, not every ID: an import can be 150,000 rows; their `created` time names them.
+        audit.append(home.db, "profiles-imported", "", file=Path(path).name, count=len(records))
     return len(records)

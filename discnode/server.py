@@ -151,6 +151,13 @@ class NodeState:
 STATE = web.AppKey("state", NodeState)
 PEER = web.RequestKey("peer", str)      # the verified node ID of the caller
 BODY = web.RequestKey("body", bytes)    # the raw body, read once and digest-checked
+#: What a handler served, for the request's one audit entry: (event, detail).
+OUTCOME = web.RequestKey("outcome", tuple)
+
+
+def note(request: web.Request, event: str, **detail: Any) -> None:
+    """Name what this request did, for the one audit entry the middleware writes for it."""
+    request[OUTCOME] = (event, detail)
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -230,18 +237,43 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         raise
     request[PEER] = verified.key_id
     request[BODY] = body
-    return await handler(request)
+    return await _audited(request, handler)
+
+
+async def _audited(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                   ) -> web.StreamResponse:
+    """Run the handler for a verified peer and append the request's one audit entry: what the
+    handler noted if it answered 2xx, else `refused` (4xx: a 404 for a hidden ID too) or `failed`
+    (5xx), with the status and the reason the peer was given. Before the reply goes out."""
+    state = request.app[STATE]
+    where = {"method": request.method, "path": request.path}
+    try:
+        response = await handler(request)
+    except DiscnodeError as exc:
+        await state.audit("refused" if exc.status < 500 else "failed", request[PEER], **where,
+                          status=exc.status, reason=str(exc))
+        raise
+    except web.HTTPException as exc:  # aiohttp's own: no such path, method not allowed
+        if exc.status >= 400:
+            await state.audit("refused" if exc.status < 500 else "failed", request[PEER], **where,
+                              status=exc.status, reason=exc.reason)
+        raise
+    except Exception:  # a bug of ours: the peer learns nothing, the log and the audit say it happened
+        await state.audit("failed", request[PEER], **where, status=500, reason="internal error")
+        raise
+    event, detail = request.get(OUTCOME, ("answered", {}))
+    await state.audit(event, request[PEER], **where, status=response.status, **detail)
+    return response
 
 
 async def _require(request: web.Request, kind: str) -> str:
-    """The verified peer, if an active agreement shares `kind` with it; else audited 403."""
+    """The verified peer, if an active agreement shares `kind` with it; else 403."""
     state = request.app[STATE]
     peer = request[PEER]
     agreement = state.agreement(peer)
     if not agreement.active or kind not in agreement.share:
         reason = (f"agreement is {agreement.state.value}" if not agreement.active
                   else f"agreement does not share {kind}")
-        await state.audit("refused", peer, path=request.path, method=request.method, status=403, reason=reason)
         raise Refused(f"no active agreement to share {kind} ({reason})")
     return peer
 
@@ -285,7 +317,7 @@ async def consent(request: web.Request) -> web.Response:
         peers.add_document(state.db, peer, doc, delivered=True)
     state.forget_agreements()
     after = peers.agreement(state.db, state.me, peer, today())
-    await state.audit(f"consent-{doc['type']}-received", peer, state=after.state.value)
+    note(request, f"consent-{doc['type']}-received", state=after.state.value)
     return web.json_response({"state": after.state.value})
 
 
@@ -300,7 +332,9 @@ async def new_descriptor(request: web.Request) -> web.Response:
     before = peers.get(state.db, peer).url
     after = peers.remember(state.db, descriptor, stranger_ok=False).url
     if before != after:
-        await state.audit("peer-address-changed", peer, old=before, new=after)
+        note(request, "peer-address-changed", old=before, new=after)
+    else:
+        note(request, "descriptor-received")
     state.peer_back(peer)
     return web.json_response({"url": after})
 
@@ -310,7 +344,7 @@ async def query_profiles(request: web.Request) -> web.Response:
     peer = await _require(request, "profiles")
     query = Query.from_wire(_json_body(request))
     records = store.search_raw(state.db, query, today(), served_by=state.me)
-    await state.audit("served", peer, what="query", count=len(records))
+    note(request, "served", what="query", count=len(records))
     # Stored records are already the signed JSON: send them as they are, unparsed.
     body = '{"records":[' + ",".join(records) + "]}"
     return web.Response(text=body, content_type="application/json")
@@ -323,7 +357,7 @@ async def get_profile(request: web.Request) -> web.Response:
     record = store.get_shareable(state.db, profile_id, state.me, today())
     shared_images = "images" in state.agreement(peer).share
     images = [i["sha256"] for i in store.images_of(state.db, profile_id)] if shared_images else []
-    await state.audit("served", peer, what="profile", id=profile_id, count=1)
+    note(request, "served", what="profile", id=profile_id, count=1)
     return web.json_response({"record": record, "images": images})
 
 
@@ -337,7 +371,7 @@ async def get_image(request: web.Request) -> web.Response:
     if not store.shareable_image(state.db, sha, state.me, today()):
         raise NotFound("no such shared image")
     data = read_image(state.home.images_root, sha, thumb=size == "thumb")
-    await state.audit("served", peer, what=f"image-{size}", id=sha, count=1)
+    note(request, "served", what=f"image-{size}", id=sha, count=1)
     return web.Response(body=data, content_type="image/jpeg")
 
 
