@@ -62,6 +62,17 @@ def entries(db: store.DB, limit: int | None = None, peer: str | None = None) -> 
             for r in reversed(rows)]
 
 
+def head(db: store.DB) -> tuple[int, str]:
+    """The number of the last entry and its hash: what a signed head states."""
+    row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (0, GENESIS)
+
+
+def hash_at(db: store.DB, seq: int) -> str | None:
+    row = db.execute("SELECT hash FROM audit WHERE seq = ?", [seq]).fetchone()
+    return row[0] if row else None
+
+
 @dataclass(frozen=True)
 class Verdict:
     ok: bool

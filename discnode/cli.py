@@ -451,23 +451,28 @@ def peer_list(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
 
 
 @app.command("audit")
-def audit_cmd(ctx: typer.Context, verify: bool = typer.Option(False, "--verify", help="Check the hash chain."),
+def audit_cmd(ctx: typer.Context,
+              verify: bool = typer.Option(False, "--verify", help="Check the hash chain, the checkpoints, and "
+                                          "the heads partners witnessed."),
+              checkpoint: bool = typer.Option(False, "--checkpoint", help="Sign the log's head now, keep it, and "
+                                              "give it to every partner."),
               limit: int = typer.Option(50, help="How many of the latest entries to show."),
               peer: Optional[str] = typer.Option(None, help="Only entries about this node ID."),
+              timeout: float = typer.Option(3.0, help="Seconds to wait for each partner (--verify, --checkpoint)."),
               json_out: bool = JsonOpt) -> None:
     """The access log: every peer request served or refused, every consent change."""
     from . import audit
 
+    if verify and checkpoint:
+        raise InvalidInput("give --verify or --checkpoint, not both")
+    if not 0.1 <= timeout <= 60:
+        raise InvalidInput("timeout must be 0.1 to 60 seconds")
     home = open_home(ctx)
+    if checkpoint:
+        _audit_checkpoint(home, timeout, json_out)
+        return
     if verify:
-        verdict = audit.verify(home.db)
-        if json_out:
-            output.emit_json({"ok": verdict.ok, "entries": verdict.entries, "first_bad": verdict.first_bad,
-                              "reason": verdict.reason})
-        elif verdict.ok:
-            output.console.print(f"Audit log intact: {verdict.entries} entries, hash chain verified.")
-        if not verdict.ok:
-            raise DiscnodeError(f"audit log is NOT intact: {verdict.reason}")
+        _audit_verify(home, timeout, json_out)
         return
     rows = audit.entries(home.db, limit=limit, peer=peer)
     if json_out:
@@ -475,6 +480,50 @@ def audit_cmd(ctx: typer.Context, verify: bool = typer.Option(False, "--verify",
     else:
         output.table("Audit log", ("seq", "time", "event", "peer", "detail"),
                      ([r["seq"], r["ts"], r["event"], r["peer"], _compact(r["detail"])] for r in rows))
+
+
+def _audit_checkpoint(home: Home, timeout: float, json_out: bool) -> None:
+    from . import witness
+    from .client import PeerClient
+    from .peering import deliver_pending
+
+    doc = witness.checkpoint(home)
+    waiting = {to for _, to, _ in witness.undelivered(home.db, home.node_id)}
+
+    async def give() -> None:
+        async with PeerClient(home.identity, timeout=timeout) as client:
+            await deliver_pending(home, client)
+    _run(give())
+    taken = sorted(waiting - {to for _, to, _ in witness.undelivered(home.db, home.node_id)})
+    if json_out:
+        output.emit_json({"checkpoint": doc, "taken_by": taken, "partners": len(waiting)})
+        return
+    output.console.print(f"Checkpoint signed: {doc['entries']} entries, head {doc['head'][:16]}..., "
+                         f"taken by {len(taken)} of {len(waiting)} partner(s).", highlight=False)
+    if len(taken) < len(waiting):
+        output.console.print("The others get it when they can be reached (while `discnode serve` runs).")
+
+
+def _audit_verify(home: Home, timeout: float, json_out: bool) -> None:
+    from . import witness
+
+    report = _run(witness.verify(home, timeout=timeout))
+    if json_out:
+        output.emit_json(report.to_json())
+    else:
+        checked = [p for p in report.partners if p["status"] == "checked"]
+        if report.ok:
+            output.console.print(f"Audit log intact: {report.entries} entries, hash chain verified, "
+                                 f"consistent with {report.checkpoints} checkpoint(s) and with the heads "
+                                 f"{len(checked)} of {len(report.partners)} partner(s) witnessed.", highlight=False)
+        for finding in report.findings:
+            output.err_console.print(f"TAMPERED: {finding.message}", highlight=False, markup=False)
+        for note in report.unchecked:
+            output.console.print(f"Not checked: {_printable(note)}", highlight=False, markup=False)
+    if not report.ok:
+        reasons = ([report.chain_reason] if not report.chain_ok else []) + [f.message for f in report.findings]
+        raise DiscnodeError(f"audit log is NOT intact: {reasons[0]}"
+                            + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""))
 
 
 @app.command()
@@ -598,6 +647,11 @@ def demo(directory: Optional[Path] = typer.Option(None, "--dir", help="Keep the 
     summary = run_demo(directory, profiles_per_node, wait)
     if json_out:
         output.emit_json(summary)
+
+
+def _printable(text: str) -> str:
+    """Peer-supplied text (a partner's name in a message) without control characters (ESC...)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def _compact(detail: dict[str, Any]) -> str:

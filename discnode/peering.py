@@ -1,5 +1,5 @@
 """What an administrator does with peers: add (offer), accept, reject, revoke, refresh; and the
-delivery of signed consent documents, now or whenever the peer can next be reached."""
+delivery of signed documents (consent, audit heads), now or whenever the peer can next be reached."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncContextManager, Callable
 
-from . import audit, peers, store
+from . import audit, peers, store, witness
 from .client import PeerClient, Reply, error_for
 from .consent import Action, Agreement, Terms, check_action, new_offer, new_response
 from .errors import InvalidInput, NotFound, PeerError, Unauthenticated
@@ -93,26 +93,47 @@ class Retry:
         self.next_try.pop(peer, None)
 
 
+#: Where each kind of signed document goes, and the audit event if its peer refuses it.
+ROUTES = {**{kind: ("/v1/consent", "consent-delivery-refused") for kind in ("offer", "accept", "reject", "revoke")},
+          "audit-head": (witness.HEAD_PATH, "audit-head-delivery-refused")}
+
+
+def outbox(home: Home) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every signed document waiting for its peer, as (hash, peer, document): consent documents
+    not yet delivered, then this node's latest audit head for partners that lack it."""
+    consent = [(h, d["to"], d) for h, d in peers.undelivered(home.db, home.node_id)]
+    return consent + witness.undelivered(home.db, home.node_id)
+
+
+def _mark_delivered(home: Home, digest: str, to: str, doc: dict[str, Any]) -> None:
+    if doc["type"] == "audit-head":
+        witness.mark_delivered(home.db, to, digest)
+    else:
+        peers.mark_delivered(home.db, digest)
+
+
 async def deliver_pending(home: Home, client: PeerClient | None = None, only: str | None = None,
                           retry: Retry | None = None) -> int:
-    """Send every consent document not yet delivered; returns how many were. A peer's refusal
-    (4xx) is final and recorded; an unreachable or busy peer is tried again later: not again in
-    this round (its other documents wait too), and with `retry`, not before it is due."""
+    """Send every signed document not yet delivered (the one delivery mechanism for every kind);
+    returns how many were. A peer's refusal (4xx) is final and recorded; an unreachable or busy
+    peer is tried again later: not again in this round (its other documents wait too), and with
+    `retry`, not before it is due."""
     sent = 0
-    pending = [(h, d) for h, d in peers.undelivered(home.db, home.node_id) if only in (None, d["to"])]
+    pending = [(h, to, d) for h, to, d in outbox(home) if only in (None, to)]
     if retry is not None:
-        pending = [(h, d) for h, d in pending if retry.due(d["to"])]
+        pending = [(h, to, d) for h, to, d in pending if retry.due(to)]
     if not pending:
         return 0
     unreachable: set[str] = set()
     async with _client(home, client, 3.0) as c:
-        for digest, doc in pending:
-            if doc["to"] in unreachable:
+        for digest, to, doc in pending:
+            if to in unreachable:
                 continue
-            peer = peers.get(home.db, doc["to"])
+            peer = peers.get(home.db, to)
+            path, refused_event = ROUTES[doc["type"]]
             reply: Reply | None = None
             try:
-                reply = await c.request(peer, "POST", "/v1/consent", doc)
+                reply = await c.request(peer, "POST", path, doc)
                 status, reason = reply.status, f"HTTP {reply.status}"
             except PeerError as exc:
                 status, reason = 0, str(exc)
@@ -126,12 +147,12 @@ async def deliver_pending(home: Home, client: PeerClient | None = None, only: st
                 continue
             if retry:
                 retry.succeeded(peer.node_id)
-            peers.mark_delivered(home.db, digest)
+            _mark_delivered(home, digest, to, doc)
             if delivered:
                 sent += 1
             else:
                 assert reply is not None
-                audit.append(home.db, "consent-delivery-refused", peer.node_id, type=doc["type"],
+                audit.append(home.db, refused_event, peer.node_id, type=doc["type"],
                              status=reply.status, reason=str(error_for(reply.status, reply.body[:200].decode(
                                  "utf-8", "replace"))))
     return sent

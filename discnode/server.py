@@ -21,7 +21,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from . import audit, peers, schemas, store
+from . import audit, peers, schemas, store, witness
+from .audithead import check_head
 from .consent import Agreement, check_incoming
 from .errors import DiscnodeError, InvalidInput, NotFound, RateLimited, Refused, TooLarge, Unauthenticated
 from .home import DESCRIPTOR_PATH, Home, today
@@ -266,15 +267,15 @@ async def _audited(request: web.Request, handler: Callable[[web.Request], Awaita
     return response
 
 
-async def _require(request: web.Request, kind: str) -> str:
-    """The verified peer, if an active agreement shares `kind` with it; else 403."""
+async def _require(request: web.Request, kind: str = "") -> str:
+    """The verified peer, if an active agreement (sharing `kind`, if given) is in force; else 403."""
     state = request.app[STATE]
     peer = request[PEER]
     agreement = state.agreement(peer)
-    if not agreement.active or kind not in agreement.share:
+    if not agreement.active or (kind and kind not in agreement.share):
         reason = (f"agreement is {agreement.state.value}" if not agreement.active
                   else f"agreement does not share {kind}")
-        raise Refused(f"no active agreement to share {kind} ({reason})")
+        raise Refused(f"no active agreement to share {kind or 'anything'} ({reason})")
     return peer
 
 
@@ -375,6 +376,28 @@ async def get_image(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type="image/jpeg")
 
 
+async def receive_audit_head(request: web.Request) -> web.Response:
+    """A partner's signed audit head, to witness (section 9.4)."""
+    state = request.app[STATE]
+    peer = await _require(request)
+    key = peers.public_key(state.db, peer)
+    if key is None:  # an active agreement means a pinned key; kept for the type checker
+        raise Refused(f"no agreement with node {peer}")
+    doc = check_head(_json_body(request), peer, key)
+    outcome = witness.receive(state.db, peer, doc)
+    note(request, "audit-head-received", entries=doc["entries"], outcome=outcome.value)
+    return web.json_response(witness.held_for(state.db, peer))
+
+
+async def witnessed_audit_head(request: web.Request) -> web.Response:
+    """The heads this node witnessed of the asking partner's own log, never another node's."""
+    state = request.app[STATE]
+    peer = await _require(request)
+    held = witness.held_for(state.db, peer)
+    note(request, "served", what="audit-head", count=len(held["heads"]) + len(held["evidence"]))
+    return web.json_response(held)
+
+
 def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=limits.max_body)
     state = NodeState(home, limits, nonces=Nonces.load(home.db, time.time()))
@@ -386,6 +409,8 @@ def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     app.router.add_post("/v1/profiles/query", query_profiles)
     app.router.add_get(r"/v1/profiles/{profile_id:[a-z2-7]{12}}", get_profile)
     app.router.add_get(r"/v1/images/{sha256:[0-9a-f]{64}}", get_image)
+    app.router.add_post(witness.HEAD_PATH, receive_audit_head)
+    app.router.add_get(witness.HEAD_PATH, witnessed_audit_head)
     return app
 
 
@@ -447,9 +472,9 @@ async def start(home: Home, limits: Limits = Limits(), *, host: str | None = Non
 
 
 async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: bool = True,
-                        deliver_every: float = 30.0) -> None:
-    """`discnode serve`: the peer API, mDNS advertisement, and redelivery of consent documents,
-    until SIGINT or SIGTERM."""
+                        deliver_every: float = 30.0, checkpoint_every: float = witness.CHECKPOINT_EVERY) -> None:
+    """`discnode serve`: the peer API, mDNS advertisement, redelivery of signed documents (consent,
+    and the audit heads signed every `checkpoint_every` seconds), until SIGINT or SIGTERM."""
     from .peering import Retry, deliver_pending
 
     # asyncio gives every TLS connection a 256 KiB read buffer, zero-filled, so resident: 12.5 MB
@@ -484,6 +509,10 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
         except Exception:  # noqa: BLE001
             log.exception("announcing the descriptor failed")
         while True:
+            try:
+                witness.checkpoint_if_due(home, checkpoint_every)
+            except Exception:  # noqa: BLE001
+                log.exception("signing an audit checkpoint failed")
             try:
                 await deliver_pending(home, retry=retry)
             except Exception:  # noqa: BLE001 - keep retrying; each failure is logged

@@ -96,11 +96,24 @@ def _m004_nonces(db: "sqlite_utils.Database") -> None:
     db.table("nonces").create_index(["forget_after"])
 
 
+def _m005_audit_heads(db: "sqlite_utils.Database") -> None:
+    # Written and read only by witness.py: this node's own signed checkpoints (node_id = its own)
+    # and the heads its partners sent it (latest per node, plus flagged evidence); and which of
+    # its own heads each partner has taken.
+    db.table("audit_heads").create(
+        {"hash": str, "node_id": str, "entries": int, "head": str, "issued_at": str, "doc": str,
+         "received": str, "flag": str},
+        pk="hash", not_null={"node_id", "entries", "head", "issued_at", "doc", "received"})
+    db.table("audit_heads").create_index(["node_id", "entries"])
+    db.table("audit_head_delivered").create({"peer": str, "hash": str, "delivered": str}, pk="peer")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
     ("003_checked_records", _m003_checked_records),
     ("004_nonces", _m004_nonces),
+    ("005_audit_heads", _m005_audit_heads),
 ]
 
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from discnode.audit import _entry_hash
+from discnode.audithead import GENESIS, against, compare, new_head
 from discnode.consent import Action, Terms, derive, new_offer, new_response
 from discnode.identity import Identity, b64u, node_id_for
 from discnode.signing import canonical, document_hash, sign_document, sign_request
@@ -65,9 +67,35 @@ def respond(action: Action, frm: Identity, to: Identity, offer_doc: dict[str, An
     return sign_document(new_response(action, frm.node_id, to.node_id, document_hash(offer_doc), at), frm)
 
 
+def audit_chain() -> tuple[list[dict[str, Any]], list[str]]:
+    """Three audit entries as Alice's node writes them, and their chained hashes (spec 9.2)."""
+    entries = [
+        {"seq": 1, "ts": NOW_TS, "event": "consent-offer-received", "peer": BOB.node_id, "detail": {"state": "pending"}},
+        {"seq": 2, "ts": NOW_TS, "event": "consent-accept-sent", "peer": BOB.node_id, "detail": {}},
+        {"seq": 3, "ts": "2026-11-24T16:00:05Z", "event": "served", "peer": BOB.node_id,
+         "detail": {"method": "POST", "path": "/v1/profiles/query", "status": 200, "what": "query", "count": 1}},
+    ]
+    hashes, prev = [], GENESIS
+    for e in entries:
+        prev = _entry_hash(prev, e["seq"], e["ts"], e["event"], e["peer"], json.dumps(e["detail"]))
+        hashes.append(prev)
+    return entries, hashes
+
+
+def audit_heads() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Alice's head after entry 3, and an older one (after entry 2)."""
+    _, hashes = audit_chain()
+    return (new_head(ALICE, 3, hashes[2], "2026-11-24T17:00:00Z"),
+            new_head(ALICE, 2, hashes[1], "2026-11-24T16:00:01Z"))
+
+
 def examples() -> dict[str, Any]:
     o = offer(ALICE, BOB, 8443)
+    head, older = audit_heads()
     return {
+        "audit-head.json": head,
+        "audit-head-reply.json": {"heads": [older, head], "evidence": [
+            {"flag": "rollback", "head": new_head(ALICE, 1, "e3" * 32, "2026-11-24T18:00:00Z")}]},
         "descriptor.json": descriptor(ALICE, "Alice BCRP", 8443),
         "profile.json": profile(),
         "query.json": {"text": "example", "gender": ["female"], "ethnicity": ["IC1", "IC9"], "build": ["medium"],
@@ -147,6 +175,38 @@ def vectors() -> dict[str, dict[str, Any]]:
         {**base, "keys": {BOB.node_id: BOB.public_key_b64}}, {"error": "unknown"}, "invalid")
     vec("http-signature", "path-changed", "Sent to another path than signed",
         {**base, "url": url.replace("query", "queries")}, {"error": "signature"}, "invalid")
+
+    # audit log: the chain, signed heads, what a witness makes of a head, what a head proves
+    entries, hashes = audit_chain()
+    vec("audit-head", "chain", "Three audit entries and their chained hashes (hash_0 is 64 zeros)",
+        {"entries": entries}, {"hashes": hashes}, "valid")
+    head, older = audit_heads()
+    vec("audit-head", "signed", "Alice's signed head after entry 3",
+        {"document": head, "signer": ALICE.node_id, "public_key": ALICE.public_key_b64},
+        {"signed_bytes": canonical({k: v for k, v in head.items() if k != "sig"}).decode()}, "valid")
+    vec("audit-head", "tampered-entries", "The entry count raised after signing",
+        {"document": {**head, "entries": 4}, "signer": ALICE.node_id, "public_key": ALICE.public_key_b64},
+        {"error": "signature"}, "invalid")
+    vec("audit-head", "another-nodes-head", "Bob's genuine head, sent by Alice as if hers",
+        {"document": new_head(BOB, 3, hashes[2], NOW_TS), "signer": ALICE.node_id,
+         "public_key": ALICE.public_key_b64}, {"error": "whose log"}, "invalid")
+    for slug, description, held, incoming in (
+            ("first", "No head held yet: the first becomes the latest", None, older),
+            ("newer", "More entries than the one held: becomes the latest", older, head),
+            ("same", "The head already held", head, head),
+            ("rollback", "Fewer entries than one already held: kept as evidence, flagged", head, older),
+            ("fork", "As many entries as one held, another hash: kept as evidence, flagged", head,
+             new_head(ALICE, 3, "e3" * 32, NOW_TS))):
+        vec("audit-head", f"witness-{slug}", description, {"held": held, "incoming": incoming},
+            {"outcome": compare(held, incoming).value}, "valid")
+    for slug, description, length, stored in (
+            ("intact", "The log has grown past the head, and entry 3 still has its hash", 3, hashes),
+            ("truncated", "The log ends at entry 2; the head says 3", 2, hashes[:2]),
+            ("rewritten", "Entry 3's hash differs: an entry at or before 3 was changed", 3, hashes[:2] + ["e3" * 32])):
+        finding = against(head, length, lambda n, stored=stored: stored[n - 1] if n <= len(stored) else None,
+                          "partner")
+        vec("audit-head", f"verify-{slug}", description, {"head": head, "log_hashes": stored},
+            {"finding": finding and {"kind": finding.kind, "entry": finding.entry}}, "valid")
 
     # consent state from documents (pure)
     o1 = offer(ALICE, BOB, 8443)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from discnode.audit import _entry_hash
+from discnode.audithead import GENESIS, against, check_head, compare
 from discnode.consent import derive
 from discnode.errors import DiscnodeError
 from discnode.identity import b64u_decode, node_id_for, parse_node_id
@@ -38,15 +40,34 @@ def run(family, vector):
         verified = verify_request(i["method"], i["url"], i["headers"], i["body"].encode(), keys.get,
                                   i["destination"], now=i["now"])
         return {"key_id": verified.key_id}
+    if family == "audit-head":
+        return run_audit_head(i)
     if family == "consent-state":
         agreement = derive(i["me"], i["peer"], i["documents"], dt.date.fromisoformat(i["today"]))
         return {"state": agreement.state.value}
     raise AssertionError(f"unknown vector family {family}")
 
 
+def run_audit_head(i):
+    if "entries" in i:
+        hashes, prev = [], GENESIS
+        for e in i["entries"]:
+            prev = _entry_hash(prev, e["seq"], e["ts"], e["event"], e["peer"], json.dumps(e["detail"]))
+            hashes.append(prev)
+        return {"hashes": hashes}
+    if "document" in i:
+        doc = check_head(i["document"], i["signer"], b64u_decode(i["public_key"]))
+        return {"signed_bytes": canonical({k: v for k, v in doc.items() if k != "sig"}).decode()}
+    if "incoming" in i:
+        return {"outcome": compare(i["held"], i["incoming"]).value}
+    stored = i["log_hashes"]
+    finding = against(i["head"], len(stored), lambda n: stored[n - 1] if n <= len(stored) else None, "partner")
+    return {"finding": finding and {"kind": finding.kind, "entry": finding.entry}}
+
+
 def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
-    assert families == {"node-id", "canonical", "document", "http-signature", "consent-state"}
+    assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 

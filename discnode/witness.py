@@ -1,0 +1,234 @@
+"""Checkpoints and witnesses of audit logs (spec sections 9.3 to 9.5).
+
+The one module that writes the `audit_heads` table (this node's own signed checkpoints, and the
+heads partners sent it) and `audit_head_delivered` (which of its own heads each partner took).
+Its own heads reach partners through peering.deliver_pending, the one delivery mechanism for
+every document. `verify` is what `discnode audit --verify` runs: the chain, then the checkpoints,
+then every reachable partner's witness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import audit, peers, schemas, store
+from .audithead import Finding, Outcome, against, check_head, compare, new_head, retained
+from .client import PeerClient, error_for
+from .errors import DiscnodeError
+from .home import Home, today
+from .signing import document_hash
+
+log = logging.getLogger("discnode.witness")
+
+#: How often `serve` signs a new checkpoint (if the log moved), and so sends partners a new head.
+CHECKPOINT_EVERY = 3600.0
+#: Heads a witness keeps as evidence (rollbacks, forks) per node; a hostile partner cannot fill
+#: the disk by signing contradictions.
+MAX_EVIDENCE = 50
+HEAD_PATH = "/v1/audit/head"
+
+
+def _insert(db: store.DB, doc: dict[str, Any], flag: str | None) -> str:
+    digest = document_hash(doc)
+    with store.write(db) as conn:
+        conn.execute("INSERT OR IGNORE INTO audit_heads (hash, node_id, entries, head, issued_at, doc, received, "
+                     "flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     [digest, doc["node_id"], doc["entries"], doc["head"], doc["issued_at"],
+                      json.dumps(doc), store.now_ts(), flag])
+    return digest
+
+
+# --- this node's own checkpoints -------------------------------------------------------------
+
+
+def checkpoint(home: Home) -> dict[str, Any]:
+    """Sign the log's head now and keep it. Not itself an audit entry: the checkpoint is the
+    evidence, and an entry for it would move the head it states."""
+    with store.write(home.db):  # the head read and the checkpoint written in one transaction
+        entries, head = audit.head(home.db)
+        doc = new_head(home.identity, entries, head, store.now_ts())
+        _insert(home.db, doc, None)
+    return doc
+
+
+def own_checkpoints(db: store.DB, me: str) -> list[dict[str, Any]]:
+    return [json.loads(r[0]) for r in db.execute(
+        "SELECT doc FROM audit_heads WHERE node_id = ? ORDER BY rowid", [me]).fetchall()]
+
+
+def _latest_own(db: store.DB, me: str) -> tuple[str, dict[str, Any]] | None:
+    row = db.execute("SELECT hash, doc FROM audit_heads WHERE node_id = ? ORDER BY rowid DESC LIMIT 1",
+                     [me]).fetchone()
+    return (row[0], json.loads(row[1])) if row else None
+
+
+def checkpoint_if_due(home: Home, every: float = CHECKPOINT_EVERY, now: dt.datetime | None = None
+                      ) -> dict[str, Any] | None:
+    """The daemon's periodic checkpoint: a new one if the log moved and the last is `every` old."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    last = _latest_own(home.db, home.node_id)
+    if last is not None:
+        doc = last[1]
+        if (doc["entries"], doc["head"]) == audit.head(home.db):
+            return None
+        signed = dt.datetime.fromisoformat(doc["issued_at"].replace("Z", "+00:00"))
+        if (now - signed).total_seconds() < every:
+            return None
+    return checkpoint(home)
+
+
+def undelivered(db: store.DB, me: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(hash, partner, head) for each partner with an active agreement that has not taken this
+    node's latest head. Only the latest is ever sent: a newer one supersedes any not yet taken."""
+    latest = _latest_own(db, me)
+    if latest is None:
+        return []
+    digest, doc = latest
+    taken = dict(db.execute("SELECT peer, hash FROM audit_head_delivered").fetchall())
+    return [(digest, p.node_id, doc) for p in peers.all_peers(db)
+            if taken.get(p.node_id) != digest and peers.agreement(db, me, p.node_id, today()).active]
+
+
+def mark_delivered(db: store.DB, peer: str, digest: str) -> None:
+    with store.write(db) as conn:
+        conn.execute("INSERT INTO audit_head_delivered (peer, hash, delivered) VALUES (?, ?, ?) "
+                     "ON CONFLICT (peer) DO UPDATE SET hash = excluded.hash, delivered = excluded.delivered",
+                     [peer, digest, store.now_ts()])
+
+
+# --- heads partners sent (this node as witness) ----------------------------------------------
+
+
+def receive(db: store.DB, peer: str, doc: dict[str, Any], now: dt.datetime | None = None) -> Outcome:
+    """Keep a partner's verified head. Never backwards: a head with fewer entries than one held,
+    or as many with another hash, is kept as evidence, flagged, and never becomes the latest."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    with store.write(db) as conn:
+        rows = conn.execute("SELECT hash, entries, head, received FROM audit_heads "
+                            "WHERE node_id = ? AND flag IS NULL", [peer]).fetchall()
+        held = max(({"entries": r[1], "head": r[2]} for r in rows), key=lambda h: h["entries"], default=None)
+        outcome = compare(held, doc)
+        if outcome is Outcome.FORK or any(r[1] == doc["entries"] and r[2] != doc["head"] for r in rows):
+            outcome = Outcome.FORK
+        if outcome in (Outcome.ROLLBACK, Outcome.FORK):
+            kept = conn.execute("SELECT count(*) FROM audit_heads WHERE node_id = ? AND flag IS NOT NULL",
+                                [peer]).fetchone()[0]
+            if kept < MAX_EVIDENCE:
+                _insert(db, doc, outcome.value)
+            log.warning("audit head from %s goes backwards (%s): %s entries", peer, outcome.value, doc["entries"])
+        elif outcome is Outcome.NEWER:
+            digest = _insert(db, doc, None)
+            times = {r[0]: r[3] for r in rows} | {digest: store.now_ts()}
+            keep = retained(times, digest, now)
+            for old in set(times) - keep:
+                conn.execute("DELETE FROM audit_heads WHERE hash = ? AND flag IS NULL", [old])
+    return outcome
+
+
+def held_for(db: store.DB, peer: str) -> dict[str, Any]:
+    """What this node holds of `peer`'s log, for `peer` alone (audit-head-reply)."""
+    heads = [json.loads(r[0]) for r in db.execute(
+        "SELECT doc FROM audit_heads WHERE node_id = ? AND flag IS NULL ORDER BY entries, rowid", [peer])]
+    evidence = [{"flag": r[0], "head": json.loads(r[1])} for r in db.execute(
+        "SELECT flag, doc FROM audit_heads WHERE node_id = ? AND flag IS NOT NULL ORDER BY rowid", [peer])]
+    return {"heads": heads, "evidence": evidence}
+
+
+# --- verification ----------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    entries: int
+    chain_ok: bool
+    chain_reason: str = ""
+    checkpoints: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    partners: list[dict[str, Any]] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.chain_ok and not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries": self.entries, "chain": {"ok": self.chain_ok, "reason": self.chain_reason},
+                "checkpoints": self.checkpoints, "findings": [f.to_json() for f in self.findings],
+                "partners": self.partners, "unchecked": self.unchecked}
+
+
+def _ours(docs: list[Any], me: str, key: bytes) -> list[dict[str, Any]]:
+    out = []
+    for doc in docs:
+        try:
+            out.append(check_head(doc, me, key))
+        except DiscnodeError:
+            continue
+    return out
+
+
+async def _ask(client: PeerClient, peer: peers.Peer, timeout: float) -> dict[str, Any]:
+    reply = await client.request(peer, "GET", HEAD_PATH, timeout=timeout)
+    if reply.status != 200:
+        raise error_for(reply.status, f"HTTP {reply.status}")
+    held = reply.json()
+    schemas.validate("audit-head-reply", held)
+    return held
+
+
+async def verify(home: Home, client: PeerClient | None = None, timeout: float = 3.0) -> Report:
+    db, me, key = home.db, home.node_id, home.identity.public_key
+    chain = audit.verify(db)
+    length = audit.head(db)[0]
+    report = Report(length, chain.ok, chain.reason)
+
+    def compare_all(heads: list[dict[str, Any]], source: str) -> None:
+        for head in heads:
+            finding = against(head, length, lambda n: audit.hash_at(db, n), source)
+            if finding:
+                report.findings.append(finding)
+
+    mine = []
+    for doc in own_checkpoints(db, me):
+        try:
+            mine.append(check_head(doc, me, key))
+        except DiscnodeError:
+            report.findings.append(Finding("forged", doc.get("entries", 0), "a checkpoint",
+                                           f"a checkpoint of {doc.get('issued_at')} is not signed by this node"))
+    report.checkpoints = len(mine)
+    compare_all(mine, "this node's checkpoint")
+
+    partners = [p for p in peers.all_peers(db) if peers.agreement(db, me, p.node_id, today()).active]
+    if not partners:
+        report.unchecked.append("no partner with an active agreement witnesses this log")
+    own_client = client is None
+    c = client or PeerClient(home.identity, timeout=timeout)
+    try:
+        answers = await asyncio.gather(*(_ask(c, p, timeout) for p in partners), return_exceptions=True)
+    finally:
+        if own_client:
+            await c.close()
+    for peer, answer in zip(partners, answers):
+        row: dict[str, Any] = {"node_id": peer.node_id, "name": peer.name}
+        if isinstance(answer, BaseException):
+            if not isinstance(answer, DiscnodeError):
+                raise answer
+            row.update(status="unreachable", error=str(answer))
+            report.unchecked.append(f"{peer.name} ({peer.node_id}): {answer}")
+        else:
+            latest = _ours(answer["heads"], me, key)
+            evidence = _ours([e["head"] for e in answer["evidence"]], me, key)
+            bad = len(answer["heads"]) + len(answer["evidence"]) - len(latest) - len(evidence)
+            if bad:  # not signed by this node: a partner cannot speak for this node's log
+                report.unchecked.append(f"{peer.name} ({peer.node_id}) returned {bad} head(s) this node "
+                                        "did not sign")
+            row.update(status="checked", witnessed=max((h["entries"] for h in latest), default=None),
+                       evidence=len(evidence))
+            compare_all(latest + evidence, f"partner {peer.node_id}")
+        report.partners.append(row)
+    return report
