@@ -205,16 +205,39 @@ def test_a_node_without_partners_says_no_witness_checked_it(cli):
 
 
 def test_a_head_waits_for_an_unreachable_partner_and_goes_when_it_is_back(ab):
-    import asyncio
     from discnode.peering import deliver_pending
     a, b = ab
     a.stop()
     out = b.cli("audit", "--checkpoint", "--json").json
     assert out["taken_by"] == [] and out["partners"] == 1
     a.start()
-    assert asyncio.run(deliver_pending(b.home)) == 1
+    assert a.loop.run(deliver_pending(b.home)) == 1
     assert witness.held_for(a.home.db, b.node_id)["heads"] == [out["checkpoint"]]
     assert witness.undelivered(b.home.db, b.node_id) == []  # taken: not sent again
+
+
+def test_serve_signs_a_checkpoint_and_gives_it_to_its_partner(network):
+    """`discnode serve` as run in production (a real process): its first round signs a checkpoint
+    (there is none yet) and delivers it, unasked, to its partner."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    b.stop()
+    proc = subprocess.Popen([sys.executable, "-m", "discnode", "--home", str(b.cli.home), "serve", "--no-advertise"],
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not witness.held_for(a.home.db, b.node_id)["heads"]:
+            assert time.monotonic() < deadline, "the daemon never delivered a head"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+    (head,) = witness.held_for(a.home.db, b.node_id)["heads"]
+    assert head["node_id"] == b.node_id and head["entries"] >= 2
 
 
 def test_the_daemon_checkpoints_only_when_the_log_moved_and_the_last_is_old_enough(cli):
