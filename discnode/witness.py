@@ -19,7 +19,7 @@ from typing import Any
 from . import audit, peers, schemas, store
 from .audithead import Finding, Outcome, against, check_head, compare, new_head, retained
 from .client import PeerClient, error_for
-from .errors import DiscnodeError
+from .errors import DiscnodeError, InvalidInput, Refused, Unauthenticated
 from .home import Home, today
 from .signing import document_hash
 
@@ -113,8 +113,9 @@ def receive(db: store.DB, peer: str, doc: dict[str, Any], now: dt.datetime | Non
                             "WHERE node_id = ? AND flag IS NULL", [peer]).fetchall()
         held = max(({"entries": r[1], "head": r[2]} for r in rows), key=lambda h: h["entries"], default=None)
         outcome = compare(held, doc)
-        if outcome is Outcome.FORK or any(r[1] == doc["entries"] and r[2] != doc["head"] for r in rows):
-            outcome = Outcome.FORK
+        same_entries = {r[2] for r in rows if r[1] == doc["entries"]}
+        if same_entries:  # against every head kept, not only the latest
+            outcome = Outcome.SAME if doc["head"] in same_entries else Outcome.FORK
         if outcome in (Outcome.ROLLBACK, Outcome.FORK):
             kept = conn.execute("SELECT count(*) FROM audit_heads WHERE node_id = ? AND flag IS NOT NULL",
                                 [peer]).fetchone()[0]
@@ -218,7 +219,9 @@ async def verify(home: Home, client: PeerClient | None = None, timeout: float = 
         if isinstance(answer, BaseException):
             if not isinstance(answer, DiscnodeError):
                 raise answer
-            row.update(status="unreachable", error=str(answer))
+            status = ("refused" if isinstance(answer, (Refused, Unauthenticated)) else
+                      "invalid" if isinstance(answer, InvalidInput) else "unreachable")
+            row.update(status=status, error=str(answer))
             report.unchecked.append(f"{peer.name} ({peer.node_id}): {answer}")
         else:
             latest = _ours(answer["heads"], me, key)

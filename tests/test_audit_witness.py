@@ -384,3 +384,17 @@ def test_head_signature_covers_every_field(cli):
     verify_document(doc, home.identity.public_key)
     assert canonical({k: v for k, v in doc.items() if k != "sig"}).startswith(b'{"entries":3,')
     home.close()
+
+
+def test_a_hostile_partner_cannot_frame_a_node_with_heads_it_never_signed(ab):
+    """A partner that serves a made-up head of B's log (999 entries, signed with its own key) does
+    not make B's intact log look truncated: only B's own signature speaks for B's log."""
+    from discnode.signing import sign_document
+    a, b = ab
+    witnessed_by(a, b)
+    forged = sign_document({"type": "audit-head", "v": 1, "node_id": b.node_id, "entries": 999, "head": "ab" * 32,
+                            "issued_at": "2026-11-24T16:00:00Z"}, a.home.identity)
+    witness._insert(a.home.db, forged, None)  # what a hostile partner's own database can hold
+    report = b.cli("audit", "--verify", "--json").json
+    assert report["ok"] is True and not report["findings"]
+    assert any("did not sign" in u and a.node_id in u for u in report["unchecked"])
