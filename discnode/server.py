@@ -483,11 +483,12 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     # sets it, not the library.
     asyncio.sslproto.SSLProtocol.max_size = limits.tls_read_buffer
     running = await start(home, limits)
-    log.info("serving %s (%s) on %s", home.config.name, home.node_id, home.config.url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Only now: a supervisor that reads this line may stop the node at once, and must find it stoppable.
+    log.info("serving %s (%s) on %s", home.config.name, home.node_id, home.config.url)
     advertiser = None
     if advertise:
         from .discovery import Advertiser
