@@ -78,7 +78,7 @@ def against(head: Mapping[str, Any], length: int, hash_at: Callable[[int], str |
     if n > length:
         return Finding("truncated", length + 1, source,
                        f"entries {length + 1}..{n} missing: the log ends at {length} but {source} "
-                       f"holds a head of {n} entries signed {head['issued_at']}")
+                       f"witnessed {n} (a head signed {head['issued_at']})")
     if n and hash_at(n) != head["head"]:
         return Finding("rewritten", n, source,
                        f"hash at entry {n} differs from the head {source} holds (signed "
