@@ -148,6 +148,7 @@ class Report:
     entries: int
     chain_ok: bool
     chain_reason: str = ""
+    chain_first_bad: int | None = None
     checkpoints: int = 0
     findings: list[Finding] = field(default_factory=list)
     partners: list[dict[str, Any]] = field(default_factory=list)
@@ -158,7 +159,7 @@ class Report:
         return self.chain_ok and not self.findings
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries": self.entries, "chain": {"ok": self.chain_ok, "reason": self.chain_reason},
+        return {"ok": self.ok, "entries": self.entries, "chain": {"ok": self.chain_ok, "reason": self.chain_reason, "first_bad": self.chain_first_bad},
                 "checkpoints": self.checkpoints, "findings": [f.to_json() for f in self.findings],
                 "partners": self.partners, "unchecked": self.unchecked}
 
@@ -186,7 +187,7 @@ async def verify(home: Home, client: PeerClient | None = None, timeout: float = 
     db, me, key = home.db, home.node_id, home.identity.public_key
     chain = audit.verify(db)
     length = audit.head(db)[0]
-    report = Report(length, chain.ok, chain.reason)
+    report = Report(length, chain.ok, chain.reason, chain.first_bad)
 
     def compare_all(heads: list[dict[str, Any]], source: str) -> None:
         for head in heads:

@@ -195,6 +195,24 @@ def test_offline_verify_says_what_it_could_not_check(ab):
     assert any(a.node_id in u for u in report["unchecked"])
 
 
+def test_a_broken_chain_is_reported_with_its_first_bad_entry(cli):
+    for name in ("Ann", "Bo"):
+        cli("profile", "add", "--first-name", name, "--last-name", "Example")
+    from discnode.home import Home
+    home = Home.open(cli.home)
+    home.db.execute("DROP TRIGGER audit_no_update")
+    home.db.execute("UPDATE audit SET event = 'nothing' WHERE seq = 1")
+    report = cli("audit", "--verify", "--json", ok=False).json
+    assert report["chain"] == {"ok": False, "reason": "entry 1 was changed after it was written", "first_bad": 1}
+    home.close()
+
+
+def test_verify_and_checkpoint_together_are_refused(cli):
+    r = cli("audit", "--verify", "--checkpoint", ok=False)
+    assert r.code == 2 and "not both" in r.err
+    assert cli("audit", "--json").json == []  # nothing signed, nothing written
+
+
 def test_a_node_without_partners_says_no_witness_checked_it(cli):
     report = cli("audit", "--verify", "--json").json
     assert report["ok"] and report["unchecked"] == ["no partner with an active agreement witnesses this log"]
