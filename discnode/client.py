@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 import aiohttp
 
-from .errors import DiscnodeError, PeerError, PeerTimeout, Refused, Unauthenticated
+from . import wirejson
+from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
 from .home import DESCRIPTOR_PATH
 from .identity import Identity
 from .peers import Peer, verify_descriptor
@@ -31,23 +32,17 @@ class Reply:
     content_type: str
 
     def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
-            raise PeerError("peer sent a reply that is not JSON") from None
+        return self.json_without_floats()[0]
 
     def json_without_floats(self) -> tuple[Any, bool]:
-        """The JSON, and whether it held no floating-point number at all (the protocol has none;
-        knowing it lets a record's canonical form skip a walk of the whole structure)."""
-        floats: list[str] = []
-
-        def parse_float(text: str) -> float:
-            floats.append(text)
-            return float(text)
+        """The JSON (strict I-JSON: wirejson), and whether it held no number that is not an integer
+        (the protocol has none; knowing it lets a record's canonical form skip a walk of the whole
+        structure)."""
         try:
-            return json.loads(self.body, parse_float=parse_float), not floats
-        except (ValueError, UnicodeDecodeError):
-            raise PeerError("peer sent a reply that is not JSON") from None
+            value, floats = wirejson.loads_checked(self.body)
+        except InvalidInput as exc:
+            raise PeerError(f"peer sent a reply that is not I-JSON: {exc}") from None
+        return value, not floats
 
 
 def _unverified_tls() -> ssl.SSLContext:
@@ -76,8 +71,8 @@ def _describe(exc: BaseException, where: str, timeout: float) -> str:
 
 def _error_message(reply: Reply) -> str:
     try:
-        return str(json.loads(reply.body)["error"]["message"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return str(wirejson.loads(reply.body)["error"]["message"])[:2000]
+    except (InvalidInput, KeyError, TypeError):
         return f"HTTP {reply.status}"
 
 
@@ -147,9 +142,9 @@ class PeerClient:
             kind = PeerTimeout if isinstance(exc, asyncio.TimeoutError) else PeerError
             raise kind(_describe(exc, base, timeout or self.timeout)) from None
         try:
-            descriptor = json.loads(body)
-        except ValueError:
-            raise PeerError(f"{base} served a descriptor that is not JSON") from None
+            descriptor = wirejson.loads(body)
+        except InvalidInput as exc:
+            raise PeerError(f"{base} served a descriptor that is not I-JSON: {exc}") from None
         peer = verify_descriptor(descriptor, expect)
         if peer_cert is not None:
             import hashlib

@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from . import schemas
+from . import schemas, wirejson
 from .errors import InvalidInput
 
 MAX_PAGE = 200
@@ -75,9 +75,9 @@ class Query:
         if self.after is not None:
             if len(self.after) != 3 or not all(isinstance(x, str) for x in self.after[1:]):
                 raise InvalidInput("after must be [sort value, origin, id]")
-            want = int if self.sort == "incidents" else str
+            want, kind = (int, "an integer") if self.sort == "incidents" else (str, "a string")
             if not isinstance(self.after[0], want) or isinstance(self.after[0], bool):
-                raise InvalidInput(f"after[0] must be a {want.__name__} for sort {self.sort!r}")
+                raise InvalidInput(f"after[0] must be {kind} for sort {self.sort!r}")
         return self
 
 
@@ -110,10 +110,10 @@ def apply_cursor(query: Query, cursor: str | None) -> Query:
     if not cursor:
         return query
     try:
-        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        payload = wirejson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         key = tuple(payload["k"])
         sort, desc = payload["s"], payload["d"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, InvalidInput):
         raise InvalidInput("the cursor is not one this node gave out") from None
     if sort != query.sort or desc != query.desc:
         raise InvalidInput("the cursor belongs to a different sort order")

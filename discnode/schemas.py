@@ -131,23 +131,72 @@ def check_code(list_name: str, value: str, field: str | None = None) -> str:
     return value
 
 
+_KINDS = {"integer": "an integer", "string": "a string", "boolean": "true or false", "array": "an array",
+          "object": "an object", "null": "null", "number": "a number"}
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    """The field in the document's own terms: `after[0]`, `terms.share[1]`; never a schema path."""
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def _shown(value: Any) -> str:
+    """A value from the document, short: the sender sees what we mean, not the whole of it."""
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "an array"
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
-    where = ".".join(str(p) for p in error.absolute_path) or "(document)"
-    if error.validator == "enum":
-        return f"{where}: {error.instance!r} is not a known code (one of {', '.join(map(str, cast(list[Any], error.validator_value)))})"
-    if error.validator == "oneOf" and error.context:
+    """One refusal in the sender's terms: the field, and what it must be. No validator wording,
+    schema paths or Python reprs (they name our internals and can echo back a whole document)."""
+    where, kind, want = _where(error), error.validator, error.validator_value
+    if kind == "enum":
+        return f"{where}: {_shown(error.instance)} is not a known code (one of {', '.join(map(str, cast(list[Any], want)))})"
+    if kind in ("oneOf", "anyOf") and error.context:
         # null-or-X unions: report the non-null branch, which is what the user meant to give.
         best = [e for e in error.context if e.validator != "type" or "null" not in str(e.validator_value)]
         if best:
             from jsonschema.exceptions import best_match
             return _describe(best_match(best))
-    if error.validator == "pattern":
-        return f"{where}: {error.instance!r} is not in the expected form"
-    if error.validator == "format":
-        form = {"date": "date (YYYY-MM-DD)", "date-time": "time (YYYY-MM-DDTHH:MM:SSZ)"}.get(
-            str(error.validator_value), str(error.validator_value))
-        return f"{where}: {error.instance!r} is not a valid {form}"
-    return f"{where}: {error.message}"
+    if kind == "pattern":
+        return f"{where}: {_shown(error.instance)} is not in the expected form"
+    if kind == "format":
+        form = {"date": "date (YYYY-MM-DD)", "date-time": "time (YYYY-MM-DDTHH:MM:SSZ)"}.get(str(want), str(want))
+        return f"{where}: {_shown(error.instance)} is not a valid {form}"
+    if kind == "type":
+        kinds = [want] if isinstance(want, str) else list(want)
+        return f"{where}: must be {' or '.join(_KINDS.get(k, k) for k in kinds)}"
+    if kind == "required":
+        missing = [k for k in want if isinstance(error.instance, dict) and k not in error.instance]
+        return f"{where}: missing {', '.join(missing) or 'a required member'}"
+    if kind in ("additionalProperties", "unevaluatedProperties"):
+        known = set(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in known] if isinstance(error.instance, dict) else []
+        return f"{where}: unknown field {_shown(extra[0]) if extra else ''}".rstrip()
+    if kind in ("additionalItems", "items", "unevaluatedItems"):
+        return f"{where}: too many items"
+    if kind == "minimum":
+        return f"{where}: must be at least {want}"
+    if kind == "maximum":
+        return f"{where}: must be at most {want}"
+    if kind == "minLength":
+        return f"{where}: must be at least {want} characters"
+    if kind == "maxLength":
+        return f"{where}: must be at most {want} characters"
+    if kind == "minItems":
+        return f"{where}: must have at least {want} items"
+    if kind == "maxItems":
+        return f"{where}: must have at most {want} items"
+    if kind == "const":
+        return f"{where}: must be {_shown(want)}"
+    if kind == "uniqueItems":
+        return f"{where}: items must not repeat"
+    return f"{where}: is not valid here"
 
 
 def validate(name: str, document: Any) -> None:

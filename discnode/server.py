@@ -11,7 +11,6 @@ import asyncio
 import asyncio.sslproto
 import contextlib
 import datetime as dt
-import json
 import logging
 import signal
 import ssl
@@ -21,7 +20,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from . import audit, peers, schemas, store, witness
+from . import audit, peers, schemas, store, wirejson, witness
 from .audithead import check_head
 from .consent import Agreement, check_incoming
 from .errors import DiscnodeError, InvalidInput, NotFound, RateLimited, Refused, TooLarge, Unauthenticated
@@ -190,11 +189,11 @@ def _lookup(state: NodeState, request: web.Request, body: bytes, unknown: list[s
             # A first offer from a node we have never heard of carries its own signed descriptor,
             # whose node ID is the fingerprint of its key: that key may sign this one request.
             try:
-                doc = json.loads(body)
+                doc = wirejson.loads(body)
                 descriptor = doc.get("descriptor") if isinstance(doc, dict) else None
                 if isinstance(descriptor, dict) and descriptor.get("node_id") == key_id:
                     return peers.verify_descriptor(descriptor).public_key
-            except (ValueError, DiscnodeError):
+            except DiscnodeError:
                 return None
         if key is None:
             unknown.append(key_id)
@@ -280,10 +279,11 @@ async def _require(request: web.Request, kind: str = "") -> str:
 
 
 def _json_body(request: web.Request) -> Any:
+    """The body as I-JSON (wirejson): UTF-8, no duplicate names, integers in range, shallow."""
     try:
-        return json.loads(request[BODY])
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("request body is not valid JSON") from None
+        return wirejson.loads(request[BODY])
+    except InvalidInput as exc:
+        raise InvalidInput(f"request body: {exc}") from None
 
 
 async def descriptor(request: web.Request) -> web.Response:

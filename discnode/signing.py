@@ -41,6 +41,19 @@ DESTINATION_HEADER = "discnode-destination"
 COVERED = ("@method", "@authority", "@path", "@query", "content-digest", DESTINATION_HEADER)
 SIGNATURE_LABEL = "discnode"
 SIGNATURE_TAG = "discnode-v1"
+SIGNATURE_ALG = "ed25519"
+
+#: Library refusals whose words describe the request itself (its headers and parameters), and so
+#: may go back to the peer as they are. Anything else (a wrapped Python exception, a parser's
+#: detail) becomes the one plain reason below.
+_PLAIN_REASONS = (
+    "Content-Digest", "Content digest", "Duplicate content digest", "Unsupported content digest",
+    "Invalid sha-", "Expected \"", "Malformed structured header field", "Multiple signatures found",
+    "No signatures found", "Signature-Input and Signature headers", "Unexpected algorithm",
+    "Signature is missing a required", "Parameter \"", "Signature member", "Signature-Input member",
+    "Signature missing expected label", "Unexpected signature metadata parameter", "Required component",
+    "The message body requires a signed Content-Digest",
+)
 
 
 def _plain(node: Any) -> bool:
@@ -67,8 +80,9 @@ def canonical(document: Any, *, plain: bool = False) -> bytes:
         if plain or _plain(document):
             return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         return rfc8785.dumps(document)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError, UnicodeEncodeError) as exc:
-        raise InvalidInput(f"cannot canonicalize document: {exc}") from None
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, UnicodeEncodeError):
+        raise InvalidInput("document has no RFC 8785 canonical form (a number or string JSON cannot "
+                           "carry exactly)") from None
 
 
 def document_hash(document: Mapping[str, Any]) -> str:
@@ -164,6 +178,14 @@ class _Verifier(HTTPMessageVerifier):
         return None
 
 
+def _reason(exc: BaseException) -> str:
+    """A library refusal in the request's terms, never a Python exception's text."""
+    text = str(exc)
+    if text.startswith(_PLAIN_REASONS) and len(text) <= 200 and text.isascii():
+        return text
+    return "the signature does not verify, or Signature-Input is malformed"
+
+
 @dataclass(frozen=True)
 class VerifiedRequest:
     key_id: str
@@ -188,10 +210,16 @@ def verify_request(
     except Unauthenticated:
         raise
     except (HTTPMessageSignaturesException, ValueError, TypeError) as exc:
-        raise Unauthenticated(f"bad request signature: {exc}") from None
+        if isinstance(exc.__cause__, Unauthenticated):  # our key lookup's refusal, wrapped by the library
+            raise exc.__cause__ from None
+        raise Unauthenticated(f"bad request signature: {_reason(exc)}") from None
     if len(results) != 1:
         raise Unauthenticated("expected exactly one discnode signature")
     params = results[0].parameters
+    if params.get("alg") != SIGNATURE_ALG:
+        # The library verifies with ed25519 whatever alg says, or without one; the spec requires
+        # the parameter, so that no reader of a signature has to guess its algorithm (RFC 9421 7.3.6).
+        raise Unauthenticated(f'signature must carry alg="{SIGNATURE_ALG}"')
     created, expires, nonce = params.get("created"), params.get("expires"), params.get("nonce")
     if not isinstance(created, int) or not isinstance(expires, int) or not isinstance(nonce, str):
         raise Unauthenticated("signature must carry created, expires and nonce")

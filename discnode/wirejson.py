@@ -1,0 +1,153 @@
+"""JSON as it arrives from the network: I-JSON (RFC 7493), strictly, in one place.
+
+Every JSON text a node receives (request bodies, consent documents, descriptors, the replies its
+client parses) goes through `loads`, so that every receiver agrees on what a document says. A
+text with two members of one name is refused rather than read as "last one wins": a signature
+checked over one reading must not be acted on under another (a second implementation may take
+the first). Also refused: text that is not UTF-8 (or starts with a byte order mark), NaN and
+Infinity (not JSON), integers outside I-JSON's exact range (they would overflow SQLite and lose
+precision in other languages), unpaired surrogate escapes (not Unicode text; they fail later,
+when the string is encoded) and nesting deeper than MAX_DEPTH (Python's parser and everything
+that walks a document recursively fails near 1,000 levels).
+
+A number with a zero fraction (`20.0`, `2e1`) is read as the integer it denotes: JSON has one
+number type, JSON Schema's `integer` accepts it, JavaScript cannot tell the two apart, and RFC
+8785 writes both as `20`, so refusing it would be a rule no standard parser can check.
+
+The standard library's parser does the parsing; only what its hooks cannot say (depth, unpaired
+surrogates) is checked here by hand, and only when the raw text shows it could be needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from .errors import InvalidInput
+
+#: Deepest nesting of arrays and objects accepted. The protocol's deepest message (a query reply:
+#: reply > records > record > incidents > incident) is 5 levels.
+MAX_DEPTH = 32
+#: I-JSON's exact integer range (IEEE 754 double), RFC 7493 section 2.2.
+MAX_INTEGER = 2**53 - 1
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class _Floats:
+    """Whether a parse met a number that is not an integer (the protocol has none)."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen = False
+
+
+def _integer(text: str) -> int:
+    if len(text) > 17:  # cheaper than int() on thousands of digits, and int() has its own limit
+        raise InvalidInput(f"a number is outside the range +-{MAX_INTEGER} (I-JSON)")
+    value = int(text)
+    if abs(value) > MAX_INTEGER:
+        raise InvalidInput(f"a number is outside the range +-{MAX_INTEGER} (I-JSON)")
+    return value
+
+
+def _number(floats: _Floats) -> Any:
+    def parse(text: str) -> int | float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise InvalidInput(f"a number is outside the range +-{MAX_INTEGER} (I-JSON)")
+        if value.is_integer():
+            if abs(value) > MAX_INTEGER:
+                raise InvalidInput(f"a number is outside the range +-{MAX_INTEGER} (I-JSON)")
+            return int(value)
+        floats.seen = True
+        return value
+    return parse
+
+
+def _constant(text: str) -> Any:
+    raise InvalidInput(f"{text} is not a JSON number")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                break
+            seen.add(key)
+        raise InvalidInput(f"member {_short(key)} appears twice in one object (I-JSON forbids duplicate names)")
+    return obj
+
+
+def _short(text: str) -> str:
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    return json.dumps(shown)
+
+
+def _check_tree(root: Any, *, depth: bool, surrogates: bool) -> None:
+    """Nesting depth and unpaired surrogates, without recursion (the point is deep documents)."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        node, level = stack.pop()
+        if type(node) is dict:
+            items: Any = node.items()
+        elif type(node) is list:
+            items = enumerate(node)
+        else:
+            continue
+        if depth and level > MAX_DEPTH:
+            raise InvalidInput(f"nested deeper than {MAX_DEPTH} levels")
+        for key, value in items:
+            if surrogates and type(key) is str:
+                _utf8(key)
+            if type(value) is dict or type(value) is list:
+                stack.append((value, level + 1))
+            elif surrogates and type(value) is str:
+                _utf8(value)
+
+
+def _utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("a string holds an unpaired surrogate (\\ud800-\\udfff escape); "
+                           "that is not Unicode text") from None
+
+
+def loads_checked(data: bytes | str) -> tuple[Any, bool]:
+    """The value of an I-JSON text, and whether it held a number that is not an integer. Raises
+    InvalidInput saying, in the sender's terms, what is wrong."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"not UTF-8 text (bad byte at offset {exc.start})") from None
+    else:
+        text = data
+    if text.startswith("\ufeff"):
+        raise InvalidInput("starts with a byte order mark; send UTF-8 without one")
+    floats = _Floats()
+    try:
+        value = json.loads(text, object_pairs_hook=_object, parse_int=_integer, parse_float=_number(floats),
+                           parse_constant=_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise InvalidInput(f"nested deeper than {MAX_DEPTH} levels") from None
+    # Cheap gates: a text with at most MAX_DEPTH brackets cannot nest deeper, and one without a
+    # surrogate escape cannot hold an unpaired surrogate (raw ones are not valid UTF-8).
+    deep = text.count("[") + text.count("{") > MAX_DEPTH
+    surrogates = _SURROGATE_ESCAPE.search(text) is not None or not isinstance(data, (bytes, bytearray, memoryview))
+    if deep or surrogates:
+        _check_tree(value, depth=deep, surrogates=surrogates)
+    return value, floats.seen
+
+
+def loads(data: bytes | str) -> Any:
+    """The value of an I-JSON text; InvalidInput if it is not one."""
+    return loads_checked(data)[0]
