@@ -149,9 +149,10 @@ class _Keys(HTTPSignatureKeyResolver):
 
 def sign_request(
     identity: Identity, method: str, url: str, body: bytes, destination: str,
-    *, now: int | None = None, nonce: str | None = None, lifetime: int = 30,
+    *, now: int | None = None, nonce: str | None = None, lifetime: int = 30, include_alg: bool = True,
 ) -> dict[str, str]:
-    """The headers (Content-Digest, Signature-Input, Signature, destination) to send with a request."""
+    """The headers (Content-Digest, Signature-Input, Signature, destination) to send with a request.
+    include_alg=False only makes the refused form for test vectors: the protocol requires alg."""
     created = int(now if now is not None else dt.datetime.now(dt.timezone.utc).timestamp())
     message = Message(method.upper(), url, {DESTINATION_HEADER: destination})
     signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519,
@@ -166,6 +167,7 @@ def sign_request(
         tag=SIGNATURE_TAG,
         covered_component_ids=COVERED,
         body=body,
+        include_alg=include_alg,
     )
     return dict(message.headers)
 
