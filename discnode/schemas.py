@@ -70,9 +70,14 @@ def _inline(node: Any, base: str) -> Any:
 @functools.cache
 def validator(name: str) -> Draft202012Validator:
     """The reference validator (jsonschema, draft 2020-12): the one that explains a refusal."""
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, FormatChecker
     original = _registry()[1][name]
-    return Draft202012Validator(_inline(original, original["$id"]), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    # Our own format checks, as the fast validator's: jsonschema's date-time check needs a package
+    # that may be absent, and then the two would disagree and a refusal could not be explained.
+    formats = FormatChecker(())
+    formats.checks("date")(_is_date)
+    formats.checks("date-time")(_is_timestamp)
+    return Draft202012Validator(_inline(original, original["$id"]), format_checker=formats)
 
 
 def _draft7(node: Any) -> Any:

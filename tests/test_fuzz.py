@@ -1,0 +1,42 @@
+"""The peer API under property-based fuzzing (tests/fuzz_peer_api.py), every request signed by a
+consenting peer: a fast, derandomized slice of the full run (which is
+`python -m tests.fuzz_peer_api`, 1,000 cases per endpoint)."""
+
+import json
+import re
+from pathlib import Path
+
+from discnode import server
+from discnode.home import Config, Home
+from tests import fuzz_peer_api as fuzz
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_openapi_lists_every_route_the_server_has(tmp_path):
+    home = Home.create(tmp_path / "n", Config(name="Routes BCRP"))
+    try:
+        app = server.create_app(home)
+        routes = {(r.method, re.sub(r"\{(\w+):[^}]*\}\}?", r"{\1}", r.resource.canonical))
+                  for r in app.router.routes() if r.method != "HEAD"}
+    finally:
+        home.close()
+    spec = json.loads((ROOT / "protocol" / "openapi.json").read_text())
+    documented = {(m.upper(), p) for p, ms in spec["paths"].items() for m in ms}
+    assert routes == documented
+
+
+def test_every_v1_operation_documents_the_refusals_it_can_give():
+    for op in fuzz.operations():
+        needed = {"200", "400", "401", "403", "413", "429"} | ({"404"} if op.method == "GET" else set())
+        assert needed <= set(op.responses), (op.label, needed - set(op.responses))
+
+
+def test_fuzzed_signed_requests_never_get_5xx_and_4xx_have_the_error_shape(tmp_path):
+    results = fuzz.run(tmp_path, per_endpoint=40, derandomize=True, stop_on_failure=True)
+    assert {label.split(" ", 1)[1] for label in results} == {
+        "/v1/profiles/query", "/v1/profiles/{profile_id}", "/v1/images/{sha256}", "/v1/descriptor", "/v1/consent"}
+    for label, tally in results.items():
+        assert tally.cases == 40 and tally.by_class["5xx"] == 0 and not tally.failures, (label, tally)
+        assert tally.by_class["2xx"] > 0 or label == "POST /v1/consent", (label, tally)
+        assert tally.by_class["4xx"] > 0, (label, tally)
