@@ -94,7 +94,7 @@ class NodeState:
         event loop are written in one transaction (group commit): one commit for many requests,
         and no request is answered before its entry is on disk."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._audit_queue.append((event, peer, detail, done))
+        self._audit_queue.append((event, peer, _unicode(detail), done))
         self._schedule_flush()
         await done
 
@@ -146,6 +146,19 @@ class NodeState:
             return False
         bucket.tokens -= 1
         return True
+
+
+def _unicode(value: Any) -> Any:
+    """value with every string made valid Unicode. Header bytes that are not UTF-8 reach us as lone
+    surrogates (surrogateescape); in an audit entry they would make the batch's canonical form
+    fail, and with it every entry and every reply waiting on that batch."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_unicode(k): _unicode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unicode(v) for v in value]
+    return value
 
 
 STATE = web.AppKey("state", NodeState)

@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import re
 import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -305,7 +306,29 @@ class Nodes:
                                         timeout=aiohttp.ClientTimeout(total=30)) as resp:
             return resp.status, resp.content_type, await resp.read()
 
+    async def _send_raw(self, method: str, target: str, body: bytes, headers: dict[str, bytes]
+                        ) -> tuple[int, str, bytes]:
+        """The request as bytes on a TLS socket: for header bytes no HTTP client will send."""
+        tls = ssl.create_default_context()
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.server_home.config.port, ssl=tls)
+        head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{self.server_home.config.port}\r\n" \
+               f"Content-Length: {len(body)}\r\nConnection: close\r\n".encode()
+        head += b"".join(k.encode() + b": " + v + b"\r\n" for k, v in headers.items())
+        writer.write(head + b"\r\n" + body)
+        data = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+        head_part, _, payload = data.partition(b"\r\n\r\n")
+        lines = head_part.split(b"\r\n")
+        fields = dict(line.split(b": ", 1) for line in lines[1:] if b": " in line)
+        content_type = fields.get(b"Content-Type", b"").split(b";")[0].decode()
+        return int(lines[0].split()[1]), content_type, payload
+
     def send(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        if "X-Fuzz-Raw" in headers:  # a header value with bytes that are not UTF-8
+            raw = {k: v.encode() for k, v in headers.items() if k != "X-Fuzz-Raw"}
+            raw["Signature-Input"] = raw.get("Signature-Input", b"").replace(b"discnode-v1", b"discnode-v1\xff\xfe")
+            return self.run(self._send_raw(method, target, body, raw))
         return self.run(self._send(method, target, body, headers))
 
     def close(self) -> None:
@@ -333,7 +356,7 @@ class Case:
 
 
 TAMPERS = ["none"] * 12 + ["no-alg", "wrong-alg", "no-signature", "garbage-input", "bad-digest", "other-destination",
-                           "non-ascii-header", "expired"]
+                           "non-ascii-header", "non-utf8-header", "expired"]
 
 
 def signed_headers(nodes: Nodes, case: Case) -> dict[str, str]:
@@ -350,6 +373,8 @@ def signed_headers(nodes: Nodes, case: Case) -> dict[str, str]:
         headers["Signature-Input"] = 'discnode=("@method";created=x;;keyid=' + "(" * 50
     elif case.tamper == "bad-digest":
         headers["Content-Digest"] = "sha-256=:AAAA:, md5=:zz:"
+    elif case.tamper == "non-utf8-header":
+        headers["X-Fuzz-Raw"] = "1"
     elif case.tamper == "non-ascii-header":
         headers["Signature-Input"] = headers["Signature-Input"].replace("discnode-v1", "discnode-v1\u00e9")
     if case.body or case.method == "POST":
