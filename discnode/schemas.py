@@ -75,8 +75,8 @@ def validator(name: str) -> Draft202012Validator:
     # Our own format checks, as the fast validator's: jsonschema's date-time check needs a package
     # that may be absent, and then the two would disagree and a refusal could not be explained.
     formats = FormatChecker(())
-    formats.checks("date")(_is_date)
-    formats.checks("date-time")(_is_timestamp)
+    formats.checks("date")(lambda value: not isinstance(value, str) or _is_date(value))
+    formats.checks("date-time")(lambda value: not isinstance(value, str) or _is_timestamp(value))
     return Draft202012Validator(_inline(original, original["$id"]), format_checker=formats)
 
 

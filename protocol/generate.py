@@ -8,6 +8,7 @@ Everything is deterministic: Ed25519 signatures are, and every time, nonce and I
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import json
@@ -175,6 +176,44 @@ def vectors() -> dict[str, dict[str, Any]]:
         {**base, "keys": {BOB.node_id: BOB.public_key_b64}}, {"error": "unknown"}, "invalid")
     vec("http-signature", "path-changed", "Sent to another path than signed",
         {**base, "url": url.replace("query", "queries")}, {"error": "signature"}, "invalid")
+    no_alg = sign_request(ALICE, "POST", url, body.encode(), BOB.node_id, now=NOW, nonce="vector-nonce-0001",
+                          include_alg=False)
+    vec("http-signature", "no-alg", 'Signature-Input without alg: the signature verifies, but alg="ed25519" is required',
+        {**base, "headers": no_alg}, {"error": 'alg="ed25519"'}, "invalid")
+    other_alg = {**headers, "Signature-Input": headers["Signature-Input"].replace('alg="ed25519"', 'alg="hmac-sha256"')}
+    vec("http-signature", "other-alg", "Signature-Input naming another algorithm", {**base, "headers": other_alg},
+        {"error": "algorithm"}, "invalid")
+
+    # JSON on the wire: I-JSON (RFC 7493), UTF-8; the bytes as base64 (some are not UTF-8)
+    def json_vec(slug: str, description: str, raw: bytes, expected: Any) -> None:
+        ok = not (isinstance(expected, dict) and set(expected) == {"error"})
+        vec("json", slug, description, {"base64": base64.b64encode(raw).decode()},
+            {"value": expected} if ok else expected, "valid" if ok else "invalid")
+    json_vec("plain", "An object in UTF-8", '{"name":"Zo\u00eb","n":[1,-2]}'.encode(), {"name": "Zo\u00eb", "n": [1, -2]})
+    json_vec("zero-fraction", "20.0 and 2e1 are the integer 20", b'{"age_min":20.0,"age_max":2e1}',
+             {"age_min": 20, "age_max": 20})
+    json_vec("largest-integer", "2^53-1, the largest integer I-JSON carries exactly", b'{"n":9007199254740991}',
+             {"n": 9007199254740991})
+    json_vec("surrogate-pair", "An escaped surrogate pair is one character", b'{"s":"\\ud83d\\ude00"}',
+             {"s": "\U0001F600"})
+    json_vec("depth-32", "Nested 32 levels deep: the limit", b"[" * 32 + b"]" * 32, json.loads("[" * 32 + "]" * 32))
+    json_vec("duplicate-name", "Two members of one name (I-JSON section 2.3)", b'{"type":"accept","type":"revoke"}',
+             {"error": "appears twice"})
+    json_vec("duplicate-name-nested", "Two members of one name inside a nested object",
+             b'{"terms":{"share":["profiles"],"share":["images"]}}', {"error": "appears twice"})
+    json_vec("utf-16", "UTF-16 (with a byte order mark)", '{"limit":5}'.encode("utf-16"), {"error": "UTF-8"})
+    json_vec("utf-8-bom", "UTF-8 with a byte order mark", b"\xef\xbb\xbf{}", {"error": "byte order mark"})
+    json_vec("latin-1", "Latin-1 text", '{"name":"Zo\u00eb"}'.encode("latin-1"), {"error": "UTF-8"})
+    json_vec("big-integer", "An integer of 21 digits (over 2^53-1)", b'{"n":123456789012345678901}',
+             {"error": "outside the range"})
+    json_vec("integer-2-53", "2^53: one over the range", b'{"n":9007199254740992}', {"error": "outside the range"})
+    json_vec("nan", "NaN is not JSON", b'{"n":NaN}', {"error": "NaN"})
+    json_vec("infinity", "Infinity is not JSON", b'{"n":Infinity}', {"error": "Infinity"})
+    json_vec("lone-surrogate", "An escaped unpaired surrogate is not Unicode text", b'{"s":"\\ud800"}',
+             {"error": "surrogate"})
+    json_vec("depth-33", "Nested 33 levels deep", b"[" * 33 + b"]" * 33, {"error": "nested deeper than 32"})
+    json_vec("depth-5000", "Nested 5,000 levels deep", b'{"text":' + b"[" * 5000 + b"]" * 5000 + b"}",
+             {"error": "nested deeper than 32"})
 
     # audit log: the chain, signed heads, what a witness makes of a head, what a head proves
     entries, hashes = audit_chain()

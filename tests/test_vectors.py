@@ -1,5 +1,6 @@
 """protocol/vectors, run as data: what a second implementation would run too."""
 
+import base64
 import datetime as dt
 import json
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 
 from discnode.audit import _entry_hash
 from discnode.audithead import GENESIS, against, check_head, compare
+from discnode import wirejson
 from discnode.consent import derive
 from discnode.errors import DiscnodeError
 from discnode.identity import b64u_decode, node_id_for, parse_node_id
@@ -42,6 +44,8 @@ def run(family, vector):
         return {"key_id": verified.key_id}
     if family == "audit-head":
         return run_audit_head(i)
+    if family == "json":
+        return {"value": wirejson.loads(base64.b64decode(i["base64"]))}
     if family == "consent-state":
         agreement = derive(i["me"], i["peer"], i["documents"], dt.date.fromisoformat(i["today"]))
         return {"state": agreement.state.value}
@@ -67,7 +71,7 @@ def run_audit_head(i):
 
 def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
-    assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head"}
+    assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 
