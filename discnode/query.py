@@ -49,6 +49,13 @@ class Query:
     def from_wire(cls, doc: Any) -> "Query":
         schemas.validate("query", doc)
         data = dict(doc)
+        # JSON Schema's integer includes 20.0; the schema has passed it, so serve it as 20 (the
+        # wire loader already does; this holds for a document from any other parser too).
+        for name in ("age_min", "age_max", "limit"):
+            if isinstance(data.get(name), float):
+                data[name] = int(data[name])
+        if data.get("after") is not None and isinstance(data["after"][0], float):
+            data["after"] = [int(data["after"][0]), *data["after"][1:]]
         for name in ("gender", "ethnicity", "build", "status", "tags"):
             data[name] = tuple(data.get(name, ()))
         if data.get("after") is not None:

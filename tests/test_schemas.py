@@ -7,6 +7,7 @@ import pytest
 
 from discnode import schemas
 from discnode.errors import InvalidInput
+from discnode.query import Query
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "protocol"
 EXAMPLES = sorted((PROTOCOL / "examples").glob("*.json"))
@@ -89,3 +90,20 @@ def test_openapi_refers_only_to_schemas_that_exist(home):
     from discnode.server import create_app  # every route the server has is documented, and no more
     routes = {re.sub(r"\{(\w+):[^}]*\}", r"{\1}", r.canonical) for r in create_app(home).router.resources()}
     assert routes == set(doc["paths"])
+
+
+@pytest.mark.parametrize("field", ["age_min", "age_max", "limit"])
+def test_integer_fields_take_a_zero_fraction_as_json_schema_says(field):
+    """The schema side of `20.0 is 20` (spec section 1): both validators accept it, the query is
+    the same as with 20, and a real fraction is refused naming the field."""
+    assert schemas.validator("query").is_valid({field: 20.0})
+    schemas.fast_validator("query")({field: 20.0})
+    query = Query.from_wire({field: 20.0})
+    assert query == Query.from_wire({field: 20}) and type(getattr(query, field)) is int
+    with pytest.raises(InvalidInput, match=f"^{field}: must be an integer$"):
+        schemas.validate("query", {field: 20.5})
+
+
+def test_after_sort_value_written_with_a_zero_fraction_is_that_integer():
+    key = [3.0, "EH7DDXX-5BKSRGV-CYTL7BD-KAI36SU", "abcdefgh2345"]
+    assert Query.from_wire({"sort": "incidents", "after": key}).after == (3, key[1], key[2])
