@@ -165,6 +165,20 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if kind in ("oneOf", "anyOf") and error.context:
         # null-or-X unions: report the non-null branch, which is what the user meant to give.
         best = [e for e in error.context if e.validator != "type" or "null" not in str(e.validator_value)]
+        # Of several branches (offer, or accept/reject/revoke), the one the document came nearest.
+        branches: dict[Any, list[jsonschema.ValidationError]] = {}
+        for e in best:
+            branches.setdefault(e.relative_schema_path[0] if e.relative_schema_path else None, []).append(e)
+        if branches:
+            def distance(errors: list[jsonschema.ValidationError]) -> tuple[bool, int]:
+                wrong_kind = any(list(e.relative_path) == ["type"] for e in errors)  # the discriminator
+                return wrong_kind, len(errors)
+            if all(distance(errors)[0] for errors in branches.values()):
+                kinds = [e for errors in branches.values() for e in errors if list(e.relative_path) == ["type"]]
+                allowed = [v for e in kinds for v in ([e.validator_value] if e.validator == "const"
+                                                      else cast(list[Any], e.validator_value))]
+                return f"type: {_shown(kinds[0].instance)} is not one of {', '.join(map(str, allowed))}"
+            best = min(branches.values(), key=distance)
         if best:
             from jsonschema.exceptions import best_match
             return _describe(best_match(best))
