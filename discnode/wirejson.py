@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from itertools import compress
 from typing import Any
 
 from .errors import InvalidInput
@@ -89,26 +90,37 @@ def _short(text: str) -> str:
     return json.dumps(shown)
 
 
-def _check_tree(root: Any, *, depth: bool, surrogates: bool) -> None:
-    """Nesting depth and unpaired surrogates, without recursion (the point is deep documents)."""
-    stack: list[tuple[Any, int]] = [(root, 1)]
-    while stack:
-        node, level = stack.pop()
-        if type(node) is dict:
-            items: Any = node.items()
-        elif type(node) is list:
-            items = enumerate(node)
-        else:
-            continue
-        if depth and level > MAX_DEPTH:
+_CONTAINERS = frozenset((dict, list))
+
+
+def _check_depth(root: Any) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, level by level and without recursion (the point is
+    deep documents). Picking the containers out of each level is done by C-level iterators (no
+    Python code per member), as this runs on every reply page a search receives."""
+    level, nodes = 1, [root] if type(root) in _CONTAINERS else []
+    while nodes:
+        if level > MAX_DEPTH:
             raise InvalidInput(f"nested deeper than {MAX_DEPTH} levels")
-        for key, value in items:
-            if surrogates and type(key) is str:
+        below: list[Any] = []
+        for node in nodes:
+            members = list(node.values()) if type(node) is dict else node
+            below.extend(compress(members, map(_CONTAINERS.__contains__, map(type, members))))
+        nodes, level = below, level + 1
+
+
+def _check_strings(root: Any) -> None:
+    """Refuse unpaired surrogates in any member name or string, without recursion."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            for key, value in node.items():
                 _utf8(key)
-            if type(value) is dict or type(value) is list:
-                stack.append((value, level + 1))
-            elif surrogates and type(value) is str:
-                _utf8(value)
+                stack.append(value)
+        elif type(node) is list:
+            stack.extend(node)
+        elif type(node) is str:
+            _utf8(node)
 
 
 def _utf8(text: str) -> None:
@@ -141,10 +153,10 @@ def loads_checked(data: bytes | str) -> tuple[Any, bool]:
         raise InvalidInput(f"nested deeper than {MAX_DEPTH} levels") from None
     # Cheap gates: a text with at most MAX_DEPTH brackets cannot nest deeper, and one without a
     # surrogate escape cannot hold an unpaired surrogate (raw ones are not valid UTF-8).
-    deep = text.count("[") + text.count("{") > MAX_DEPTH
-    surrogates = _SURROGATE_ESCAPE.search(text) is not None or not isinstance(data, (bytes, bytearray, memoryview))
-    if deep or surrogates:
-        _check_tree(value, depth=deep, surrogates=surrogates)
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        _check_depth(value)
+    if _SURROGATE_ESCAPE.search(text) is not None or not isinstance(data, (bytes, bytearray, memoryview)):
+        _check_strings(value)
     return value, floats.seen
 
 
