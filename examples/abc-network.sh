@@ -31,7 +31,9 @@ for n in A B C; do
   discnode --home "$work/$n" serve --no-advertise 2>"$work/$n.log" &
   pids+=($!)
 done
-sleep 2
+for n in A B C; do  # each says "serving" once it listens (up to 30 s on a busy machine)
+  for _ in $(seq 300); do grep -q serving "$work/$n.log" && break; sleep 0.1; done
+done
 
 # 4. Agreements. B's administrator phoned A's and C's to get their node IDs; `--expect` checks them.
 dn A peer add https://127.0.0.1:28442 --expect "$B"   # A offers to B
