@@ -296,16 +296,43 @@ def serve(ctx: typer.Context,
           rate_limit: float = typer.Option(200.0, help="Requests per second allowed per peer."),
           advertise: bool = typer.Option(True, "--advertise/--no-advertise",
                                          help="Announce this node on the local network (mDNS)."),
-          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")) -> None:
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
+          ui_port: int = typer.Option(0, "--ui-port", help="Port of the web Dataview on 127.0.0.1 (0: any free one).")
+          ) -> None:
     """Run the node: the HTTPS peer API (and mDNS advertisement) until Ctrl-C or SIGTERM."""
     from . import daemon
 
     if rate_limit <= 0:
         raise InvalidInput("--rate-limit must be more than 0")
+    if not 0 <= ui_port < 65536:
+        raise InvalidInput("--ui-port must be 0 to 65535")
     home = open_home(ctx)  # a missing or broken home is reported here, before anything starts
     home.close()
-    daemon.exec_daemon(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose)
-    daemon.serve(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose)  # where exec is unavailable
+    daemon.exec_daemon(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose, ui_port=ui_port)
+    daemon.serve(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose,
+                 ui_port=ui_port)  # where exec is unavailable
+
+
+@app.command()
+def ui(ctx: typer.Context,
+       open_browser: bool = typer.Option(False, "--open", help="Open it in this machine's web browser."),
+       json_out: bool = JsonOpt) -> None:
+    """The web Dataview: print a one-time login URL for it (the node must be running: `discnode serve`)."""
+    from .fastpath import request
+
+    home = open_home(ctx)
+    reply = request(home.path, "/ui/login", {})
+    if reply is None:
+        raise DiscnodeError("the node is not running here; start it with `discnode serve`, then run this again")
+    url = reply["url"]
+    if json_out:
+        output.emit_json({"url": url})
+    else:
+        output.console.print("Open this address in a browser on this machine (it works once, for 5 minutes):")
+        output.console.print(url, highlight=False, soft_wrap=True)
+    if open_browser:
+        import webbrowser
+        webbrowser.open(url)
 
 
 def _run(coro: Any) -> Any:

@@ -17,12 +17,13 @@ import sys
 from pathlib import Path
 
 
-def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool) -> None:
+def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool, ui_port: int = 0) -> None:
     """Replace this process with the daemon. Returns (None) only where exec is unavailable, in
     which case the caller serves in-process."""
     argv = [sys.executable, "-m", "discnode.daemon", "--home", str(home.resolve()), "--rate-limit", repr(rate_limit)]
     argv += [] if advertise else ["--no-advertise"]
     argv += ["--verbose"] if verbose else []
+    argv += ["--ui-port", str(ui_port)] if ui_port else []
     if os.name != "posix":
         return None
     sys.stdout.flush()
@@ -33,7 +34,7 @@ def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool
         return None
 
 
-def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool) -> None:
+def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool, ui_port: int = 0) -> None:
     """Run the node until SIGINT or SIGTERM; DiscnodeError for anything the administrator can fix."""
     from .errors import DiscnodeError
     from .home import Home
@@ -44,7 +45,7 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool)
     home = Home.open(home_path)
     try:
         asyncio.run(serve_forever(home, Limits(rate=rate_limit, burst=max(int(rate_limit * 2), 1)),
-                                  advertise=advertise))
+                                  advertise=advertise, ui_port=ui_port))
     except OSError as exc:
         raise DiscnodeError(f"cannot listen on {home.config.host}:{home.config.port}: {exc.strerror}") from None
 
@@ -57,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit", type=float, default=200.0)
     parser.add_argument("--no-advertise", action="store_true")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--ui-port", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        serve(args.home, rate_limit=args.rate_limit, advertise=not args.no_advertise, verbose=args.verbose)
+        serve(args.home, rate_limit=args.rate_limit, advertise=not args.no_advertise, verbose=args.verbose,
+              ui_port=args.ui_port)
     except DiscnodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -17,6 +17,7 @@ import functools
 import heapq
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import time
@@ -36,6 +37,7 @@ from .query import Query, apply_cursor, encode_cursor, sort_key
 from .signing import signed_message, verify_signature
 
 DEFAULT_TIMEOUT = 3.0
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -445,7 +447,8 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
     return [{**r, "origin_name": names[r["origin"]]} for r in out], [s.status for s in streams]
 
 
-async def fetch_profile(home: Home, ref: str, save_images: Path | None = None) -> dict[str, Any]:
+async def fetch_profile(home: Home, ref: str, save_images: Path | None = None,
+                        client: PeerClient | None = None) -> dict[str, Any]:
     node_part, _, profile_id = ref.partition(":")
     node_id = parse_node_id(node_part)
     if not profile_id:
@@ -453,14 +456,15 @@ async def fetch_profile(home: Home, ref: str, save_images: Path | None = None) -
     peer = peers.get(home.db, node_id)
     if not peers.agreement(home.db, home.node_id, node_id, today()).active:
         raise Refused(f"no active agreement with {peer.name}")
-    async with PeerClient(home.identity) as client:
+    async with contextlib.nullcontext(client) if client else PeerClient(home.identity) as client:
         body = await client.call_json(peer, "GET", f"/v1/profiles/{profile_id}")
         if not isinstance(body, dict):
             raise PeerError(f"{peer.name} sent a reply that is not a profile")
         good, dropped, reason = verify_records([body.get("record")], peer)
         if not good:
             raise PeerError(f"{peer.name} sent a profile that failed verification: {reason}")
-        images = [h for h in body.get("images", []) if isinstance(h, str) and len(h) == 64]
+        # Hashes become file names and URLs: exactly 64 lowercase hex digits, nothing else.
+        images = [h for h in body.get("images", []) if isinstance(h, str) and _SHA256.fullmatch(h)]
         if save_images:
             save_images.mkdir(parents=True, exist_ok=True)
             for sha in images:

@@ -156,6 +156,20 @@ class SQL:
 def build_sql(query: Query, today: dt.date, *, served_by: str | None = None) -> tuple[str, list[Any]]:
     """SELECT of the `record` column for one page. With served_by, only what that node may share:
     its own records, not local-only, not past their review-by date."""
+    sql = filters(query, today, served_by=served_by)
+    column = SORT_COLUMNS[query.sort]
+    direction = "DESC" if query.desc else "ASC"
+    if query.after is not None:
+        sql.add(f"({column}, origin, id) {'<' if query.desc else '>'} (?, ?, ?)", *query.after)
+    where = " AND ".join(sql.where) or "1"
+    text = (f"SELECT record FROM profiles WHERE {where} "
+            f"ORDER BY {column} {direction}, origin {direction}, id {direction} LIMIT ?")
+    return text, [*sql.params, query.limit]
+
+
+def filters(query: Query, today: dt.date, *, served_by: str | None = None) -> SQL:
+    """The WHERE conditions of a query's filters (not its position or page size): shared by the
+    page's SELECT and the facet counts (facets.py), so both see exactly the same records."""
     sql = SQL()
     if served_by is not None:
         sql.add("origin = ?", served_by)
@@ -179,11 +193,4 @@ def build_sql(query: Query, today: dt.date, *, served_by: str | None = None) -> 
         expr = fts_expression(query.text)
         if expr:
             sql.add("rowid IN (SELECT rowid FROM profiles_fts WHERE profiles_fts MATCH ?)", expr)
-    column = SORT_COLUMNS[query.sort]
-    direction = "DESC" if query.desc else "ASC"
-    if query.after is not None:
-        sql.add(f"({column}, origin, id) {'<' if query.desc else '>'} (?, ?, ?)", *query.after)
-    where = " AND ".join(sql.where) or "1"
-    text = (f"SELECT record FROM profiles WHERE {where} "
-            f"ORDER BY {column} {direction}, origin {direction}, id {direction} LIMIT ?")
-    return text, [*sql.params, query.limit]
+    return sql

@@ -364,6 +364,18 @@ async def query_profiles(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="application/json")
 
 
+async def count_facets(request: web.Request) -> web.Response:
+    """Facet counts over the records this peer could fetch with the same query (facets.py)."""
+    from .facets import count
+
+    state = request.app[STATE]
+    await _require(request, "profiles")
+    query = Query.from_wire(_json_body(request))
+    counts = count(state.db, query, today(), served_by=state.me)
+    note(request, "served", what="facets", count=counts.total)
+    return web.json_response(counts.to_wire())
+
+
 async def get_profile(request: web.Request) -> web.Response:
     state = request.app[STATE]
     peer = await _require(request, "profiles")
@@ -420,6 +432,7 @@ def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     app.router.add_post("/v1/consent", consent)
     app.router.add_post("/v1/descriptor", new_descriptor)
     app.router.add_post("/v1/profiles/query", query_profiles)
+    app.router.add_post("/v1/profiles/facets", count_facets)
     app.router.add_get(r"/v1/profiles/{profile_id:[a-z2-7]{12}}", get_profile)
     app.router.add_get(r"/v1/images/{sha256:[0-9a-f]{64}}", get_image)
     app.router.add_post(witness.HEAD_PATH, receive_audit_head)
@@ -485,9 +498,12 @@ async def start(home: Home, limits: Limits = Limits(), *, host: str | None = Non
 
 
 async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: bool = True,
-                        deliver_every: float = 30.0, checkpoint_every: float = witness.CHECKPOINT_EVERY) -> None:
+                        deliver_every: float = 30.0, checkpoint_every: float = witness.CHECKPOINT_EVERY,
+                        ui_port: int = 0) -> None:
     """`discnode serve`: the peer API, mDNS advertisement, redelivery of signed documents (consent,
-    and the audit heads signed every `checkpoint_every` seconds), until SIGINT or SIGTERM."""
+    and the audit heads signed every `checkpoint_every` seconds), and the local API (localapi.py:
+    the Unix socket, and the web Dataview on loopback when asked), until SIGINT or SIGTERM."""
+    from . import localapi
     from .peering import Retry, deliver_pending
 
     # asyncio gives every TLS connection a 256 KiB read buffer, zero-filled, so resident: 12.5 MB
@@ -496,6 +512,11 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     # sets it, not the library.
     asyncio.sslproto.SSLProtocol.max_size = limits.tls_read_buffer
     running = await start(home, limits)
+    try:
+        local = await localapi.start(home, ui_port=ui_port)
+    except BaseException:
+        await running.stop()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -543,4 +564,5 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
         task.cancel()
         if advertiser:
             await advertiser.stop()
+        await local.stop()
         await running.stop()

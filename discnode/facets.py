@@ -1,0 +1,141 @@
+"""Facet counts: how the records matching a query divide by gender, ethnicity, build, status and
+offence tag, counted at each source and added up.
+
+Counting is pushed down like the filters: each partner counts its own shareable records with the
+same WHERE as the page query (query.filters), in one SQL statement, and answers
+`POST /v1/profiles/facets` with numbers only. So a count never covers a record the asker could not
+fetch with the same query (local-only, past review), and no record crosses the network to be
+counted. A partner that cannot count (an older node, a timeout) is reported, never guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from . import schemas
+from .errors import DiscnodeError
+from .query import Query, filters
+
+FIELDS = ("gender", "ethnicity", "build", "status", "tags")
+_CODE_LIST = {"gender": "gender", "ethnicity": "ethnicity", "build": "build", "status": "status",
+              "tags": "offence_tag"}
+
+
+@dataclass
+class Counts:
+    """One source's counts (or, added up, the Dataview's)."""
+
+    total: int = 0
+    facets: dict[str, dict[str, int]] = field(default_factory=lambda: {f: {} for f in FIELDS})
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"total": self.total, "facets": {f: dict(self.facets[f]) for f in FIELDS}}
+
+    @classmethod
+    def from_wire(cls, doc: Any) -> "Counts":
+        """A partner's reply, checked against protocol/schemas/facets-reply.schema.json."""
+        schemas.validate("facets-reply", doc)
+        return cls(doc["total"], {f: dict(doc["facets"][f]) for f in FIELDS})
+
+    def add(self, other: "Counts") -> None:
+        self.total += other.total
+        for name in FIELDS:
+            mine = self.facets[name]
+            for code, n in other.facets[name].items():
+                mine[code] = mine.get(code, 0) + n
+
+
+def count(db: Any, query: Query, today: dt.date, *, served_by: str | None = None,
+          origin: str | None = None) -> Counts:
+    """The counts of one database's records matching `query`'s filters (its cursor and page size
+    play no part). With served_by, only what that node may share, as in query.build_sql; with
+    origin, only that node's records (a node's own Dataview rows: local-only ones too)."""
+    sql = filters(query, today, served_by=served_by)
+    if origin is not None:
+        sql.add("origin = ?", origin)
+    where = " AND ".join(sql.where) or "1"
+    # One statement: the matching rows once (a CTE used five times is materialised), then a
+    # GROUP BY per field; tags is a JSON array, hence json_each.
+    text = (f"WITH m AS MATERIALIZED (SELECT gender, ethnicity, build, status, tags FROM profiles WHERE {where}) "
+            "SELECT 'total', '', count(*) FROM m "
+            "UNION ALL SELECT 'gender', gender, count(*) FROM m GROUP BY gender "
+            "UNION ALL SELECT 'ethnicity', ethnicity, count(*) FROM m GROUP BY ethnicity "
+            "UNION ALL SELECT 'build', build, count(*) FROM m GROUP BY build "
+            "UNION ALL SELECT 'status', status, count(*) FROM m GROUP BY status "
+            "UNION ALL SELECT 'tags', j.value, count(*) FROM m, json_each(m.tags) j GROUP BY j.value")
+    out = Counts()
+    for name, code, n in db.execute(text, sql.params).fetchall():
+        if name == "total":
+            out.total = n
+        else:
+            out.facets[name][code] = n
+    return out
+
+
+def labelled(counts: Counts) -> dict[str, list[dict[str, Any]]]:
+    """Each field's codes, most frequent first, with the code lists' human labels: for pages."""
+    out = {}
+    for name in FIELDS:
+        labels = schemas.code_labels(_CODE_LIST[name])
+        rows = [{"code": code, "label": labels.get(code, code), "count": n}
+                for code, n in counts.facets[name].items() if n]
+        out[name] = sorted(rows, key=lambda r: (-r["count"], r["code"]))
+    return out
+
+
+@dataclass
+class SourceCounts:
+    node_id: str
+    name: str
+    status: str           # ok | timeout | unreachable | refused | invalid | unsupported
+    total: int | None = None
+    ms: int = 0
+    error: str = ""
+
+
+async def across(own: tuple[str, str, Counts] | None, targets: Iterable[Any], query: Query, client: Any,
+                 timeout: float) -> tuple[Counts, list[SourceCounts]]:
+    """Ask every target peer for its counts, in parallel, each under its own deadline, and add them
+    to this node's own (own = (node_id, name, counts), or None if this node is filtered out)."""
+    from .errors import PeerTimeout
+
+    wire = {k: v for k, v in query.to_wire().items() if k not in ("after", "limit")}
+
+    async def ask(peer: Any) -> tuple[SourceCounts, Counts | None]:
+        started = time.monotonic()
+        status = SourceCounts(peer.node_id, peer.name, "ok")
+        got = None
+        try:
+            reply = await asyncio.wait_for(
+                client.request(peer, "POST", "/v1/profiles/facets", wire, timeout=timeout), timeout)
+            if reply.status == 404:
+                status.status, status.error = "unsupported", "the partner's node does not count facets"
+            elif reply.status in (401, 403):
+                status.status, status.error = "refused", f"HTTP {reply.status}"
+            elif reply.status != 200:
+                status.status, status.error = "invalid", f"HTTP {reply.status}"
+            else:
+                got = Counts.from_wire(reply.json())
+                status.total = got.total
+        except (asyncio.TimeoutError, PeerTimeout):
+            status.status, status.error = "timeout", f"no reply within {timeout:g}s"
+        except DiscnodeError as exc:
+            status.status, status.error = ("invalid" if exc.code == "invalid" else "unreachable"), str(exc)
+        status.ms = int((time.monotonic() - started) * 1000)
+        return status, got
+
+    total = Counts()
+    sources: list[SourceCounts] = []
+    if own is not None:
+        node_id, name, counts = own
+        total.add(counts)
+        sources.append(SourceCounts(node_id, name, "ok", counts.total))
+    for status, got in await asyncio.gather(*(ask(p) for p in targets)):
+        sources.append(status)
+        if got is not None:
+            total.add(got)
+    return total, sources

@@ -1,0 +1,123 @@
+"""Talking to the running node over its Unix socket, with the standard library alone.
+
+Importing typer, rich and aiohttp costs a command ~0.4 s before it does anything; a search across
+thirty partners answered by the running daemon takes a few tens of milliseconds. So the console
+script starts here: if the daemon runs for this home and the command is one it renders, the
+command line and terminal width go to the daemon and what it renders is printed; otherwise the
+full CLI runs as it always has. This module must import nothing outside the standard library.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+SOCKET_NAME = "daemon.sock"  # localapi.SOCKET_NAME; not imported, to stay light
+#: Commands the daemon renders (forward.py); any other goes to the full CLI.
+FORWARDED = frozenset({"search", "profile", "peer", "audit", "level-two", "id"})
+#: Seconds to wait for the daemon: a walk of every page can take a while.
+TIMEOUT = 600.0
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def request(home: Path, path: str, payload: Any, timeout: float = 10.0) -> Any | None:
+    """POST payload as JSON to the daemon's local API; None if no daemon answers for this home."""
+    sock_path = Path(home) / SOCKET_NAME
+    if not sock_path.exists():
+        return None
+    conn = _UnixConnection(str(sock_path), timeout)
+    try:
+        conn.request("POST", path, body=json.dumps(payload), headers={"Content-Type": "application/json"})
+        reply = conn.getresponse()
+        data = reply.read()
+    except (ConnectionRefusedError, FileNotFoundError):
+        return None  # a socket left behind by a daemon that is no longer running
+    finally:
+        conn.close()
+    if reply.status != 200:
+        return None
+    return json.loads(data)
+
+
+def _home(argv: list[str]) -> Path | None:
+    """--home DIR (or --home=DIR) before the command, else DISCNODE_HOME, else the default
+    (platformdirs' user data folder on Linux, computed here to avoid importing it)."""
+    for i, arg in enumerate(argv):
+        if arg == "--home" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--home="):
+            return Path(arg.split("=", 1)[1])
+        if not arg.startswith("-"):
+            break
+    if os.environ.get("DISCNODE_HOME"):
+        return Path(os.environ["DISCNODE_HOME"])
+    if sys.platform != "linux":
+        return None
+    base = os.environ.get("XDG_DATA_HOME", "").strip() or os.path.expanduser("~/.local/share")
+    return Path(base) / "discnode"
+
+
+def _command(argv: list[str]) -> str | None:
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--home":
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        return arg
+    return None
+
+
+def forward(argv: list[str]) -> int | None:
+    """Run argv in the daemon and print its output; None to fall back to the full CLI."""
+    if _command(argv) not in FORWARDED or any(a in ("--help", "--contact-sheet", "--save-images") for a in argv):
+        return None
+    home = _home(argv)
+    if home is None:
+        return None
+    try:
+        width = os.get_terminal_size(sys.stdout.fileno()).columns
+    except OSError:
+        width = 0
+    width = int(os.environ.get("COLUMNS", "0") or 0) or width or 80
+    try:
+        reply = request(home, "/cli", {"argv": argv, "width": width, "cwd": os.getcwd(),
+                                       "tty": sys.stdout.isatty()}, timeout=TIMEOUT)
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    if not isinstance(reply, dict) or reply.get("fallback"):
+        return None
+    sys.stdout.write(reply.get("stdout", ""))
+    sys.stderr.write(reply.get("stderr", ""))
+    sys.stdout.flush()
+    return int(reply.get("code", 1))
+
+
+def main() -> None:
+    """The `discnode` console script."""
+    argv = sys.argv[1:]
+    code = forward(argv)
+    if code is not None:
+        sys.exit(code)
+    from .cli import main as cli_main
+    cli_main(argv)

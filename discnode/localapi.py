@@ -1,0 +1,184 @@
+"""The running node's local API: a Unix socket in the node's home, for this machine's administrator.
+
+`discnode serve` listens on HOME/daemon.sock (mode 0600, in a 0700 home; and each connection's
+user is checked to be the daemon's own). Through it:
+- `discnode ui` gets a one-time login URL for the web Dataview, which the daemon starts on
+  127.0.0.1 only when first asked (jinja2 and the pages load then, not before);
+- the command line forwards a command (fastpath.py) and prints what the daemon renders, so that
+  `discnode search` runs with warm, pinned partner connections and compiled validators instead of
+  starting Python's libraries cold.
+The peer API never serves any of this: it is another listener, on another socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .client import PeerClient
+from .home import Home
+
+log = logging.getLogger("discnode.localapi")
+
+SOCKET_NAME = "daemon.sock"
+#: Partners close idle connections after 15 s; a search after that pays one handshake per partner.
+DEFAULT_TIMEOUT = 3.0
+
+
+def socket_path(home_path: Path) -> Path:
+    return Path(home_path) / SOCKET_NAME
+
+
+@dataclass
+class Local:
+    """What the local faces (web pages, forwarded commands) share in the daemon: the node, one
+    warm peer client (its pinned connections reused across searches), and the web UI once started."""
+
+    home: Home
+    timeout: float = DEFAULT_TIMEOUT
+    ui_port: int = 0
+    _client: PeerClient | None = None
+    ui: "UI | None" = None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def client(self) -> PeerClient:
+        if self._client is None:
+            self._client = PeerClient(self.home.identity, timeout=self.timeout)
+        return self._client
+
+    async def start_ui(self) -> "UI":
+        if self.ui is None:
+            self.ui = await UI.start(self, self.ui_port)
+        return self.ui
+
+    async def close(self) -> None:
+        if self.ui is not None:
+            await self.ui.stop()
+            self.ui = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+@dataclass
+class UI:
+    runner: web.AppRunner
+    port: int
+    app: web.Application
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    async def start(cls, local: Local, port: int = 0) -> "UI":
+        from .web import create_app
+
+        # Loopback only, always: the web Dataview is for the node's own machine. Bound first, so
+        # that the app knows its own origin (the Host it accepts) before it serves anything.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        bound = sock.getsockname()[1]
+        app = create_app(local, f"http://127.0.0.1:{bound}")
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        log.info("web Dataview on http://127.0.0.1:%d", bound)
+        return cls(runner, bound, app)
+
+    def login_url(self) -> str:
+        from .web.security import SESSIONS
+        return f"{self.origin}/login?token={self.app[SESSIONS].new_token()}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+LOCAL = web.AppKey("local", Local)
+
+
+def _same_user(request: web.Request) -> bool:
+    """Only the daemon's own user may use the socket (its 0600 mode says so too; this checks the
+    peer's credentials in case the file's mode is changed)."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport else None
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return True
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", creds)
+    return uid == os.getuid()
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    if not _same_user(request):
+        return web.json_response({"error": {"code": "refused", "message": "not the node's user"}}, status=403)
+    return await handler(request)
+
+
+async def ui_login(request: web.Request) -> web.Response:
+    ui = await request.app[LOCAL].start_ui()
+    return web.json_response({"url": ui.login_url()})
+
+
+async def run_command(request: web.Request) -> web.Response:
+    from .forward import run
+    body = await request.json()
+    return web.json_response(await run(request.app[LOCAL], body))
+
+
+def create_socket_app(local: Local) -> web.Application:
+    app = web.Application(middlewares=[_guard], client_max_size=1024 * 1024)
+    app[LOCAL] = local
+    app.router.add_post("/ui/login", ui_login)
+    app.router.add_post("/cli", run_command)
+    return app
+
+
+@dataclass
+class Running:
+    local: Local
+    runner: web.AppRunner
+    path: Path
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        await self.local.close()
+
+
+async def start(home: Home, *, ui_port: int = 0, timeout: float = DEFAULT_TIMEOUT) -> Running:
+    """Listen on HOME/daemon.sock. A socket left by a daemon that died is replaced; one that answers
+    means another daemon runs for this home, and this one refuses to start."""
+    from .errors import Conflict
+
+    local = Local(home, timeout=timeout, ui_port=ui_port)
+    path = socket_path(home.path)
+    if path.exists():
+        try:
+            _, writer = await asyncio.open_unix_connection(str(path))
+            writer.close()
+            raise Conflict(f"another `discnode serve` is running for {home.path}")
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)
+    runner = web.AppRunner(create_socket_app(local), access_log=None)
+    await runner.setup()
+    old_umask = os.umask(0o177)  # created 0600: no window in which another user could connect
+    try:
+        await web.UnixSite(runner, str(path)).start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    return Running(local, runner, path)

@@ -1,0 +1,325 @@
+"""What each page shows, as plain data: the HTML templates render it and the `.json` twins send it.
+
+Each function reads request parameters, calls the library (dataview, facets, profiles, peers,
+peering, audit) and returns a JSON-able dict. No SQL and no filtering here: the Query the
+parameters become is the same one the CLI builds, run by the same functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+from typing import Any, Mapping
+from urllib.parse import urlencode
+
+from multidict import MultiDict, MultiDictProxy
+
+from .. import audit, facets, peers, profiles, schemas, store
+from ..consent import ALLOWED, Action
+from ..dataview import active_peers, fetch_profile
+from ..dataview import search as federated_search
+from ..errors import InvalidInput, NotFound, Refused
+from ..home import today
+from ..identity import parse_node_id
+from ..localapi import Local
+from ..query import Query, apply_cursor, encode_cursor, sort_key
+
+Params = MultiDictProxy[str] | MultiDict[str]
+SHA256 = re.compile(r"[0-9a-f]{64}")
+PROFILE_ID = re.compile(r"[a-z2-7]{12}")
+#: Facet counts of one query are reused this long while the administrator pages through it.
+FACET_SECONDS = 30.0
+FILTERS = ("q", "gender", "ethnicity", "build", "status", "tag", "partnership", "age_min", "age_max",
+           "excluded", "sort", "desc", "limit", "view")
+
+
+def _int(params: Params, name: str) -> int | None:
+    text = params.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInput(f"{name}: {text[:20]!r} is not a whole number") from None
+
+
+def parse_query(params: Params) -> Query:
+    """The Dataview's query string (datasette-style: one parameter per filter, repeated for OR)."""
+    excluded = {"": None, "yes": True, "no": False}.get(params.get("excluded", ""))
+    if params.get("excluded", "") not in ("", "yes", "no"):
+        raise InvalidInput("excluded must be yes or no")
+    return Query(text=params.get("q", "").strip() or None, gender=tuple(params.getall("gender", [])),
+                 ethnicity=tuple(params.getall("ethnicity", [])), build=tuple(params.getall("build", [])),
+                 status=tuple(params.getall("status", [])), tags=tuple(params.getall("tag", [])),
+                 age_min=_int(params, "age_min"), age_max=_int(params, "age_max"), excluded=excluded,
+                 sort=params.get("sort", "name") or "name", desc=params.get("desc") == "1",
+                 limit=_int(params, "limit") or 50).checked()
+
+
+def _href(params: Params, **changes: Any) -> str:
+    """This page's query string with some parameters replaced (None removes one); never a cursor
+    unless given, since a cursor belongs to one query."""
+    out = MultiDict((k, v) for k, v in params.items() if k in FILTERS and k not in changes and v != "")
+    for key, value in changes.items():
+        if value is None:
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            out.add(key, v)
+    return "?" + urlencode(list(out.items()))
+
+
+def _toggle(params: Params, name: str, value: str) -> tuple[str, bool]:
+    current = params.getall(name, [])
+    selected = value in current
+    values = [v for v in current if v != value] if selected else [*current, value]
+    return _href(params, **{name: values or None}), selected
+
+
+def thumb_url(record: Mapping[str, Any]) -> str | None:
+    return f"/thumb/{record['origin']}/{record['image']}" if record.get("image") else None
+
+
+def _row(record: Mapping[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in record.items() if k != "sig"}
+    name = f"{record['first_name']} {record['last_name']}".strip()
+    return {**shown, "display_name": name or "ID sought", "href": f"/profile/{record['origin']}/{record['id']}",
+            "thumb": thumb_url(record)}
+
+
+async def _counts(local: Local, query: Query, wanted: set[str]) -> tuple[facets.Counts, list[facets.SourceCounts]]:
+    home = local.home
+    key = repr((query.to_wire(), sorted(wanted)))
+    cached = local.cache.get(("facets", key))
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    targets = [p for p in active_peers(home) if not wanted or p.node_id in wanted]
+    own = None
+    if not wanted or home.node_id in wanted:
+        own = (home.node_id, home.config.name, facets.count(home.db, query, today(), origin=home.node_id))
+    result = await facets.across(own, targets, query, local.client, local.timeout)
+    local.cache[("facets", key)] = (time.monotonic() + FACET_SECONDS, result)
+    if len(local.cache) > 200:
+        now = time.monotonic()
+        local.cache = {k: v for k, v in local.cache.items() if v[0] > now}
+    return result
+
+
+async def dataview(local: Local, params: Params) -> dict[str, Any]:
+    home = local.home
+    query = parse_query(params)
+    cursor = params.get("cursor") or None
+    wanted = {parse_node_id(p) for p in params.getall("partnership", [])}
+    page, (counts, counted) = await asyncio.gather(
+        federated_search(home, query, cursor=cursor, timeout=local.timeout, partnerships=wanted, client=local.client),
+        _counts(local, query, wanted))
+    audit.append(home.db, "search", "", query=query.to_wire(), results=len(page.results), all=False,
+                 contact_sheet=None, peers={p.node_id: p.status for p in page.peers}, via="web")
+    facet_rows = facets.labelled(counts)
+    for name, rows in facet_rows.items():
+        param = "tag" if name == "tags" else name
+        for row in rows:
+            row["href"], row["selected"] = _toggle(params, param, row["code"])
+    by_source = {s.node_id: s for s in counted}
+    sources = []
+    for status in page.peers:
+        c = by_source.get(status.node_id)
+        href, selected = _toggle(params, "partnership", status.node_id)
+        sources.append({**status.to_json(), "total": c.total if c else None,
+                        "facets_status": c.status if c else "none", "facets_error": c.error if c else "",
+                        "href": href, "selected": selected})
+    uncounted = [s.name for s in counted if s.status != "ok"]
+    view = "list" if params.get("view") == "list" else "grid"
+    return {
+        "node": {"name": home.config.name, "node_id": home.node_id},
+        "query": query.to_wire(), "cursor": cursor, "view": view,
+        "form": {k: params.getall(k, []) for k in FILTERS},
+        "codes": {"sort": {c: schemas.code_labels("sort").get(c, c) for c in schemas.codes("sort")}},
+        "results": [_row(r) for r in page.results],
+        "total": counts.total, "uncounted": uncounted,
+        "facets": facet_rows, "partnerships": sources,
+        "next": _href(params, view=view, cursor=page.next_cursor) if page.next_cursor else None,
+        "first": _href(params, view=view) if cursor else None,
+        "grid_href": _href(params, view="grid", cursor=cursor),
+        "list_href": _href(params, view="list", cursor=cursor),
+    }
+
+
+async def profile(local: Local, origin: str, profile_id: str) -> dict[str, Any]:
+    home = local.home
+    origin = parse_node_id(origin)
+    if not PROFILE_ID.fullmatch(profile_id):
+        raise NotFound("no such profile")
+    if origin == home.node_id:
+        record = profiles.show(home, profile_id)
+        provenance = {"partnership": home.config.name, "node_id": home.node_id, "own": True,
+                      "signature": "signed by this node when written"}
+    else:
+        record = await fetch_profile(home, f"{origin}:{profile_id}", client=local.client)
+        audit.append(home.db, "viewed-peer-profile", origin, id=profile_id, saved_images=None, via="web")
+        provenance = {"partnership": record["origin_name"], "node_id": origin, "own": False,
+                      "signature": "checked: signed by the partnership's pinned key; schema and origin checked"}
+    past_review = record["review_by"] < today().isoformat()
+    return {"profile": {k: v for k, v in record.items() if k != "sig"}, "provenance": provenance,
+            "images": [{"sha256": sha, "thumb": f"/thumb/{origin}/{sha}", "full": f"/image/{origin}/{sha}"}
+                       for sha in record["images"] if SHA256.fullmatch(sha)],
+            "past_review": past_review, "labels": _labels()}
+
+
+def _labels() -> dict[str, dict[str, str]]:
+    return {name: schemas.code_labels(code) for name, code in
+            (("gender", "gender"), ("ethnicity", "ethnicity"), ("build", "build"), ("status", "status"),
+             ("tags", "offence_tag"))}
+
+
+def mine(local: Local, params: Params) -> dict[str, Any]:
+    home = local.home
+    query = apply_cursor(Query(limit=100), params.get("cursor") or None)
+    rows = [r for r in store.search(home.db, query, today()) if r["origin"] == home.node_id]
+    more = len(rows) == query.limit
+    day = today().isoformat()
+    return {"node": {"name": home.config.name, "node_id": home.node_id},
+            "profiles": [{**_row(r), "past_review": r["review_by"] < day} for r in rows],
+            "next": "?" + urlencode({"cursor": encode_cursor(query, sort_key(rows[-1], query.sort))})
+            if more else None}
+
+
+def profile_form(local: Local, profile_id: str | None) -> dict[str, Any]:
+    record = store.get_profile(local.home.db, profile_id) if profile_id else None
+    if record and record["origin"] != local.home.node_id:
+        raise Refused("only this node's own profiles can be edited")
+    return {"profile": record, "codes": {name: schemas.code_labels(code) for name, code in
+                                         (("gender", "gender"), ("ethnicity", "ethnicity"), ("build", "build"),
+                                          ("status", "status"), ("tags", "offence_tag"))}}
+
+
+TEXT_INPUTS = ("first_name", "last_name", "status", "gender", "ethnicity", "build", "dob", "age_min", "age_max",
+               "height_cm", "aliases", "marks", "notes", "last_seen", "review_by")
+
+
+def fields_from_form(form: Mapping[str, Any], tags: list[str]) -> dict[str, Any]:
+    """Form fields as profiles.normalise takes them (text, as from a CSV row)."""
+    fields: dict[str, Any] = {k: str(form.get(k, "")) for k in TEXT_INPUTS if isinstance(form.get(k, ""), str)}
+    fields["tags"] = tags
+    fields["local_only"] = "true" if form.get("local_only") == "on" else "false"
+    incident = [str(form.get(f"incident_{k}", "")).strip() for k in ("date", "place", "type", "summary")]
+    if any(incident):
+        fields["incidents"] = [dict(zip(("date", "place", "type", "summary"), incident))]
+    exclusion = [str(form.get(f"exclusion_{k}", "")).strip() for k in ("from", "until", "where")]
+    if any(exclusion):
+        fields["exclusion"] = dict(zip(("from", "until", "where"), exclusion))
+    elif form.get("clear_exclusion") == "on":
+        fields["exclusion"] = None
+    return fields
+
+
+def add_profile(local: Local, fields: dict[str, Any], image: bytes | None) -> dict[str, Any]:
+    return profiles.add(local.home, fields, image_data=[image] if image else [])
+
+
+def edit_profile(local: Local, profile_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    current = store.get_profile(local.home.db, profile_id)
+    if "incidents" in fields:
+        fields["incidents"] = current["incidents"] + fields["incidents"]
+    return profiles.edit(local.home, profile_id, fields)
+
+
+def review_profile(local: Local, profile_id: str) -> dict[str, Any]:
+    """Reviewed today: shared again for another year (profiles.DEFAULT_REVIEW_DAYS)."""
+    until = today() + dt.timedelta(days=profiles.DEFAULT_REVIEW_DAYS)
+    return profiles.edit(local.home, profile_id, {"review_by": until.isoformat()})
+
+
+def partners(local: Local) -> dict[str, Any]:
+    home = local.home
+    day = today()
+    rows = []
+    for row in peers.listing(home.db, home.node_id, day):
+        agreement = peers.agreement(home.db, home.node_id, row["node_id"], day)
+        offer = agreement.offer
+        actions = [a.value for a in (Action.ACCEPT, Action.REJECT, Action.REVOKE) if agreement.state in ALLOWED[a]]
+        rows.append({**row, "terms": dict(offer["terms"]) if offer else None,
+                     "offered_by": ("us" if offer["from"] == home.node_id else "them") if offer else None,
+                     "offered_at": offer["issued_at"] if offer else None, "actions": actions})
+    undelivered = [{"type": doc["type"], "to": doc["to"], "issued_at": doc["issued_at"],
+                    "name": next((r["name"] for r in rows if r["node_id"] == doc["to"]), doc["to"])}
+                   for _, doc in peers.undelivered(home.db, home.node_id)]
+    return {"node": {"name": home.config.name, "node_id": home.node_id}, "partners": rows,
+            "undelivered": undelivered}
+
+
+def partner(local: Local, node_id: str) -> dict[str, Any]:
+    node_id = parse_node_id(node_id)
+    for row in partners(local)["partners"]:
+        if row["node_id"] == node_id:
+            return row
+    raise NotFound(f"no partner {node_id}")
+
+
+async def respond(local: Local, node_id: str, action: str) -> dict[str, Any]:
+    from ..peering import respond as peering_respond
+    if action not in ("accept", "reject", "revoke"):
+        raise InvalidInput("unknown action")
+    return await peering_respond(local.home, node_id, Action(action), client=local.client)
+
+
+def audit_log(local: Local, params: Params) -> dict[str, Any]:
+    home = local.home
+    limit = _int(params, "limit") or 100
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be 1 to 1000")
+    peer = params.get("peer") or None
+    if peer:
+        peer = parse_node_id(peer)
+    verdict = audit.verify(home.db)
+    return {"node": {"name": home.config.name, "node_id": home.node_id}, "peer": peer,
+            "verify": {"ok": verdict.ok, "entries": verdict.entries, "first_bad": verdict.first_bad,
+                       "reason": verdict.reason},
+            "entries": list(reversed(audit.entries(home.db, limit=limit, peer=peer)))}
+
+
+#: Thumbnails kept in the daemon's memory (content-addressed, so never stale): ~10 KB each.
+THUMB_CACHE = 2000
+MAX_IMAGE = 12 * 1024 * 1024
+
+
+async def image_bytes(local: Local, origin: str, sha: str, *, thumb: bool) -> bytes:
+    """An image for the browser, from this origin: our own from disk, a partner's fetched by the
+    daemon over the peer API (the browser never talks to a partner). A full image must hash to the
+    name it was asked by; a thumbnail (a re-encoding) must at least be a JPEG."""
+    import hashlib
+
+    from ..images import read
+    home = local.home
+    origin = parse_node_id(origin)
+    if not SHA256.fullmatch(sha):
+        raise NotFound("no such image")
+    key = ("thumb" if thumb else "full", origin, sha)
+    cached = local.cache.get(key)
+    if cached is not None:
+        return cached[1]
+    if origin == home.node_id:
+        try:
+            data = read(home.images_root, sha, thumb)
+        except OSError:
+            raise NotFound("no such image") from None
+    else:
+        peer = peers.get(home.db, origin)
+        if not peers.agreement(home.db, home.node_id, origin, today()).active:
+            raise Refused(f"no active agreement with {peer.name}")
+        reply = await local.client.request(peer, "GET", f"/v1/images/{sha}?size={'thumb' if thumb else 'full'}",
+                                           timeout=local.timeout)
+        if reply.status != 200:
+            raise NotFound(f"{peer.name} did not send that image (HTTP {reply.status})")
+        data = reply.body
+        if len(data) > MAX_IMAGE or not data.startswith(b"\xff\xd8\xff"):
+            raise NotFound(f"{peer.name} sent something that is not a JPEG image")
+        if not thumb and hashlib.sha256(data).hexdigest() != sha:
+            raise NotFound(f"{peer.name} sent an image that does not match its hash")
+    if thumb:
+        local.cache[key] = (float("inf"), data)
+        thumbs = [k for k in local.cache if isinstance(k, tuple) and k[0] == "thumb"]
+        for old in thumbs[: max(0, len(thumbs) - THUMB_CACHE)]:
+            del local.cache[old]
+    return data

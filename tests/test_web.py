@@ -1,0 +1,132 @@
+"""The web Dataview over HTTP: who may use it, what it refuses, and that its pages and `.json`
+twins carry the same data. (tests/test_web_browser.py drives it in Chromium.)"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import aiohttp
+import pytest
+
+from tests.web_fixtures import HOSTILE, WebNet, build, get, stop
+
+
+@pytest.fixture
+def net(network, tmp_path):
+    n = build(network, tmp_path, a_people=3, b_people=8)
+    yield n
+    stop(n)
+
+
+def login(net: WebNet) -> tuple[aiohttp.CookieJar, str]:
+    """Log in with a fresh token; the session cookie and the CSRF token of a page."""
+    async def make_jar() -> aiohttp.CookieJar:
+        return aiohttp.CookieJar(unsafe=True)
+    jar = net.network.loop.run(make_jar())
+    token_path = net.login_url().removeprefix(net.origin)
+    status, headers, _ = get(net, token_path, jar=jar)
+    assert status == 303 and headers["Location"] == "/dataview"
+    status, _, body = get(net, "/mine", jar=jar)
+    assert status == 200
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
+    return jar, csrf
+
+
+def test_pages_refuse_without_a_session(net):
+    for path in ("/dataview", "/dataview.json", "/partners", "/audit.json", "/mine"):
+        status, _, body = get(net, path)
+        assert status == 401, path
+        assert b"discnode ui" in body
+
+
+def test_login_token_works_once_and_sets_a_strict_httponly_cookie(net):
+    url = net.login_url().removeprefix(net.origin)
+    status, headers, _ = get(net, url)
+    assert status == 303
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    status, _, _ = get(net, url)
+    assert status == 401  # used up
+    status, _, _ = get(net, "/login?token=not-a-token")
+    assert status == 401
+
+
+def test_other_host_names_are_refused(net):
+    jar, _ = login(net)
+    status, _, _ = get(net, "/dataview", jar=jar, headers={"Host": "evil.example:%d" % net.ui.port})
+    assert status == 421
+    status, _, _ = get(net, "/dataview", jar=jar, headers={"Host": "localhost"})
+    assert status == 421
+
+
+def test_every_response_has_a_strict_content_security_policy(net):
+    jar, _ = login(net)
+    for path in ("/dataview", "/login", "/nope", "/static/style.css"):
+        _, headers, _ = get(net, path, jar=jar)
+        assert "default-src 'none'" in headers["Content-Security-Policy"], path
+        assert "script-src" not in headers["Content-Security-Policy"]  # so: no script at all
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_forms_without_the_csrf_token_change_nothing(net):
+    jar, csrf = login(net)
+    c = net.c.node_id
+    status, _, _ = get(net, f"/partners/{c}/accept", jar=jar, method="POST", data={"csrf": "wrong"})
+    assert status == 403
+    status, _, _ = get(net, f"/partners/{c}/accept", jar=jar, method="POST", data={"csrf": csrf},
+                       headers={"Origin": "http://evil.example"})
+    assert status == 403
+    rows = {r["node_id"]: r for r in json.loads(get(net, "/partners.json", jar=jar)[2])["partners"]}
+    assert rows[c]["state"] == "pending"
+    status, headers, _ = get(net, f"/partners/{c}/accept", jar=jar, method="POST", data={"csrf": csrf})
+    assert status == 303
+    rows = {r["node_id"]: r for r in json.loads(get(net, "/partners.json", jar=jar)[2])["partners"]}
+    assert rows[c]["state"] == "active"
+
+
+def test_dataview_html_and_json_twin_show_the_same_rows_and_facets(net):
+    jar, _ = login(net)
+    data = json.loads(get(net, "/dataview.json?gender=female", jar=jar)[2])
+    _, _, html = get(net, "/dataview?gender=female", jar=jar)
+    names = [r["display_name"] for r in data["results"]]
+    assert names and all(r["gender"] == "female" for r in data["results"])
+    for name in names:
+        assert name.encode() in html
+    assert data["total"] == len(names)
+    assert {r["code"]: r["count"] for r in data["facets"]["gender"]} == {"female": len(names)}
+    sources = {s["node_id"]: s for s in data["partnerships"]}
+    assert sources[net.b.node_id]["status"] == "ok" and sources[net.b.node_id]["total"] >= 1
+
+
+def test_hostile_strings_are_escaped(net):
+    jar, _ = login(net)
+    _, _, html = get(net, "/dataview?q=script", jar=jar)
+    assert b"<script>" not in html
+    assert b"&lt;script&gt;" in html
+    _, _, html = get(net, "/partners", jar=jar)
+    assert b"<script>" not in html and b"&lt;script&gt;" in html
+
+
+def test_facet_counts_never_cover_local_only_records(net):
+    net.b.cli("profile", "add", "--first-name", "Hidden", "--last-name", "Localonly", "--local-only")
+    jar, _ = login(net)
+    data = json.loads(get(net, "/dataview.json?q=Localonly", jar=jar)[2])
+    sources = {s["node_id"]: s for s in data["partnerships"]}
+    assert sources[net.b.node_id]["total"] == 0
+    assert data["results"] == []
+
+
+def test_thumbnails_of_partners_come_from_the_ui_origin(net):
+    jar, _ = login(net)
+    data = json.loads(get(net, "/dataview.json?partnership=" + net.b.node_id, jar=jar)[2])
+    thumb = data["results"][0]["thumb"]
+    assert thumb.startswith(f"/thumb/{net.b.node_id}/")
+    status, headers, body = get(net, thumb, jar=jar)
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and body.startswith(b"\xff\xd8")
+    status, _, _ = get(net, f"/thumb/{net.b.node_id}/..%2F..%2Fetc%2Fpasswd", jar=jar)
+    assert status == 404
+
+
+def test_ui_listens_on_loopback_only(net):
+    assert net.ui.runner.addresses == [("127.0.0.1", net.ui.port)]
