@@ -276,7 +276,14 @@ def audit_log(local: Local, params: Params) -> dict[str, Any]:
     return {"node": {"name": home.config.name, "node_id": home.node_id}, "peer": peer,
             "verify": {"ok": verdict.ok, "entries": verdict.entries, "first_bad": verdict.first_bad,
                        "reason": verdict.reason},
-            "entries": list(reversed(audit.entries(home.db, limit=limit, peer=peer)))}
+            "entries": [{**e, "detail_text": _detail(e["detail"])}
+                        for e in reversed(audit.entries(home.db, limit=limit, peer=peer))]}
+
+
+def _detail(detail: Mapping[str, Any]) -> list[str]:
+    import json
+    return [f"{k}={v if isinstance(v, str) else json.dumps(v, sort_keys=True)}"
+            for k, v in detail.items() if v is not None]
 
 
 #: Thumbnails kept in the daemon's memory (content-addressed, so never stale): ~10 KB each.
