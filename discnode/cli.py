@@ -155,8 +155,8 @@ def profile_show(ctx: typer.Context, profile_id: str = typer.Argument(..., help=
 
     home = open_home(ctx)
     if ":" in profile_id:
-        from .dataview import show_remote
-        record = show_remote(home, profile_id, save_images)
+        from .dataview import fetch_profile
+        record = _run(fetch_profile(home, profile_id, save_images, client=_daemon_client()))
         audit.append(home.db, "viewed-peer-profile", record["origin"], id=record["id"],
                      saved_images=str(save_images) if save_images else None)
     else:
@@ -333,6 +333,12 @@ def ui(ctx: typer.Context,
     if open_browser:
         import webbrowser
         webbrowser.open(url)
+
+
+def _daemon_client() -> Any:
+    """The running daemon's warm peer client when this command runs inside it (forward.py), else None."""
+    from .forward import bridged_client
+    return bridged_client()
 
 
 def _run(coro: Any) -> Any:
@@ -587,11 +593,15 @@ def search(
     query = Query(text=text, gender=tuple(gender), ethnicity=tuple(ethnicity), build=tuple(build),
                   status=tuple(status), tags=tuple(tag), age_min=age_min, age_max=age_max, excluded=excluded,
                   sort=sort, desc=desc, limit=limit)
+    client = _daemon_client()
     if all_pages:
-        results, statuses = _run(walk(home, query, timeout=timeout, partnerships=partnership))
+        # In the daemon (a threaded process), records are checked in this process, not in forked workers.
+        results, statuses = _run(walk(home, query, timeout=timeout, partnerships=partnership, client=client,
+                                      workers=0 if client else None))
         page = Page(results, statuses, None, query)
     else:
-        page = _run(federated_search(home, query, cursor=cursor, timeout=timeout, partnerships=partnership))
+        page = _run(federated_search(home, query, cursor=cursor, timeout=timeout, partnerships=partnership,
+                                     client=client))
     if contact_sheet:
         if contact_sheet.suffix.lower() != ".png":
             raise InvalidInput("the contact sheet is a .png file")

@@ -175,6 +175,17 @@ class PeerClient:
             kind = PeerTimeout if isinstance(exc, asyncio.TimeoutError) else PeerError
             raise kind(_describe(exc, f"{peer.name} at {peer.url}", timeout or self.timeout)) from None
 
+    async def keepalive(self, peer: Peer, timeout: float = 5.0) -> bool:
+        """GET the peer's descriptor over a pinned pooled connection, keeping that connection open
+        (a peer closes idle ones after 15 s). Unsigned and not under /v1/, so not audited there."""
+        try:
+            async with self.session.get(peer.url.rstrip("/") + DESCRIPTOR_PATH, ssl=self._pin(peer.tls_fingerprint),
+                                        timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                await read_limited(resp, 64 * 1024)
+                return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return False
+
     async def call_json(self, peer: Peer, method: str, path: str, payload: Any = None, *,
                         timeout: float | None = None) -> Any:
         reply = await self.request(peer, method, path, payload, timeout=timeout)

@@ -18,8 +18,13 @@ from pathlib import Path
 from typing import Any
 
 SOCKET_NAME = "daemon.sock"  # localapi.SOCKET_NAME; not imported, to stay light
-#: Commands the daemon renders (forward.py); any other goes to the full CLI.
-FORWARDED = frozenset({"search", "profile", "peer", "audit", "level-two", "id"})
+#: Commands the daemon renders (forward.py), with their subcommands: read-only, and taking no file
+#: path (a relative one would be the daemon's, not the caller's). Any other goes to the full CLI.
+FORWARDED: dict[str, frozenset[str] | None] = {
+    "search": None, "audit": None, "id": None,
+    "profile": frozenset({"list", "show"}), "peer": frozenset({"list"}),
+}
+NOT_FORWARDED_OPTIONS = ("--help", "--contact-sheet", "--save-images")
 #: Seconds to wait for the daemon: a walk of every page can take a while.
 TIMEOUT = 600.0
 
@@ -73,24 +78,38 @@ def _home(argv: list[str]) -> Path | None:
     return Path(base) / "discnode"
 
 
-def _command(argv: list[str]) -> str | None:
+def _words(argv: list[str]) -> list[str]:
+    """The command words: leading arguments that are not options (nor --home's value)."""
+    out: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
-            continue
-        if arg == "--home":
+        elif arg == "--home":
             skip = True
-            continue
-        if arg.startswith("-"):
-            continue
-        return arg
-    return None
+        elif arg.startswith("-"):
+            if out:
+                break
+        else:
+            out.append(arg)
+            if len(out) == 2:
+                break
+    return out
+
+
+def forwardable(argv: list[str]) -> bool:
+    words = _words(argv)
+    if not words or words[0] not in FORWARDED:
+        return False
+    subcommands = FORWARDED[words[0]]
+    if subcommands is not None and (len(words) < 2 or words[1] not in subcommands):
+        return False
+    return not any(a.split("=", 1)[0] in NOT_FORWARDED_OPTIONS or a == "-h" for a in argv)
 
 
 def forward(argv: list[str]) -> int | None:
     """Run argv in the daemon and print its output; None to fall back to the full CLI."""
-    if _command(argv) not in FORWARDED or any(a in ("--help", "--contact-sheet", "--save-images") for a in argv):
+    if not forwardable(argv):
         return None
     home = _home(argv)
     if home is None:

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,13 @@ from .home import Home
 log = logging.getLogger("discnode.localapi")
 
 SOCKET_NAME = "daemon.sock"
-#: Partners close idle connections after 15 s; a search after that pays one handshake per partner.
 DEFAULT_TIMEOUT = 3.0
+#: Partners close idle connections after 15 s: refresh well within that...
+KEEPALIVE_EVERY = 10.0
+#: ...for this long after the last search (then a search pays one TLS handshake per partner)...
+WARM_FOR = 600.0
+#: ...on this many connections per partner (a web page asks each partner for a page and for counts).
+WARM_CONNECTIONS = 2
 
 
 def socket_path(home_path: Path) -> Path:
@@ -50,11 +56,37 @@ class Local:
     ui: "UI | None" = None
     cache: dict[str, Any] = field(default_factory=dict)
 
+    #: When the client was last used (monotonic seconds); keep-alive runs for WARM_FOR after it.
+    last_used: float = float("-inf")
+    _warmer: "asyncio.Task[None] | None" = None
+
     @property
     def client(self) -> PeerClient:
         if self._client is None:
             self._client = PeerClient(self.home.identity, timeout=self.timeout)
+        self.last_used = time.monotonic()
+        if self._warmer is None or self._warmer.done():
+            self._warmer = asyncio.get_running_loop().create_task(self._keep_warm(), name="keep-partners-warm")
         return self._client
+
+    async def _keep_warm(self) -> None:
+        """While the administrator is at work (a search in the last WARM_FOR seconds), keep
+        WARM_CONNECTIONS pinned connections open to each active partner by fetching its
+        descriptor every KEEPALIVE_EVERY seconds, under the 15 s in which partners close idle
+        ones. Descriptor fetches are not audited by partners, so this adds nothing to their logs;
+        a daemon nobody uses sends nothing."""
+        from .dataview import active_peers
+        while time.monotonic() - self.last_used < WARM_FOR and self._client is not None:
+            await asyncio.sleep(KEEPALIVE_EVERY)
+            client = self._client
+            if client is None:
+                return
+            try:
+                targets = active_peers(self.home)
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the daemon
+                log.exception("keep-alive: could not list partners")
+                continue
+            await asyncio.gather(*(client.keepalive(p) for p in targets for _ in range(WARM_CONNECTIONS)))
 
     async def start_ui(self) -> "UI":
         if self.ui is None:
@@ -62,6 +94,10 @@ class Local:
         return self.ui
 
     async def close(self) -> None:
+        if self._warmer is not None:
+            self._warmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warmer
         if self.ui is not None:
             await self.ui.stop()
             self.ui = None

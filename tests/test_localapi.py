@@ -1,0 +1,111 @@
+"""The local API: the daemon's Unix socket, and the command line's fast path through it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from discnode import fastpath, localapi
+
+
+@pytest.fixture
+def pair(network):
+    """A with a running local API, sharing with B (which has three profiles)."""
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    for i in range(3):
+        b.cli("profile", "add", "--first-name", f"Bee{i}", "--last-name", "Partner", "--gender", "female")
+    a.cli("profile", "add", "--first-name", "Ay", "--last-name", "Own")
+    running = network.loop.run(localapi.start(a.home))
+    yield a, b, running
+    network.loop.run(running.stop())
+
+
+def forwarded(node, capsys, *args):
+    capsys.readouterr()
+    code = fastpath.forward(["--home", str(node.cli.home), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_socket_is_readable_by_the_node_user_only(pair):
+    a, _, running = pair
+    assert stat.S_IMODE(os.stat(running.path).st_mode) == 0o600
+    assert running.path == a.cli.home / "daemon.sock"
+
+
+def test_forwarded_search_gives_the_same_results_and_audit_entry_as_the_cli(pair, capsys):
+    a, b, _ = pair
+    direct = a.cli("search", "--json").json
+    code, out, _ = forwarded(a, capsys, "search", "--json")
+    assert code == 0
+    via_daemon = json.loads(out)
+    assert [r["id"] for r in via_daemon["results"]] == [r["id"] for r in direct["results"]]
+    assert len(via_daemon["results"]) == 4
+    searches = [e for e in a.cli("audit", "--json").json if e["event"] == "search"]
+    assert len(searches) == 2 and searches[0]["detail"] == searches[1]["detail"]
+
+
+def test_forwarded_errors_keep_their_message_and_exit_code(pair, capsys):
+    a, _, _ = pair
+    direct = a.cli("search", "--gender", "martian", ok=False)
+    code, out, err = forwarded(a, capsys, "search", "--gender", "martian")
+    assert code == direct.code == 2
+    assert "martian" in err and out == ""
+
+
+def test_forwarded_table_is_rendered_for_the_callers_width(pair, capsys, monkeypatch):
+    a, _, _ = pair
+    monkeypatch.setenv("COLUMNS", "70")
+    code, out, _ = forwarded(a, capsys, "search")
+    assert code == 0 and "Bee0" in out
+    assert max(len(line) for line in out.splitlines()) <= 70
+
+
+def test_commands_that_write_or_take_paths_are_not_forwarded(pair):
+    a, _, _ = pair
+    home = ["--home", str(a.cli.home)]
+    for argv in (["profile", "add", "--first-name", "X"], ["search", "--contact-sheet", "x.png"],
+                 ["profile", "show", "x", "--save-images", "d"], ["peer", "accept", "X"], ["search", "--help"]):
+        assert fastpath.forward(home + argv) is None, argv
+
+
+def test_without_a_daemon_the_cli_runs_as_before(network, capsys):
+    a = network.node("A")
+    assert fastpath.forward(["--home", str(a.cli.home), "search", "--json"]) is None
+
+
+def test_the_fast_path_imports_no_typer_rich_or_aiohttp(pair):
+    a, _, _ = pair
+    code = ("import sys; from discnode import fastpath; "
+            f"c = fastpath.forward(['--home', {str(a.cli.home)!r}, 'search', '--json']); "
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'aiohttp', 'click', 'jinja2'}); "
+            "print(c, heavy, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip().splitlines()[-1] == "0 []", done.stderr
+    assert json.loads(done.stdout)["results"]
+
+
+def test_a_second_daemon_for_the_same_home_is_refused(pair, network):
+    from discnode.errors import Conflict
+    a, _, _ = pair
+    with pytest.raises(Conflict):
+        network.loop.run(localapi.start(a.home))
+
+
+def test_ui_prints_a_one_time_login_url_for_the_running_node(pair):
+    a, _, running = pair
+    url = a.cli("ui", "--json").json["url"]
+    assert url.startswith("http://127.0.0.1:") and "/login?token=" in url
+    assert running.local.ui is not None and url.startswith(running.local.ui.origin)
+
+
+def test_ui_without_a_running_node_says_to_start_it(network):
+    a = network.node("A")
+    result = a.cli("ui", ok=False)
+    assert "discnode serve" in result.err
