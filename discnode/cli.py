@@ -321,7 +321,7 @@ def ui(ctx: typer.Context,
     from .fastpath import request
 
     home = open_home(ctx)
-    reply = request(home.path, "/ui/login", {})
+    reply = request(home.path, "ui-login")
     if reply is None:
         raise DiscnodeError("the node is not running here; start it with `discnode serve`, then run this again")
     url = reply["url"]

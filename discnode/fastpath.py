@@ -9,7 +9,6 @@ full CLI runs as it always has. This module must import nothing outside the stan
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -29,35 +28,32 @@ NOT_FORWARDED_OPTIONS = ("--help", "--contact-sheet", "--save-images")
 TIMEOUT = 600.0
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-def request(home: Path, path: str, payload: Any, timeout: float = 10.0) -> Any | None:
-    """POST payload as JSON to the daemon's local API; None if no daemon answers for this home."""
+def _exchange(home: Path, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], bytes] | None:
+    """One request to the daemon's socket (localapi.py's protocol): its reply line and the bytes
+    after it; None if no daemon answers for this home."""
     sock_path = Path(home) / SOCKET_NAME
     if not sock_path.exists():
         return None
-    conn = _UnixConnection(str(sock_path), timeout)
-    try:
-        conn.request("POST", path, body=json.dumps(payload), headers={"Content-Type": "application/json"})
-        reply = conn.getresponse()
-        data = reply.read()
-    except (ConnectionRefusedError, FileNotFoundError):
-        return None  # a socket left behind by a daemon that is no longer running
-    finally:
-        conn.close()
-    if reply.status != 200:
-        return None
-    return json.loads(data)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(sock_path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None  # a socket left behind by a daemon that is no longer running
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        with sock.makefile("rb") as reply:
+            head = json.loads(reply.readline() or b"null")
+            if not isinstance(head, dict):
+                return None
+            size = head.get("stderr", 0) + head.get("stdout", 0) if "code" in head else 0
+            body = reply.read(size) if size else b""
+    return head, body
+
+
+def request(home: Path, op: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any] | None:
+    """The daemon's reply to one operation, or None if no daemon answers for this home."""
+    got = _exchange(home, {"op": op, **fields}, timeout)
+    return None if got is None else got[0]
 
 
 def _home(argv: list[str]) -> Path | None:
@@ -109,7 +105,7 @@ def forwardable(argv: list[str]) -> bool:
 
 def forward(argv: list[str]) -> int | None:
     """Run argv in the daemon and print its output; None to fall back to the full CLI."""
-    if not forwardable(argv):
+    if not forwardable(argv) or os.environ.get("DISCNODE_NO_DAEMON"):
         return None
     home = _home(argv)
     if home is None:
@@ -120,16 +116,18 @@ def forward(argv: list[str]) -> int | None:
         width = 0
     width = int(os.environ.get("COLUMNS", "0") or 0) or width or 80
     try:
-        reply = request(home, "/cli", {"argv": argv, "width": width, "cwd": os.getcwd(),
-                                       "tty": sys.stdout.isatty()}, timeout=TIMEOUT)
-    except (OSError, ValueError, http.client.HTTPException):
+        got = _exchange(home, {"op": "cli", "argv": argv, "width": width, "tty": sys.stdout.isatty()}, TIMEOUT)
+    except (OSError, ValueError):
         return None
-    if not isinstance(reply, dict) or reply.get("fallback"):
+    if got is None or "code" not in got[0]:  # {"fallback": true}
         return None
-    sys.stdout.write(reply.get("stdout", ""))
-    sys.stderr.write(reply.get("stderr", ""))
+    head, data = got
     sys.stdout.flush()
-    return int(reply.get("code", 1))
+    sys.stderr.buffer.write(data[: head["stderr"]])
+    sys.stderr.flush()
+    sys.stdout.buffer.write(data[head["stderr"]:])
+    sys.stdout.flush()
+    return int(head["code"])
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -143,12 +144,17 @@ class UI:
 
 LOCAL = web.AppKey("local", Local)
 
+#: The socket's protocol: one JSON line from the caller ({"op": ...}), then one JSON line back,
+#: then (for "cli") the command's stderr and stdout bytes, of the lengths that line gives. Not
+#: HTTP: the caller must start with the standard library's lightest parts (fastpath.py), and
+#: http.client alone would cost it more than the whole exchange.
+MAX_REQUEST = 1024 * 1024
 
-def _same_user(request: web.Request) -> bool:
+
+def _same_user(writer: asyncio.StreamWriter) -> bool:
     """Only the daemon's own user may use the socket (its 0600 mode says so too; this checks the
-    peer's credentials in case the file's mode is changed)."""
-    transport = request.transport
-    sock = transport.get_extra_info("socket") if transport else None
+    caller's credentials in case the file's mode is changed)."""
+    sock = writer.get_extra_info("socket")
     if sock is None or not hasattr(socket, "SO_PEERCRED"):
         return True
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -156,40 +162,54 @@ def _same_user(request: web.Request) -> bool:
     return uid == os.getuid()
 
 
-@web.middleware
-async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
-    if not _same_user(request):
-        return web.json_response({"error": {"code": "refused", "message": "not the node's user"}}, status=403)
-    return await handler(request)
+async def _answer(local: Local, request: Any) -> tuple[dict[str, Any], bytes]:
+    op = request.get("op") if isinstance(request, dict) else None
+    if op == "ui-login":
+        ui = await local.start_ui()
+        return {"url": ui.login_url()}, b""
+    if op == "cli":
+        from .forward import run
+        result = await run(local, request)
+        if result.get("fallback"):
+            return {"fallback": True}, b""
+        err, out = result["stderr"].encode(), result["stdout"].encode()
+        return {"code": result["code"], "stderr": len(err), "stdout": len(out)}, err + out
+    return {"error": "unknown operation"}, b""
 
 
-async def ui_login(request: web.Request) -> web.Response:
-    ui = await request.app[LOCAL].start_ui()
-    return web.json_response({"url": ui.login_url()})
-
-
-async def run_command(request: web.Request) -> web.Response:
-    from .forward import run
-    body = await request.json()
-    return web.json_response(await run(request.app[LOCAL], body))
-
-
-def create_socket_app(local: Local) -> web.Application:
-    app = web.Application(middlewares=[_guard], client_max_size=1024 * 1024)
-    app[LOCAL] = local
-    app.router.add_post("/ui/login", ui_login)
-    app.router.add_post("/cli", run_command)
-    return app
+def _handler(local: Local) -> Any:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if not _same_user(writer):
+                writer.write(b'{"error": "not the node\'s user"}\n')
+                return
+            line = await reader.readline()
+            try:
+                request = json.loads(line)
+            except ValueError:
+                request = None
+            head, body = await _answer(local, request)
+            writer.write(json.dumps(head).encode() + b"\n")
+            writer.write(body)
+            await writer.drain()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass  # the caller went away, or sent junk: nothing to answer
+        except Exception:  # noqa: BLE001 - a bug of ours must not end the daemon
+            log.exception("local API request failed")
+        finally:
+            writer.close()
+    return handle
 
 
 @dataclass
 class Running:
     local: Local
-    runner: web.AppRunner
+    server: asyncio.base_events.Server
     path: Path
 
     async def stop(self) -> None:
-        await self.runner.cleanup()
+        self.server.close()
+        await self.server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         await self.local.close()
@@ -209,12 +229,10 @@ async def start(home: Home, *, ui_port: int = 0, timeout: float = DEFAULT_TIMEOU
             raise Conflict(f"another `discnode serve` is running for {home.path}")
         except (ConnectionRefusedError, FileNotFoundError):
             path.unlink(missing_ok=True)
-    runner = web.AppRunner(create_socket_app(local), access_log=None)
-    await runner.setup()
     old_umask = os.umask(0o177)  # created 0600: no window in which another user could connect
     try:
-        await web.UnixSite(runner, str(path)).start()
+        server = await asyncio.start_unix_server(_handler(local), str(path), limit=MAX_REQUEST)
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
-    return Running(local, runner, path)
+    return Running(local, server, path)

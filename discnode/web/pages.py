@@ -88,11 +88,13 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
             "thumb": thumb_url(record)}
 
 
-async def _counts(local: Local, query: Query, wanted: set[str]) -> tuple[facets.Counts, list[facets.SourceCounts]]:
+async def _counts(local: Local, query: Query, wanted: set[str], *, paging: bool
+                  ) -> tuple[facets.Counts, list[facets.SourceCounts]]:
+    """Counted afresh for a query's first page; reused for its next pages (for FACET_SECONDS)."""
     home = local.home
     key = repr((query.to_wire(), sorted(wanted)))
     cached = local.cache.get(("facets", key))
-    if cached and cached[0] > time.monotonic():
+    if paging and cached and cached[0] > time.monotonic():
         return cached[1]
     targets = [p for p in active_peers(home) if not wanted or p.node_id in wanted]
     own = None
@@ -113,7 +115,7 @@ async def dataview(local: Local, params: Params) -> dict[str, Any]:
     wanted = {parse_node_id(p) for p in params.getall("partnership", [])}
     page, (counts, counted) = await asyncio.gather(
         federated_search(home, query, cursor=cursor, timeout=local.timeout, partnerships=wanted, client=local.client),
-        _counts(local, query, wanted))
+        _counts(local, query, wanted, paging=cursor is not None))
     audit.append(home.db, "search", "", query=query.to_wire(), results=len(page.results), all=False,
                  contact_sheet=None, peers={p.node_id: p.status for p in page.peers}, via="web")
     facet_rows = facets.labelled(counts)
