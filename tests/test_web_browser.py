@@ -207,7 +207,7 @@ def test_bad_input_gets_a_clear_error_page(browser, net):
     expect(page.locator(".error .message")).to_contain_text("martian")
 
 
-SHOTS = [("dataview", "/dataview?limit=24"), ("dataview-list", "/dataview?view=list&limit=24"),
+SHOTS = [("dataview", "/dataview?gender=female&limit=24"), ("dataview-list", "/dataview?view=list&limit=24"),
          ("profile", None), ("partners", "/partners"), ("audit", "/audit?limit=30")]
 
 
