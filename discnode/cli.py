@@ -595,9 +595,7 @@ def search(
                   sort=sort, desc=desc, limit=limit)
     client = _daemon_client()
     if all_pages:
-        # In the daemon (a threaded process), records are checked in this process, not in forked workers.
-        results, statuses = _run(walk(home, query, timeout=timeout, partnerships=partnership, client=client,
-                                      workers=0 if client else None))
+        results, statuses = _run(walk(home, query, timeout=timeout, partnerships=partnership, client=client))
         page = Page(results, statuses, None, query)
     else:
         page = _run(federated_search(home, query, cursor=cursor, timeout=timeout, partnerships=partnership,

@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -350,9 +351,15 @@ def _check_pool(workers: int | None, known: AbstractSet[bytes]) -> ProcessPoolEx
     if count < 1 or (workers is None and count < 2) or not sys.platform.startswith("linux"):
         return None
     schemas.fast_validator("profile")  # compile once, before forking
+    # Fork only from a process with one thread: a fork taken while another thread holds a lock
+    # can deadlock the child. The daemon has threads (it runs forwarded commands in one), so there
+    # the workers come from a forkserver: forked from its own clean one-threaded process, with
+    # this module preloaded.
+    context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(["discnode.dataview"])
     try:
-        return ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_start_worker, initargs=(known,))
+        return ProcessPoolExecutor(count, mp_context=context, initializer=_start_worker, initargs=(known,))
     except OSError:
         return None
 

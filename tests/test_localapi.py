@@ -109,3 +109,15 @@ def test_ui_without_a_running_node_says_to_start_it(network):
     a = network.node("A")
     result = a.cli("ui", ok=False)
     assert "discnode serve" in result.err
+
+
+def test_forwarded_walk_checks_in_workers_and_matches_the_cli(pair, capsys):
+    """The daemon has threads, so a walk's checking workers come from a forkserver, not a fork."""
+    import threading
+    a, _, _ = pair
+    assert threading.active_count() > 1
+    direct = a.cli("search", "--all", "--json").json
+    code, out, _ = forwarded(a, capsys, "search", "--all", "--json")
+    assert code == 0
+    assert [r["id"] for r in json.loads(out)["results"]] == [r["id"] for r in direct["results"]]
+    assert len(direct["results"]) == 4 and all(p["status"] == "ok" for p in direct["peers"])
