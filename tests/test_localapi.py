@@ -121,3 +121,26 @@ def test_forwarded_walk_checks_in_workers_and_matches_the_cli(pair, capsys):
     assert code == 0
     assert [r["id"] for r in json.loads(out)["results"]] == [r["id"] for r in direct["results"]]
     assert len(direct["results"]) == 4 and all(p["status"] == "ok" for p in direct["peers"])
+
+
+def test_keepalive_pings_add_nothing_to_partners_audit_logs_and_stop_when_idle(pair, capsys, monkeypatch):
+    import time
+    a, b, running = pair
+    monkeypatch.setattr(localapi, "KEEPALIVE_EVERY", 0.2)
+    monkeypatch.setattr(localapi, "WARM_FOR", 1.5)
+    code, _, _ = forwarded(a, capsys, "search", "--json")
+    assert code == 0
+    before = len(b.cli("audit", "--limit", "1000", "--json").json)
+    pings = []
+    original = running.local.client.keepalive
+
+    async def counting(peer, *args, **kw):
+        ok = await original(peer, *args, **kw)
+        pings.append(ok)
+        return ok
+    monkeypatch.setattr(running.local.client, "keepalive", counting)
+    time.sleep(1.2)
+    assert pings and all(pings), "the warmer pinged the partner, and the partner answered"
+    assert len(b.cli("audit", "--limit", "1000", "--json").json) == before
+    time.sleep(1.5)
+    assert running.local._warmer is not None and running.local._warmer.done(), "idle: no more pings"
