@@ -6,6 +6,7 @@ exit code; nothing is written when a command fails.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -693,9 +694,16 @@ def _compact(detail: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in detail.items())
 
 
+@functools.cache
+def _command() -> Any:
+    """The click command tree, built once per process: typer rebuilds it on every call, which the
+    daemon, running forwarded commands one after another, would pay each time."""
+    return typer.main.get_command(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, prog_name="discnode")
+        _command()(args=argv, prog_name="discnode")
     except DiscnodeError as exc:
         output.error(str(exc))
         sys.exit(exc.exit_code)
