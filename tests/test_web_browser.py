@@ -188,8 +188,12 @@ def test_add_edit_review_and_delete_my_own_profile(browser, net, tmp_path):
     expect(page.locator(".photos img")).to_have_count(1)
     page.get_by_role("link", name="Edit").click()
     page.fill("input[name=marks]", "scar over left eye")
+    second = tmp_path / "second.jpg"
+    second.write_bytes(portrait(8))
+    page.set_input_files("input[name=image]", str(second))
     page.get_by_role("button", name="Save").click()
     expect(page.locator("dl.fields")).to_contain_text("scar over left eye")
+    expect(page.locator(".photos img")).to_have_count(2)
     page.goto(net.origin + "/mine")
     row = page.locator("tr", has_text="Newly Added")
     row.get_by_role("button", name="Reviewed").click()

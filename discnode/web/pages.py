@@ -227,6 +227,16 @@ def edit_profile(local: Local, profile_id: str, fields: dict[str, Any]) -> dict[
     return profiles.edit(local.home, profile_id, fields)
 
 
+def add_photo(local: Local, profile_id: str, data: bytes) -> dict[str, Any]:
+    """A photo uploaded with an edit: through profiles.add_image, which takes a file."""
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory(prefix="discnode-upload-") as tmp:
+        path = Path(tmp) / "upload"
+        path.write_bytes(data)
+        return profiles.add_image(local.home, profile_id, path)
+
+
 def review_profile(local: Local, profile_id: str) -> dict[str, Any]:
     """Reviewed today: shared again for another year (profiles.DEFAULT_REVIEW_DAYS)."""
     until = today() + dt.timedelta(days=profiles.DEFAULT_REVIEW_DAYS)

@@ -110,9 +110,16 @@ async def create_profile(request: web.Request) -> web.Response:
 
 async def save_profile(request: web.Request) -> web.Response:
     fields, data = await _form_fields(request)
-    if data:
-        raise InvalidInput("add photos from the profile page, not with an edit")
+    if data:  # refused here, before the edit is written, if it is not a photo the profile can take
+        from .. import store
+        from ..errors import Conflict
+        from ..images import process
+        sha = process(data).sha256
+        if sha in (i["sha256"] for i in store.images_of(_local(request).home.db, request.match_info["id"])):
+            raise Conflict("the profile already has that photo")
     record = pages.edit_profile(_local(request), request.match_info["id"], fields)
+    if data:
+        record = pages.add_photo(_local(request), record["id"], data)
     return see_other(f"/profile/{record['origin']}/{record['id']}")
 
 
