@@ -7,7 +7,6 @@ import pytest
 from discnode import audit, facets
 from discnode.errors import InvalidInput
 from discnode.home import today
-from discnode.query import Query
 from tests.nodes import send, signed
 
 FACETS = "/v1/profiles/facets"

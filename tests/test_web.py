@@ -9,7 +9,7 @@ import re
 import aiohttp
 import pytest
 
-from tests.web_fixtures import HOSTILE, WebNet, build, get, stop
+from tests.web_fixtures import WebNet, build, get, stop
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable
 import jinja2
 from aiohttp import web
 
-from ..errors import DiscnodeError, InvalidInput
+from ..errors import DiscnodeError
 from ..localapi import LOCAL, Local
 from . import pages
 from .security import SESSION
