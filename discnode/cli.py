@@ -165,8 +165,9 @@ def profile_show(ctx: typer.Context, profile_id: str = typer.Argument(..., help=
         if save_images:
             from .images import read
             save_images.mkdir(parents=True, exist_ok=True)
+            from .untrusted import file_in
             for sha in record["images"]:
-                (save_images / f"{sha}.jpg").write_bytes(read(home.images_root, sha, thumb=False))
+                file_in(save_images, f"{sha}.jpg").write_bytes(read(home.images_root, sha, thumb=False))
             audit.append(home.db, "exported-images", "", id=record["id"], to=str(save_images),
                          count=len(record["images"]))
     _print_profile(record, json_out)
@@ -353,9 +354,17 @@ def _print_peer_state(result: dict[str, Any], json_out: bool, verb: str) -> None
         return
     output.console.print(f"{verb} {result['name']} ({result['node_id']}): agreement is now "
                          f"[bold]{result['state']}[/]")
-    if not result.get("delivered", True):
-        output.console.print("The peer could not be reached; it will be told when it can be "
-                             "(while `discnode serve` runs).")
+    from rich.markup import escape  # the reason quotes the peer's own words
+    reason = escape(result.get("delivery_reason", ""))
+    delivery = result.get("delivery", "delivered")
+    if delivery == "waiting":
+        output.console.print(f"The peer could not be told yet ({reason}); it will be told when it can be "
+                             "(while `discnode serve` runs).", highlight=False)
+    elif delivery == "refused":
+        output.console.print(f"The peer REFUSED it ({reason}); it will not be sent again.", highlight=False)
+    elif delivery == "dropped":
+        output.console.print(f"The peer could not be told ({reason}); a node you never agreed with is "
+                             "sent this once only, so it will not be sent again.", highlight=False)
 
 
 @peer_app.command("add")
@@ -471,7 +480,7 @@ def address(ctx: typer.Context,
 
 @peer_app.command("list")
 def peer_list(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
-    """Known peers and the state of each agreement."""
+    """Known peers and the state of each agreement, and the node IDs you expect an offer from."""
     from . import peers
 
     home = open_home(ctx)
@@ -479,9 +488,34 @@ def peer_list(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     if json_out:
         output.emit_json(rows)
     else:
-        output.table("Peers", ("node id", "name", "url", "state", "last acted", "review by", "shares"),
+        output.table("Peers", ("node id", "name", "url", "state", "last acted", "review by", "shares", "expected"),
                      ([r["node_id"], r["name"], r["url"], r["state"], r["last_actor"], r["review_by"],
-                       ", ".join(r["share"])] for r in rows))
+                       ", ".join(r["share"]), "yes" if r["expected"] else ""] for r in rows))
+
+
+@peer_app.command("expect")
+def peer_expect(ctx: typer.Context,
+                node_id: str = typer.Argument(..., help="The node ID its administrator gave you."),
+                remove: bool = typer.Option(False, "--remove", help="No longer expect it."),
+                json_out: bool = JsonOpt) -> None:
+    """Expect an offer from this node ID: it always gets through, however many strangers offer."""
+    from . import audit, peers
+    from .identity import parse_node_id
+
+    home = open_home(ctx)
+    node_id = parse_node_id(node_id)
+    if node_id == home.node_id:
+        raise InvalidInput("that is this node's own ID")
+    changed = peers.unexpect(home.db, node_id) if remove else peers.expect(home.db, node_id)
+    if changed:
+        audit.append(home.db, "peer-unexpected" if remove else "peer-expected", node_id)
+    if json_out:
+        output.emit_json({"node_id": node_id, "expected": not remove, "changed": changed})
+    elif remove:
+        output.console.print(f"No longer expecting {node_id}." if changed else f"{node_id} was not expected.")
+    else:
+        output.console.print(f"Expecting an offer from {node_id}: it will get through however many "
+                             "strangers offer. Check its ID with its administrator before you accept.")
 
 
 @app.command("audit")

@@ -1,25 +1,28 @@
 """Outbound peer calls: one shared aiohttp session, RFC 9421-signed requests, pinned TLS.
 
 The only module that sends to peers. A peer's certificate is pinned by the SHA-256 fingerprint in
-its signed descriptor (aiohttp.Fingerprint), so no CA is involved and a swapped certificate fails.
+its signed descriptor (aiohttp.Fingerprint, checked on every new connection), so no CA is involved
+and a swapped certificate fails. No request ever follows a redirect: a 3xx is refused (Redirected),
+so no peer can point this node at another address, an internal service included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-import ssl
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import aiohttp
 
 from . import wirejson
-from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
+from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Redirected, Refused, Unauthenticated
 from .home import DESCRIPTOR_PATH
 from .identity import Identity
 from .peers import Peer, verify_descriptor
 from .signing import sign_request
+from .untrusted import peer_url
 
 DEFAULT_TIMEOUT = 5.0
 MAX_RESPONSE = 16 * 1024 * 1024
@@ -30,6 +33,8 @@ class Reply:
     status: int
     body: bytes
     content_type: str
+    #: Seconds the peer asked us to wait (Retry-After on 429 and 503), if it said.
+    retry_after: float | None = None
 
     def json(self) -> Any:
         return self.json_without_floats()[0]
@@ -45,15 +50,38 @@ class Reply:
         return value, not floats
 
 
-def _unverified_tls() -> ssl.SSLContext:
-    # Only for fetching a descriptor from an address we have not pinned yet: the descriptor is
-    # self-authenticating (signed, and checked against the node ID the administrators exchanged),
-    # and it names the certificate that every later connection must present.
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    return ctx
+class _CertificateSeen(aiohttp.Fingerprint):
+    """For fetching a descriptor from an address not pinned yet: accepts any certificate, and
+    records the SHA-256 of the one presented, on the live connection, while the TLS session is up.
+
+    The descriptor is self-authenticating (signed, and checked against the node ID the
+    administrators exchanged) and names the certificate its node presents; the spec requires the
+    client to check that the certificate it was served over is that one. aiohttp releases the
+    connection as soon as a small body has arrived, so the certificate cannot be read reliably
+    from the response; aiohttp calls `check` on every new TLS connection made with this object,
+    which is the one hook it offers at that moment."""
+
+    def __init__(self) -> None:
+        super().__init__(bytes(32))
+        self.sha256: str | None = None
+        self.tls_version: str | None = None
+
+    def check(self, transport: asyncio.Transport) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        cert = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        self.sha256 = hashlib.sha256(cert).hexdigest() if cert else None
+        self.tls_version = ssl_object.version() if ssl_object is not None else None
+
+
+def _redirect(status: int, where: str) -> Redirected:
+    return Redirected(f"{where} answered with a redirect (HTTP {status}); discnode never follows redirects: "
+                      "a peer's address is https://HOST:PORT of the node itself")
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    """Retry-After in seconds (RFC 9110 10.2.3); the HTTP-date form is not used between nodes."""
+    value = resp.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() and len(value) <= 9 else None
 
 
 def _describe(exc: BaseException, where: str, timeout: float) -> str:
@@ -127,17 +155,21 @@ class PeerClient:
             self._session = None
 
     async def fetch_descriptor(self, url: str, expect: str | None = None, timeout: float | None = None) -> Peer:
-        base = url.rstrip("/")
-        if not base.startswith("https://"):
-            raise PeerError(f"{url} is not an https:// URL")
+        """The signed descriptor of the node at `url` (https://HOST:PORT), checked: it verifies, it
+        is `expect` if given, and the certificate this very connection presented is the one it names."""
+        base = peer_url(url)
+        seen = _CertificateSeen()
         try:
-            async with self.session.get(base + DESCRIPTOR_PATH, ssl=_unverified_tls(),
+            # A fresh connection (the pool is keyed by the `ssl` object, and this one is new) that is
+            # closed afterwards: the certificate recorded is the one this reply came over.
+            async with self.session.get(base + DESCRIPTOR_PATH, ssl=seen, allow_redirects=False,
+                                        headers={"Connection": "close"},
                                         timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
+                if 300 <= resp.status < 400:
+                    raise _redirect(resp.status, base)
                 if resp.status != 200:
                     raise PeerError(f"{base} did not serve a node descriptor (HTTP {resp.status})")
                 body = await read_limited(resp, 64 * 1024)
-                peer_cert = resp.connection.transport.get_extra_info("ssl_object").getpeercert(binary_form=True) \
-                    if resp.connection and resp.connection.transport else None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             kind = PeerTimeout if isinstance(exc, asyncio.TimeoutError) else PeerError
             raise kind(_describe(exc, base, timeout or self.timeout)) from None
@@ -146,10 +178,10 @@ class PeerClient:
         except InvalidInput as exc:
             raise PeerError(f"{base} served a descriptor that is not I-JSON: {exc}") from None
         peer = verify_descriptor(descriptor, expect)
-        if peer_cert is not None:
-            import hashlib
-            if hashlib.sha256(peer_cert).hexdigest() != peer.tls_fingerprint:
-                raise Unauthenticated(f"{base} presented a TLS certificate its descriptor does not name")
+        if seen.tls_version in (None, "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2"):
+            raise PeerError(f"{base} spoke {seen.tls_version or 'no TLS'}; nodes speak TLS 1.3 or later")
+        if seen.sha256 is None or seen.sha256 != peer.tls_fingerprint:
+            raise Unauthenticated(f"{base} presented a TLS certificate its descriptor does not name; NOT adding it")
         return peer
 
     async def request(self, peer: Peer, method: str, path: str, payload: Any = None, *,
@@ -157,18 +189,20 @@ class PeerClient:
         """Send one signed request to a pinned peer. Raises PeerError for transport failures; HTTP
         errors come back as a Reply so that callers can tell refused from broken."""
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
-        url = peer.url.rstrip("/") + path
+        url = peer_url(peer.url, f"address of {peer.name}") + path
         headers = sign_request(self.identity, method, url, body, peer.node_id)
         if payload is not None:
             headers["Content-Type"] = "application/json"
         try:
             async with self.session.request(
                 method, url, data=body if payload is not None else None, headers=headers,
-                ssl=self._pin(peer.tls_fingerprint),
+                ssl=self._pin(peer.tls_fingerprint), allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
             ) as resp:
+                if 300 <= resp.status < 400:
+                    raise _redirect(resp.status, f"{peer.name} at {peer.url}")
                 data = await read_limited(resp, MAX_RESPONSE)
-                return Reply(resp.status, data, resp.content_type)
+                return Reply(resp.status, data, resp.content_type, _retry_after(resp))
         except aiohttp.ServerFingerprintMismatch:
             raise Unauthenticated(f"{peer.name} presented a TLS certificate that is not the pinned one") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import heapq
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import threading
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Sequence
 
-from . import checked, peers, schemas, store
+from . import checked, peers, schemas, store, untrusted
 from .client import PeerClient
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
 from .home import Home, today
@@ -38,7 +38,6 @@ from .query import Query, apply_cursor, encode_cursor, sort_key
 from .signing import signed_message, verify_signature
 
 DEFAULT_TIMEOUT = 3.0
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -456,28 +455,42 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
 
 async def fetch_profile(home: Home, ref: str, save_images: Path | None = None,
                         client: PeerClient | None = None) -> dict[str, Any]:
+    """A peer's profile in full, checked; with save_images, its full images saved there as
+    <sha256>.jpg. Every peer-supplied value is checked against its schema before it becomes a URL
+    or a file name, and nothing is written unless the whole reply passed."""
     node_part, _, profile_id = ref.partition(":")
     node_id = parse_node_id(node_part)
-    if not profile_id:
-        raise InvalidInput("give NODE_ID:PROFILE_ID")
+    untrusted.checked("profile_id", profile_id, "profile ID")
     peer = peers.get(home.db, node_id)
     if not peers.agreement(home.db, home.node_id, node_id, today()).active:
         raise Refused(f"no active agreement with {peer.name}")
     async with contextlib.nullcontext(client) if client else PeerClient(home.identity) as client:
         body = await client.call_json(peer, "GET", f"/v1/profiles/{profile_id}")
-        if not isinstance(body, dict):
-            raise PeerError(f"{peer.name} sent a reply that is not a profile")
-        good, dropped, reason = verify_records([body.get("record")], peer)
+        try:
+            schemas.validate("profile-reply", body)
+        except InvalidInput as exc:
+            raise PeerError(f"{peer.name} sent a profile reply that breaks the protocol: {str(exc)[:200]}") from None
+        good, dropped, reason = verify_records([body["record"]], peer)
         if not good:
             raise PeerError(f"{peer.name} sent a profile that failed verification: {reason}")
-        # Hashes become file names and URLs: exactly 64 lowercase hex digits, nothing else.
-        images = [h for h in body.get("images", []) if isinstance(h, str) and _SHA256.fullmatch(h)]
+        if good[0]["id"] != profile_id:
+            raise PeerError(f"{peer.name} sent profile {good[0]['id']} when asked for {profile_id}")
+        try:
+            images = [untrusted.checked("sha256_hex", sha, "image hash") for sha in body["images"]]
+        except InvalidInput as exc:
+            raise PeerError(f"{peer.name} sent a profile reply that breaks the protocol: {exc}") from None
         if save_images:
-            save_images.mkdir(parents=True, exist_ok=True)
+            files = {sha: untrusted.file_in(save_images, f"{sha}.jpg") for sha in images}  # before anything is made
+            fetched: dict[str, bytes] = {}
             for sha in images:
                 reply = await client.request(peer, "GET", f"/v1/images/{sha}?size=full")
                 if reply.status == 200:
-                    (save_images / f"{sha}.jpg").write_bytes(reply.body)
+                    if hashlib.sha256(reply.body).hexdigest() != sha:
+                        raise PeerError(f"{peer.name} sent image {sha[:12]} whose bytes have another hash")
+                    fetched[sha] = reply.body
+            save_images.mkdir(parents=True, exist_ok=True)
+            for sha, data in fetched.items():
+                files[sha].write_bytes(data)
     return {**good[0], "origin_name": peer.name, "images": images}
 
 
@@ -500,6 +513,7 @@ async def thumbnails(home: Home, results: list[dict[str, Any]], timeout: float =
                 if record["origin"] == home.node_id:
                     out[sha] = read(home.images_root, sha, thumb=True)
                 elif record["origin"] in by_peer:
+                    untrusted.checked("sha256_hex", sha, "image hash")  # it becomes a URL path segment
                     reply = await client.request(by_peer[record["origin"]], "GET", f"/v1/images/{sha}?size=thumb",
                                                  timeout=timeout)
                     if reply.status == 200:

@@ -16,6 +16,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from .home import DESCRIPTOR_PATH, Home
 from .identity import parse_node_id
 from .errors import InvalidInput
+from .untrusted import peer_url
 
 SERVICE_TYPE = "_discnode._tcp.local."
 BROWSE_SECONDS = 3.0
@@ -96,7 +97,12 @@ def _decode(info: AsyncServiceInfo) -> Seen | None:
     addresses = info.parsed_addresses(IPVersion.V4Only)
     if not addresses or not info.port:
         return None
-    return Seen(node_id, props.get("name", "")[:100], addresses[0], info.port, props.get("path", DESCRIPTOR_PATH))
+    seen = Seen(node_id, props.get("name", "")[:100], addresses[0], info.port, props.get("path", DESCRIPTOR_PATH))
+    try:
+        peer_url(seen.url, "discovered address")
+    except InvalidInput:
+        return None
+    return seen
 
 
 async def browse(seconds: float = BROWSE_SECONDS) -> list[Seen]:

@@ -13,6 +13,13 @@ class DiscnodeError(Exception):
     status = 500
     exit_code = 1
     code = "error"
+    #: Seconds after which the caller may try again (sent as Retry-After), for temporary refusals.
+    retry_after: int | None = None
+
+    def __init__(self, message: str = "", *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class InvalidInput(DiscnodeError):
@@ -71,12 +78,26 @@ class RateLimited(DiscnodeError):
     code = "rate_limited"
 
 
+class Busy(DiscnodeError):
+    """The node cannot take this now; try again later."""
+
+    status = 503
+    exit_code = 7
+    code = "busy"
+
+
 class PeerError(DiscnodeError):
     """A peer could not be reached or gave an answer we cannot use."""
 
     status = 502
     exit_code = 8
     code = "peer_error"
+
+
+class Redirected(PeerError):
+    """A peer answered with a redirect, which discnode never follows."""
+
+    code = "redirected"
 
 
 class PeerTimeout(PeerError):

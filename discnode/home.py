@@ -26,6 +26,7 @@ from .errors import Conflict, InvalidInput, NotFound
 from .identity import (Identity, certificate_fingerprint, load_identity, make_tls_certificate,
                        save_identity, write_secret)
 from .signing import sign_document
+from .untrusted import peer_url
 
 DESCRIPTOR_PATH = "/.well-known/discnode"
 
@@ -49,12 +50,14 @@ class Config:
             raise InvalidInput(f"port {self.port} is not 1 to 65535")
         if not self.host or any(c in self.host for c in "/ @"):
             raise InvalidInput(f"host {self.host!r} is not a host name or address")
+        if self.public_url:
+            peer_url(self.public_url, "public URL")
         return self
 
     @property
     def url(self) -> str:
         if self.public_url:
-            return self.public_url.rstrip("/")
+            return peer_url(self.public_url, "public URL")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}:{self.port}"
 

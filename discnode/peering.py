@@ -11,7 +11,7 @@ from typing import Any, AsyncContextManager, Callable
 
 from . import audit, peers, store, witness
 from .client import PeerClient, Reply, error_for
-from .consent import Action, Agreement, Terms, check_action, new_offer, new_response
+from .consent import Action, Agreement, State, Terms, check_action, new_offer, new_response
 from .errors import InvalidInput, NotFound, PeerError, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
@@ -44,8 +44,8 @@ async def add_peer(home: Home, url: str, expect: str, terms: Terms, client: Peer
                                             current.offer_hash), home.identity)
             peers.add_document(home.db, peer.node_id, offer, delivered=False, own_key=home.identity.public_key)
             audit.append(home.db, "consent-offer-sent", peer.node_id, terms=terms.to_wire(), url=url)
-        delivered = await deliver_pending(home, c, only=peer.node_id)
-    return {**_state(home, peer.node_id), "delivered": delivered > 0}
+        report = await deliver_pending(home, c, only=peer.node_id)
+    return {**_state(home, peer.node_id), **report.about(peer.node_id)}
 
 
 async def respond(home: Home, node_id: str, action: Action, client: PeerClient | None = None) -> dict[str, Any]:
@@ -61,15 +61,16 @@ async def respond(home: Home, node_id: str, action: Action, client: PeerClient |
         peers.add_document(home.db, node_id, doc, delivered=False, own_key=home.identity.public_key)
         audit.append(home.db, f"consent-{action.value}-sent", node_id)
     async with _client(home, client, 3.0) as c:
-        delivered = await deliver_pending(home, c, only=node_id)
-    return {**_state(home, node_id), "delivered": delivered > 0}
+        report = await deliver_pending(home, c, only=node_id)
+    return {**_state(home, node_id), **report.about(node_id)}
 
 
 @dataclass
 class Retry:
     """When to try an unreachable peer again: after `first` seconds, doubling to `cap`, and at once
     after any success. Never giving up: a revocation must reach its peer however long it is away,
-    but a peer that is gone for a week is asked hourly, not every 30 seconds."""
+    but a peer that is gone for a week is asked hourly, not every 30 seconds. A busy peer's
+    Retry-After is honoured (up to `cap`: a peer cannot hold back its own revocation for longer)."""
 
     first: float = 30.0
     cap: float = 3600.0
@@ -80,10 +81,10 @@ class Retry:
     def due(self, peer: str) -> bool:
         return self.clock() >= self.next_try.get(peer, float("-inf"))
 
-    def failed(self, peer: str) -> float:
+    def failed(self, peer: str, retry_after: float | None = None) -> float:
         """Record a failed attempt; returns the seconds until the next."""
         count = self.failures.get(peer, 0)
-        delay = min(self.first * 2 ** count, self.cap)
+        delay = min(max(self.first * 2 ** count, retry_after or 0.0), self.cap)
         self.failures[peer] = count + 1
         self.next_try[peer] = self.clock() + delay
         return delay
@@ -112,18 +113,40 @@ def _mark_delivered(home: Home, digest: str, to: str, doc: dict[str, Any]) -> No
         peers.mark_delivered(home.db, digest)
 
 
+#: What happened to a document: delivered (2xx); refused (a final 4xx: 403, 409, ...); waiting
+#: (unreachable, busy with 429/503, or a redirect: tried again later); dropped (to a node this
+#: node never vouched for, which is sent a document once and never again, whatever the outcome).
+DELIVERED, REFUSED, WAITING, DROPPED = "delivered", "refused", "waiting", "dropped"
+
+
+@dataclass
+class Delivery:
+    """The outcome of one round of deliveries: how many documents went, and per peer what became
+    of the last consent document for it (outcome, reason), which is what an administrator is told."""
+
+    sent: int = 0
+    outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def about(self, node_id: str) -> dict[str, Any]:
+        outcome, reason = self.outcomes.get(node_id, (DELIVERED, ""))
+        return {"delivered": outcome == DELIVERED, "delivery": outcome, "delivery_reason": reason}
+
+
 async def deliver_pending(home: Home, client: PeerClient | None = None, only: str | None = None,
-                          retry: Retry | None = None) -> int:
-    """Send every signed document not yet delivered (the one delivery mechanism for every kind);
-    returns how many were. A peer's refusal (4xx) is final and recorded; an unreachable or busy
-    peer is tried again later: not again in this round (its other documents wait too), and with
-    `retry`, not before it is due."""
-    sent = 0
+                          retry: Retry | None = None) -> Delivery:
+    """Send every signed document not yet delivered (the one delivery mechanism for every kind).
+    A peer's refusal (4xx but 429) is final and recorded; an unreachable or busy peer (429, 5xx,
+    honouring Retry-After) or one that redirects is tried again later: not again in this round
+    (its other documents wait too), and with `retry`, not before it is due. A node this node never
+    vouched for (a stranger whose offer is rejected) is sent the document once, to the address
+    pinned when its offer came, and never again: a stranger cannot turn this node's retries into
+    traffic at an address of its choice."""
+    report = Delivery()
     pending = [(h, to, d) for h, to, d in outbox(home) if only in (None, to)]
     if retry is not None:
         pending = [(h, to, d) for h, to, d in pending if retry.due(to)]
     if not pending:
-        return 0
+        return report
     unreachable: set[str] = set()
     async with _client(home, client, 3.0) as c:
         for digest, to, doc in pending:
@@ -131,6 +154,7 @@ async def deliver_pending(home: Home, client: PeerClient | None = None, only: st
                 continue
             peer = peers.get(home.db, to)
             path, refused_event = ROUTES[doc["type"]]
+            once = not peers.vouched_for(home.db, home.node_id, peer.node_id)
             reply: Reply | None = None
             try:
                 reply = await c.request(peer, "POST", path, doc)
@@ -139,23 +163,42 @@ async def deliver_pending(home: Home, client: PeerClient | None = None, only: st
                 status, reason = 0, str(exc)
             delivered = 200 <= status < 300
             refused = 400 <= status < 500 and status != 429
-            if not (delivered or refused):  # unreachable, busy (429, 5xx) or nonsense: try later
+            if reply is not None and not delivered:
+                reason = str(error_for(reply.status, f"HTTP {reply.status}: {_peer_message(reply)}"))
+            told = path == "/v1/consent"  # what the administrator who acted is told about
+            if not (delivered or refused) and not once:  # unreachable, busy, redirected: try later
                 unreachable.add(peer.node_id)
-                wait = retry.failed(peer.node_id) if retry else None
+                wait = retry.failed(peer.node_id, reply.retry_after if reply else None) if retry else None
                 log.info("could not deliver %s to %s yet (%s)%s", doc["type"], peer.name, reason,
                          f"; next try in {wait:.0f}s" if wait else "")
+                if told:
+                    report.outcomes[peer.node_id] = (WAITING, reason)
                 continue
             if retry:
                 retry.succeeded(peer.node_id)
             _mark_delivered(home, digest, to, doc)
             if delivered:
-                sent += 1
+                report.sent += 1
+                outcome = (DELIVERED, "")
+            elif refused:
+                outcome = (REFUSED, reason)
+                audit.append(home.db, refused_event, peer.node_id, type=doc["type"], status=status, reason=reason)
             else:
-                assert reply is not None
-                audit.append(home.db, refused_event, peer.node_id, type=doc["type"],
-                             status=reply.status, reason=str(error_for(reply.status, reply.body[:200].decode(
-                                 "utf-8", "replace"))))
-    return sent
+                outcome = (DROPPED, reason)
+                audit.append(home.db, "consent-delivery-dropped", peer.node_id, type=doc["type"],
+                             status=status, reason=reason)
+            if told:
+                report.outcomes[peer.node_id] = outcome
+    return report
+
+
+def _peer_message(reply: Reply) -> str:
+    """The error message a peer gave, cut short: it is the peer's text, shown to an administrator."""
+    try:
+        message = reply.json()["error"]["message"]
+    except (PeerError, KeyError, TypeError):
+        return "(no reason given)"
+    return "".join(c for c in str(message)[:200] if c.isprintable())
 
 
 async def refresh(home: Home, node_id: str, url: str | None = None, client: PeerClient | None = None
@@ -179,14 +222,16 @@ def _state(home: Home, node_id: str) -> dict[str, Any]:
 
 
 async def announce(home: Home, client: PeerClient | None = None) -> int:
-    """Send this node's current signed descriptor to every peer it has an agreement or offer with,
-    so that a changed address is taken up without anyone typing it. Returns how many took it."""
+    """Send this node's current signed descriptor to every partner with an active (or lapsed)
+    agreement and every node it offered to, so that a changed address is taken up without anyone
+    typing it. Never to a stranger whose offer is pending: its address is its own claim. Returns
+    how many took it."""
     descriptor = home.descriptor()
     taken = 0
     async with _client(home, client, 3.0) as c:
         for peer in peers.all_peers(home.db):
-            state = peers.agreement(home.db, home.node_id, peer.node_id, today()).state.value
-            if state in ("none", "rejected", "revoked"):
+            state = peers.agreement(home.db, home.node_id, peer.node_id, today()).state
+            if state not in ANNOUNCE_TO:
                 continue
             try:
                 reply = await c.request(peer, "POST", "/v1/descriptor", descriptor)
@@ -195,6 +240,10 @@ async def announce(home: Home, client: PeerClient | None = None) -> int:
                 continue
             taken += reply.status == 200
     return taken
+
+
+#: The states in which this node tells a peer its address unasked.
+ANNOUNCE_TO = frozenset({State.ACTIVE, State.LAPSED, State.OFFERED})
 
 
 async def discover(home: Home, seconds: float) -> list[dict[str, Any]]:
@@ -217,7 +266,9 @@ async def discover(home: Home, seconds: float) -> list[dict[str, Any]]:
             if known is not None:
                 row["known"] = True
                 row["state"] = peers.agreement(home.db, home.node_id, node.node_id, today()).state.value
-                if known.url != node.url:
+                # A stranger's address stays the one its offer named (the only place it is ever sent
+                # anything): discovery moves only nodes this node vouched for.
+                if known.url != node.url and peers.vouched_for(home.db, home.node_id, node.node_id):
                     try:
                         await refresh(home, node.node_id, node.url, c)
                         row["address_updated"] = True

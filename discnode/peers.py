@@ -14,12 +14,28 @@ from typing import Any, Mapping
 
 from . import schemas, store
 from .consent import Agreement, derive
-from .errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from .errors import Busy, InvalidInput, NotFound, RateLimited, Unauthenticated
 from .identity import b64u_decode, node_id_for
 from .signing import document_hash, verify_document
+from .untrusted import peer_url
 
-#: Offers from nodes we have never heard of are capped, so that strangers cannot fill the table.
+#: Offers from nodes we have never heard of (and do not expect) are capped, in total and per source
+#: address, so that strangers cannot fill the table. A node ID the administrator registered with
+#: `peer expect` is never capped: no number of strangers can lock out a partner they expect.
 MAX_UNANSWERED_STRANGERS = 50
+MAX_STRANGERS_PER_ADDRESS = 10
+#: What a refused stranger is told to wait (Retry-After): the cap frees only when an administrator
+#: answers offers, which takes minutes at best.
+STRANGER_RETRY_AFTER = 600
+
+# A stranger holding a slot: a node this node never vouched for (no offer or accept of ours), not
+# expected, whose latest document here (by arrival) is its own offer, i.e. an offer waiting for an
+# answer. Answering it (reject) frees the slot; offering again after a reject takes one again.
+_STRANGERS = ("SELECT count(*) FROM peers p WHERE p.node_id NOT IN (SELECT node_id FROM expected_peers) "
+              "AND NOT EXISTS (SELECT 1 FROM consent_docs d WHERE d.peer = p.node_id AND d.signer != p.node_id "
+              "AND d.type IN ('offer', 'accept')) "
+              "AND (SELECT d.type FROM consent_docs d WHERE d.peer = p.node_id "
+              "ORDER BY d.received DESC, d.rowid DESC LIMIT 1) = 'offer'")
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,7 @@ class Peer:
 def verify_descriptor(descriptor: Any, expect: str | None = None) -> Peer:
     """Check a node descriptor is well formed and self-signed by the key its node ID names."""
     schemas.validate("descriptor", descriptor)
+    peer_url(descriptor["url"], "descriptor url")
     key = b64u_decode(descriptor["public_key"])
     if len(key) != 32 or node_id_for(key) != descriptor["node_id"]:
         raise Unauthenticated("descriptor's node ID is not the fingerprint of its key")
@@ -70,9 +87,27 @@ def all_peers(db: store.DB) -> list[Peer]:
     return [_peer_from_row(dict(zip(cols, r))) for r in cur.fetchall()]
 
 
-def remember(db: store.DB, descriptor: Mapping[str, Any], *, stranger_ok: bool = True) -> Peer:
+def admit_offer(db: store.DB, me: str, node_id: str, address: str) -> None:
+    """Whether an unasked offer from `node_id`, arriving from `address`, may be stored: always from
+    a node this node vouched for or its administrator expects; from a stranger only while the caps
+    allow (RateLimited when its address holds too many unanswered offers, Busy when all strangers
+    together do; both with Retry-After). Call inside the transaction that stores the offer."""
+    if vouched_for(db, me, node_id) or is_expected(db, node_id):
+        return
+    if db.execute(_STRANGERS + " AND p.offered_from = ? AND p.node_id != ?", [address, node_id]
+                  ).fetchone()[0] >= MAX_STRANGERS_PER_ADDRESS:
+        raise RateLimited(f"too many unanswered offers from {address}; try again later",
+                          retry_after=STRANGER_RETRY_AFTER)
+    if db.execute(_STRANGERS + " AND p.node_id != ?", [node_id]).fetchone()[0] >= MAX_UNANSWERED_STRANGERS:
+        raise Busy("too many unanswered offers from unknown nodes; try again later",
+                   retry_after=STRANGER_RETRY_AFTER)
+
+
+def remember(db: store.DB, descriptor: Mapping[str, Any], *, stranger_ok: bool = True,
+             offered_from: str | None = None) -> Peer:
     """Store or refresh a peer from a verified descriptor. A newer descriptor replaces an older one
     (address change); an older one is ignored; the key never changes (the ID is its hash).
+    `offered_from`: the address an unasked offer came from (admit_offer counts them per address).
 
     `issued_at` has one-second resolution, so a node that moves within the second it last signed
     would otherwise be ignored: a different descriptor with the same `issued_at` also replaces the
@@ -84,22 +119,42 @@ def remember(db: store.DB, descriptor: Mapping[str, Any], *, stranger_ok: bool =
         if row is None:
             if not stranger_ok:
                 raise NotFound(f"no peer {peer.node_id}")
-            strangers = conn.execute(
-                "SELECT count(*) FROM peers p WHERE NOT EXISTS (SELECT 1 FROM consent_docs d "
-                "WHERE d.peer = p.node_id AND d.type != 'offer')").fetchone()[0]
-            if strangers >= MAX_UNANSWERED_STRANGERS:
-                raise Conflict("too many unanswered offers; try again later")
             conn.execute(
-                "INSERT INTO peers (node_id, name, url, public_key, tls_fingerprint, descriptor, added, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO peers (node_id, name, url, public_key, tls_fingerprint, descriptor, added, updated, "
+                "offered_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [peer.node_id, peer.name, peer.url, descriptor["public_key"], peer.tls_fingerprint,
-                 json.dumps(dict(descriptor)), now, now])
-        elif _supersedes(descriptor, json.loads(row[0])):
+                 json.dumps(dict(descriptor)), now, now, offered_from])
+        else:
+            if offered_from is not None:
+                conn.execute("UPDATE peers SET offered_from = ? WHERE node_id = ?", [offered_from, peer.node_id])
+            if not _supersedes(descriptor, json.loads(row[0])):
+                return get(db, peer.node_id)
             conn.execute("UPDATE peers SET name = ?, url = ?, tls_fingerprint = ?, descriptor = ?, updated = ? "
                          "WHERE node_id = ?",
                          [peer.name, peer.url, peer.tls_fingerprint, json.dumps(dict(descriptor)), now,
                           peer.node_id])
     return get(db, peer.node_id)
+
+
+def is_expected(db: Any, node_id: str) -> bool:
+    return db.execute("SELECT 1 FROM expected_peers WHERE node_id = ?", [node_id]).fetchone() is not None
+
+
+def expect(db: store.DB, node_id: str) -> bool:
+    """Register a node ID the administrator expects an offer from; False if it already was."""
+    with store.write(db) as conn:
+        return conn.execute("INSERT OR IGNORE INTO expected_peers (node_id, added) VALUES (?, ?)",
+                            [node_id, store.now_ts()]).rowcount == 1
+
+
+def unexpect(db: store.DB, node_id: str) -> bool:
+    with store.write(db) as conn:
+        return conn.execute("DELETE FROM expected_peers WHERE node_id = ?", [node_id]).rowcount == 1
+
+
+def expected(db: store.DB) -> list[dict[str, str]]:
+    return [{"node_id": r[0], "added": r[1]}
+            for r in db.execute("SELECT node_id, added FROM expected_peers ORDER BY added, node_id")]
 
 
 def _supersedes(new: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
@@ -139,6 +194,14 @@ def agreement(db: store.DB, me: str, peer: str, today: dt.date) -> Agreement:
     return derive(me, peer, documents(db, peer), today)
 
 
+def vouched_for(db: store.DB, me: str, peer: str) -> bool:
+    """Whether this node's administrator ever vouched for `peer`: offered to it, or accepted its
+    offer. Only such a node is sent anything unasked (announcements, retried deliveries) or may
+    move its pinned address; a stranger that merely offered is not."""
+    return db.execute("SELECT 1 FROM consent_docs WHERE peer = ? AND signer = ? AND type IN ('offer', 'accept') "
+                      "LIMIT 1", [peer, me]).fetchone() is not None
+
+
 def mark_delivered(db: store.DB, digest: str) -> None:
     with store.write(db) as conn:
         conn.execute("UPDATE consent_docs SET delivered = 1 WHERE hash = ?", [digest])
@@ -155,6 +218,7 @@ def listing(db: store.DB, me: str, today: dt.date) -> list[dict[str, Any]]:
     waiting: dict[str, int] = {}
     for _, doc in undelivered(db, me):  # once, not once per peer
         waiting[doc["to"]] = waiting.get(doc["to"], 0) + 1
+    expecting = {e["node_id"] for e in expected(db)}
     for peer in all_peers(db):
         agreement_ = agreement(db, me, peer.node_id, today)
         out.append({
@@ -162,6 +226,10 @@ def listing(db: store.DB, me: str, today: dt.date) -> list[dict[str, Any]]:
             "last_actor": ("us" if agreement_.last_actor == me else "them") if agreement_.last_actor else None,
             "review_by": agreement_.review_by, "share": list(agreement_.offer["terms"]["share"])
             if agreement_.offer else [],
-            "undelivered": waiting.get(peer.node_id, 0),
+            "undelivered": waiting.get(peer.node_id, 0), "expected": peer.node_id in expecting,
         })
+    known = {row["node_id"] for row in out}
+    for node_id in sorted(expecting - known):  # expected, no offer yet
+        out.append({"node_id": node_id, "name": "", "url": "", "state": "expected", "last_actor": None,
+                    "review_by": None, "share": [], "undelivered": 0, "expected": True})
     return out

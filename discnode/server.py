@@ -2,7 +2,8 @@
 
 Authentication, replay and rate checks happen in one middleware before any handler, so a handler
 receives an already-verified peer ID; consent is checked on every data request, never cached past
-a change to the database. Every request to /v1/ is audited, served or refused.
+a change to the database. Every request to /v1/ is audited, served or refused; refusals of callers
+that did not authenticate as a known peer are counted per address and minute (refusals.py).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from aiohttp import web
 from . import audit, peers, schemas, store, wirejson, witness
 from .audithead import check_head
 from .consent import Agreement, check_incoming
-from .errors import DiscnodeError, InvalidInput, NotFound, RateLimited, Refused, TooLarge, Unauthenticated
+from .errors import (Busy, DiscnodeError, InvalidInput, NotFound, RateLimited, Refused, TooLarge,
+                     Unauthenticated)
 from .home import DESCRIPTOR_PATH, Home, today
 from .images import read as read_image
 from .query import Query
+from .refusals import Refusals
 from .replay import Nonces
 from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW, verify_document, verify_request
 
@@ -88,6 +91,40 @@ class NodeState:
 
     _audit_queue: list[tuple[str, str, dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
     _flush_scheduled: bool = False
+    refusals: Refusals = field(default_factory=Refusals)
+    _refusals_timer: asyncio.TimerHandle | None = None
+
+    async def refused(self, request: web.Request, exc: DiscnodeError, claimed: str) -> None:
+        """Audit a refusal of a request that did not authenticate as a known peer: the first from
+        its address this minute in full, before the reply; the rest of the minute as one counted
+        row when the minute is over (refusals.py), so junk cannot flood the log."""
+        remote = request.remote or ""
+        request[COUNTED] = True
+        if self.refusals.add(time.time(), remote, exc.status, str(exc), claimed):
+            await self.audit("refused", "", path=request.path[:200], method=request.method, status=exc.status,
+                             reason=str(exc), claimed=claimed, remote=remote)
+        elif self._refusals_timer is None:
+            loop = asyncio.get_running_loop()
+            self._refusals_timer = loop.call_later(self.refusals.next_due(time.time()) + 0.5,
+                                                   self._write_refusals)
+
+    def _write_refusals(self, everything: bool = False) -> None:
+        self._refusals_timer = None
+        entries = self.refusals.drain() if everything else self.refusals.due(time.time())
+        if entries:
+            try:
+                audit.append_many(self.db, entries)
+            except Exception:  # noqa: BLE001 - counts lost are logged; serving goes on
+                log.exception("could not write %d counted refusals to the audit log", len(entries))
+        if self.refusals.pending and not everything:
+            self._refusals_timer = asyncio.get_running_loop().call_later(
+                self.refusals.next_due(time.time()) + 0.5, self._write_refusals)
+
+    def close(self) -> None:
+        """At shutdown: write what is counted but not yet written."""
+        if self._refusals_timer is not None:
+            self._refusals_timer.cancel()
+        self._write_refusals(everything=True)
 
     async def audit(self, event: str, peer: str = "", **detail: Any) -> None:
         """Append to the audit log before the reply goes out. Entries queued in the same turn of the
@@ -166,6 +203,8 @@ PEER = web.RequestKey("peer", str)      # the verified node ID of the caller
 BODY = web.RequestKey("body", bytes)    # the raw body, read once and digest-checked
 #: What a handler served, for the request's one audit entry: (event, detail).
 OUTCOME = web.RequestKey("outcome", tuple)
+#: Set when a refusal was counted with other strangers' (refusals.py) instead of audited alone.
+COUNTED = web.RequestKey("counted", bool)
 
 
 def note(request: web.Request, event: str, **detail: Any) -> None:
@@ -173,8 +212,9 @@ def note(request: web.Request, event: str, **detail: Any) -> None:
     request[OUTCOME] = (event, detail)
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _error(status: int, code: str, message: str, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
 @web.middleware
@@ -184,7 +224,7 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
     try:
         return await handler(request)
     except DiscnodeError as exc:
-        return _error(exc.status, exc.code, str(exc))
+        return _error(exc.status, exc.code, str(exc), exc.retry_after)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -222,10 +262,10 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
     state = request.app[STATE]
     claimed = request.headers.get("Signature-Input", "")[:300]
     if not state.allow(f"address {request.remote}", time.time(), state.limits.address_factor):
-        # Before any verification, and not audited: otherwise anyone could fill the audit log
-        # (and the disk) with refusals of junk requests.
-        log.warning("rate limit: too many requests from %s", request.remote)
-        raise RateLimited("rate limit exceeded; slow down")
+        # Before any verification; counted, not audited one by one (refusals.py).
+        exc = RateLimited("rate limit exceeded; slow down", retry_after=1)
+        await state.refused(request, exc, claimed)
+        raise exc
     try:
         try:
             body = await request.read()
@@ -243,10 +283,9 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         if state.seen_nonce(verified.key_id, verified.nonce, verified.expires, now):
             raise Unauthenticated("replayed request (nonce already used)")
         if not state.allow(verified.key_id, now):
-            raise RateLimited("rate limit exceeded; slow down")
+            raise RateLimited("rate limit exceeded; slow down", retry_after=1)
     except DiscnodeError as exc:
-        await state.audit("refused", "", path=request.path, method=request.method, status=exc.status,
-                          reason=str(exc), claimed=claimed, remote=request.remote)
+        await state.refused(request, exc, claimed)
         raise
     request[PEER] = verified.key_id
     request[BODY] = body
@@ -263,8 +302,9 @@ async def _audited(request: web.Request, handler: Callable[[web.Request], Awaita
     try:
         response = await handler(request)
     except DiscnodeError as exc:
-        await state.audit("refused" if exc.status < 500 else "failed", request[PEER], **where,
-                          status=exc.status, reason=str(exc))
+        if not request.get(COUNTED):  # a stranger's offer over the caps is counted, not a row each
+            await state.audit("refused" if exc.status < 500 else "failed", request[PEER], **where,
+                              status=exc.status, reason=str(exc))
         raise
     except web.HTTPException as exc:  # aiohttp's own: no such path, method not allowed
         if exc.status >= 400:
@@ -325,10 +365,15 @@ async def consent(request: web.Request) -> web.Response:
         key = pinned
     verify_document(doc, key)
     check_incoming(peers.agreement(state.db, state.me, peer, today()), doc, state.me)
-    with store.write(state.db):  # all or nothing: no peer row without its offer
-        if doc["type"] == "offer":
-            peers.remember(state.db, doc["descriptor"])
-        peers.add_document(state.db, peer, doc, delivered=True)
+    try:
+        with store.write(state.db):  # all or nothing: no peer row without its offer
+            if doc["type"] == "offer":
+                peers.admit_offer(state.db, state.me, peer, request.remote or "")
+                peers.remember(state.db, doc["descriptor"], offered_from=request.remote or "")
+            peers.add_document(state.db, peer, doc, delivered=True)
+    except (RateLimited, Busy) as exc:  # a stranger over the caps: counted like other strangers' refusals
+        await state.refused(request, exc, peer)
+        raise
     state.forget_agreements()
     after = peers.agreement(state.db, state.me, peer, today())
     note(request, f"consent-{doc['type']}-received", state=after.state.value)
@@ -343,6 +388,10 @@ async def new_descriptor(request: web.Request) -> web.Response:
     descriptor = _json_body(request)
     if not isinstance(descriptor, dict) or descriptor.get("node_id") != peer:
         raise InvalidInput("a node may only announce its own descriptor")
+    if not peers.vouched_for(state.db, state.me, peer):
+        # A stranger's address stays the one pinned when its offer came: the one place this node
+        # would ever send it anything (a rejection, once).
+        raise Refused("only a node this node offered to or accepted may announce a new address")
     before = peers.get(state.db, peer).url
     after = peers.remember(state.db, descriptor, stranger_ok=False).url
     if before != after:
@@ -456,6 +505,7 @@ class Running:
     async def stop(self) -> None:
         self.server.close()
         await self.runner.cleanup()
+        self.runner.app[STATE].close()
 
 
 async def start(home: Home, limits: Limits = Limits(), *, host: str | None = None, port: int | None = None

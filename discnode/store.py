@@ -108,12 +108,21 @@ def _m005_audit_heads(db: "sqlite_utils.Database") -> None:
     db.table("audit_head_delivered").create({"peer": str, "hash": str, "delivered": str}, pk="peer")
 
 
+def _m006_expected_peers(db: "sqlite_utils.Database") -> None:
+    # Written and read only by peers.py. Node IDs an administrator expects an offer from (exempt
+    # from the cap on strangers' offers), and the address each stranger's offer came from (the cap
+    # is also per address).
+    db.table("expected_peers").create({"node_id": str, "added": str}, pk="node_id", not_null={"added"})
+    db.table("peers").add_column("offered_from", str)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
     ("003_checked_records", _m003_checked_records),
     ("004_nonces", _m004_nonces),
     ("005_audit_heads", _m005_audit_heads),
+    ("006_expected_peers", _m006_expected_peers),
 ]
 
 

@@ -228,7 +228,7 @@ def test_a_head_waits_for_an_unreachable_partner_and_goes_when_it_is_back(ab):
     out = b.cli("audit", "--checkpoint", "--json").json
     assert out["taken_by"] == [] and out["partners"] == 1
     a.start()
-    assert a.loop.run(deliver_pending(b.home)) == 1
+    assert a.loop.run(deliver_pending(b.home)).sent == 1
     assert witness.held_for(a.home.db, b.node_id)["heads"] == [out["checkpoint"]]
     assert witness.undelivered(b.home.db, b.node_id) == []  # taken: not sent again
 

@@ -78,3 +78,18 @@ def test_descriptor_with_bad_signature_at_discovered_address_is_refused(link, tm
     assert _json(b.discnode(home_b, "peer", "list", "--json"))[0]["url"] == f"https://{a.address}:8443"
     r = b.discnode(home_b, "peer", "add", "--discovered", id_a, check=False)
     assert r.returncode != 0 and "signature" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_stranger_cannot_move_its_pinned_address_by_announcing_or_advertising(link, tmp_path):
+    a, b, home_a, home_b, id_a, id_b = two_nodes(link, tmp_path)
+    serve_a = a.serve(home_a, tmp_path / "a.log")
+    b.serve(home_b, tmp_path / "b.log")
+    a.discnode(home_a, "peer", "add", f"https://{b.address}:8443", "--expect", id_b)  # B never answers it
+    serve_a.send_signal(signal.SIGTERM)
+    assert serve_a.wait(15) == 0
+    a.discnode(home_a, "address", "--port", "9555")
+    a.serve(home_a, tmp_path / "a2.log")  # announces its new address to B at start, and advertises it
+    seen = _json(b.discnode(home_b, "peer", "discover", "--timeout", "3", "--json"))
+    assert [(n["node_id"], n["port"]) for n in seen] == [(id_a, 9555)]
+    (row,) = _json(b.discnode(home_b, "peer", "list", "--json"))
+    assert row["state"] == "pending" and row["url"] == f"https://{a.address}:8443"

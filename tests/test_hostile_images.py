@@ -1,5 +1,5 @@
 """A partner's image hashes become file names (profile show --save-images) and URLs (the web
-Dataview): anything but 64 lowercase hex digits is dropped. A hostile peer here is a real aiohttp
+Dataview): a reply naming anything but 64 lowercase hex digits is refused whole. A hostile peer here is a real aiohttp
 server with the partner's own TLS identity, serving a genuine signed record with a hostile list."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from discnode import store
 from discnode.server import tls_context
 
 
-def test_image_names_that_are_not_sha256_are_dropped(network, tmp_path):
+def test_image_names_that_are_not_sha256_are_refused(network, tmp_path):
     a, b = network.node("A"), network.node("B")
     network.agree(a, b)
     profile_id = b.cli("profile", "add", "--first-name", "Real", "--last-name", "Record", "--json").json["id"]
@@ -32,9 +32,10 @@ def test_image_names_that_are_not_sha256_are_dropped(network, tmp_path):
     runner = network.loop.run(hostile())
     try:
         saved = tmp_path / "saved"
-        shown = a.cli("profile", "show", f"{b.node_id}:{profile_id}", "--save-images", str(saved), "--json").json
-        assert shown["images"] == []
-        assert not saved.exists() or list(saved.iterdir()) == []
+        r = a.cli("profile", "show", f"{b.node_id}:{profile_id}", "--save-images", str(saved), ok=False)
+        # The whole reply is refused (protocol section 8.2), in one line, and nothing is written.
+        assert "breaks the protocol" in r.err and len(r.err.strip().splitlines()) == 1
+        assert not saved.exists()
     finally:
         network.loop.run(runner.cleanup())
         home.close()

@@ -40,7 +40,7 @@ def test_revoke_when_peer_is_down_takes_effect_locally_and_is_delivered_later(ne
     assert r["state"] == "revoked" and not r["delivered"]
     b.start()
     assert b.cli("peer", "list", "--json").json[0]["state"] == "active"  # not told yet
-    assert network.loop.run(deliver_pending(a.home)) == 1
+    assert network.loop.run(deliver_pending(a.home)).sent == 1
     assert b.cli("peer", "list", "--json").json[0]["state"] == "revoked"
 
 
@@ -88,18 +88,18 @@ def test_unreachable_peer_is_tried_once_a_round_and_then_only_when_due(network):
     retry = Retry(first=30, clock=lambda: now[0])
     dead = Impostor(int(b.url.rsplit(":", 1)[1]), hang_up=True)
     try:
-        assert network.loop.run(deliver_pending(a.home, retry=retry)) == 0
+        assert network.loop.run(deliver_pending(a.home, retry=retry)).sent == 0
         assert dead.attempts == 1, "the second document must not be tried once the peer failed"
-        assert network.loop.run(deliver_pending(a.home, retry=retry)) == 0
+        assert network.loop.run(deliver_pending(a.home, retry=retry)).sent == 0
         assert dead.attempts == 1, "not due yet"
         now[0] += 30
-        assert network.loop.run(deliver_pending(a.home, retry=retry)) == 0
+        assert network.loop.run(deliver_pending(a.home, retry=retry)).sent == 0
         assert dead.attempts == 2 and retry.failures[b.node_id] == 2
     finally:
         dead.close()
     b.start()
     now[0] += 60
-    assert network.loop.run(deliver_pending(a.home, retry=retry)) == 2
+    assert network.loop.run(deliver_pending(a.home, retry=retry)).sent == 2
     assert b.node_id not in retry.failures
     assert b.cli("peer", "list", "--json").json[0]["state"] == "revoked"
 
