@@ -213,11 +213,12 @@ class PeerClient:
         """GET the peer's descriptor over a pinned pooled connection, keeping that connection open
         (a peer closes idle ones after 15 s). Unsigned and not under /v1/, so not audited there."""
         try:
-            async with self.session.get(peer.url.rstrip("/") + DESCRIPTOR_PATH, ssl=self._pin(peer.tls_fingerprint),
+            async with self.session.get(peer_url(peer.url, f"address of {peer.name}") + DESCRIPTOR_PATH,
+                                        ssl=self._pin(peer.tls_fingerprint), allow_redirects=False,
                                         timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 await read_limited(resp, 64 * 1024)
-                return resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                return resp.status == 200  # a redirect is not followed, and not a success
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, DiscnodeError):
             return False
 
     async def call_json(self, peer: Peer, method: str, path: str, payload: Any = None, *,

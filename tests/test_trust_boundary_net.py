@@ -160,6 +160,21 @@ def test_a_partner_presenting_another_certificate_later_is_refused_on_every_requ
     assert "certificate" in r.err
 
 
+def test_keepalive_to_a_partner_never_follows_a_redirect(world: World) -> None:
+    from discnode import peers
+    from discnode.client import PeerClient
+    h = world.partner()
+    h.routes[("GET", "/.well-known/discnode")] = redirect(world.internal.url + "/.well-known/discnode", 302)
+    assert world.victim.home is not None
+    peer = peers.get(world.victim.home.db, h.node_id)
+
+    async def ping() -> bool:
+        async with PeerClient(world.victim.home.identity) as client:  # type: ignore[union-attr]
+            return await client.keepalive(peer)
+    assert world.network.loop.run(ping()) is False
+    assert h.hits_on("GET", "/.well-known/discnode") >= 1 and world.internal.hits == []
+
+
 def test_a_partner_redirecting_a_query_is_reported_and_not_followed(world: World) -> None:
     h = world.partner()
     h.routes[("POST", "/v1/profiles/query")] = redirect(world.internal.url + "/query", 307)
