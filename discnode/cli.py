@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import typer
 
@@ -38,10 +38,20 @@ def open_home(ctx: typer.Context) -> Home:
     return Home.open(_home_path(ctx))
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+        from . import PROTOCOL_VERSION
+        output.line(f"discnode {version('discnode')} (protocol {PROTOCOL_VERSION})")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(ctx: typer.Context,
           home: Optional[Path] = typer.Option(None, "--home", envvar="DISCNODE_HOME",
-                                              help="The node's home folder.", show_default=False)) -> None:
+                                              help="The node's home folder.", show_default=False),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
     ctx.obj = {"home": home or default_home()}
 
 
@@ -76,7 +86,7 @@ def init(ctx: typer.Context,
     if json_out:
         output.emit_json(home.summary())
     else:
-        output.console.print(f"Created node [bold]{name}[/] in {home.path}")
+        output.console.print(f"Created node [bold]{output.safe(name)}[/] in {output.safe(home.path)}")
         output.console.print(f"Node ID: [bold green]{home.node_id}[/]")
         output.console.print("Give this ID to partner administrators by phone or in person; "
                              "they check it when they add you.")
@@ -89,7 +99,8 @@ def show_id(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     if json_out:
         output.emit_json(info)
     else:
-        output.fields("This node", info.items())
+        labels = {"node_id": "node ID", "public_key": "public key", "tls_fingerprint": "TLS cert", "url": "URL"}
+        output.fields("This node", ((labels.get(k, k), v) for k, v in info.items()))
 
 
 # --- profiles --------------------------------------------------------------------------------
@@ -105,12 +116,13 @@ def _profile_fields(**opts: Any) -> dict[str, Any]:
     return out
 
 
-def _print_profile(record: dict[str, Any], json_out: bool) -> None:
+def _print_profile(record: dict[str, Any], json_out: bool, saved: list[str] | None = None) -> None:
     if json_out:
-        output.emit_json(record)
+        output.emit_json(record if saved is None else {**record, "saved_images": saved})
     else:
-        shown = {k: v for k, v in record.items() if k != "sig"}
-        output.fields(f"Profile {record['id']}", shown.items())
+        output.fields(f"Profile {record['id']}", output.profile_fields(record, saved))
+        for path in saved or ():
+            output.line(f"Saved {path}")  # whole, to copy: not folded into the table
 
 
 @profile_app.command("add")
@@ -153,24 +165,26 @@ def profile_show(ctx: typer.Context, profile_id: str = typer.Argument(..., help=
                  json_out: bool = JsonOpt) -> None:
     """Show one profile in full (a peer's too, as NODE_ID:PROFILE_ID)."""
     from . import audit
+    from .exports import write_private
 
     home = open_home(ctx)
+    saved: list[str] | None = None
     if ":" in profile_id:
         from .dataview import fetch_profile
         record = _run(fetch_profile(home, profile_id, save_images, client=_daemon_client()))
+        saved = record.pop("saved_images", None)
         audit.append(home.db, "viewed-peer-profile", record["origin"], id=record["id"],
                      saved_images=str(save_images) if save_images else None)
     else:
         record = profiles.show(home, profile_id)
         if save_images:
             from .images import read
-            save_images.mkdir(parents=True, exist_ok=True)
             from .untrusted import file_in
-            for sha in record["images"]:
-                file_in(save_images, f"{sha}.jpg").write_bytes(read(home.images_root, sha, thumb=False))
+            saved = [str(write_private(file_in(save_images, f"{sha}.jpg"), read(home.images_root, sha, thumb=False)))
+                     for sha in record["images"]]
             audit.append(home.db, "exported-images", "", id=record["id"], to=str(save_images),
                          count=len(record["images"]))
-    _print_profile(record, json_out)
+    _print_profile(record, json_out, saved)
 
 
 @profile_app.command("list")
@@ -196,7 +210,8 @@ def profile_list(
         output.emit_json(rows)
     else:
         output.table(f"{home.config.name}: {len(rows)} profile(s)", output.profile_columns(),
-                     (output.profile_row(r) for r in rows), nowrap=("id", "last seen"))
+                     (output.profile_row(r) for r in rows), nowrap=("last seen", "born"), whole=("id",),
+                     words=("tags",))
 
 
 @profile_app.command("edit")
@@ -252,13 +267,24 @@ def profile_edit(
 
 
 @profile_app.command("delete")
-def profile_delete(ctx: typer.Context, profile_id: str = typer.Argument(...), json_out: bool = JsonOpt) -> None:
-    """Delete a profile and its images."""
-    profiles.delete(open_home(ctx), profile_id)
+def profile_delete(ctx: typer.Context, profile_id: str = typer.Argument(...),
+                   yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask; needed when not at a terminal."),
+                   json_out: bool = JsonOpt) -> None:
+    """Delete a profile and its images, after asking (there is no undo)."""
+    home = open_home(ctx)
+    if not yes:
+        record = profiles.show(home, profile_id)  # a missing profile is reported before any question
+        if not sys.stdin.isatty():
+            raise InvalidInput("profile delete asks for confirmation; not at a terminal, give --yes")
+        name = f"{record['first_name']} {record['last_name']}".strip() or "ID sought"
+        if not typer.confirm(f"Delete profile {profile_id} ({output.printable(name)}) and its "
+                             f"{len(record['images'])} photo(s)? There is no undo", default=False):
+            raise DiscnodeError("not deleted")
+    profiles.delete(home, profile_id)
     if json_out:
         output.emit_json({"deleted": profile_id})
     else:
-        output.console.print(f"Deleted profile {profile_id}")
+        output.console.print(f"Deleted profile {output.safe(profile_id)}")
 
 
 @profile_app.command("import")
@@ -275,7 +301,7 @@ def profile_import(ctx: typer.Context, file: Path = typer.Argument(..., help="A 
     if json_out:
         output.emit_json({"imported": n})
     else:
-        output.console.print(f"Imported {n} profile(s) from {file}")
+        output.console.print(f"Imported {n} profile(s) from {output.safe(file)}")
 
 
 @image_app.command("add")
@@ -352,10 +378,9 @@ def _print_peer_state(result: dict[str, Any], json_out: bool, verb: str) -> None
     if json_out:
         output.emit_json(result)
         return
-    output.console.print(f"{verb} {result['name']} ({result['node_id']}): agreement is now "
-                         f"[bold]{result['state']}[/]")
-    from rich.markup import escape  # the reason quotes the peer's own words
-    reason = escape(result.get("delivery_reason", ""))
+    output.console.print(f"{verb} {output.safe(result['name'])} ({result['node_id']}): agreement is now "
+                         f"[bold]{output.safe(result['state'])}[/]", highlight=False)
+    reason = output.safe(result.get("delivery_reason", ""))  # the reason quotes the peer's own words
     delivery = result.get("delivery", "delivered")
     if delivery == "waiting":
         output.console.print(f"The peer could not be told yet ({reason}); it will be told when it can be "
@@ -451,7 +476,8 @@ def peer_discover(ctx: typer.Context,
         output.emit_json(rows)
         return
     output.table("Nodes on this network", ("node id", "name", "url", "known", "state"),
-                 ([r["node_id"], r["name"], r["url"], "yes" if r["known"] else "", r["state"]] for r in rows))
+                 ([r["node_id"], r["name"], r["url"], "yes" if r["known"] else "", r["state"]] for r in rows),
+                 whole=("node id",))
     output.console.print("Before adding one, confirm its node ID with its administrator: "
                          "discnode peer add --discovered NODE_ID")
 
@@ -475,7 +501,7 @@ def address(ctx: typer.Context,
     audit.append(home.db, "address-changed", "", url=config.url)
     info = {"node_id": home.node_id, "url": config.url}
     output.emit_json(info) if json_out else output.console.print(
-        f"This node is now at {config.url}; restart `discnode serve` to tell its peers.")
+        f"This node is now at {output.safe(config.url)}; restart `discnode serve` to tell its peers.")
 
 
 @peer_app.command("list")
@@ -487,10 +513,48 @@ def peer_list(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     rows = peers.listing(home.db, home.node_id, today())
     if json_out:
         output.emit_json(rows)
+        return
+    # "unsent": our consent documents the partner has not received yet (`serve` keeps trying).
+    if output.narrow():  # the rest is in `peer show`; a node ID is never wrapped
+        output.table("Peers", ("node id", "name", "state", "review by", "unsent"),
+                     ([r["node_id"], r["name"], r["state"], r["review_by"], r["undelivered"] or ""] for r in rows),
+                     whole=("node id",), nowrap=("review by",))
     else:
-        output.table("Peers", ("node id", "name", "url", "state", "last acted", "review by", "shares", "expected"),
+        output.table("Peers", ("node id", "name", "url", "state", "last acted", "review by", "shares", "unsent",
+                               "expected"),
                      ([r["node_id"], r["name"], r["url"], r["state"], r["last_actor"], r["review_by"],
-                       ", ".join(r["share"]), "yes" if r["expected"] else ""] for r in rows))
+                       ", ".join(r["share"]), r["undelivered"] or "", "yes" if r["expected"] else ""] for r in rows),
+                     whole=("node id",), nowrap=("review by",))
+    if any(r["state"] == "pending" for r in rows):
+        output.console.print("Before accepting an offer, read its terms: discnode peer show NODE_ID", highlight=False)
+
+
+@peer_app.command("show")
+def peer_show(ctx: typer.Context, node_id: str = typer.Argument(..., help="The peer's node ID (or its name)."),
+              json_out: bool = JsonOpt) -> None:
+    """One peer in full: the agreement's terms (purpose, what is shared, review date) and its history."""
+    from . import peers
+
+    home = open_home(ctx)
+    info = peers.describe(home.db, home.node_id, peers.resolve(home.db, home.node_id, home.config.name, node_id),
+                          today())
+    if json_out:
+        output.emit_json(info)
+        return
+    terms = info["terms"] or {}
+    offered = f"{terms['offered_by']}, {terms['offered_at']}" if terms else "no offer"
+    history = output.Lines(
+        f"{d['issued_at']}  {d['type']} by {d['by']}" + {True: "", False: " (not delivered yet)", None: ""}[d["delivered"]]
+        for d in info["documents"])
+    output.fields(f"Peer {info['name']}", [
+        ("node id", info["node_id"]), ("name", info["name"]), ("url", info["url"]),
+        ("TLS cert", info["tls_fingerprint"]), ("agreement", info["state"]),
+        ("purpose", terms.get("purpose", "")), ("shares", terms.get("share", "")),
+        ("review by", terms.get("review_by", "")), ("offered by", offered),
+        ("not delivered", f"{info['undelivered']} document(s); `discnode serve` keeps trying"
+         if info["undelivered"] else "none"),
+        ("history", history or "none"),
+    ])
 
 
 @peer_app.command("expect")
@@ -545,9 +609,22 @@ def audit_cmd(ctx: typer.Context,
     rows = audit.entries(home.db, limit=limit, peer=peer)
     if json_out:
         output.emit_json(rows)
-    else:
+        return
+    if not output.narrow():
         output.table("Audit log", ("seq", "time", "event", "peer", "detail"),
-                     ([r["seq"], r["ts"], r["event"], r["peer"], _compact(r["detail"])] for r in rows))
+                     ([r["seq"], r["ts"], r["event"], r["peer"], _compact(r["detail"])] for r in rows),
+                     whole=("peer", "time", "event"))
+        return
+    # Narrow: one entry per paragraph (a five-column table at 80 columns folds every cell).
+    from . import peers as peers_
+    names = {p.node_id: p.name for p in peers_.all_peers(home.db)}
+    output.console.print(f"[bold]Audit log[/]: the latest {len(rows)} entries, oldest first", highlight=False)
+    for r in rows:
+        output.line(f"#{r['seq']}  {r['ts']}  {r['event']}")
+        if r["peer"]:
+            output.block(f"peer {r['peer']}" + (f" ({names[r['peer']]})" if r["peer"] in names else ""), indent=4)
+        if r["detail"]:
+            output.block(_compact(r["detail"]), indent=4)
 
 
 def _audit_checkpoint(home: Home, timeout: float, json_out: bool) -> None:
@@ -585,9 +662,9 @@ def _audit_verify(home: Home, timeout: float, json_out: bool) -> None:
                                  f"consistent with {report.checkpoints} checkpoint(s) and with the heads "
                                  f"{len(checked)} of {len(report.partners)} partner(s) witnessed.", highlight=False)
         for finding in report.findings:
-            output.err_console.print(f"TAMPERED: {finding.message}", highlight=False, markup=False)
+            output.err_console.print(f"TAMPERED: {output.printable(finding.message)}", highlight=False, markup=False)
         for note in report.unchecked:
-            output.console.print(f"Not checked: {_printable(note)}", highlight=False, markup=False)
+            output.console.print(f"Not checked: {output.printable(note)}", highlight=False, markup=False)
     if not report.ok:
         reasons = ([report.chain_reason] if not report.chain_ok else []) + [f.message for f in report.findings]
         raise DiscnodeError(f"audit log is NOT intact: {reasons[0]}"
@@ -606,7 +683,8 @@ def search(
     age_min: Optional[int] = typer.Option(None, help="At least this old (today)."),
     age_max: Optional[int] = typer.Option(None, help="At most this old (today)."),
     excluded: Optional[bool] = typer.Option(None, "--excluded/--not-excluded", help="Under a current exclusion."),
-    partnership: list[str] = typer.Option([], "--partnership", help="Only these node IDs (repeatable)."),
+    partnership: list[str] = typer.Option([], "--partnership",
+                                          help="Only these partnerships, by node ID or name (repeatable)."),
     sort: str = SORT_OPT,
     desc: bool = DESC_OPT,
     limit: int = LIMIT_OPT,
@@ -614,6 +692,9 @@ def search(
     timeout: float = typer.Option(3.0, help="Seconds to wait for each peer."),
     contact_sheet: Optional[Path] = typer.Option(None, "--contact-sheet", help="Also draw a PNG grid of thumbnails."),
     all_pages: bool = typer.Option(False, "--all", help="Every match, not one page (each peer paged on its own)."),
+    csv_out: bool = typer.Option(False, "--csv", help="Print CSV for spreadsheets (one row per profile)."),
+    out_file: Optional[Path] = typer.Option(None, "--output", "-o",
+                                            help="Write the --json or --csv output to this file (readable by you only)."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Search the Dataview: this node's profiles and every consenting peer's, merged."""
@@ -624,7 +705,12 @@ def search(
         raise InvalidInput("timeout must be 0.1 to 60 seconds")
     if all_pages and cursor:
         raise InvalidInput("--all walks every page; it takes no --cursor")
+    if csv_out and json_out:
+        raise InvalidInput("give --csv or --json, not both")
+    if out_file and not (csv_out or json_out):
+        raise InvalidInput("--output writes the --csv or --json output: give one of them")
     home = open_home(ctx)
+    partnership = _partnerships(home, partnership)
     query = Query(text=text, gender=tuple(gender), ethnicity=tuple(ethnicity), build=tuple(build),
                   status=tuple(status), tags=tuple(tag), age_min=age_min, age_max=age_max, excluded=excluded,
                   sort=sort, desc=desc, limit=limit)
@@ -645,13 +731,54 @@ def search(
     from . import audit
     audit.append(home.db, "search", "", query=query.to_wire(), results=len(page.results), all=all_pages,
                  contact_sheet=str(contact_sheet) if contact_sheet else None,
-                 peers={p.node_id: p.status for p in page.peers})
-    if json_out:
-        output.emit_json(page.to_json())
+                 output=str(out_file) if out_file else None, peers={p.node_id: p.status for p in page.peers})
+    if csv_out or json_out:
+        _export_page(page, csv_out, out_file)
         return
     print_page(home.config.name, page)
     if contact_sheet and page.results:
-        output.console.print(f"Contact sheet: {contact_sheet}")
+        output.line(f"Contact sheet (readable by you only): {contact_sheet}")
+
+
+#: The columns of `search --csv`, one row per profile.
+CSV_COLUMNS = ("reference", "partnership", "status", "first_name", "last_name", "aliases", "dob", "age_min",
+               "age_max", "gender", "ethnicity", "build", "height_cm", "tags", "last_seen", "excluded_until",
+               "review_by")
+
+
+def _csv_row(r: dict[str, Any]) -> list[Any]:
+    return [f"{r['origin']}:{r['id']}", r["origin_name"], r["status"], r["first_name"], r["last_name"],
+            "; ".join(r["aliases"]), r["dob"], r["age_min"], r["age_max"], r["gender"], r["ethnicity"], r["build"],
+            r["height_cm"], "; ".join(r["tags"]), r["last_seen"], (r.get("exclusion") or {}).get("until"),
+            r["review_by"]]
+
+
+def _export_page(page: Any, as_csv: bool, out_file: Path | None) -> None:
+    """--csv or --json, to stdout or to a file readable by its owner only. Partnerships that did not
+    answer are named on stderr, so that an export is never silently short."""
+    import io
+    if as_csv:
+        buffer = io.StringIO()
+        output.write_csv(CSV_COLUMNS, (_csv_row(r) for r in page.results), buffer)
+        text = buffer.getvalue()
+        for p in page.peers:
+            if p.status != "ok":
+                output.info(f"warning: {p.name} ({p.node_id}): {p.status} {p.error}".rstrip())
+    else:
+        import json
+        text = json.dumps(page.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    from .exports import write_private
+    write_private(out_file, text.encode())
+    output.info(f"Wrote {len(page.results)} profile(s) to {out_file} (readable by you only)")
+
+
+def _partnerships(home: Home, given: list[str]) -> list[str]:
+    """--partnership values (node IDs or names) as node IDs."""
+    from . import peers
+    return [peers.resolve(home.db, home.node_id, home.config.name, text) for text in given]
 
 
 @app.command("level-two")
@@ -676,31 +803,46 @@ def level_two(ctx: typer.Context,
         output.emit_json({"groups": [g.to_json() for g in found], "profiles": looked_at,
                           "peers": [p.to_json() for p in statuses]})
         return
-    output.table(f"Level Two: {len(found)} people known to {min_partnerships} or more partnerships "
-                 f"({looked_at} identified profiles looked at)",
-                 ("name", "born", "partnerships", "profiles (NODE_ID:PROFILE_ID)"),
-                 ([g.name, g.dob, ", ".join(output.short_name(n) for n in g.partnerships),
-                   " ".join(f"{p['origin']}:{p['id']}" for p in g.profiles)] for g in found),
-                 nowrap=("born",))
+    output.console.print(f"[bold]Level Two[/]: {len(found)} {'person' if len(found) == 1 else 'people'} known to "
+                         f"{min_partnerships} or more "
+                         f"partnerships ({looked_at} identified profiles looked at)", highlight=False)
+    # One paragraph per person: the references (NODE_ID:PROFILE_ID, for `profile show`) each on a line
+    # of its own, since a reference is pasted and must never be broken.
+    for g in found:
+        output.console.print(f"\n[bold]{output.safe(g.name)}[/], born {output.safe(g.dob)}: "
+                             f"{len(g.partnerships)} partnerships", highlight=False)
+        for p in g.profiles:
+            output.line(f"  {p['origin']}:{p['id']}  {p['origin_name']}")
+    output.console.print()
     print_statuses(statuses)
 
 
 def print_page(title: str, page: Any) -> None:
+    if not page.results:
+        output.console.print(f"Dataview of {output.safe(title)}: no matching profiles", highlight=False)
+        print_statuses(page.peers)
+        return
     output.table(f"Dataview of {title}: {len(page.results)} result(s)",
-                 ("partnership", *output.profile_columns()),
+                 ("from" if output.narrow() else "partnership", *output.profile_columns()),
                  ([output.short_name(r["origin_name"]), *output.profile_row(r)] for r in page.results),
-                 nowrap=("id", "last seen", "partnership"))
+                 nowrap=("last seen", "born"), whole=("id",), words=("tags", "from"))
     print_statuses(page.peers)
     if page.next_cursor:
-        output.console.print(f"More: --cursor {page.next_cursor}", highlight=False)
+        # The cursor is pasted into the next command: on a line of its own, never wrapped.
+        output.console.print("More: for the next page, run the same search with", highlight=False)
+        output.line(f"--cursor {page.next_cursor}")
 
 
 def print_statuses(statuses: Any) -> None:
+    """One line per partnership: its status, rows, its own elapsed time, and why if not ok."""
+    width = min(28, max((len(output.printable(p.name)) for p in statuses), default=0))
     for p in statuses:
         colour = "green" if p.status == "ok" else "red"
-        detail = f" ({p.error})" if p.error else ""
-        output.console.print(f"  [{colour}]{p.status:<11}[/] {p.name:<28} {p.count:>4} rows {p.ms:>6} ms{detail}",
-                             highlight=False)
+        name = output.printable(p.name)
+        name = output.safe(name.ljust(width) if len(name) <= width else name[: width - 1] + "…")
+        detail = f" ({output.safe(p.error)})" if p.error else ""
+        output.console.print(f"  [{colour}]{p.status:<11}[/] {name} {p.count:>5} rows "
+                             f"{p.ms:>6} ms{detail}", highlight=False)
 
 
 @app.command()
@@ -719,13 +861,40 @@ def demo(directory: Optional[Path] = typer.Option(None, "--dir", help="Keep the 
         output.emit_json(summary)
 
 
-def _printable(text: str) -> str:
-    """Peer-supplied text (a partner's name in a message) without control characters (ESC...)."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
+def _compact(detail: dict[str, Any], prefix: str = "") -> str:
+    """An audit entry's detail in one readable line: nested objects flattened to dotted names,
+    lists joined, empty values left out."""
+    parts = []
+    for key, value in detail.items():
+        if value is None or value == [] or value == {}:
+            continue
+        if isinstance(value, dict):
+            parts.append(_compact(value, f"{prefix}{key}."))
+        else:
+            parts.append(f"{prefix}{key}={output.plain(value)}")
+    return ", ".join(parts)
 
 
-def _compact(detail: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in detail.items())
+def _wants_json(args: list[str]) -> bool:
+    """--json anywhere before a `--`: known before parsing, so that even a usage error can honour it."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _fail(code: str, message: str, exit_code: int, as_json: bool) -> NoReturn:
+    if as_json:
+        output.json_error(code, message)
+    else:
+        output.error(message)
+    sys.exit(exit_code)
+
+
+def _click_exceptions() -> Any:
+    """Typer 0.22 and later carry their own copy of click (typer._click); earlier ones use click."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions  # type: ignore[no-redef]
+    return exceptions
 
 
 @functools.cache
@@ -736,11 +905,26 @@ def _command() -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
+    click = _click_exceptions()
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
     try:
-        _command()(args=argv, prog_name="discnode")
+        code = _command()(args=args, prog_name="discnode", standalone_mode=False)
     except DiscnodeError as exc:
-        output.error(str(exc))
+        _fail(exc.code, str(exc), exc.exit_code, as_json)
+    except click.NoArgsIsHelpError as exc:
+        exc.show()  # `discnode` alone: the help, as before
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        output.error("interrupted")
-        sys.exit(130)
+    except click.UsageError as exc:
+        # A script (or a pipe) gets one line, not typer's boxed panel; a person at a terminal gets the panel.
+        if as_json or not sys.stderr.isatty():
+            hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            _fail("usage", exc.format_message() + hint, exc.exit_code, as_json)
+        from typer import rich_utils
+        rich_utils.rich_format_error(exc)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        _fail("invalid", exc.format_message(), exc.exit_code, as_json)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", "interrupted", 130, as_json)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -40,8 +40,12 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool,
     from .home import Home
     from .server import Limits, serve_forever
 
+    from .text import PrintableLogs
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(PrintableLogs())
     home = Home.open(home_path)
     try:
         asyncio.run(serve_forever(home, Limits(rate=rate_limit, burst=max(int(rate_limit * 2), 1)),
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.home, rate_limit=args.rate_limit, advertise=not args.no_advertise, verbose=args.verbose,
               ui_port=args.ui_port)
     except DiscnodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from .text import printable
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:  # before the signal handlers are in place
         return 130

@@ -385,6 +385,13 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
     by_index = {s.index: s for s in streams}
 
     async def fetch(stream: _Stream) -> list[dict[str, Any]]:
+        try:
+            return await fetch_page(stream)
+        finally:
+            # Each source's own elapsed time: from the start of the walk to its last answer.
+            stream.status.ms = int((time.monotonic() - started) * 1000)
+
+    async def fetch_page(stream: _Stream) -> list[dict[str, Any]]:
         q = replace(page, after=stream.after)
         if stream.peer is None:
             records = [r for r in store.search(home.db, q, today()) if r["origin"] == home.node_id]
@@ -446,9 +453,6 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
             await client.close()
     if newly_checked and remember_checks:
         checked.remember(home.db, newly_checked, today())
-    elapsed = int((time.monotonic() - started) * 1000)
-    for stream in streams:
-        stream.status.ms = elapsed
     names = {s.status.node_id: s.status.name for s in streams}
     return [{**r, "origin_name": names[r["origin"]]} for r in out], [s.status for s in streams]
 
@@ -488,10 +492,11 @@ async def fetch_profile(home: Home, ref: str, save_images: Path | None = None,
                     if hashlib.sha256(reply.body).hexdigest() != sha:
                         raise PeerError(f"{peer.name} sent image {sha[:12]} whose bytes have another hash")
                     fetched[sha] = reply.body
-            save_images.mkdir(parents=True, exist_ok=True)
-            for sha, data in fetched.items():
-                files[sha].write_bytes(data)
-    return {**good[0], "origin_name": peer.name, "images": images}
+            from .exports import private_dir, write_private
+            private_dir(save_images)  # owner-only (exports.py)
+            saved = [str(write_private(files[sha], data)) for sha, data in fetched.items()]
+    out = {**good[0], "origin_name": peer.name, "images": images}
+    return {**out, "saved_images": saved} if save_images else out
 
 
 def show_remote(home: Home, ref: str, save_images: Path | None) -> dict[str, Any]:

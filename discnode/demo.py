@@ -80,7 +80,8 @@ async def show(nodes: list[DemoNode], root: Path, query: Query) -> dict[str, Any
         print_page(node.home.config.name, page)
         everything = await search(node.home, Query(limit=200))
         origins = sorted({r["origin_name"] for r in everything.results})
-        output.console.print(f"  {node.home.config.name} sees profiles from: {', '.join(origins)}")
+        output.console.print(f"  {output.safe(node.home.config.name)} sees profiles from: "
+                             f"{output.safe(', '.join(origins))}")
         sheet = root / f"contact-sheet-{node.letter}.png"
         if page.results:
             render(page.results, await thumbnails(node.home, page.results), sheet)

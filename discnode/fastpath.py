@@ -23,7 +23,7 @@ FORWARDED: dict[str, frozenset[str] | None] = {
     "search": None, "audit": None, "id": None,
     "profile": frozenset({"list", "show"}), "peer": frozenset({"list"}),
 }
-NOT_FORWARDED_OPTIONS = ("--help", "--contact-sheet", "--save-images")
+NOT_FORWARDED_OPTIONS = ("--help", "--contact-sheet", "--save-images", "--output", "-o")  # file paths stay here
 #: Seconds to wait for the daemon: a walk of every page can take a while.
 TIMEOUT = 600.0
 

@@ -68,9 +68,9 @@ def _run_cli(local: Local, argv: list[str], width: int, tty: bool, loop: asyncio
     out, err = io.StringIO(), io.StringIO()
     saved = output.console, output.err_console
     output.console = Console(file=out, width=width, force_terminal=tty, color_system="standard" if tty else None,
-                             highlight=True)
+                             highlight=True, emoji=False)  # emoji=False as output.py's own consoles
     output.err_console = Console(file=err, width=width, force_terminal=tty,
-                                 color_system="standard" if tty else None)
+                                 color_system="standard" if tty else None, emoji=False)
     _bridge.client = BridgedClient(local, loop)
     code = 0
     try:

@@ -1,19 +1,41 @@
-"""Printing for people (rich tables) and for scripts (--json); the one place that does either."""
+"""Printing for people (rich tables) and for scripts (--json, CSV); the one place that does either.
+
+Most of what is printed came from somewhere else: partner nodes (partnership names, profile fields,
+error messages), import files, the administrator's own typing. None of it may act on the terminal,
+so every such string goes through `safe` (for rich) or `printable` (for plain output: CSV, images)
+before it is shown. The same rule holds for any future face (HTML escapes in its templates).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import sys
 
 import orjson
 from typing import Any, Iterable, Sequence
 
-from rich.console import Console
 from rich import box
+from rich.cells import cell_len
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+from .text import printable
+
+# emoji=False: ':police_car:' in a partner's text is shown as typed, not as a picture.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
+
+
+def safe(value: object) -> str:
+    """Any untrusted text, ready to put in rich markup: printable, and its square brackets taken
+    literally (a partnership named 'Evil [/] BCRP' is shown as that, not parsed as a closing tag)."""
+    return escape(printable(value))
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
 
 
 def emit_json(data: Any) -> None:
@@ -21,60 +43,184 @@ def emit_json(data: Any) -> None:
     # (0.65 s for a walk of 18,000 profiles; orjson takes a few tens of ms for the same output).
     text = orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS |
                         orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
-    sys.stdout.write(text.decode())
+    # orjson writes C0 controls as \\uXXXX but DEL, C1 controls and bidi or zero-width characters
+    # as they are; those can only be inside strings, where the same escape is valid JSON.
+    sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text.decode()))
+
+
+def json_error(code: str, message: str) -> None:
+    """A failure for scripts: the peer API's error shape, on stderr."""
+    sys.stderr.write(json.dumps({"error": {"code": code, "message": message}}, sort_keys=True) + "\n")
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
-          nowrap: Sequence[str] = ()) -> None:
-    t = Table(title=title, show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
-              collapse_padding=True, padding=(0, 1))
-    for col in columns:
-        if col in nowrap:
+          nowrap: Sequence[str] = (), whole: Sequence[str] = (), words: Sequence[str] = ()) -> None:
+    """A table of untrusted values. `whole` columns (node IDs, references to paste) are never
+    wrapped or cut, however narrow the terminal; `words` ones wrap between words but never inside
+    one (offence tags); `nowrap` ones are cut with an ellipsis; the rest fold."""
+    shown = [[printable(v) for v in row] for row in rows]  # measured as the reader will see them
+    cells = [[escape(v) for v in row] for row in shown]
+    # Narrow: one space between columns (the box's own) instead of two, and none at the edges.
+    t = Table(title=safe(title) if title else None, show_lines=False, header_style="bold", box=box.SIMPLE_HEAD,
+              pad_edge=False, collapse_padding=True, padding=(0, 0) if narrow() else (0, 1),
+              show_edge=not narrow())
+    for i, col in enumerate(columns):
+        if col in whole:
+            widest = max((cell_len(r[i]) for r in shown), default=0)
+            t.add_column(col, no_wrap=True, overflow="ignore", min_width=max(widest, len(col)))
+        elif col in words:
+            longest = max((cell_len(w) for r in shown for w in r[i].split()), default=0)
+            # A fixed width, since rich shrinks a column below its min_width when space is short.
+            t.add_column(col, overflow="fold", width=max(longest, len(col)))
+        elif col in nowrap:
             t.add_column(col, no_wrap=True, overflow="ellipsis")
         else:
             t.add_column(col, overflow="fold")
-    for row in rows:
-        t.add_row(*["" if v is None else str(v) for v in row])
+    for row in cells:
+        t.add_row(*row)
     console.print(t)
+
+
+def plain(value: Any) -> str:
+    """A field value in words: lists joined, booleans as yes/no, nothing as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(plain(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+class Lines(tuple):  # type: ignore[type-arg]
+    """A field value shown one item a line (incidents, saved files)."""
 
 
 def fields(title: str, pairs: Iterable[tuple[str, Any]]) -> None:
-    t = Table(title=title, show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
+    t = Table(title=safe(title), show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold", no_wrap=True)
     t.add_column(overflow="fold")
     for key, value in pairs:
-        if isinstance(value, (list, dict)):
-            value = json.dumps(value) if value else ""
-        t.add_row(key, "" if value is None else str(value))
+        shown = "\n".join(safe(plain(v)) for v in value) if isinstance(value, Lines) else safe(plain(value))
+        t.add_row(safe(key), shown)
     console.print(t)
 
 
+def profile_fields(record: dict[str, Any], saved: Sequence[str] | None = None) -> list[tuple[str, Any]]:
+    """A profile as an administrator reads it: words, not JSON; the images by count and, once
+    saved, by where they went."""
+    r = record
+    name = f"{r['first_name']} {r['last_name']}".strip() or "(not yet identified)"
+    if r.get("dob"):
+        born = r["dob"]
+    elif r.get("age_min") is not None or r.get("age_max") is not None:
+        born = f"unknown; looks {r.get('age_min') if r.get('age_min') is not None else '?'}" \
+               f" to {r.get('age_max') if r.get('age_max') is not None else '?'} years old"
+    else:
+        born = "unknown"
+    exclusion = r.get("exclusion")
+    images = list(r.get("images") or [])
+    if saved:
+        image_text: Any = f"{len(saved)} photo(s), saved (readable by you only): listed below"
+    elif images:
+        image_text = f"{len(images)} photo(s); --save-images DIR saves them"
+    else:
+        image_text = "none"
+    pairs: list[tuple[str, Any]] = [("reference", f"{r['origin']}:{r['id']}")]
+    if r.get("origin_name"):
+        pairs.append(("partnership", r["origin_name"]))
+    pairs += [
+        ("name", name),
+        ("status", r["status"]),
+        ("aliases", r.get("aliases") or "none"),
+        ("born", born),
+        ("gender", r["gender"]),
+        ("ethnicity", r["ethnicity"]),
+        ("build", r["build"]),
+        ("height", f"{r['height_cm']} cm" if r.get("height_cm") else "unknown"),
+        ("marks", r.get("marks") or ""),
+        ("offences", r.get("tags") or "none"),
+        ("incidents", Lines(f"{i['date']}  {i['type']} at {i['place']}" + (f": {i['summary']}" if i["summary"] else "")
+                            for i in r.get("incidents") or []) or "none"),
+        ("excluded", f"{exclusion['from']} to {exclusion['until']}: {exclusion['where']}" if exclusion else "no"),
+        ("notes", r.get("notes") or ""),
+        ("last seen", r.get("last_seen") or "unknown"),
+        ("review by", r["review_by"]),
+        ("local only", "yes: never shared with any partner" if r.get("local_only") else "no"),
+        ("images", image_text),
+        ("created", r["created"]),
+        ("updated", r["updated"]),
+    ]
+    return pairs
+
+
+def line(text: str) -> None:
+    """One line that must reach the reader whole (a cursor, a path, a reference to paste): never
+    wrapped, never highlighted, never parsed as markup."""
+    console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
+
+
+def block(text: str, indent: int = 4) -> None:
+    """A paragraph of untrusted text, indented and folded to the terminal's width."""
+    from rich.padding import Padding
+    from rich.text import Text
+    console.print(Padding(Text(printable(text), overflow="fold"), (0, 0, 0, indent)))
+
+
 def error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {safe(message)}", highlight=False, markup=True, soft_wrap=True)
 
 
 def info(message: str) -> None:
-    err_console.print(message, highlight=False)
+    err_console.print(safe(message), highlight=False)
+
+
+def csv_cell(value: Any) -> str:
+    """A cell a spreadsheet will not run: text starting with = + - @ (or a tab or carriage return,
+    which some spreadsheets skip before looking) gets a leading apostrophe, as OWASP's CSV
+    injection advice says. Negative numbers are numbers, not text, and stay as they are."""
+    text = printable(plain(value))
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not isinstance(value, (int, float)):
+        return "'" + text
+    return text
+
+
+def write_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]], out: Any) -> None:
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([csv_cell(v) for v in row])
 
 
 WIDE = 110
 
 
+def narrow() -> bool:
+    return console.width < WIDE
+
+
 def profile_columns() -> tuple[str, ...]:
-    base = ("id", "name", "look", "born", "last seen")
-    return base + ("tags",) if console.width >= WIDE else base
+    """At 80 columns the birth year joins the look, so that the tags keep their column."""
+    if narrow():
+        return ("id", "name", "look, born", "last seen", "tags")
+    return ("id", "name", "look", "born", "last seen", "tags")
 
 
 def profile_row(r: dict[str, Any]) -> list[Any]:
-    name = f"{r['first_name']} {r['last_name']}".strip() or "[ID sought]"
+    name = f"{r['first_name']} {r['last_name']}".strip() or "(ID sought)"
     if r["dob"]:
-        born = r["dob"][:4] if console.width < WIDE else r["dob"]
+        born = r["dob"][:4] if narrow() else r["dob"]
     else:
         born = f"~{r['age_min'] or '?'}-{r['age_max'] or '?'}y" if r["age_min"] or r["age_max"] else ""
     sex = {"male": "M", "female": "F"}.get(r["gender"], "?")
-    row = [r["id"], name, f"{sex} {r['ethnicity']} {r['build']}", born, r["last_seen"] or ""]
-    return row + [", ".join(r["tags"])] if console.width >= WIDE else row
+    look = f"{sex} {r['ethnicity']} {r['build']}"
+    tags = ", ".join(r["tags"])
+    if narrow():
+        return [r["id"], name, f"{look} {born}".rstrip(), r["last_seen"] or "", tags]
+    return [r["id"], name, look, born, r["last_seen"] or "", tags]
 
 
 def short_name(name: str) -> str:
-    return name.removesuffix(" BCRP") if console.width < WIDE else name
+    return name.removesuffix(" BCRP") if narrow() else name

@@ -57,8 +57,10 @@ def verify_descriptor(descriptor: Any, expect: str | None = None) -> Peer:
         raise Unauthenticated("descriptor's node ID is not the fingerprint of its key")
     verify_document(descriptor, key)
     if expect is not None and descriptor["node_id"] != expect:
-        raise Unauthenticated(f"node at that address is {descriptor['node_id']}, not the expected {expect}; "
-                              "NOT adding it. Check the ID with the other administrator.")
+        # Its real ID is not printed: pasting it in would defeat the check, which is the point of --expect.
+        raise Unauthenticated(f"the node at that address does not have the ID {expect}; NOT adding it. "
+                              "Check the ID with the other partnership's administrator by phone or in "
+                              "person, and the address too.")
     return Peer(descriptor["node_id"], descriptor["name"], descriptor["url"], key,
                 descriptor["tls_fingerprint"], descriptor)
 
@@ -227,9 +229,70 @@ def listing(db: store.DB, me: str, today: dt.date) -> list[dict[str, Any]]:
             "review_by": agreement_.review_by, "share": list(agreement_.offer["terms"]["share"])
             if agreement_.offer else [],
             "undelivered": waiting.get(peer.node_id, 0), "expected": peer.node_id in expecting,
+            "terms": _terms(agreement_, me),
         })
     known = {row["node_id"] for row in out}
     for node_id in sorted(expecting - known):  # expected, no offer yet
         out.append({"node_id": node_id, "name": "", "url": "", "state": "expected", "last_actor": None,
-                    "review_by": None, "share": [], "undelivered": 0, "expected": True})
+                    "review_by": None, "share": [], "undelivered": 0, "expected": True, "terms": None})
     return out
+
+
+def _terms(agreement_: Agreement, me: str) -> dict[str, Any] | None:
+    """The current offer's terms, and who offered them when: what an administrator reads before
+    accepting."""
+    offer = agreement_.offer
+    if offer is None:
+        return None
+    return {"purpose": offer["terms"]["purpose"], "share": list(offer["terms"]["share"]),
+            "review_by": offer["terms"]["review_by"], "offered_by": "us" if offer["from"] == me else "them",
+            "offered_at": offer["issued_at"]}
+
+
+def describe(db: store.DB, me: str, node_id: str, today: dt.date) -> dict[str, Any]:
+    """One peer in full: identity, address, the agreement's state and terms, and every consent
+    document between us, oldest first, with whether ours have been delivered."""
+    peer = get(db, node_id)
+    agreement_ = agreement(db, me, node_id, today)
+    history = []
+    # In the order they were stored: issued_at has one-second resolution, and a history must not
+    # show a revoke before the offer it ends.
+    for raw, delivered in db.execute("SELECT doc, delivered FROM consent_docs WHERE peer = ? "
+                                     "ORDER BY issued_at, rowid", [node_id]).fetchall():
+        doc = json.loads(raw)
+        ours = doc["from"] == me
+        history.append({"type": doc["type"], "by": "us" if ours else "them", "issued_at": doc["issued_at"],
+                        "delivered": bool(delivered) if ours else None})
+    return {"node_id": peer.node_id, "name": peer.name, "url": peer.url, "tls_fingerprint": peer.tls_fingerprint,
+            "state": agreement_.state.value,
+            "last_actor": ("us" if agreement_.last_actor == me else "them") if agreement_.last_actor else None,
+            "terms": _terms(agreement_, me),
+            "undelivered": sum(1 for h in history if h["delivered"] is False),
+            "documents": history}
+
+
+def resolve(db: store.DB, me: str, my_name: str, text: str) -> str:
+    """A partnership given by node ID or by name. Names are self-declared and need not be unique, so
+    a name that more than one node uses is refused, with their IDs; a node ID never is."""
+    from .identity import ALPHABET, parse_node_id
+    try:
+        return parse_node_id(text)
+    except InvalidInput:
+        shaped = "".join(ch for ch in text.upper() if ch not in " -\t")
+        if len(shaped) == 28 and all(ch in ALPHABET for ch in shaped):
+            raise  # a node ID with a typo: say so, rather than "no partnership named"
+    wanted = _name_key(text)
+    if not wanted:
+        raise InvalidInput("--partnership: give a node ID or a partnership's name")
+    matches = sorted({nid for nid, name in [(me, my_name), *((p.node_id, p.name) for p in all_peers(db))]
+                      if _name_key(name) == wanted or _name_key(name).removesuffix(" bcrp") == wanted})
+    if not matches:
+        raise InvalidInput(f"no partnership named {text!r}; `discnode peer list` shows their names and IDs")
+    if len(matches) > 1:
+        raise InvalidInput(f"{len(matches)} partnerships are named {text!r}: {', '.join(matches)}; "
+                           "give the node ID of the one you mean")
+    return matches[0]
+
+
+def _name_key(name: str) -> str:
+    return " ".join(name.casefold().split())

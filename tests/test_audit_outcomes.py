@@ -106,7 +106,7 @@ def last_local(cli):
 
 def test_profile_delete_is_audited(cli):
     pid = cli("profile", "add", "--first-name", "Ann", "--last-name", "Example", "--json").json["id"]
-    cli("profile", "delete", pid)
+    cli("profile", "delete", pid, "--yes")
     entry = last_local(cli)
     assert entry["event"] == "profile-deleted" and entry["detail"]["id"] == pid
     cli("audit", "--verify")

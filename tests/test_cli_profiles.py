@@ -116,7 +116,7 @@ def test_edit_and_delete(cli, tmp_path):
     assert r["build"] == "heavy" and r["tags"] == ["drugs"]
     cli("profile", "edit", pid, "--build", "enormous", ok=False)
     assert cli("profile", "show", pid, "--json").json["build"] == "heavy"
-    cli("profile", "delete", pid)
+    cli("profile", "delete", pid, "--yes")
     assert db_counts(cli.home) == (0, 0)
     assert tree_files(cli.home / "images") == set()
     assert "no profile" in cli("profile", "show", pid, ok=False).err
