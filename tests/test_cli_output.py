@@ -557,3 +557,13 @@ def test_every_command_answers_a_mistyped_option_with_one_json_error(cli, path):
     body = json.loads(r.err)
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
     assert body["error"]["code"] == "usage" and "--no-such-option" in body["error"]["message"]
+
+
+def test_exports_to_a_file_are_never_forwarded_to_the_daemon():
+    """A relative --output path means the administrator's folder, not the daemon's, and the file
+    must be theirs: such commands run in the caller's own process."""
+    from discnode.fastpath import forwardable
+    assert forwardable(["search", "--csv"])
+    for args in (["search", "--csv", "--output", "x.csv"], ["search", "--json", "-o", "x.json"],
+                 ["search", "--json", "--output=x.json"]):
+        assert not forwardable(args), args
