@@ -16,6 +16,7 @@ import logging
 import math
 import signal
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -692,12 +693,20 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
         advertiser = Advertiser(home, running.port)
         await advertiser.start()
 
+    # Redelivery and checkpoints write to SQLite (through home.db, with SQLite's busy handler) and
+    # wait on peers: they run on their own thread and event loop, so that neither a write lock held
+    # by an import nor a slow peer ever holds the loop that serves partners.
+    side = asyncio.new_event_loop()
+    side_thread = threading.Thread(target=side.run_forever, name="redelivery", daemon=True)
     retry = Retry(first=deliver_every)
     wake = asyncio.Event()
 
-    def peer_back(node_id: str) -> None:
+    def woken(node_id: str) -> None:  # on the side loop
         retry.succeeded(node_id)
         wake.set()
+
+    def peer_back(node_id: str) -> None:
+        side.call_soon_threadsafe(woken, node_id)
     running.runner.app[STATE].peer_back = peer_back
 
     async def redeliver() -> None:
@@ -719,12 +728,17 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
                 await asyncio.wait_for(wake.wait(), deliver_every)
             wake.clear()
 
-    task = asyncio.create_task(redeliver(), name="consent-redelivery")
+    side_thread.start()
+    task = asyncio.run_coroutine_threadsafe(redeliver(), side)
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wrap_future(task)
+        side.call_soon_threadsafe(side.stop)
+        side_thread.join(10)
         if advertiser:
             await advertiser.stop()
         await local.stop()

@@ -232,3 +232,40 @@ def test_peer_queries_are_answered_during_a_long_import(network, big_csv):
     assert answers.count((200, 3)) >= 3, answers
     body, headers = signed(a.home.identity, b, "POST", QUERY, {"limit": 200})
     assert send(b, "POST", QUERY, body, headers) [1]["records"].__len__() == 200  # and then all of them
+
+
+def test_serving_loop_never_waits_on_a_held_write_lock(network):
+    """Another process (an import, a CLI command) holds SQLite's write lock: a partner's query waits
+    for its audit entry, but the node's event loop does not, and answers other requests meanwhile."""
+    import threading
+    from concurrent.futures import Future
+
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    add_profiles(b, 1)
+    lock = sqlite3.connect(b.cli.home / "discnode.db", isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN IMMEDIATE")
+    query: Future = Future()
+    try:
+        body, headers = signed(a.home.identity, b, "POST", QUERY, {})
+        threading.Thread(target=lambda: query.set_result(send(b, "POST", QUERY, body, headers)), daemon=True).start()
+        time.sleep(0.5)  # the query is in, waiting for its audit commit
+        assert not query.done()
+        with socket_to(b) as tls:  # meanwhile, the descriptor is served at once
+            tls.sendall(b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = tls.recv(100)
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    status, reply = query.result(timeout=60)
+    assert status == 200 and len(reply["records"]) == 1
+
+
+def socket_to(node):
+    import socket
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", int(node.url.rsplit(":", 1)[1])), timeout=8)
+    return ctx.wrap_socket(raw)
