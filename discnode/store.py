@@ -369,8 +369,8 @@ def shareable_image(db: DB, sha256: str, me: str, today: dt.date) -> bool:
 
 #: Rows per write step: a few tens of milliseconds of writing; and the pause between steps, in
 #: which a waiting writer (the daemon's, trying every millisecond) takes the lock.
-STEP_ROWS = 250
-STEP_PAUSE = 0.01
+STEP_ROWS = 50
+STEP_PAUSE = 0.005
 #: A batch whose importer has not written for this long is abandoned even if its process lives on.
 ABANDONED_AFTER = 3600.0
 
