@@ -3,6 +3,9 @@
     python benchmarks/pressure.py                    # 1,000 slow connections, a 32-way flood, 150,000-row import
     python benchmarks/pressure.py --fast             # small figures, for a smoke run
 
+It prints a table and writes JSON (benchmarks/results/pressure.json; the reference run's is in
+benchmarks/reference/pressure.json).
+
 Node B is a real `discnode serve` process on loopback. Partner C measures signed queries to it
 (sequential, so each figure is one request's latency) with nothing else going on, then:
 1. while 1,000 slow-body connections are held open (from 127.0.0.2-127.0.0.20, a head and one body
@@ -180,7 +183,7 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true")
     parser.add_argument("--slow", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=150_000)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "pressure.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pressure.json")
     args = parser.parse_args()
     if args.fast:
         args.slow, args.rows = 100, 3000
@@ -278,6 +281,7 @@ def main() -> None:
     console.print(table)
     report["rows"] = rows_json
     report["machine"] = {"cpus": os.cpu_count(), "load": os.getloadavg()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"wrote {args.out}")
 
