@@ -6,8 +6,9 @@ after their TLS handshake, when a descriptor is already spent. So the node accep
 counts and refuses there (before TLS, at the cost of one accept and one close), then starts TLS and
 hands the connection to aiohttp through a `Guard` that sees every byte arrive:
 
-- at most `per_address` connections from one address, and `total` in all, sized below the process's
-  file-descriptor limit so that accept() never fails for want of one;
+- at most `per_address` connections from one address (an idle keep-alive one of that address makes
+  room for a new one), and `total` in all, sized below the process's file-descriptor limit so that
+  accept() never fails for want of one;
 - when the total is reached, a new connection takes the place of the oldest one that has not yet
   carried a verified peer request (a thousand slow strangers cannot keep a partner out);
 - a request head must arrive within `header_timeout` of its first byte (or of the connection's
@@ -168,8 +169,13 @@ class Connections:
 
     def admit(self, address: str) -> bool:
         if self.per_address[address] >= self.limits.per_address:
-            self.refused += 1
-            return False
+            # An idle keep-alive connection of that address gives way (its client can reconnect);
+            # connections in the middle of a request (a slow client's) never do.
+            idle = next((g for g in self.live if g.address == address and g.started is None), None)
+            if idle is None:
+                self.refused += 1
+                return False
+            idle.cut()
         if len(self.live) >= self.limits.total:
             victim = next((g for g in self.live if not g.trusted), None)
             if victim is None:

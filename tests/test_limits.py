@@ -342,3 +342,29 @@ def test_service_unit_sets_a_descriptor_limit_and_runs_what_the_readme_installs(
     exec_start = unit.split("\nExecStart=")[1].split()[0]
     assert exec_start == "/opt/discnode/bin/discnode"
     assert "sudo python3 -m venv /opt/discnode && sudo /opt/discnode/bin/pip install" in readme
+
+
+def test_idle_connections_of_an_address_make_room_for_its_new_ones(network):
+    b = network.node("B", limits=Limits(connections_per_address=3))
+    port = port_of(b)
+    idle = []
+    for _ in range(3):  # three keep-alive connections, each done with its request
+        tls = slow_connection(port, "127.0.0.2", b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert tls is not None
+        tls.settimeout(10)
+        reply = tls.recv(65536)
+        while b"}" not in reply:  # the whole reply (a JSON descriptor), so that nothing is left unread
+            reply += tls.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200")
+        idle.append(tls)
+    try:
+        fresh = slow_connection(port, "127.0.0.2", b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\n"
+                                                   b"Connection: close\r\n\r\n")
+        assert fresh is not None
+        with fresh:
+            reply, _ = read_reply(fresh)
+        assert reply.startswith(b"HTTP/1.1 200")
+        assert sum(is_open(c) for c in idle) == 2  # the oldest idle one gave way
+    finally:
+        for c in idle:
+            c.close()
