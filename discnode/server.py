@@ -36,7 +36,7 @@ from .query import Query
 from .refusals import Refusals
 from .replay import Nonces
 from .sqlthreads import SqlThreads
-from .transport import ConnectionLimits, Connections, connection_cap, descriptor_limit
+from .transport import ACCEPT_BURST, ConnectionLimits, Connections, connection_cap, descriptor_limit
 from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW, verify_document, verify_request
 
 log = logging.getLogger("discnode.server")
@@ -645,7 +645,8 @@ async def start(home: Home, limits: Limits = Limits(), *, host: str | None = Non
     loop = asyncio.get_running_loop()
     try:
         server = await loop.create_server(connections.protocol_factory, host or home.config.host,
-                                          port if port is not None else home.config.port, reuse_address=True)
+                                          port if port is not None else home.config.port, reuse_address=True,
+                                          backlog=ACCEPT_BURST)
     except BaseException:
         await connections.close()
         await runner.cleanup()

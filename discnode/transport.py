@@ -31,6 +31,9 @@ from typing import Any, Callable
 #: Descriptors kept back from connections: SQLite (a writer and readers, each with WAL and shm
 #: files), images being read, logs, mDNS, the node's own outbound connections.
 RESERVED_FDS = 64
+#: asyncio accepts up to this many connections in one go (the listen backlog), before any of them
+#: is admitted or refused: their descriptors must fit too.
+ACCEPT_BURST = 100
 #: Even with a large descriptor limit, more connections than this only cost memory (each TLS
 #: connection holds its buffers).
 MAX_TOTAL = 4096
@@ -43,8 +46,8 @@ def descriptor_limit() -> int:
 
 def connection_cap(nofile: int) -> int:
     """Connections the node holds at once, given its descriptor limit: three quarters of what is
-    left after the reserve, so that the cap is always reached before the limit."""
-    return max(8, min(MAX_TOTAL, (nofile - RESERVED_FDS) * 3 // 4))
+    left after the reserve and one accept burst, so that the cap is always reached before the limit."""
+    return max(8, min(MAX_TOTAL, (nofile - RESERVED_FDS - ACCEPT_BURST) * 3 // 4))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pytest
 from discnode.fairshare import FairShare
 from discnode.errors import RateLimited
 from discnode.server import Limits
-from discnode.transport import RESERVED_FDS, connection_cap
+from discnode.transport import ACCEPT_BURST, RESERVED_FDS, connection_cap
 from tests.nodes import free_port, signed
 from tests.test_server import QUERY, add_profiles
 
@@ -164,7 +164,7 @@ def test_partner_is_answered_when_slow_connections_fill_the_node(network):
 def test_connection_cap_is_below_the_descriptor_limit():
     for nofile in (256, 1024, 4096, 65536):
         cap = connection_cap(nofile)
-        assert 8 <= cap < nofile - RESERVED_FDS
+        assert 8 <= cap <= nofile - RESERVED_FDS - ACCEPT_BURST
 
 
 def _daemon(tmp_path, nofile: int) -> tuple[subprocess.Popen[str], int]:
@@ -179,7 +179,7 @@ def _daemon(tmp_path, nofile: int) -> tuple[subprocess.Popen[str], int]:
         assert "Traceback" not in line
         if "at most" in line:
             cap = int(line.split("at most ")[1].split()[0])
-            assert cap < nofile - RESERVED_FDS, line
+            assert cap <= nofile - RESERVED_FDS - ACCEPT_BURST, line
         if "serving Limits BCRP" in line:
             return proc, port
     raise AssertionError(f"serve exited with {proc.wait()}")
@@ -338,7 +338,7 @@ def test_service_unit_sets_a_descriptor_limit_and_runs_what_the_readme_installs(
     unit = (root / "examples" / "discnode.service").read_text()
     readme = (root / "README.md").read_text()
     nofile = int(unit.split("\nLimitNOFILE=")[1].split()[0])
-    assert connection_cap(nofile) < nofile - RESERVED_FDS
+    assert connection_cap(nofile) <= nofile - RESERVED_FDS - ACCEPT_BURST
     exec_start = unit.split("\nExecStart=")[1].split()[0]
     assert exec_start == "/opt/discnode/bin/discnode"
     assert "sudo python3 -m venv /opt/discnode && sudo /opt/discnode/bin/pip install" in readme
