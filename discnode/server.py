@@ -697,6 +697,9 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     # Redelivery and checkpoints write to SQLite (through home.db, with SQLite's busy handler) and
     # wait on peers: they run on their own thread and event loop, so that neither a write lock held
     # by an import nor a slow peer ever holds the loop that serves partners.
+    # It has its own connection: the local API uses home.db on this loop, and a sqlite3 connection
+    # shared by two threads would mix their transactions.
+    side_home = Home.open(home.path)
     side = asyncio.new_event_loop()
     side_thread = threading.Thread(target=side.run_forever, name="redelivery", daemon=True)
     retry = Retry(first=deliver_every)
@@ -713,16 +716,16 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     async def redeliver() -> None:
         from .peering import announce
         try:
-            await announce(home)
+            await announce(side_home)
         except Exception:  # noqa: BLE001
             log.exception("announcing the descriptor failed")
         while True:
             try:
-                witness.checkpoint_if_due(home, checkpoint_every)
+                witness.checkpoint_if_due(side_home, checkpoint_every)
             except Exception:  # noqa: BLE001
                 log.exception("signing an audit checkpoint failed")
             try:
-                await deliver_pending(home, retry=retry)
+                await deliver_pending(side_home, retry=retry)
             except Exception:  # noqa: BLE001 - keep retrying; each failure is logged
                 log.exception("consent redelivery failed")
             with contextlib.suppress(asyncio.TimeoutError):
@@ -740,6 +743,7 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
             await asyncio.wrap_future(task)
         side.call_soon_threadsafe(side.stop)
         side_thread.join(10)
+        side_home.close()
         if advertiser:
             await advertiser.stop()
         await local.stop()
