@@ -288,20 +288,30 @@ def profile_delete(ctx: typer.Context, profile_id: str = typer.Argument(...),
 
 
 @profile_app.command("import")
-def profile_import(ctx: typer.Context, file: Path = typer.Argument(..., help="A .csv or .json file."),
+def profile_import(ctx: typer.Context, file: Path = typer.Argument(..., help="A .csv or .json file (columns: README)."),
                    json_out: bool = JsonOpt) -> None:
-    """Import profiles from CSV or JSON: every row, or none if any row is bad."""
+    """Import profiles from CSV or JSON: every row, or none if any row is bad. Rows with a `ref`
+    update the profile imported with that ref; exact repeats are not added twice."""
     from rich.progress import Progress
 
+    from .importer import import_file
+
     home = open_home(ctx)
-    with Progress(console=output.err_console, transient=True, disable=json_out) as progress:
-        task = progress.add_task("validating and importing", total=None)
-        n = profiles.import_file(home, file, on_each=lambda: progress.advance(task),
-                                 on_total=lambda total: progress.update(task, total=total))
+    phases = {"reading": "reading the file", "checking": "checking rows", "writing": "writing"}
+    try:
+        with Progress(console=output.err_console, transient=True, disable=json_out) as progress:
+            task = progress.add_task(phases["reading"], total=None)
+            result = import_file(home, file, progress=lambda phase, done, total: progress.update(
+                task, description=phases[phase], completed=done, total=total or None))
+    except KeyboardInterrupt:
+        output.err_console.print("Import stopped: nothing was written.")
+        raise typer.Exit(130) from None
     if json_out:
-        output.emit_json({"imported": n})
+        output.emit_json(result.to_json())
     else:
-        output.console.print(f"Imported {n} profile(s) from {output.safe(file)}")
+        output.console.print(f"Imported {result.added + result.updated} profile(s) from {output.safe(file)}: "
+                             f"{result.added} new, {result.updated} updated, {result.unchanged} unchanged, "
+                             f"{result.duplicates} repeated row(s) skipped, {result.images} image(s)")
 
 
 @image_app.command("add")

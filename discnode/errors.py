@@ -77,6 +77,10 @@ class RateLimited(DiscnodeError):
     exit_code = 7
     code = "rate_limited"
 
+    def __init__(self, message: str = "", *, retry_after: int | None = 1) -> None:
+        # Every 429 says when to try again (Retry-After, whole seconds, at least 1).
+        super().__init__(message, retry_after=max(1, int(retry_after or 1)))
+
 
 class Busy(DiscnodeError):
     """The node cannot take this now; try again later."""

@@ -8,13 +8,10 @@ record is signed by this node when written, so that wherever it travels its orig
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as dt
-import io
-import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from . import audit, schemas, store
 from . import images as img
@@ -27,10 +24,13 @@ DEFAULT_REVIEW_DAYS = 365
 LIST_FIELDS = ("aliases", "tags")
 INT_FIELDS = ("age_min", "age_max", "height_cm")
 TEXT_FIELDS = ("first_name", "last_name", "marks", "notes")
-CSV_COLUMNS = ("first_name", "last_name", "status", "gender", "ethnicity", "build", "dob", "age_min",
-               "age_max", "height_cm", "aliases", "tags", "marks", "notes", "last_seen", "review_by",
-               "local_only")
-EDITABLE = set(CSV_COLUMNS) | {"incidents", "exclusion"}
+FIELD_COLUMNS = ("first_name", "last_name", "status", "gender", "ethnicity", "build", "dob", "age_min",
+                 "age_max", "height_cm", "aliases", "tags", "marks", "notes", "last_seen", "review_by",
+                 "local_only")
+EDITABLE = set(FIELD_COLUMNS) | {"incidents", "exclusion"}
+#: Columns of an import file (CSV header, or JSON keys); README.md documents each one.
+CSV_COLUMNS = ("ref", *FIELD_COLUMNS, "incidents", "exclusion", "images")
+MAX_REF = 100
 
 
 def new_id() -> str:
@@ -61,8 +61,28 @@ def normalise(fields: dict[str, Any]) -> dict[str, Any]:
                 value = None
             elif key == "review_by" and not value:
                 continue
+            elif key == "incidents":
+                value = [parse_incident(line) for line in value.splitlines() if line.strip()]
+            elif key == "exclusion":
+                value = parse_exclusion(value) if value else None
         out[key] = value
     return out
+
+
+def parse_incident(text: str) -> dict[str, str]:
+    """'YYYY-MM-DD|place|type|summary' (the CLI's --incident, one per line in a CSV cell)."""
+    parts = text.split("|")
+    if len(parts) != 4:
+        raise InvalidInput(f"incident {text[:80]!r}: expected 'YYYY-MM-DD|place|type|summary'")
+    return dict(zip(("date", "place", "type", "summary"), (p.strip() for p in parts)))
+
+
+def parse_exclusion(text: str) -> dict[str, str]:
+    """'FROM|UNTIL|where' (the CLI's --exclusion)."""
+    parts = text.split("|")
+    if len(parts) != 3:
+        raise InvalidInput(f"exclusion {text[:80]!r}: expected 'FROM|UNTIL|where'")
+    return dict(zip(("from", "until", "where"), (p.strip() for p in parts)))
 
 
 def build_record(fields: dict[str, Any], origin: str, *, existing: dict[str, Any] | None = None,
@@ -189,55 +209,3 @@ def delete(home: Home, profile_id: str) -> None:
 def show(home: Home, profile_id: str) -> dict[str, Any]:
     record = store.get_profile(home.db, profile_id)
     return {**record, "images": [i["sha256"] for i in store.images_of(home.db, profile_id)]}
-
-
-# --- import ----------------------------------------------------------------------------------
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV (header row of field names) or JSON (a list of objects) file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from None
-    if Path(path).suffix.lower() == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise InvalidInput(f"{path}: expected a JSON list of profile objects")
-        return rows
-    if Path(path).suffix.lower() != ".csv":
-        raise InvalidInput(f"{path}: import takes a .csv or .json file")
-    reader = csv.DictReader(io.StringIO(text))
-    unknown = set(reader.fieldnames or []) - set(CSV_COLUMNS)
-    if unknown:
-        raise InvalidInput(f"{path}: unknown column(s) {', '.join(sorted(unknown))}; "
-                           f"known: {', '.join(CSV_COLUMNS)}")
-    rows = []
-    for row in reader:
-        if None in row:
-            raise InvalidInput(f"{path}: row {reader.line_num - 1} has more cells than the header")
-        rows.append({k: v for k, v in row.items() if v is not None})
-    return rows
-
-
-def import_file(home: Home, path: Path, on_each: Callable[[], None] | None = None,
-                on_total: Callable[[int], None] | None = None) -> int:
-    """Import every row or none: all rows are validated before the single write transaction."""
-    rows = read_rows(path)
-    if on_total:
-        on_total(len(rows))
-    now, on = store.now_ts(), today()
-    records = []
-    for n, row in enumerate(rows, 1):
-        try:
-            records.append(_sign(home, build_record(row, home.node_id, now=now, on=on)))
-        except InvalidInput as exc:
-            raise InvalidInput(f"row {n}: {exc}; nothing was imported") from None
-    with store.write(home.db):
-        store.put_profiles(home.db, records, on_each=on_each)
-        # The count, not every ID: an import can be 150,000 rows; their `created` time names them.
-        audit.append(home.db, "profiles-imported", "", file=Path(path).name, count=len(records))
-    return len(records)

@@ -171,6 +171,7 @@ def filters(query: Query, today: dt.date, *, served_by: str | None = None) -> SQ
     """The WHERE conditions of a query's filters (not its position or page size): shared by the
     page's SELECT and the facet counts (facets.py), so both see exactly the same records."""
     sql = SQL()
+    sql.add("batch IS NULL")  # rows of an import still being written are nobody's yet
     if served_by is not None:
         sql.add("origin = ?", served_by)
         sql.add("local_only = 0")

@@ -57,10 +57,19 @@ class Nonces:
             book._remember((key_id, nonce), forget_after)
         return book
 
-    def save(self, db: store.DB, now: float) -> None:
-        """Write the queued nonces and drop the expired ones: call inside the server's group
-        commit, so that it costs no transaction of its own."""
+    def take_unsaved(self) -> list[tuple[str, str, float]]:
+        """The nonces accepted since the last call, for the next group commit (on the loop)."""
         rows, self.unsaved = self.unsaved, []
-        with store.write(db) as conn:
-            conn.executemany("INSERT OR IGNORE INTO nonces (key_id, nonce, forget_after) VALUES (?, ?, ?)", rows)
-            conn.execute("DELETE FROM nonces WHERE forget_after < ?", [now])
+        return rows
+
+    def save(self, db: store.DB, now: float) -> None:
+        """Write the queued nonces and drop the expired ones."""
+        write(db, self.take_unsaved(), now)
+
+
+def write(db: store.DB, rows: list[tuple[str, str, float]], now: float) -> None:
+    """Write accepted nonces and drop expired ones: call inside the server's group commit (on its
+    writer thread), so that it costs no transaction of its own."""
+    with store.write(db) as conn:
+        conn.executemany("INSERT OR IGNORE INTO nonces (key_id, nonce, forget_after) VALUES (?, ?, ?)", rows)
+        conn.execute("DELETE FROM nonces WHERE forget_after < ?", [now])

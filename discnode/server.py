@@ -13,17 +13,21 @@ import asyncio.sslproto
 import contextlib
 import datetime as dt
 import logging
+import math
 import signal
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
-from . import audit, peers, schemas, store, wirejson, witness
+from . import audit, logs, peers, replay, schemas, store, wirejson, witness
 from .audithead import check_head
 from .consent import Agreement, check_incoming
+from .fairshare import FairShare
 from .errors import (Busy, DiscnodeError, InvalidInput, NotFound, RateLimited, Refused, TooLarge,
                      Unauthenticated)
 from .home import DESCRIPTOR_PATH, Home, today
@@ -31,6 +35,8 @@ from .images import read as read_image
 from .query import Query
 from .refusals import Refusals
 from .replay import Nonces
+from .sqlthreads import SqlThreads
+from .transport import ACCEPT_BURST, ConnectionLimits, Connections, connection_cap, descriptor_limit
 from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW, verify_document, verify_request
 
 log = logging.getLogger("discnode.server")
@@ -42,11 +48,19 @@ class Limits:
     #: Sustained requests per second per peer, and the burst allowed above it.
     rate: float = 200.0
     burst: int = 400
-    #: A connection must deliver a complete request head this soon after it opens (slow clients).
+    #: A request head must arrive within this long of its first byte (or of the connection's start,
+    #: TLS handshake included), and the whole request, head, body and reply, within request_timeout.
     header_timeout: float = 10.0
+    request_timeout: float = 30.0
     keepalive: float = 15.0
     #: One address may send this many times a peer's allowance (several partnerships behind one NAT).
     address_factor: int = 5
+    #: Connections held at once in all (0: sized from the file-descriptor limit), and from one address.
+    max_connections: int = 0
+    connections_per_address: int = 64
+    #: Requests served at once, and how many more one partner may have waiting for a turn.
+    slots: int = 8
+    peer_queue: int = 16
     #: Read buffer per TLS connection (asyncio's default is 256 KiB; see serve_forever).
     tls_read_buffer: int = 64 * 1024
 
@@ -61,36 +75,41 @@ class _Bucket:
 class NodeState:
     home: Home
     limits: Limits
+    sql: SqlThreads
+    fair: FairShare
     nonces: Nonces = field(default_factory=Nonces)
     buckets: dict[str, _Bucket] = field(default_factory=dict)
-    _agreements: dict[str, tuple[int, dt.date, Agreement]] = field(default_factory=dict)
+    _agreements: dict[tuple[str, int], tuple[int, dt.date, Agreement]] = field(default_factory=dict)
     descriptor: dict[str, Any] = field(default_factory=dict)
     #: Called with a peer's node ID when it shows it is back (it announced its descriptor), so that
     #: consent documents waiting for it go now rather than at the end of a retry back-off.
     peer_back: Callable[[str], None] = field(default=lambda node_id: None)
+    #: Marks the connection of a verified request as a peer's (see transport.Connections.admit).
+    trust: Callable[[web.BaseRequest], None] = field(default=lambda request: None)
 
     @property
     def me(self) -> str:
         return self.home.node_id
 
-    @property
-    def db(self) -> Any:
-        return self.home.db
-
-    def agreement(self, peer: str) -> Agreement:
-        # PRAGMA data_version changes whenever another connection (the CLI: accept, revoke) commits,
-        # so a cached agreement is never used after a change to it.
-        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+    def _agreement_in(self, db: store.DB, peer: str) -> Agreement:
+        # PRAGMA data_version changes whenever another connection (the CLI: accept, revoke; this
+        # daemon's writer) commits, so a cached agreement is never used after a change to it. The
+        # counter is per connection, hence one cache entry per reader connection.
+        version = db.execute("PRAGMA data_version").fetchone()[0]
         day = today()
-        cached = self._agreements.get(peer)
+        key = (peer, id(db))
+        cached = self._agreements.get(key)
         if cached and cached[0] == version and cached[1] == day:
             return cached[2]
-        agreement = peers.agreement(self.db, self.me, peer, day)
-        self._agreements[peer] = (version, day, agreement)
+        agreement = peers.agreement(db, self.me, peer, day)
+        self._agreements[key] = (version, day, agreement)
         return agreement
 
+    async def agreement(self, peer: str) -> Agreement:
+        return await self.sql.read(lambda db: self._agreement_in(db, peer))
+
     _audit_queue: list[tuple[str, str, dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
-    _flush_scheduled: bool = False
+    _flusher: asyncio.Task[None] | None = None
     refusals: Refusals = field(default_factory=Refusals)
     _refusals_timer: asyncio.TimerHandle | None = None
 
@@ -111,52 +130,69 @@ class NodeState:
     def _write_refusals(self, everything: bool = False) -> None:
         self._refusals_timer = None
         entries = self.refusals.drain() if everything else self.refusals.due(time.time())
-        if entries:
-            try:
-                audit.append_many(self.db, entries)
-            except Exception:  # noqa: BLE001 - counts lost are logged; serving goes on
-                log.exception("could not write %d counted refusals to the audit log", len(entries))
+        if entries:  # into the next group commit, on the writer thread; nobody waits for them
+            loop = asyncio.get_running_loop()
+            for event, peer, detail in entries:
+                self._audit_queue.append((event, peer, detail, loop.create_future()))
+            self._schedule_flush()
         if self.refusals.pending and not everything:
             self._refusals_timer = asyncio.get_running_loop().call_later(
                 self.refusals.next_due(time.time()) + 0.5, self._write_refusals)
 
-    def close(self) -> None:
-        """At shutdown: write what is counted but not yet written."""
+    def _write_counted_refusals(self) -> None:
+        """At shutdown: queue what is counted but not yet written (close() commits it)."""
         if self._refusals_timer is not None:
             self._refusals_timer.cancel()
         self._write_refusals(everything=True)
 
     async def audit(self, event: str, peer: str = "", **detail: Any) -> None:
-        """Append to the audit log before the reply goes out. Entries queued in the same turn of the
-        event loop are written in one transaction (group commit): one commit for many requests,
-        and no request is answered before its entry is on disk."""
+        """Append to the audit log before the reply goes out. Entries queued while the previous
+        commit is under way are written together in the next (group commit): one commit for many
+        requests, and no request is answered before its entry is on disk."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._audit_queue.append((event, peer, _unicode(detail), done))
         self._schedule_flush()
         await done
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="audit-group-commit")
 
-    def _flush(self) -> None:
-        """One transaction for this loop turn's audit entries and newly accepted nonces."""
-        self._flush_scheduled = False
-        batch, self._audit_queue = self._audit_queue, []
-        try:
-            with store.write(self.db):
-                if batch:
-                    audit.append_many(self.db, [(event, peer, detail) for event, peer, detail, _ in batch])
-                self.nonces.save(self.db, time.time())
-        except Exception as exc:  # noqa: BLE001 - every waiting request must learn of it
+    async def _flush(self) -> None:
+        """Commit queued audit entries and newly accepted nonces on the writer thread, one
+        transaction per batch, until nothing is queued."""
+        await asyncio.sleep(0)  # let this loop turn's entries join the first batch
+        while self._audit_queue or self.nonces.unsaved:
+            batch, self._audit_queue = self._audit_queue, []
+            rows = self.nonces.take_unsaved()
+            entries = [(event, peer, detail) for event, peer, detail, _ in batch]
+            now = time.time()
+
+            def commit(db: store.DB) -> None:
+                with store.write(db):
+                    if entries:
+                        audit.append_many(db, entries)
+                    replay.write(db, rows, now)
+            try:
+                await self.sql.write(commit)
+            except Exception as exc:  # noqa: BLE001 - every waiting request must learn of it
+                log.error("audit commit failed: %s", exc)
+                self.nonces.unsaved[:0] = rows  # still owed to the table; tried with the next batch
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                return
             for *_, done in batch:
                 if not done.done():
-                    done.set_exception(exc)
-            return
-        for *_, done in batch:
-            if not done.done():
-                done.set_result(None)
+                    done.set_result(None)
+
+    async def close(self) -> None:
+        """Queue the counted refusals, finish the last group commit, then close the SQL threads."""
+        self._write_counted_refusals()
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
+        self.sql.close()
 
     def forget_agreements(self) -> None:
         self._agreements.clear()
@@ -183,6 +219,12 @@ class NodeState:
             return False
         bucket.tokens -= 1
         return True
+
+    def retry_after(self, key: str, factor: int = 1) -> int:
+        """Whole seconds until `key`'s bucket holds a token again."""
+        bucket = self.buckets.get(key)
+        missing = 1 - bucket.tokens if bucket else 0
+        return max(1, math.ceil(missing / (self.limits.rate * factor)))
 
 
 def _unicode(value: Any) -> Any:
@@ -224,7 +266,10 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
     try:
         return await handler(request)
     except DiscnodeError as exc:
-        return _error(exc.status, exc.code, str(exc), exc.retry_after)
+        response = _error(exc.status, exc.code, str(exc), exc.retry_after)
+        if isinstance(exc, TooLarge):
+            response.force_close()  # the body is not read: the connection closes after the reply
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -234,10 +279,20 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
         return _error(500, "internal", "internal error")
 
 
-def _lookup(state: NodeState, request: web.Request, body: bytes, unknown: list[str]
-            ) -> Callable[[str], bytes | None]:
+@web.middleware
+async def size_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+    """A declared body over the limit is refused before a byte of it is read (a Content-Length of
+    100 GB must not wait for 100 GB, nor for the request deadline)."""
+    limit = request.app[STATE].limits.max_body
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"request body over {limit} bytes")
+    return await handler(request)
+
+
+def _lookup(db: store.DB, request: web.Request, body: bytes, unknown: list[str]) -> Callable[[str], bytes | None]:
     def lookup(key_id: str) -> bytes | None:
-        key = peers.public_key(state.db, key_id)
+        key = peers.public_key(db, key_id)
         if key is None and request.path == "/v1/consent":
             # A first offer from a node we have never heard of carries its own signed descriptor,
             # whose node ID is the fingerprint of its key: that key may sign this one request.
@@ -261,9 +316,11 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         return await handler(request)
     state = request.app[STATE]
     claimed = request.headers.get("Signature-Input", "")[:300]
-    if not state.allow(f"address {request.remote}", time.time(), state.limits.address_factor):
+    address = f"address {request.remote}"
+    if not state.allow(address, time.time(), state.limits.address_factor):
         # Before any verification; counted, not audited one by one (refusals.py).
-        exc = RateLimited("rate limit exceeded; slow down", retry_after=1)
+        exc = RateLimited("rate limit exceeded; slow down",
+                          retry_after=state.retry_after(address, state.limits.address_factor))
         await state.refused(request, exc, claimed)
         raise exc
     try:
@@ -273,23 +330,29 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
             raise TooLarge(f"request body over {state.limits.max_body} bytes") from None
         now = time.time()
         unknown: list[str] = []
+
+        def verify(db: store.DB) -> Any:
+            return verify_request(request.method, str(request.url), request.headers, body,
+                                  _lookup(db, request, body, unknown), state.me, now=now)
         try:
-            verified = verify_request(request.method, str(request.url), request.headers, body,
-                                      _lookup(state, request, body, unknown), state.me, now=now)
+            verified = await state.sql.read(verify)
         except Unauthenticated:
             if unknown:  # a node we have no agreement with, whatever else is wrong
                 raise Refused(f"no agreement with node {unknown[0][:40]}") from None
             raise
         if state.seen_nonce(verified.key_id, verified.nonce, verified.expires, now):
             raise Unauthenticated("replayed request (nonce already used)")
+        state.trust(request)
         if not state.allow(verified.key_id, now):
-            raise RateLimited("rate limit exceeded; slow down", retry_after=1)
+            raise RateLimited("rate limit exceeded; slow down", retry_after=state.retry_after(verified.key_id))
+        turn = state.fair.claim(verified.key_id)
     except DiscnodeError as exc:
         await state.refused(request, exc, claimed)
         raise
     request[PEER] = verified.key_id
     request[BODY] = body
-    return await _audited(request, handler)
+    async with turn:
+        return await _audited(request, handler)
 
 
 async def _audited(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -323,7 +386,7 @@ async def _require(request: web.Request, kind: str = "") -> str:
     """The verified peer, if an active agreement (sharing `kind`, if given) is in force; else 403."""
     state = request.app[STATE]
     peer = request[PEER]
-    agreement = state.agreement(peer)
+    agreement = await state.agreement(peer)
     if not agreement.active or (kind and kind not in agreement.share):
         reason = (f"agreement is {agreement.state.value}" if not agreement.active
                   else f"agreement does not share {kind}")
@@ -354,30 +417,35 @@ async def consent(request: web.Request) -> web.Response:
         raise Unauthenticated("consent document is not from the node that signed the request")
     if doc["to"] != state.me:
         raise InvalidInput("consent document is addressed to another node")
-    if doc["type"] == "offer":
-        if doc["descriptor"]["node_id"] != peer:
-            raise InvalidInput("offer carries another node's descriptor")
-        key = peers.verify_descriptor(doc["descriptor"]).public_key
-    else:
-        pinned = peers.public_key(state.db, peer)
-        if pinned is None:
-            raise Refused(f"no agreement with node {peer}")
-        key = pinned
-    verify_document(doc, key)
-    check_incoming(peers.agreement(state.db, state.me, peer, today()), doc, state.me)
-    try:
-        with store.write(state.db):  # all or nothing: no peer row without its offer
+    if doc["type"] == "offer" and doc["descriptor"]["node_id"] != peer:
+        raise InvalidInput("offer carries another node's descriptor")
+    remote = request.remote or ""
+
+    def receive(db: store.DB) -> str:
+        if doc["type"] == "offer":
+            key = peers.verify_descriptor(doc["descriptor"]).public_key
+        else:
+            pinned = peers.public_key(db, peer)
+            if pinned is None:
+                raise Refused(f"no agreement with node {peer}")
+            key = pinned
+        verify_document(doc, key)
+        check_incoming(peers.agreement(db, state.me, peer, today()), doc, state.me)
+        with store.write(db):  # all or nothing: no peer row without its offer
             if doc["type"] == "offer":
-                peers.admit_offer(state.db, state.me, peer, request.remote or "")
-                peers.remember(state.db, doc["descriptor"], offered_from=request.remote or "")
-            peers.add_document(state.db, peer, doc, delivered=True)
+                peers.admit_offer(db, state.me, peer, remote)
+                peers.remember(db, doc["descriptor"], offered_from=remote)
+            peers.add_document(db, peer, doc, delivered=True)
+        return peers.agreement(db, state.me, peer, today()).state.value
+
+    try:
+        after = await state.sql.write(receive)
     except (RateLimited, Busy) as exc:  # a stranger over the caps: counted like other strangers' refusals
         await state.refused(request, exc, peer)
         raise
     state.forget_agreements()
-    after = peers.agreement(state.db, state.me, peer, today())
-    note(request, f"consent-{doc['type']}-received", state=after.state.value)
-    return web.json_response({"state": after.state.value})
+    note(request, f"consent-{doc['type']}-received", state=after)
+    return web.json_response({"state": after})
 
 
 async def new_descriptor(request: web.Request) -> web.Response:
@@ -388,12 +456,16 @@ async def new_descriptor(request: web.Request) -> web.Response:
     descriptor = _json_body(request)
     if not isinstance(descriptor, dict) or descriptor.get("node_id") != peer:
         raise InvalidInput("a node may only announce its own descriptor")
-    if not peers.vouched_for(state.db, state.me, peer):
-        # A stranger's address stays the one pinned when its offer came: the one place this node
-        # would ever send it anything (a rejection, once).
-        raise Refused("only a node this node offered to or accepted may announce a new address")
-    before = peers.get(state.db, peer).url
-    after = peers.remember(state.db, descriptor, stranger_ok=False).url
+
+    def adopt(db: store.DB) -> tuple[str, str]:
+        if not peers.vouched_for(db, state.me, peer):
+            # A stranger's address stays the one pinned when its offer came: the one place this
+            # node would ever send it anything (a rejection, once).
+            raise Refused("only a node this node offered to or accepted may announce a new address")
+        before = peers.get(db, peer).url
+        return before, peers.remember(db, descriptor, stranger_ok=False).url
+
+    before, after = await state.sql.write(adopt)
     if before != after:
         note(request, "peer-address-changed", old=before, new=after)
     else:
@@ -406,7 +478,7 @@ async def query_profiles(request: web.Request) -> web.Response:
     state = request.app[STATE]
     peer = await _require(request, "profiles")
     query = Query.from_wire(_json_body(request))
-    records = store.search_raw(state.db, query, today(), served_by=state.me)
+    records = await state.sql.read(lambda db: store.search_raw(db, query, today(), served_by=state.me))
     note(request, "served", what="query", count=len(records))
     # Stored records are already the signed JSON: send them as they are, unparsed.
     body = '{"records":[' + ",".join(records) + "]}"
@@ -420,7 +492,7 @@ async def count_facets(request: web.Request) -> web.Response:
     state = request.app[STATE]
     await _require(request, "profiles")
     query = Query.from_wire(_json_body(request))
-    counts = count(state.db, query, today(), served_by=state.me)
+    counts = await state.sql.read(lambda db: count(db, query, today(), served_by=state.me))
     note(request, "served", what="facets", count=counts.total)
     return web.json_response(counts.to_wire())
 
@@ -429,9 +501,13 @@ async def get_profile(request: web.Request) -> web.Response:
     state = request.app[STATE]
     peer = await _require(request, "profiles")
     profile_id = request.match_info["profile_id"]
-    record = store.get_shareable(state.db, profile_id, state.me, today())
-    shared_images = "images" in state.agreement(peer).share
-    images = [i["sha256"] for i in store.images_of(state.db, profile_id)] if shared_images else []
+    shared_images = "images" in (await state.agreement(peer)).share
+
+    def read(db: store.DB) -> tuple[dict[str, Any], list[str]]:
+        record = store.get_shareable(db, profile_id, state.me, today())
+        return record, [i["sha256"] for i in store.images_of(db, profile_id)] if shared_images else []
+
+    record, images = await state.sql.read(read)
     note(request, "served", what="profile", id=profile_id, count=1)
     return web.json_response({"record": record, "images": images})
 
@@ -443,9 +519,13 @@ async def get_image(request: web.Request) -> web.Response:
     size = request.query.get("size", "thumb")
     if size not in ("thumb", "full"):
         raise InvalidInput("size must be thumb or full")
-    if not store.shareable_image(state.db, sha, state.me, today()):
-        raise NotFound("no such shared image")
-    data = read_image(state.home.images_root, sha, thumb=size == "thumb")
+
+    def read(db: store.DB) -> bytes:
+        if not store.shareable_image(db, sha, state.me, today()):
+            raise NotFound("no such shared image")
+        return read_image(state.home.images_root, sha, thumb=size == "thumb")
+
+    data = await state.sql.read(read)
     note(request, "served", what=f"image-{size}", id=sha, count=1)
     return web.Response(body=data, content_type="image/jpeg")
 
@@ -454,27 +534,33 @@ async def receive_audit_head(request: web.Request) -> web.Response:
     """A partner's signed audit head, to witness (section 9.4)."""
     state = request.app[STATE]
     peer = await _require(request)
-    key = peers.public_key(state.db, peer)
+    key = await state.sql.read(lambda db: peers.public_key(db, peer))
     if key is None:  # an active agreement means a pinned key; kept for the type checker
         raise Refused(f"no agreement with node {peer}")
     doc = check_head(_json_body(request), peer, key)
-    outcome = witness.receive(state.db, peer, doc)
+
+    def keep(db: store.DB) -> tuple[Any, dict[str, Any]]:
+        return witness.receive(db, peer, doc), witness.held_for(db, peer)
+
+    outcome, held = await state.sql.write(keep)
     note(request, "audit-head-received", entries=doc["entries"], outcome=outcome.value)
-    return web.json_response(witness.held_for(state.db, peer))
+    return web.json_response(held)
 
 
 async def witnessed_audit_head(request: web.Request) -> web.Response:
     """The heads this node witnessed of the asking partner's own log, never another node's."""
     state = request.app[STATE]
     peer = await _require(request)
-    held = witness.held_for(state.db, peer)
+    held = await state.sql.read(lambda db: witness.held_for(db, peer))
     note(request, "served", what="audit-head", count=len(held["heads"]) + len(held["evidence"]))
     return web.json_response(held)
 
 
 def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=limits.max_body)
-    state = NodeState(home, limits, nonces=Nonces.load(home.db, time.time()))
+    app = web.Application(middlewares=[errors_middleware, size_middleware, auth_middleware],
+                          client_max_size=limits.max_body)
+    state = NodeState(home, limits, SqlThreads(home.db_path), nonces=Nonces.load(home.db, time.time()),
+                      fair=FairShare(limits.slots, limits.peer_queue))
     state.descriptor = home.descriptor()
     app[STATE] = state
     app.router.add_get(DESCRIPTOR_PATH, descriptor)
@@ -497,54 +583,77 @@ def tls_context(home: Home) -> ssl.SSLContext:
 
 
 class Running:
-    """A started peer API: the listening server and the aiohttp runner behind it."""
+    """A started peer API: the listening server, its connections, and the aiohttp runner behind it."""
 
-    def __init__(self, runner: web.AppRunner, server: asyncio.base_events.Server, port: int) -> None:
-        self.runner, self.server, self.port = runner, server, port
+    def __init__(self, runner: web.AppRunner, server: asyncio.base_events.Server, port: int,
+                 connections: Connections) -> None:
+        self.runner, self.server, self.port, self.connections = runner, server, port, connections
 
     async def stop(self) -> None:
         self.server.close()
+        await self.connections.close()
         await self.runner.cleanup()
-        self.runner.app[STATE].close()
+        await self.runner.app[STATE].close()
+
+
+def connection_limits(limits: Limits, nofile: int | None = None) -> ConnectionLimits:
+    total = limits.max_connections or connection_cap(nofile if nofile is not None else descriptor_limit())
+    return ConnectionLimits(total=total, per_address=min(limits.connections_per_address, total),
+                            header_timeout=limits.header_timeout, request_timeout=limits.request_timeout,
+                            handshake_timeout=limits.header_timeout)
 
 
 async def start(home: Home, limits: Limits = Limits(), *, host: str | None = None, port: int | None = None
                 ) -> Running:
     app = create_app(home, limits)
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.keepalive,
-                           max_line_size=8190, max_field_size=8190)
+    connections: Connections | None = None
+
+    class ReplySent(AbstractAccessLogger):
+        """aiohttp calls this once a reply is written: the connection's request deadline ends,
+        and a connection whose reply said `Connection: close` (a refused body left unread) is
+        closed now rather than after reading and discarding that body."""
+
+        def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+            guard = connections.guard_of(request.protocol) if connections else None
+            if guard is not None:
+                guard.reply_sent()
+            if not response.keep_alive and request.protocol is not None:
+                request.protocol.force_close()
+
+    runner = web.AppRunner(app, access_log_class=ReplySent, access_log=log, keepalive_timeout=limits.keepalive,
+                           max_line_size=8190, max_field_size=8190,
+                           logger=logs.guard(logging.getLogger("discnode.http"), one_line=True))
     await runner.setup()
     web_server = runner.server
     assert web_server is not None
     make_request = web_server.request_factory
-    # aiohttp has no header-read timeout: remember which connections have produced a request, and
-    # close the ones that have not within header_timeout (slowloris). RequestHandler has __slots__,
-    # so they are tracked here by id.
-    answered: set[int] = set()
 
     def request_factory(message: Any, payload: Any, protocol: Any, writer: Any, task: Any, *a: Any) -> Any:
-        answered.add(id(protocol))
+        guard = connections.guard_of(protocol) if connections else None
+        if guard is not None:
+            guard.head_received()
         return make_request(message, payload, protocol, writer, task, *a)
 
+    def trust(request: web.BaseRequest) -> None:
+        guard = connections.guard_of(request.protocol) if connections else None
+        if guard is not None:
+            guard.trusted = True
+
     web_server.request_factory = request_factory
+    app[STATE].trust = trust
+    connections = Connections(connection_limits(limits), tls_context(home), web_server)
     loop = asyncio.get_running_loop()
-
-    def close_if_silent(protocol: Any) -> None:
-        if id(protocol) in answered:
-            answered.discard(id(protocol))
-        elif protocol.transport is not None:
-            protocol.transport.close()
-
-    def protocol_factory() -> Any:
-        protocol = web_server()
-        loop.call_later(limits.header_timeout, close_if_silent, protocol)
-        return protocol
-
-    server = await loop.create_server(protocol_factory, host or home.config.host,
-                                      port if port is not None else home.config.port, ssl=tls_context(home),
-                                      ssl_handshake_timeout=limits.header_timeout, reuse_address=True)
+    try:
+        server = await loop.create_server(connections.protocol_factory, host or home.config.host,
+                                          port if port is not None else home.config.port, reuse_address=True,
+                                          backlog=ACCEPT_BURST)
+    except BaseException:
+        await connections.close()
+        await runner.cleanup()
+        await app[STATE].close()
+        raise
     bound = server.sockets[0].getsockname()[1]
-    return Running(runner, server, bound)
+    return Running(runner, server, bound, connections)
 
 
 async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: bool = True,
@@ -561,7 +670,13 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     # 64 KiB buffer reads them as fast (measured: same queries/s). Process-wide, so only the daemon
     # sets it, not the library.
     asyncio.sslproto.SSLProtocol.max_size = limits.tls_read_buffer
+    # Failed handshakes and the like are logged by asyncio itself, as often as a stranger likes.
+    logs.guard(logging.getLogger("asyncio"), one_line=True)
+    logs.guard(log)
     running = await start(home, limits)
+    caps = running.connections.limits
+    log.info("at most %d connections (%d per address; file descriptors: %d)", caps.total, caps.per_address,
+             descriptor_limit())
     try:
         local = await localapi.start(home, ui_port=ui_port)
     except BaseException:
@@ -579,39 +694,56 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
         advertiser = Advertiser(home, running.port)
         await advertiser.start()
 
+    # Redelivery and checkpoints write to SQLite (through home.db, with SQLite's busy handler) and
+    # wait on peers: they run on their own thread and event loop, so that neither a write lock held
+    # by an import nor a slow peer ever holds the loop that serves partners.
+    # It has its own connection: the local API uses home.db on this loop, and a sqlite3 connection
+    # shared by two threads would mix their transactions.
+    side_home = Home.open(home.path)
+    side = asyncio.new_event_loop()
+    side_thread = threading.Thread(target=side.run_forever, name="redelivery", daemon=True)
     retry = Retry(first=deliver_every)
     wake = asyncio.Event()
 
-    def peer_back(node_id: str) -> None:
+    def woken(node_id: str) -> None:  # on the side loop
         retry.succeeded(node_id)
         wake.set()
+
+    def peer_back(node_id: str) -> None:
+        side.call_soon_threadsafe(woken, node_id)
     running.runner.app[STATE].peer_back = peer_back
 
     async def redeliver() -> None:
         from .peering import announce
         try:
-            await announce(home)
+            await announce(side_home)
         except Exception:  # noqa: BLE001
             log.exception("announcing the descriptor failed")
         while True:
             try:
-                witness.checkpoint_if_due(home, checkpoint_every)
+                witness.checkpoint_if_due(side_home, checkpoint_every)
             except Exception:  # noqa: BLE001
                 log.exception("signing an audit checkpoint failed")
             try:
-                await deliver_pending(home, retry=retry)
+                await deliver_pending(side_home, retry=retry)
             except Exception:  # noqa: BLE001 - keep retrying; each failure is logged
                 log.exception("consent redelivery failed")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), deliver_every)
             wake.clear()
 
-    task = asyncio.create_task(redeliver(), name="consent-redelivery")
+    side_thread.start()
+    task = asyncio.run_coroutine_threadsafe(redeliver(), side)
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wrap_future(task)
+        side.call_soon_threadsafe(side.stop)
+        side_thread.join(10)
+        side_home.close()
         if advertiser:
             await advertiser.stop()
         await local.stop()

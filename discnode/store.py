@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import os
+import time
 import json
 import sqlite3
 from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from . import query as q
@@ -25,8 +29,11 @@ class DB:
     """The node's connection: sqlite3 with WAL, foreign keys and a busy timeout. sqlite-utils builds
     the schema in `migrate`, and is imported only there: a serving node does not need its 13 MB."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, eager: bool = False) -> None:
         self.conn = conn
+        #: Wait for the write lock by trying every millisecond (see `write`), not in SQLite's
+        #: busy handler, whose sleeps grow to 100 ms and miss the short gaps a staged import leaves.
+        self.eager = eager
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
@@ -116,6 +123,34 @@ def _m006_expected_peers(db: "sqlite_utils.Database") -> None:
     db.table("peers").add_column("offered_from", str)
 
 
+def _m007_staged_imports(db: "sqlite_utils.Database") -> None:
+    # ref: the partnership's own reference for a profile (an import key; never sent to peers).
+    # batch: the import a row belongs to while that import is staged; NULL for every live row, and
+    # every read of profiles filters on it. content_hash: what a row says (see content_hash), so
+    # that a row imported twice without a ref is recognised.
+    db.execute("ALTER TABLE profiles ADD COLUMN ref TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE profiles ADD COLUMN batch INTEGER")
+    db.execute("ALTER TABLE profiles ADD COLUMN content_hash TEXT NOT NULL DEFAULT ''")
+    db.execute("CREATE UNIQUE INDEX profiles_by_ref ON profiles (origin, ref) WHERE ref != ''")
+    db.execute("CREATE INDEX profiles_by_batch ON profiles (batch) WHERE batch IS NOT NULL")
+    db.execute("CREATE INDEX profiles_by_content ON profiles (origin, content_hash)")
+    db.execute("CREATE TABLE import_batches (id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, started TEXT NOT NULL, "
+               "touched REAL NOT NULL)")
+    # Changes to live profiles wait here until the import is published.
+    db.execute("CREATE TABLE import_updates (batch INTEGER NOT NULL, id TEXT NOT NULL, columns TEXT NOT NULL, "
+               "images TEXT NOT NULL, PRIMARY KEY (batch, id))")
+    # Publishing a batch sets its rows' batch to NULL: that must not rewrite their full-text entries.
+    text = ', '.join(f'"{c}"' for c in FTS_COLUMNS)
+    old = ', '.join(f'old."{c}"' for c in FTS_COLUMNS)
+    new = ', '.join(f'new."{c}"' for c in FTS_COLUMNS)
+    db.execute('DROP TRIGGER "profiles_au"')
+    db.execute(f'CREATE TRIGGER "profiles_au" AFTER UPDATE OF {text} ON "profiles" BEGIN '
+               f'INSERT INTO "profiles_fts" ("profiles_fts", rowid, {text}) VALUES(\'delete\', old.rowid, {old}); '
+               f'INSERT INTO "profiles_fts" (rowid, {text}) VALUES (new.rowid, {new}); END')
+    for pid, record in db.execute("SELECT id, record FROM profiles").fetchall():
+        db.execute("UPDATE profiles SET content_hash = ? WHERE id = ?", [content_hash(json.loads(record)), pid])
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -123,16 +158,17 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("004_nonces", _m004_nonces),
     ("005_audit_heads", _m005_audit_heads),
     ("006_expected_peers", _m006_expected_peers),
+    ("007_staged_imports", _m007_staged_imports),
 ]
 
 
-def connect(path: Path | str) -> DB:
+def connect(path: Path | str, *, eager: bool = False) -> DB:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
-    db = DB(conn)
+    db = DB(conn, eager=eager)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute(f"PRAGMA busy_timeout={0 if eager else 10000}")
     return db
 
 
@@ -161,7 +197,7 @@ def write(db: DB) -> Iterator[sqlite3.Connection]:
     if conn.in_transaction:  # nested: the outer transaction decides
         yield conn
         return
-    conn.execute("BEGIN IMMEDIATE")
+    _begin(db)
     try:
         yield conn
     except BaseException:
@@ -170,11 +206,40 @@ def write(db: DB) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+#: How long a write waits for the lock before "database is locked".
+LOCK_WAIT = 10.0
+
+
+def _begin(db: DB) -> None:
+    if not db.eager:
+        db.conn.execute("BEGIN IMMEDIATE")  # SQLite's busy handler waits (busy_timeout)
+        return
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            db.conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.001)
+
+
 def now_ts() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- profiles --------------------------------------------------------------------------------
+
+FTS_COLUMNS = ("first_name", "last_name", "aliases_text", "marks", "notes")
+#: Fields that say nothing about the person: two records equal but for these are the same profile.
+NOT_CONTENT = ("id", "origin", "created", "updated", "review_by", "image", "sig")
+
+
+def content_hash(record: dict[str, Any]) -> str:
+    content = {k: v for k, v in record.items() if k not in NOT_CONTENT}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
 
 
 def _columns(record: dict[str, Any]) -> dict[str, Any]:
@@ -190,6 +255,7 @@ def _columns(record: dict[str, Any]) -> dict[str, Any]:
         "local_only": int(record["local_only"]), "created": record["created"], "updated": record["updated"],
         "last_seen_key": record["last_seen"] or "", "review_by": record["review_by"], "image": record["image"],
         "record": json.dumps(record, separators=(",", ":"), sort_keys=True),
+        "content_hash": content_hash(record),
     }
 
 
@@ -204,7 +270,7 @@ def put_profiles(db: DB, records: Iterable[dict[str, Any]], *, replace: bool = F
             marks = ", ".join("?" * len(cols))
             if replace:
                 sets = ", ".join(f"{k} = ?" for k in cols if k != "id")
-                cur = conn.execute(f"UPDATE profiles SET {sets} WHERE id = ?",
+                cur = conn.execute(f"UPDATE profiles SET {sets} WHERE id = ? AND batch IS NULL",
                                    [v for k, v in cols.items() if k != "id"] + [cols["id"]])
                 if cur.rowcount != 1:
                     raise NotFound(f"no profile {record['id']}")
@@ -220,7 +286,7 @@ def put_profiles(db: DB, records: Iterable[dict[str, Any]], *, replace: bool = F
 
 
 def get_profile(db: DB, profile_id: str) -> dict[str, Any]:
-    row = db.execute("SELECT record FROM profiles WHERE id = ?", [profile_id]).fetchone()
+    row = db.execute("SELECT record FROM profiles WHERE id = ? AND batch IS NULL", [profile_id]).fetchone()
     if row is None:
         raise NotFound(f"no profile {profile_id!r} on this node")
     return json.loads(row[0])
@@ -228,7 +294,8 @@ def get_profile(db: DB, profile_id: str) -> dict[str, Any]:
 
 def get_shareable(db: DB, profile_id: str, me: str, today: dt.date) -> dict[str, Any]:
     row = db.execute(
-        "SELECT record FROM profiles WHERE id = ? AND origin = ? AND local_only = 0 AND review_by >= ?",
+        "SELECT record FROM profiles WHERE id = ? AND batch IS NULL AND origin = ? AND local_only = 0 "
+        "AND review_by >= ?",
         [profile_id, me, today.isoformat()],
     ).fetchone()
     if row is None:
@@ -241,7 +308,7 @@ def delete_profile(db: DB, profile_id: str) -> list[str]:
     with write(db) as conn:
         hashes = [r[0] for r in conn.execute("SELECT sha256 FROM images WHERE profile_id = ?", [profile_id])]
         conn.execute("DELETE FROM images WHERE profile_id = ?", [profile_id])
-        if conn.execute("DELETE FROM profiles WHERE id = ?", [profile_id]).rowcount != 1:
+        if conn.execute("DELETE FROM profiles WHERE id = ? AND batch IS NULL", [profile_id]).rowcount != 1:
             raise NotFound(f"no profile {profile_id!r} on this node")
         return [h for h in hashes
                 if conn.execute("SELECT 1 FROM images WHERE sha256 = ?", [h]).fetchone() is None]
@@ -259,7 +326,7 @@ def search_raw(db: DB, query: q.Query, today: dt.date, *, served_by: str | None 
 
 
 def count_profiles(db: DB) -> int:
-    return db.execute("SELECT count(*) FROM profiles").fetchone()[0]
+    return db.execute("SELECT count(*) FROM profiles WHERE batch IS NULL").fetchone()[0]
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -286,7 +353,125 @@ def images_of(db: DB, profile_id: str) -> list[dict[str, Any]]:
 
 def shareable_image(db: DB, sha256: str, me: str, today: dt.date) -> bool:
     row = db.execute(
-        "SELECT 1 FROM images i JOIN profiles p ON p.id = i.profile_id WHERE i.sha256 = ? AND p.origin = ? "
+        "SELECT 1 FROM images i JOIN profiles p ON p.id = i.profile_id WHERE i.sha256 = ? AND p.batch IS NULL "
+        "AND p.origin = ? "
         "AND p.local_only = 0 AND p.review_by >= ? LIMIT 1", [sha256, me, today.isoformat()],
     ).fetchone()
     return row is not None
+
+
+# --- staged imports --------------------------------------------------------------------------
+# A long import writes in steps of a few hundred rows, each its own short transaction, so that
+# the daemon (audit commits) and other commands wait at most one step for the write lock. Until
+# the import is published its new rows carry its batch number, and every read filters them out;
+# its changes to live profiles wait in import_updates. Publishing is one transaction: apply the
+# changes, clear the batch number. So the user sees every row or none, whatever happens between.
+
+#: Rows per write step: a few tens of milliseconds of writing; and the pause between steps, in
+#: which a waiting writer (the daemon's, trying every millisecond) takes the lock.
+STEP_ROWS = 50
+STEP_PAUSE = 0.005
+#: A batch whose importer has not written for this long is abandoned even if its process lives on.
+ABANDONED_AFTER = 3600.0
+
+
+@dataclass
+class Staged:
+    """One row of an import, checked and signed: a new profile, or a change to a live one."""
+    record: dict[str, Any]
+    ref: str
+    images: list[tuple[str, dict[str, Any]]]  # (sha256, meta) of image files already saved
+    update: bool = False
+
+
+def begin_import(db: DB) -> int:
+    with write(db) as conn:
+        cur = conn.execute("INSERT INTO import_batches (pid, started, touched) VALUES (?, ?, ?)",
+                           [os.getpid(), now_ts(), time.time()])
+        return int(cur.lastrowid or 0)
+
+
+def stage(db: DB, batch: int, rows: Sequence[Staged]) -> None:
+    """One step: these rows, in one short transaction, invisible until `publish`."""
+    with write(db) as conn:
+        for row in rows:
+            cols = _columns(row.record)
+            if row.update:
+                conn.execute("INSERT OR REPLACE INTO import_updates (batch, id, columns, images) VALUES (?, ?, ?, ?)",
+                             [batch, row.record["id"], json.dumps(cols), json.dumps(row.images)])
+                continue
+            cols.update(ref=row.ref, batch=batch)
+            try:
+                conn.execute(f"INSERT INTO profiles ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                             list(cols.values()))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"a profile with reference {row.ref!r} already exists") from None
+            for sha, meta in row.images:
+                add_image_row(conn, row.record["id"], sha, meta)
+        conn.execute("UPDATE import_batches SET touched = ? WHERE id = ?", [time.time(), batch])
+
+
+def publish(db: DB, batch: int) -> None:
+    """The import's one short final step: its changes and its new rows become live together."""
+    with write(db) as conn:
+        for pid, columns, images in conn.execute(
+                "SELECT id, columns, images FROM import_updates WHERE batch = ?", [batch]).fetchall():
+            cols = json.loads(columns)
+            sets = ", ".join(f"{k} = ?" for k in cols if k != "id")
+            if conn.execute(f"UPDATE profiles SET {sets} WHERE id = ? AND batch IS NULL",
+                            [v for k, v in cols.items() if k != "id"] + [pid]).rowcount != 1:
+                raise Conflict(f"profile {pid} was deleted during the import")
+            for sha, meta in json.loads(images):
+                add_image_row(conn, pid, sha, meta)
+        conn.execute("DELETE FROM import_updates WHERE batch = ?", [batch])
+        conn.execute("UPDATE profiles SET batch = NULL WHERE batch = ?", [batch])
+        conn.execute("DELETE FROM import_batches WHERE id = ?", [batch])
+
+
+def discard(db: DB, batch: int) -> list[str]:
+    """Remove a staged import, in steps; returns the image hashes nothing live refers to any more."""
+    hashes: set[str] = set()
+    while True:
+        with write(db) as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM profiles WHERE batch = ? LIMIT ?", [batch, STEP_ROWS])]
+            for pid in ids:
+                hashes.update(r[0] for r in conn.execute("SELECT sha256 FROM images WHERE profile_id = ?", [pid]))
+                conn.execute("DELETE FROM images WHERE profile_id = ?", [pid])
+                conn.execute("DELETE FROM profiles WHERE id = ?", [pid])
+            if ids:
+                continue
+            for (images,) in conn.execute("SELECT images FROM import_updates WHERE batch = ?", [batch]):
+                hashes.update(sha for sha, _ in json.loads(images))
+            conn.execute("DELETE FROM import_updates WHERE batch = ?", [batch])
+            conn.execute("DELETE FROM import_batches WHERE id = ?", [batch])
+            return [h for h in hashes if conn.execute("SELECT 1 FROM images WHERE sha256 = ?", [h]).fetchone() is None]
+
+
+def abandoned_imports(db: DB, now: float | None = None) -> list[int]:
+    """Batches whose importer died (kill -9, power cut) or stopped writing long ago."""
+    now = time.time() if now is None else now
+    out = []
+    for batch, pid, touched in db.execute("SELECT id, pid, touched FROM import_batches").fetchall():
+        if now - touched > ABANDONED_AFTER or not _alive(pid):
+            out.append(batch)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def own_by_ref(db: DB, origin: str) -> dict[str, tuple[dict[str, Any], str]]:
+    """Live profiles of this node that have a ref: ref -> (record, content hash)."""
+    return {ref: (json.loads(record), digest) for ref, record, digest in db.execute(
+        "SELECT ref, record, content_hash FROM profiles WHERE origin = ? AND ref != '' AND batch IS NULL", [origin])}
+
+
+def own_content_hashes(db: DB, origin: str) -> set[str]:
+    return {r[0] for r in db.execute("SELECT content_hash FROM profiles WHERE origin = ? AND batch IS NULL", [origin])}

@@ -164,7 +164,7 @@ def test_json_import(cli, tmp_path):
     people = People(seed=3)
     path = tmp_path / "p.json"
     path.write_text(json.dumps([people.fields() for _ in range(20)]))
-    assert cli("profile", "import", path, "--json").json == {"imported": 20}
+    assert cli("profile", "import", path, "--json").json["added"] == 20
     path.write_text("{not json")
     assert "not valid JSON" in cli("profile", "import", path, ok=False).err
 

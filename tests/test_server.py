@@ -218,11 +218,12 @@ def test_unknown_path_is_json_404(abc):
 def test_rate_limit_per_peer(network):
     from discnode.server import Limits
     a = network.node("A")
-    b = network.node("B", limits=Limits(rate=1.0, burst=3))
+    # One token per 4 s: the six queries (under 12 s even on a loaded machine) cannot earn back three.
+    b = network.node("B", limits=Limits(rate=0.25, burst=3))
     network.agree(a, b)
     statuses = [query(a, b)[0] for _ in range(6)]
     assert statuses[0] == 200 and statuses[-1] == 429 and set(statuses) == {200, 429}
-    time.sleep(1.2)  # one token back at 1 request/s
+    time.sleep(4.2)  # one token back at 1 request per 4 s
     assert query(a, b)[0] == 200
 
 

@@ -1,0 +1,238 @@
+"""The peer API's connections, below HTTP: how many, from where, and for how long.
+
+aiohttp bounds neither how many connections a server holds nor how long a request may take to
+arrive (its keep-alive timer only covers idle connections), and asyncio hands it connections only
+after their TLS handshake, when a descriptor is already spent. So the node accepts plain TCP itself,
+counts and refuses there (before TLS, at the cost of one accept and one close), then starts TLS and
+hands the connection to aiohttp through a `Guard` that sees every byte arrive:
+
+- at most `per_address` connections from one address (an idle keep-alive one of that address makes
+  room for a new one), and `total` in all, sized below the process's file-descriptor limit so that
+  accept() never fails for want of one;
+- when the total is reached, a new connection takes the place of the oldest one that has not yet
+  carried a verified peer request (a thousand slow strangers cannot keep a partner out);
+- a request head must arrive within `header_timeout` of its first byte (or of the connection's
+  start), and the whole request, head, body and reply, within `request_timeout`: a connection that
+  sends a head and then a byte every few seconds is cut at its deadline.
+
+asyncio has no per-connection accept hook; writing this by hand is the least code that does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import ssl
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+#: Descriptors kept back from connections: SQLite (a writer and readers, each with WAL and shm
+#: files), images being read, logs, mDNS, the node's own outbound connections.
+RESERVED_FDS = 64
+#: asyncio accepts up to this many connections in one go (the listen backlog), before any of them
+#: is admitted or refused: their descriptors must fit too.
+ACCEPT_BURST = 100
+#: Even with a large descriptor limit, more connections than this only cost memory (each TLS
+#: connection holds its buffers).
+MAX_TOTAL = 4096
+
+
+def descriptor_limit() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return MAX_TOTAL * 2 if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def connection_cap(nofile: int) -> int:
+    """Connections the node holds at once, given its descriptor limit: three quarters of what is
+    left after the reserve and one accept burst, so that the cap is always reached before the limit."""
+    return max(8, min(MAX_TOTAL, (nofile - RESERVED_FDS - ACCEPT_BURST) * 3 // 4))
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    total: int
+    per_address: int
+    header_timeout: float
+    request_timeout: float
+    handshake_timeout: float
+
+
+class Guard(asyncio.Protocol):
+    """One accepted connection: the application protocol under TLS, passing everything on to the
+    aiohttp request handler while keeping the times the deadlines are measured from."""
+
+    def __init__(self, pool: "Connections", address: str, raw: asyncio.Transport) -> None:
+        self.pool, self.address, self.raw = pool, address, raw
+        self.handler: Any = None
+        self.trusted = False
+        self.started: float | None = pool.loop.time()  # the TLS handshake counts as a request head
+        self.head_done = False
+        self.released = False
+        self._early: list[bytes] = []  # bytes that came with the end of the handshake
+
+    def attach(self, handler: Any, tls: asyncio.BaseTransport) -> None:
+        self.handler = handler
+        handler.connection_made(tls)
+        for data in self._early:
+            handler.data_received(data)
+        self._early.clear()
+
+    # --- what the deadlines measure ---
+
+    def head_received(self) -> None:
+        if self.started is None:  # a pipelined request, whose bytes came with the previous one
+            self.started = self.pool.loop.time()
+        self.head_done = True
+
+    def reply_sent(self) -> None:
+        self.started, self.head_done = None, False
+
+    def overdue(self, now: float) -> bool:
+        if self.started is None:
+            return False
+        limit = self.pool.limits.request_timeout if self.head_done else self.pool.limits.header_timeout
+        return now - self.started > limit
+
+    def cut(self) -> None:
+        """Close at once, whatever state TLS and HTTP are in."""
+        self.raw.abort()
+        self.release()
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.pool.forget(self)
+
+    # --- asyncio.Protocol, passed on ---
+
+    def data_received(self, data: bytes) -> None:
+        if self.started is None:
+            self.started, self.head_done = self.pool.loop.time(), False
+        if self.handler is not None:
+            self.handler.data_received(data)
+        elif sum(map(len, self._early)) < 65536:
+            self._early.append(data)
+
+    def eof_received(self) -> bool | None:
+        return self.handler.eof_received() if self.handler is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.release()
+        if self.handler is not None:
+            self.handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.resume_writing()
+
+
+class _Gate(asyncio.Protocol):
+    """The protocol of a freshly accepted TCP connection: admit it (or close it), then start TLS."""
+
+    def __init__(self, pool: "Connections") -> None:
+        self.pool = pool
+        self.guard: Guard | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if peer else "?"
+        if not self.pool.admit(address):
+            transport.abort()
+            return
+        transport.pause_reading()  # nothing is read before TLS starts
+        self.guard = self.pool.add(address, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.guard is not None:  # lost before TLS took the connection over
+            self.guard.release()
+
+
+class Connections:
+    """Every connection the peer API holds, with the counts and the timer that enforce the limits."""
+
+    def __init__(self, limits: ConnectionLimits, tls: ssl.SSLContext, make_handler: Callable[[], Any]) -> None:
+        self.limits, self.tls, self.make_handler = limits, tls, make_handler
+        self.loop = asyncio.get_running_loop()
+        self.live: dict[Guard, None] = {}  # in order of arrival: the oldest first
+        self.per_address: Counter[str] = Counter()
+        self.by_handler: dict[int, Guard] = {}
+        self.refused = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper = self.loop.create_task(self._sweep(), name="connection-deadlines")
+
+    def protocol_factory(self) -> asyncio.Protocol:
+        return _Gate(self)
+
+    def admit(self, address: str) -> bool:
+        if self.per_address[address] >= self.limits.per_address:
+            # An idle keep-alive connection of that address gives way (its client can reconnect);
+            # connections in the middle of a request (a slow client's) never do.
+            idle = next((g for g in self.live if g.address == address and g.started is None), None)
+            if idle is None:
+                self.refused += 1
+                return False
+            idle.cut()
+        if len(self.live) >= self.limits.total:
+            victim = next((g for g in self.live if not g.trusted), None)
+            if victim is None:
+                self.refused += 1
+                return False
+            victim.cut()
+        return True
+
+    def add(self, address: str, raw: asyncio.Transport) -> Guard:
+        guard = Guard(self, address, raw)
+        self.live[guard] = None
+        self.per_address[address] += 1
+        task = self.loop.create_task(self._start_tls(guard), name="tls-handshake")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return guard
+
+    async def _start_tls(self, guard: Guard) -> None:
+        try:
+            tls = await self.loop.start_tls(guard.raw, guard, self.tls, server_side=True,
+                                            ssl_handshake_timeout=self.limits.handshake_timeout)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
+            guard.cut()  # a failed or abandoned handshake: nothing to log per connection
+            return
+        if guard.released or tls is None:
+            return
+        handler = self.make_handler()
+        self.by_handler[id(handler)] = guard
+        guard.attach(handler, tls)
+
+    def forget(self, guard: Guard) -> None:
+        self.live.pop(guard, None)
+        self.per_address[guard.address] -= 1
+        if self.per_address[guard.address] <= 0:
+            del self.per_address[guard.address]
+        if guard.handler is not None:
+            self.by_handler.pop(id(guard.handler), None)
+
+    def guard_of(self, handler: Any) -> Guard | None:
+        return self.by_handler.get(id(handler))
+
+    async def _sweep(self) -> None:
+        tick = min(1.0, self.limits.header_timeout / 4, self.limits.request_timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = self.loop.time()
+            for guard in [g for g in self.live if g.overdue(now)]:
+                guard.cut()
+
+    async def close(self) -> None:
+        self._sweeper.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sweeper
+        for guard in list(self.live):
+            guard.cut()

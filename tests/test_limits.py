@@ -1,0 +1,370 @@
+"""Transport limits and fair shares, against real nodes over real TLS on loopback.
+
+Slow and flooding clients here are real sockets. Loopback is all of 127.0.0.0/8 on Linux, so a
+client can come from 127.0.0.2, 127.0.0.3, ... and be a different address to the node.
+"""
+
+import asyncio
+import json
+import resource
+import select
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import pytest
+
+from discnode.fairshare import FairShare
+from discnode.errors import RateLimited
+from discnode.server import Limits
+from discnode.transport import ACCEPT_BURST, RESERVED_FDS, connection_cap
+from tests.nodes import free_port, signed
+from tests.test_server import QUERY, add_profiles
+
+DISCNODE = [sys.executable, "-m", "discnode"]
+
+
+def _tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    return ctx
+
+
+def port_of(node) -> int:
+    return int(node.url.rsplit(":", 1)[1])
+
+
+def slow_connection(port: int, source: str = "127.0.0.2",
+                    head: bytes = b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\n") -> ssl.SSLSocket | None:
+    """A TLS connection that sends part of a request and then nothing; None if the node refused it."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    try:
+        tls = _tls().wrap_socket(raw)
+        tls.sendall(head)
+        return tls
+    except (ssl.SSLError, OSError):
+        raw.close()
+        return None
+
+
+def is_open(tls: ssl.SSLSocket) -> bool:
+    """True unless the node has closed (or reset) the connection."""
+    readable, _, _ = select.select([tls], [], [], 0.2)
+    if not readable:
+        return True
+    tls.setblocking(False)
+    try:
+        return tls.recv(1) != b""
+    except ssl.SSLWantReadError:  # only TLS housekeeping (session tickets) was waiting
+        return True
+    except (ssl.SSLError, OSError):
+        return False
+    finally:
+        tls.setblocking(True)
+
+
+def closed_within(tls: ssl.SSLSocket, seconds: float) -> bool:
+    """Keep the connection alive by sending one body byte every half second; True once the node
+    closes it, False if it is still open after `seconds` (a loop bound, not a timing claim)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            tls.sendall(b"x")
+        except (ssl.SSLError, OSError):
+            return True
+        if not is_open(tls):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def read_reply(tls: ssl.SSLSocket) -> tuple[bytes, bool]:
+    """Everything the node sends until it closes the connection (True) or goes quiet for 8 s (False)."""
+    tls.settimeout(8)
+    data = b""
+    try:
+        while chunk := tls.recv(65536):
+            data += chunk
+    except (TimeoutError, socket.timeout):
+        return data, False
+    except (ssl.SSLError, OSError):
+        pass
+    return data, True
+
+
+# --- item 5: deadlines -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/profiles/query", "/.well-known/discnode"])
+def test_stalled_body_is_cut_at_the_request_deadline(network, path):
+    b = network.node("B", limits=Limits(header_timeout=2, request_timeout=3))
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    tls = slow_connection(port_of(b), "127.0.0.1", head.encode())
+    assert tls is not None
+    with tls:
+        # A byte every half second would take 500 s to finish the body; the deadline cuts it.
+        assert closed_within(tls, 40), "a request trickling its body was never cut"
+
+
+def test_declared_100_gb_body_is_refused_at_once_and_closed(network):
+    b = network.node("B")  # default deadlines: 10 s for a head, 30 s for a request
+    head = (b"POST /v1/profiles/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000000000\r\n\r\n")
+    tls = slow_connection(port_of(b), "127.0.0.1", head)
+    assert tls is not None
+    with tls:
+        reply, closed = read_reply(tls)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:100]
+    assert b'"too_large"' in reply
+    assert closed, "the connection stayed open after the 413, waiting for a body that was refused"
+
+
+# --- item 5: connection caps -------------------------------------------------------------------
+
+
+def test_one_address_cannot_hold_more_than_its_connections(network):
+    a = network.node("A")
+    b = network.node("B", limits=Limits(connections_per_address=4, header_timeout=60, request_timeout=60))
+    network.agree(a, b)
+    held = [slow_connection(port_of(b), "127.0.0.2") for _ in range(7)]
+    try:
+        accepted = [c for c in held if c is not None and is_open(c)]
+        assert len(accepted) == 4
+        body, headers = signed(a.home.identity, b, "POST", QUERY, {})
+        from tests.nodes import send
+        assert send(b, "POST", QUERY, body, headers)[0] == 200  # another address is still served
+    finally:
+        for c in held:
+            if c is not None:
+                c.close()
+
+
+def test_partner_is_answered_when_slow_connections_fill_the_node(network):
+    a = network.node("A")
+    b = network.node("B", limits=Limits(max_connections=12, connections_per_address=4, header_timeout=60,
+                                        request_timeout=60))
+    network.agree(a, b)
+    add_profiles(b, 2)
+    held = [slow_connection(port_of(b), f"127.0.0.{2 + i // 4}") for i in range(20)]  # 5 addresses x 4
+    try:
+        # The partner's real signed request, from the Dataview, over a new connection.
+        page = a.cli("search", "--json").json
+        assert {p["status"] for p in page["peers"]} == {"ok"} and len(page["results"]) == 2, page
+        still_open = [c for c in held if c is not None and is_open(c)]
+        assert len(still_open) <= 12, "the node held more connections than its cap"
+    finally:
+        for c in held:
+            if c is not None:
+                c.close()
+
+
+def test_connection_cap_is_below_the_descriptor_limit():
+    for nofile in (256, 1024, 4096, 65536):
+        cap = connection_cap(nofile)
+        assert 8 <= cap <= nofile - RESERVED_FDS - ACCEPT_BURST
+
+
+def _daemon(tmp_path, nofile: int) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    home = tmp_path / "node"
+    subprocess.run([*DISCNODE, "--home", str(home), "init", "--name", "Limits BCRP", "--port", str(port)],
+                   check=True, capture_output=True)
+    proc = subprocess.Popen([*DISCNODE, "--home", str(home), "serve", "--no-advertise"], stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        assert "Traceback" not in line
+        if "at most" in line:
+            cap = int(line.split("at most ")[1].split()[0])
+            assert cap <= nofile - RESERVED_FDS - ACCEPT_BURST, line
+        if "serving Limits BCRP" in line:
+            return proc, port
+    raise AssertionError(f"serve exited with {proc.wait()}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err
+
+
+def _get_descriptor(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, _tls().wrap_socket(raw) as tls:
+        tls.sendall(b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply, _ = read_reply(tls)
+    return int(reply.split(b" ", 2)[1]) if reply else 0
+
+
+def test_connection_flood_never_exhausts_the_daemons_descriptors(tmp_path):
+    proc, port = _daemon(tmp_path, nofile=256)
+    held = []
+    try:
+        # More connections than the daemon has descriptors, from 6 addresses (64 each at most).
+        for i in range(300):
+            try:
+                raw = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                               source_address=(f"127.0.0.{2 + i % 6}", 0))
+            except OSError:
+                continue
+            held.append(raw)
+        assert _get_descriptor(port) == 200
+    finally:
+        for raw in held:
+            raw.close()
+        err = _stop(proc)
+    assert "Too many open files" not in err and "accept" not in err.lower(), err[-2000:]
+    assert "Traceback" not in err
+
+
+def test_malformed_request_lines_are_summarised_without_tracebacks(tmp_path):
+    proc, port = _daemon(tmp_path, nofile=1024)
+    try:
+        for _ in range(30):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, _tls().wrap_socket(raw) as tls:
+                tls.sendall(b"GET /\x01\x02 HTTP/1.1\r\nHost: x\r\n\r\n")
+                reply, _ = read_reply(tls)
+                assert reply.split(b" ", 2)[1] == b"400", reply[:80]
+    finally:
+        err = _stop(proc)
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "Error handling request" in line]
+    assert 1 <= len(lines) <= 2, lines  # one line, then one per minute with a count
+    assert all(len(line) < 400 for line in lines)
+
+
+# --- item 6: fair shares -----------------------------------------------------------------------
+
+
+_PINS: dict[str, object] = {}
+
+
+async def _signed_query(session, src, dst) -> tuple[int, dict[str, str]]:
+    import aiohttp
+    body, headers = signed(src.home.identity, dst, "POST", QUERY, {})
+    # aiohttp pools connections by the identity of the ssl argument: one pin per node, as client.py does.
+    pin = _PINS.setdefault(dst.home.tls_fingerprint, aiohttp.Fingerprint(bytes.fromhex(dst.home.tls_fingerprint)))
+    async with session.post(dst.url + QUERY, data=body, headers=headers, ssl=pin) as resp:
+        await resp.read()
+        return resp.status, dict(resp.headers)
+
+
+def test_flooding_partner_gets_429_while_another_partners_requests_all_succeed(network):
+    import aiohttp
+    a, c = network.node("A"), network.node("C")
+    b = network.node("B", limits=Limits(slots=1, peer_queue=1, rate=100_000, burst=100_000))
+    network.agree(a, b)
+    network.agree(c, b)
+    add_profiles(b, 20)
+
+    async def scenario():
+        flood: list[tuple[int, dict[str, str]]] = []
+        done = asyncio.Event()
+        # The flooder comes from its own address, as partners do (one address may hold 64 connections).
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, local_addr=("127.0.0.2", 0))) as flooder, \
+                aiohttp.ClientSession() as partner:
+            async def one_flooder() -> None:
+                for _ in range(10):  # bounded: at most 16 x 10 requests
+                    if done.is_set():
+                        return
+                    try:
+                        flood.append(await _signed_query(flooder, a, b))
+                    except aiohttp.ClientError as exc:
+                        flood.append((0, {"error": repr(exc)}))
+
+            flooders = [asyncio.create_task(one_flooder()) for _ in range(16)]
+            await asyncio.sleep(0.2)
+            others = [await _signed_query(partner, c, b) for _ in range(5)]
+            done.set()
+            await asyncio.gather(*flooders)
+        return flood, others
+
+    flood, others = network.loop.run(scenario(), timeout=300)
+    assert [status for status, _ in others] == [200] * 5
+    refused = [headers for status, headers in flood if status == 429]
+    assert refused, "the flooding partner was never told to slow down"
+    assert all(int(h["Retry-After"]) >= 1 for h in refused)
+    assert all(status in (200, 429) for status, _ in flood), [h for s, h in flood if s == 0][:3]
+
+
+def test_rate_limited_reply_says_when_to_retry(network):
+    import aiohttp
+    a = network.node("A")
+    b = network.node("B", limits=Limits(rate=0.5, burst=2))
+    network.agree(a, b)
+
+    async def burst():
+        async with aiohttp.ClientSession() as session:
+            return [await _signed_query(session, a, b) for _ in range(4)]
+
+    replies = network.loop.run(burst())
+    assert replies[-1][0] == 429 and int(replies[-1][1]["Retry-After"]) >= 1
+
+
+def test_turns_go_round_the_partners():
+    """Pure scheduling: with one slot, a partner with five requests waiting and a partner with one
+    alternate; past its queue depth a partner is refused at once."""
+    async def run() -> list[str]:
+        share = FairShare(slots=1, depth=4)
+        order: list[str] = []
+
+        async def request(peer: str, turn) -> None:
+            async with turn:
+                order.append(peer)
+                await asyncio.sleep(0)
+
+        first = share.claim("flood")
+        turns = [("flood", first)] + [("flood", share.claim("flood")) for _ in range(4)]
+        with pytest.raises(RateLimited):
+            share.claim("flood")  # a fifth waiting request
+        turns.append(("other", share.claim("other")))
+        await asyncio.gather(*(request(peer, turn) for peer, turn in turns))
+        assert share.running == 0 and not share.waiting
+        return order
+
+    order = asyncio.run(run())
+    assert order.index("other") <= 2, order  # not behind the flood's whole queue
+
+
+def test_service_unit_sets_a_descriptor_limit_and_runs_what_the_readme_installs():
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    unit = (root / "examples" / "discnode.service").read_text()
+    readme = (root / "README.md").read_text()
+    nofile = int(unit.split("\nLimitNOFILE=")[1].split()[0])
+    assert connection_cap(nofile) <= nofile - RESERVED_FDS - ACCEPT_BURST
+    exec_start = unit.split("\nExecStart=")[1].split()[0]
+    assert exec_start == "/opt/discnode/bin/discnode"
+    assert "sudo python3 -m venv /opt/discnode && sudo /opt/discnode/bin/pip install" in readme
+
+
+def test_idle_connections_of_an_address_make_room_for_its_new_ones(network):
+    b = network.node("B", limits=Limits(connections_per_address=3))
+    port = port_of(b)
+    idle = []
+    for _ in range(3):  # three keep-alive connections, each done with its request
+        tls = slow_connection(port, "127.0.0.2", b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert tls is not None
+        tls.settimeout(10)
+        reply = tls.recv(65536)
+        while b"}" not in reply:  # the whole reply (a JSON descriptor), so that nothing is left unread
+            reply += tls.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200")
+        idle.append(tls)
+    try:
+        fresh = slow_connection(port, "127.0.0.2", b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\n"
+                                                   b"Connection: close\r\n\r\n")
+        assert fresh is not None
+        with fresh:
+            reply, _ = read_reply(fresh)
+        assert reply.startswith(b"HTTP/1.1 200")
+        assert sum(is_open(c) for c in idle) == 2  # the oldest idle one gave way
+    finally:
+        for c in idle:
+            c.close()
