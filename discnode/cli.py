@@ -681,6 +681,17 @@ def _audit_verify(home: Home, timeout: float, json_out: bool) -> None:
                             + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""))
 
 
+_SEARCH_OPTIONS = ("text", "gender", "ethnicity", "build", "status", "tag", "age_min", "age_max", "excluded",
+                   "partnership", "sort", "desc", "limit")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether an option was given (on the command line or by environment), not left at its default."""
+    source = ctx.get_parameter_source(name)
+    # By name: typer carries its own copy of click, so click's enum is not the one it returns.
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
 @app.command()
 def search(
     ctx: typer.Context,
@@ -729,8 +740,11 @@ def search(
         results, statuses = _run(walk(home, query, timeout=timeout, partnerships=partnership, client=client))
         page = Page(results, statuses, None, query)
     else:
-        page = _run(federated_search(home, query, cursor=cursor, timeout=timeout, partnerships=partnership,
-                                     client=client))
+        # A cursor alone continues its own search; with any search option given, they must match it.
+        alone = cursor and not any(_given(ctx, name) for name in _SEARCH_OPTIONS)
+        page = _run(federated_search(home, None if alone else query, cursor=cursor, timeout=timeout,
+                                     partnerships=None if alone else partnership, client=client))
+    query = page.query
     if contact_sheet:
         if contact_sheet.suffix.lower() != ".png":
             raise InvalidInput("the contact sheet is a .png file")

@@ -34,7 +34,7 @@ from .client import PeerClient
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
-from .query import Query, apply_cursor, encode_cursor, sort_key
+from .query import Query, apply_cursor, cursor_partnerships, encode_cursor, sort_key
 from .signing import signed_message, verify_signature
 
 DEFAULT_TIMEOUT = 3.0
@@ -62,6 +62,8 @@ class Page:
     peers: list[SourceStatus]
     next_cursor: str | None
     query: Query = field(default_factory=Query)
+    #: The partnerships the search was limited to (node IDs; empty: every one).
+    partnerships: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"results": self.results, "peers": [p.to_json() for p in self.peers], "next_cursor": self.next_cursor}
@@ -129,10 +131,17 @@ def merge(pages: Sequence[Sequence[dict[str, Any]]], query: Query, accept: Accep
     return out, more
 
 
-def next_cursor(results: list[dict[str, Any]], more: bool, query: Query) -> str | None:
+def next_cursor(results: list[dict[str, Any]], more: bool, query: Query, partnerships: Iterable[str] = (),
+                secret: bytes = b"") -> str | None:
     if not more or not results:
         return None
-    return encode_cursor(query, sort_key(results[-1], query.sort))
+    return encode_cursor(query, sort_key(results[-1], query.sort), partnerships, secret)
+
+
+def cursor_secret(home: Home) -> bytes:
+    """This node's key for its cursors, derived from its identity key (so nothing more to store or
+    back up, and no other node can make or alter one)."""
+    return hashlib.blake2b(b"discnode search cursor", key=bytes(home.identity.signing_key), digest_size=32).digest()
 
 
 def _is_after(record: dict[str, Any], query: Query) -> bool:
@@ -244,10 +253,21 @@ def active_peers(home: Home) -> list[peers.Peer]:
     return [p for p in peers.all_peers(home.db) if peers.agreement(home.db, home.node_id, p.node_id, day).active]
 
 
-async def search(home: Home, query: Query, *, cursor: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 partnerships: Iterable[str] = (), client: PeerClient | None = None) -> Page:
-    query = apply_cursor(query.checked(), cursor)
-    wanted = {parse_node_id(p) for p in partnerships}
+async def search(home: Home, query: Query | None = None, *, cursor: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, partnerships: Iterable[str] | None = None,
+                 client: PeerClient | None = None) -> Page:
+    """One page of the Dataview. A cursor carries its whole search: given alone (query and
+    partnerships None) it continues that search; given with a query or partnerships, they must be
+    the cursor's own, or InvalidInput."""
+    secret = cursor_secret(home)
+    asked = None if partnerships is None else tuple(sorted({parse_node_id(p) for p in partnerships}))
+    if cursor and query is None and asked is None:
+        query = apply_cursor(None, cursor, secret=secret)
+        asked = tuple(sorted({parse_node_id(p) for p in cursor_partnerships(cursor, secret)}))
+    else:
+        query = apply_cursor((query or Query()).checked(), cursor, asked or (), secret)
+    asked = asked or ()
+    wanted = set(asked)
     started = time.monotonic()
     own = [] if wanted and home.node_id not in wanted else [
         r for r in store.search(home.db, query, today()) if r["origin"] == home.node_id]
@@ -284,7 +304,8 @@ async def search(home: Home, query: Query, *, cursor: str | None = None, timeout
     pages = [own] + [records for records, _ in answers]
     results, more = merge(pages, query, accept)
     return Page([{**r, "origin_name": names[r["origin"]]} for r in results],
-                [own_status] + [s for _, s in answers], next_cursor(results, more, query), query)
+                [own_status] + [s for _, s in answers], next_cursor(results, more, query, asked, secret),
+                query, asked)
 
 
 class _Desc:

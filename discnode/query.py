@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Iterable
 
 from . import schemas, wirejson
 from .errors import InvalidInput
@@ -106,25 +108,81 @@ def sort_name(row: dict[str, Any]) -> str:
 
 
 # --- cursors ---------------------------------------------------------------------------------
+#
+# A cursor carries its whole search (the query, with the partnerships asked) and the key of the last
+# row shown, so that given alone it continues that search, and given with other options it is
+# refused rather than silently applied to a different one. A truncated HMAC under a node-local key
+# makes it tamper-evident (a cursor is ~200 characters: one line to paste). No library encodes "a
+# signed, opaque pagination token" for us; the parts are the standard library's.
+
+CURSOR_MAC_BYTES = 9
 
 
-def encode_cursor(query: Query, key: SortKey) -> str:
-    payload = {"s": query.sort, "d": query.desc, "k": list(key)}
-    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def apply_cursor(query: Query, cursor: str | None) -> Query:
-    if not cursor:
-        return query
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, b"discnode cursor v1\x00" + payload, hashlib.sha256).digest()[:CURSOR_MAC_BYTES]
+
+
+def encode_cursor(query: Query, key: SortKey, partnerships: Iterable[str] = (), secret: bytes = b"") -> str:
+    wire = replace(query, after=None).to_wire()
+    payload = json.dumps({"q": wire, "p": sorted(set(partnerships)), "k": list(key)},
+                         separators=(",", ":"), ensure_ascii=False).encode()
+    return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
+
+
+def decode_cursor(cursor: str, secret: bytes = b"") -> tuple[Query, tuple[str, ...]]:
+    """The search a cursor continues (its query, `after` set) and its partnerships; InvalidInput if
+    the cursor is malformed, altered, or made under another node's key."""
     try:
-        payload = wirejson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        key = tuple(payload["k"])
-        sort, desc = payload["s"], payload["d"]
-    except (ValueError, KeyError, TypeError, InvalidInput):
-        raise InvalidInput("the cursor is not one this node gave out") from None
-    if sort != query.sort or desc != query.desc:
-        raise InvalidInput("the cursor belongs to a different sort order")
-    return replace(query, after=key).checked()  # type: ignore[arg-type]
+        body, _, tag = cursor.strip().partition(".")
+        payload = _unb64(body)
+        if not hmac.compare_digest(_unb64(tag), _mac(secret, payload)):
+            raise ValueError("bad mac")
+        doc = wirejson.loads(payload)
+        wire, partnerships, key = doc["q"], doc["p"], doc["k"]
+        if not isinstance(partnerships, list) or not all(isinstance(p, str) for p in partnerships):
+            raise ValueError("bad partnerships")
+    except (ValueError, KeyError, TypeError, AttributeError, InvalidInput):
+        raise InvalidInput("the cursor is not one this node gave out (copy the whole \"More:\" value)") from None
+    if not isinstance(wire, dict) or "after" in wire:
+        raise InvalidInput("the cursor is not one this node gave out")
+    return Query.from_wire({**wire, "after": key}), tuple(partnerships)
+
+
+def differences(a: Query, b: Query) -> list[str]:
+    """Names of the options in which two searches differ (ignoring the position)."""
+    wa, wb = replace(a, after=None).to_wire(), replace(b, after=None).to_wire()
+    return sorted(k for k in wa.keys() | wb.keys() if wa.get(k) != wb.get(k))
+
+
+def apply_cursor(query: Query | None, cursor: str | None, partnerships: Iterable[str] = (),
+                 secret: bytes = b"") -> Query:
+    """The query to run for a page. Without a cursor, `query` (required). With one, the cursor's
+    own search; `query` (and `partnerships`), if given, must be that same search."""
+    if not cursor:
+        if query is None:
+            raise InvalidInput("give a query or a cursor")
+        return query
+    continued, bound = decode_cursor(cursor, secret)
+    if query is not None:
+        differ = differences(query, continued)
+        if sorted(set(partnerships)) != sorted(set(bound)):
+            differ.append("partnership")
+        if differ:
+            raise InvalidInput(f"the cursor belongs to a different search (it differs in {', '.join(differ)}); "
+                               "give --cursor alone to continue it")
+    return continued
+
+
+def cursor_partnerships(cursor: str, secret: bytes = b"") -> tuple[str, ...]:
+    return decode_cursor(cursor, secret)[1]
 
 
 # --- SQL -------------------------------------------------------------------------------------

@@ -83,7 +83,66 @@ def test_bad_cursor_and_codes_are_refused(abc):
     assert "cursor" in b.cli("search", "--cursor", "garbage!", ok=False).err
     assert "IC7" in b.cli("search", "--ethnicity", "IC7", ok=False).err
     other_sort = b.cli("search", "--limit", "2", "--json").json["next_cursor"]
-    assert "different sort" in b.cli("search", "--cursor", other_sort, "--sort", "created", ok=False).err
+    r = b.cli("search", "--cursor", other_sort, "--sort", "created", ok=False)
+    assert "different search" in r.err and "sort" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def _pages(node, *args):
+    """Every page of a search, the first with `args`, the rest by the cursor alone (as the README shows)."""
+    first = node.cli("search", *args, "--limit", "2", "--json").json
+    pages, cursor = [first], first["next_cursor"]
+    while cursor:
+        page = node.cli("search", "--cursor", cursor, "--json").json
+        pages.append(page)
+        cursor = page["next_cursor"]
+    return [r for page in pages for r in page["results"]]
+
+
+def test_a_cursor_alone_continues_its_whole_search(abc):
+    a, b, c = abc
+    men = _pages(b, "--gender", "male", "--sort", "last-seen", "--desc")
+    assert len(men) == 3 * PEOPLE // 2 and {r["gender"] for r in men} == {"male"}
+    assert [r["last_seen"] for r in men] == sorted((r["last_seen"] for r in men), reverse=True)
+    only_c = _pages(b, "--partnership", c.node_id)
+    assert len(only_c) == PEOPLE and {r["origin"] for r in only_c} == {c.node_id}
+    text = _pages(b, "A-person")
+    assert len(text) == PEOPLE and {r["origin"] for r in text} == {a.node_id}
+
+
+def test_a_cursor_given_with_other_options_is_refused_and_with_the_same_continues(abc):
+    _, b, c = abc
+    cursor = b.cli("search", "--gender", "male", "--limit", "2", "--json").json["next_cursor"]
+    for other in (["--gender", "female"], ["--gender", "male", "--limit", "3"], ["--gender", "male", "--desc"],
+                  ["--gender", "male", "--limit", "2", "--partnership", c.node_id], ["P1", "--gender", "male"]):
+        r = b.cli("search", "--cursor", cursor, *other, ok=False)
+        assert r.err.startswith("error: the cursor belongs to a different search"), (other, r.err)
+        assert len(r.err.strip().splitlines()) == 1
+    same = b.cli("search", "--cursor", cursor, "--gender", "male", "--limit", "2", "--json").json
+    assert {r["gender"] for r in same["results"]} == {"male"} and len(same["results"]) == 2
+
+
+def test_an_altered_or_foreign_cursor_is_refused(abc):
+    import base64
+    a, b, _ = abc
+    cursor = b.cli("search", "--gender", "male", "--limit", "2", "--json").json["next_cursor"]
+    body, tag = cursor.split(".")
+    doc = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    doc["q"]["gender"] = ["female"]
+    forged = base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode().rstrip("=")
+    assert "not one this node gave out" in b.cli("search", "--cursor", f"{forged}.{tag}", ok=False).err
+    # A's cursors are not B's: each node's cursors are keyed by its own identity.
+    assert "not one this node gave out" in a.cli("search", "--cursor", cursor, ok=False).err
+    assert len(cursor) < 300 and "\n" not in cursor
+
+
+def test_the_library_search_continues_a_cursor_alone(abc):
+    from discnode.dataview import search
+    from discnode.query import Query
+    _, b, _ = abc
+    first = asyncio.run(search(b.home, Query(gender=("female",), limit=3)))
+    second = asyncio.run(search(b.home, cursor=first.next_cursor))
+    assert second.query.gender == ("female",) and second.query.limit == 3
+    assert {r["gender"] for r in first.results + second.results} == {"female"}
 
 
 def test_hung_and_dead_peers_do_not_hold_the_view(network):

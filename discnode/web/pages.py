@@ -18,7 +18,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from .. import audit, facets, peers, profiles, schemas, store
 from ..consent import ALLOWED, Action
-from ..dataview import active_peers, fetch_profile
+from ..dataview import active_peers, cursor_secret, fetch_profile
 from ..dataview import search as federated_search
 from ..errors import InvalidInput, NotFound, Refused
 from ..home import today
@@ -177,13 +177,14 @@ def _labels() -> dict[str, dict[str, str]]:
 
 def mine(local: Local, params: Params) -> dict[str, Any]:
     home = local.home
-    query = apply_cursor(Query(limit=100), params.get("cursor") or None)
+    secret = cursor_secret(home)  # signed like the Dataview's cursors, so an altered one is refused
+    query = apply_cursor(Query(limit=100), params.get("cursor") or None, secret=secret)
     rows = [r for r in store.search(home.db, query, today()) if r["origin"] == home.node_id]
     more = len(rows) == query.limit
     day = today().isoformat()
     return {"node": {"name": home.config.name, "node_id": home.node_id},
             "profiles": [{**_row(r), "past_review": r["review_by"] < day} for r in rows],
-            "next": "?" + urlencode({"cursor": encode_cursor(query, sort_key(rows[-1], query.sort))})
+            "next": "?" + urlencode({"cursor": encode_cursor(query, sort_key(rows[-1], query.sort), secret=secret)})
             if more else None}
 
 
