@@ -13,8 +13,35 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
+
+#: The signals that stop the node cleanly (systemd sends SIGTERM; Ctrl-C is SIGINT).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def hold_stop_signals() -> None:
+    """Block the stop signals in this process. The signal mask survives exec, so a SIGTERM that
+    arrives while the daemon is starting waits (pending) for its handlers instead of killing it
+    half-started; `catch_stop_signals` then takes it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def catch_stop_signals() -> threading.Event:
+    """From now until the event loop installs its own handlers, a stop signal only sets the
+    returned event (which serve_forever checks once its handlers are in place). Then unblock, so a
+    signal held since before exec is delivered here."""
+    requested = threading.Event()
+
+    def early(signum: int, frame: object) -> None:
+        requested.set()
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, early)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    return requested
 
 
 def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool, ui_port: int = 0) -> None:
@@ -28,10 +55,11 @@ def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool
         return None
     sys.stdout.flush()
     sys.stderr.flush()
+    hold_stop_signals()
     try:
         os.execv(sys.executable, argv)
     except OSError:
-        return None
+        return None  # serve() unblocks them
 
 
 def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool, ui_port: int = 0) -> None:
@@ -40,6 +68,7 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool,
     from .home import Home
     from .server import Limits, serve_forever
 
+    stop_requested = catch_stop_signals()
     from .text import PrintableLogs
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
@@ -47,9 +76,20 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool,
     for handler in logging.getLogger().handlers:
         handler.addFilter(PrintableLogs())
     home = Home.open(home_path)
+    if stop_requested.is_set():
+        return  # stopped before it started: nothing to clean up
+
+    async def run() -> None:
+        try:
+            await serve_forever(home, Limits(rate=rate_limit, burst=max(int(rate_limit * 2), 1)),
+                                advertise=advertise, ui_port=ui_port, stop_requested=stop_requested.is_set)
+        finally:
+            # Closing the loop restores the default (fatal) actions: a second stop signal during
+            # that teardown must not turn a clean exit into death by signal. Held, it dies with us.
+            hold_stop_signals()
+
     try:
-        asyncio.run(serve_forever(home, Limits(rate=rate_limit, burst=max(int(rate_limit * 2), 1)),
-                                  advertise=advertise, ui_port=ui_port))
+        asyncio.run(run())
     except OSError as exc:
         raise DiscnodeError(f"cannot listen on {home.config.host}:{home.config.port}: {exc.strerror}") from None
 
@@ -71,8 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         from .text import printable
         print(f"error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:  # before the signal handlers are in place
-        return 130
     return 0
 
 

@@ -658,13 +658,21 @@ async def start(home: Home, limits: Limits = Limits(), *, host: str | None = Non
 
 async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: bool = True,
                         deliver_every: float = 30.0, checkpoint_every: float = witness.CHECKPOINT_EVERY,
-                        ui_port: int = 0) -> None:
+                        ui_port: int = 0, stop_requested: Callable[[], bool] = lambda: False) -> None:
     """`discnode serve`: the peer API, mDNS advertisement, redelivery of signed documents (consent,
     and the audit heads signed every `checkpoint_every` seconds), and the local API (localapi.py:
-    the Unix socket, and the web Dataview on loopback when asked), until SIGINT or SIGTERM."""
+    the Unix socket, and the web Dataview on loopback when asked), until SIGINT or SIGTERM. The
+    signal handlers go in first, so a stop signal at any moment, even one the caller caught before
+    the loop ran (stop_requested), ends in the same clean shutdown."""
     from . import localapi
     from .peering import Retry, deliver_pending
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if stop_requested():
+        stop.set()
     # asyncio gives every TLS connection a 256 KiB read buffer, zero-filled, so resident: 12.5 MB
     # for 50 connections. Our requests are at most 256 KiB of body in 16 KiB TLS records, and a
     # 64 KiB buffer reads them as fast (measured: same queries/s). Process-wide, so only the daemon
@@ -682,17 +690,18 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     except BaseException:
         await running.stop()
         raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    advertiser = None
+    try:
+        if advertise:
+            from .discovery import Advertiser
+            advertiser = Advertiser(home, running.port)
+            await advertiser.start()
+    except BaseException:
+        await local.stop()
+        await running.stop()
+        raise
     # Only now: a supervisor that reads this line may stop the node at once, and must find it stoppable.
     log.info("serving %s (%s) on %s", home.config.name, home.node_id, home.config.url)
-    advertiser = None
-    if advertise:
-        from .discovery import Advertiser
-        advertiser = Advertiser(home, running.port)
-        await advertiser.start()
 
     # Redelivery and checkpoints write to SQLite (through home.db, with SQLite's busy handler) and
     # wait on peers: they run on their own thread and event loop, so that neither a write lock held
@@ -748,3 +757,4 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
             await advertiser.stop()
         await local.stop()
         await running.stop()
+        log.info("stopped")

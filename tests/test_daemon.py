@@ -46,6 +46,42 @@ def test_serve_becomes_the_lean_daemon_in_the_same_process(node_home):
     assert proc.wait(15) == 0
 
 
+def _port_is_free(port: int) -> bool:
+    import socket
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_sigterm_right_after_serving_is_logged_always_exits_cleanly(node_home):
+    home, port = node_home
+    outcomes = []
+    for _ in range(10):
+        proc = start(home)
+        proc.send_signal(signal.SIGTERM)  # at once: the moment an administrator (or systemd) could
+        _, rest = proc.communicate(timeout=30)
+        outcomes.append((proc.returncode, "stopped" in rest, _port_is_free(port)))
+    assert outcomes == [(0, True, True)] * 10
+
+
+def test_sigterm_the_moment_serve_becomes_the_daemon_exits_cleanly(node_home):
+    home, _ = node_home
+    outcomes = []
+    for _ in range(5):
+        proc = subprocess.Popen([*DISCNODE, "--home", str(home), "serve", "--no-advertise"],
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while "discnode.daemon" not in Path(f"/proc/{proc.pid}/cmdline").read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, "serve never became the daemon"
+        proc.send_signal(signal.SIGTERM)  # before the daemon has even imported its modules
+        _, err = proc.communicate(timeout=30)
+        outcomes.append((proc.returncode, "Traceback" in err))
+    assert outcomes == [(0, False)] * 5
+
+
 def test_second_serve_on_a_busy_port_fails_with_one_line(node_home):
     home, port = node_home
     first = start(home)
