@@ -229,30 +229,46 @@ def profile_edit(
     add_alias: list[str] = typer.Option([], help="Add an alias."),
     add_tag: list[str] = typer.Option([], help="Add an offence tag."),
     remove_tag: list[str] = typer.Option([], help="Remove an offence tag."),
+    remove_alias: list[str] = typer.Option([], help="Remove an alias."),
+    rename_alias: list[str] = typer.Option([], help="Correct an alias: 'OLD|NEW'."),
     incident: list[str] = typer.Option([], help="Add an incident: 'YYYY-MM-DD|place|type|summary'."),
+    edit_incident: list[str] = typer.Option([], help="Replace incident N (as `profile show` numbers them): "
+                                                    "'N|YYYY-MM-DD|place|type|summary'."),
+    remove_incident: list[int] = typer.Option([], help="Remove incident N (as `profile show` numbers them)."),
     exclusion: Optional[str] = typer.Option(None, help="Set the exclusion notice: 'FROM|UNTIL|where', or '' to clear."),
+    remove_exclusion: bool = typer.Option(False, "--remove-exclusion", help="Remove the exclusion notice."),
     local_only: Optional[bool] = typer.Option(None, "--local-only/--shared", help="Never share / share."),
+    reason: str = typer.Option("", help="Why (recorded in the audit log when identifying someone)."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Change a profile; only the options given change."""
+    """Change a profile; only the options given change. `--status identified` with names (and
+    --dob) identifies an ID-sought person in one step, keeping images and history."""
     home = open_home(ctx)
     current = store.get_profile(home.db, profile_id)
     changes = _profile_fields(first_name=first_name, last_name=last_name, gender=gender, ethnicity=ethnicity,
                               build=build, status=status, dob=dob, height_cm=height_cm, marks=marks,
                               notes=notes, last_seen=last_seen, review_by=review_by, local_only=local_only)
-    if add_alias:
-        changes["aliases"] = current["aliases"] + list(add_alias)
     if add_tag or remove_tag:
         tags = [t for t in current["tags"] if t not in remove_tag]
         changes["tags"] = tags + [t for t in add_tag if t not in tags]
-    if incident:
-        added = []
-        for text in incident:
-            parts = text.split("|")
-            if len(parts) != 4:
-                raise InvalidInput(f"incident {text!r}: expected 'YYYY-MM-DD|place|type|summary'")
-            added.append(dict(zip(("date", "place", "type", "summary"), (p.strip() for p in parts))))
-        changes["incidents"] = current["incidents"] + added
+    replaced = []
+    for text in edit_incident:
+        number, _, rest = text.partition("|")
+        if not number.strip().isdigit():
+            raise InvalidInput(f"edit-incident {text!r}: expected 'N|YYYY-MM-DD|place|type|summary'")
+        replaced.append((int(number), _incident(rest)))
+    renamed = []
+    for text in rename_alias:
+        old, sep, new = text.partition("|")
+        if not sep or not old.strip() or not new.strip():
+            raise InvalidInput(f"rename-alias {text!r}: expected 'OLD|NEW'")
+        renamed.append((old.strip(), new.strip()))
+    if exclusion is not None and remove_exclusion:
+        raise InvalidInput("give --exclusion or --remove-exclusion, not both")
+    changes.update(profiles.revise(
+        current, add_aliases=add_alias, remove_aliases=remove_alias, rename_aliases=renamed,
+        add_incidents=[_incident(text) for text in incident], replace_incidents=replaced,
+        remove_incidents=remove_incident, remove_exclusion=remove_exclusion))
     if exclusion is not None:
         if exclusion.strip() == "":
             changes["exclusion"] = None
@@ -263,7 +279,20 @@ def profile_edit(
             changes["exclusion"] = dict(zip(("from", "until", "where"), (p.strip() for p in parts)))
     if not changes:
         raise InvalidInput("nothing to change: give at least one option")
-    _print_profile(profiles.edit(home, profile_id, changes), json_out)
+    if changes.get("status") == "identified" and current["status"] == "id-sought":
+        names = {k: changes.pop(k, current[k]) for k in ("first_name", "last_name")}
+        record = profiles.identify(home, profile_id, **names, dob=changes.pop("dob", None),
+                                   changes={k: v for k, v in changes.items() if k != "status"}, reason=reason)
+    else:
+        record = profiles.edit(home, profile_id, changes)
+    _print_profile(record, json_out)
+
+
+def _incident(text: str) -> dict[str, str]:
+    parts = text.split("|")
+    if len(parts) != 4:
+        raise InvalidInput(f"incident {text!r}: expected 'YYYY-MM-DD|place|type|summary'")
+    return dict(zip(("date", "place", "type", "summary"), (p.strip() for p in parts)))
 
 
 @profile_app.command("delete")
@@ -324,6 +353,31 @@ def image_add(ctx: typer.Context, profile_id: str = typer.Argument(...), file: P
         output.emit_json(record)
     else:
         output.console.print(f"Added image to {profile_id}; primary image {record['image'][:12]}")
+
+
+@image_app.command("remove")
+def image_remove(ctx: typer.Context, profile_id: str = typer.Argument(...),
+                 image: str = typer.Argument(..., help="Its number in `profile show` (from 1), or the start of its hash."),
+                 json_out: bool = JsonOpt) -> None:
+    """Remove a photo from a profile (if it was primary, the next one becomes primary)."""
+    record = profiles.remove_image(open_home(ctx), profile_id, image)
+    if json_out:
+        output.emit_json(record)
+    else:
+        output.console.print(f"Removed image {image} from {profile_id}; primary image "
+                             f"{(record['image'] or 'none')[:12]}")
+
+
+@image_app.command("primary")
+def image_primary(ctx: typer.Context, profile_id: str = typer.Argument(...),
+                  image: str = typer.Argument(..., help="Its number in `profile show` (from 1), or the start of its hash."),
+                  json_out: bool = JsonOpt) -> None:
+    """Choose the profile's primary photo (the one search results and contact sheets show)."""
+    record = profiles.set_primary_image(open_home(ctx), profile_id, image)
+    if json_out:
+        output.emit_json(record)
+    else:
+        output.console.print(f"Primary image of {profile_id} is now {record['image'][:12]}")
 
 
 # --- daemon, peers, audit -------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from . import audit, schemas, store
 from . import images as img
-from .errors import InvalidInput
+from .errors import Conflict, InvalidInput
 from .home import Home, today
 from .signing import sign_document
 
@@ -177,25 +177,163 @@ def add(home: Home, fields: dict[str, Any], image_paths: Iterable[Path] = (),
     return _store_with_images(home, record, images, replace=False, event="profile-added")
 
 
-def edit(home: Home, profile_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+def _own(home: Home, profile_id: str) -> dict[str, Any]:
     existing = store.get_profile(home.db, profile_id)
     if existing["origin"] != home.node_id:
         raise InvalidInput("only the origin node can edit a profile")
-    record = build_record(changes, home.node_id, existing=existing)
+    return existing
+
+
+def _write_edit(home: Home, record: dict[str, Any], event: str, peer: str = "", **detail: Any) -> dict[str, Any]:
+    """Re-sign and store an edited record, with its audit entry, in one transaction."""
     signed = _sign(home, record)
     with store.write(home.db):
         store.put_profiles(home.db, [signed], replace=True)
-        audit.append(home.db, "profile-edited", "", id=profile_id, fields=sorted(changes))
+        audit.append(home.db, event, peer, id=record["id"], **detail)
     return signed
 
 
+def edit(home: Home, profile_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    existing = _own(home, profile_id)
+    record = build_record(changes, home.node_id, existing=existing)
+    return _write_edit(home, record, "profile-edited", fields=sorted(changes))
+
+
+def identify(home: Home, profile_id: str, *, first_name: str, last_name: str, dob: str | None = None,
+             changes: dict[str, Any] | None = None, source: str = "administrator", peer: str = "",
+             reason: str = "") -> dict[str, Any]:
+    """Turn an ID-sought profile into an identified one, in one step: status, names and date of
+    birth set (a date of birth replaces the approximate age range), other `changes` applied with
+    them; images, incidents, exclusion and creation date kept; re-signed; audited as
+    `profile-identified` with what led to it: `source` (e.g. "administrator", "proposal"), the
+    `peer` whose proposal it was (node ID, or ""), and the administrator's `reason`."""
+    existing = _own(home, profile_id)
+    if existing["status"] != "id-sought":
+        raise Conflict(f"profile {profile_id} is already identified")
+    if not first_name.strip() or not last_name.strip():
+        raise InvalidInput("identifying someone needs a first and a last name")
+    if len(reason) > 500 or len(source) > 40:
+        raise InvalidInput("the reason is at most 500 characters, the source 40")
+    fields: dict[str, Any] = {**(changes or {}), "status": "identified", "first_name": first_name,
+                              "last_name": last_name}
+    if dob:
+        fields.update(dob=dob, age_min=None, age_max=None)
+    record = build_record(fields, home.node_id, existing=existing)
+    return _write_edit(home, record, "profile-identified", peer=peer, source=source, reason=reason,
+                       fields=sorted(fields))
+
+
+def set_review_by(home: Home, profile_id: str, review_by: dt.date, reason: str) -> dict[str, Any]:
+    """Extend (or set) a profile's review-by date after a review; audited with the reason."""
+    if not reason.strip() or len(reason) > 500:
+        raise InvalidInput("give the review's reason (1 to 500 characters)")
+    existing = _own(home, profile_id)
+    record = build_record({"review_by": review_by.isoformat()}, home.node_id, existing=existing)
+    return _write_edit(home, record, "profile-reviewed", reason=reason.strip(),
+                       review_by=review_by.isoformat(), was=existing["review_by"])
+
+
+# --- lists inside a profile: aliases, incidents; the exclusion notice --------------------------
+
+
+def revise(current: dict[str, Any], *, add_aliases: Iterable[str] = (), remove_aliases: Iterable[str] = (),
+           rename_aliases: Iterable[tuple[str, str]] = (), add_incidents: Iterable[dict[str, Any]] = (),
+           replace_incidents: Iterable[tuple[int, dict[str, Any]]] = (), remove_incidents: Iterable[int] = (),
+           remove_exclusion: bool = False) -> dict[str, Any]:
+    """The changes (for `edit`) that revise a profile's aliases and incidents. Incidents are
+    numbered from 1 as `profile show` lists them, always as they were before this edit; an unknown
+    number or alias is InvalidInput, so nothing changes."""
+    changes: dict[str, Any] = {}
+    aliases = list(current["aliases"])
+    for old, new in rename_aliases:
+        if old not in aliases:
+            raise InvalidInput(f"no alias {old!r} on this profile (it has: {', '.join(aliases) or 'none'})")
+        aliases[aliases.index(old)] = new.strip()
+    for old in remove_aliases:
+        if old not in current["aliases"]:
+            raise InvalidInput(f"no alias {old!r} on this profile (it has: {', '.join(current['aliases']) or 'none'})")
+        aliases = [a for a in aliases if a != old]
+    aliases += list(add_aliases)
+    if aliases != current["aliases"]:
+        changes["aliases"] = aliases
+    incidents: list[dict[str, Any] | None] = list(current["incidents"])
+    count = len(incidents)
+
+    def check(n: int) -> int:
+        if not 1 <= n <= count:
+            raise InvalidInput(f"incident {n}: this profile has {count} incident(s)"
+                               + (f", numbered 1 to {count}" if count else ""))
+        return n - 1
+
+    for n, incident in replace_incidents:
+        incidents[check(n)] = incident
+    for n in remove_incidents:
+        incidents[check(n)] = None
+    revised = [i for i in incidents if i is not None] + list(add_incidents)
+    if revised != current["incidents"]:
+        changes["incidents"] = revised
+    if remove_exclusion:
+        if current["exclusion"] is None:
+            raise InvalidInput("this profile has no exclusion notice to remove")
+        changes["exclusion"] = None
+    return changes
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+def find_image(home: Home, profile_id: str, which: str) -> str:
+    """One of a profile's images by its number in `profile show` (from 1) or the start of its hash."""
+    hashes = [i["sha256"] for i in store.images_of(home.db, profile_id)]
+    which = which.strip().lower()
+    if which.isdigit():
+        n = int(which)
+        if not 1 <= n <= len(hashes):
+            raise InvalidInput(f"image {n}: profile {profile_id} has {len(hashes)} image(s)"
+                               + (f", numbered 1 to {len(hashes)}" if hashes else ""))
+        return hashes[n - 1]
+    if len(which) < 6 or any(c not in "0123456789abcdef" for c in which):
+        raise InvalidInput(f"{which!r} is not an image number or the first 6 or more characters of its hash")
+    matches = [h for h in hashes if h.startswith(which)]
+    if len(matches) != 1:
+        raise InvalidInput(f"{which!r} matches {len(matches)} of profile {profile_id}'s images; give one")
+    return matches[0]
+
+
 def add_image(home: Home, profile_id: str, path: Path, *, primary: bool = False) -> dict[str, Any]:
-    existing = store.get_profile(home.db, profile_id)
+    existing = _own(home, profile_id)
     (image,) = load_images([path])
     record = build_record({}, home.node_id, existing=existing)
     if primary:
         record["image"] = image.sha256
     return _store_with_images(home, record, [image], replace=True, event="image-added")
+
+
+def set_primary_image(home: Home, profile_id: str, which: str) -> dict[str, Any]:
+    existing = _own(home, profile_id)
+    sha = find_image(home, profile_id, which)
+    record = build_record({}, home.node_id, existing=existing)
+    record["image"] = sha
+    return _write_edit(home, record, "image-primary", sha256=sha)
+
+
+def remove_image(home: Home, profile_id: str, which: str) -> dict[str, Any]:
+    """Remove one image from a profile (its files too, if no other profile holds it); if it was the
+    primary image, the first remaining one becomes primary."""
+    existing = _own(home, profile_id)
+    sha = find_image(home, profile_id, which)
+    record = build_record({}, home.node_id, existing=existing)
+    if record["image"] == sha:
+        rest = [i["sha256"] for i in store.images_of(home.db, profile_id) if i["sha256"] != sha]
+        record["image"] = rest[0] if rest else None
+    signed = _sign(home, record)
+    with store.write(home.db) as conn:
+        orphan = store.remove_image_row(conn, profile_id, sha)
+        store.put_profiles(home.db, [signed], replace=True)
+        audit.append(home.db, "image-removed", "", id=profile_id, sha256=sha)
+    if orphan:
+        img.remove(home.images_root, sha)
+    return signed
 
 
 def delete(home: Home, profile_id: str) -> None:

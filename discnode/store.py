@@ -344,9 +344,16 @@ def add_image_row(conn: sqlite3.Connection, profile_id: str, sha256: str, meta: 
         raise Conflict(f"profile {profile_id} already has image {sha256[:12]}") from None
 
 
+def remove_image_row(conn: sqlite3.Connection, profile_id: str, sha256: str) -> bool:
+    """Remove one image from a profile; True if no profile holds that image any more."""
+    if conn.execute("DELETE FROM images WHERE profile_id = ? AND sha256 = ?", [profile_id, sha256]).rowcount != 1:
+        raise NotFound(f"profile {profile_id} has no image {sha256[:12]}")
+    return conn.execute("SELECT 1 FROM images WHERE sha256 = ?", [sha256]).fetchone() is None
+
+
 def images_of(db: DB, profile_id: str) -> list[dict[str, Any]]:
     cur = db.execute("SELECT sha256, mime, width, height, bytes, created FROM images WHERE profile_id = ? "
-                     "ORDER BY created, sha256", [profile_id])
+                     "ORDER BY created, rowid", [profile_id])
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
