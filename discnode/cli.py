@@ -295,6 +295,67 @@ def _incident(text: str) -> dict[str, str]:
     return dict(zip(("date", "place", "type", "summary"), (p.strip() for p in parts)))
 
 
+_DAYS_OPT = typer.Option(None, "--days", help="Listing: how many days ahead counts as near (default 30). "
+                                              "Extending: days from today to the next review (default 365).")
+
+
+def _print_review(items: list[Any], json_out: bool, title: str) -> None:
+    if json_out:
+        output.emit_json([i.to_json() for i in items])
+        return
+    output.table(title, ("kind", "ref", "due", "what", "to act"),
+                 ([i.kind.value, i.ref, i.due or "", ("OVERDUE: " if i.overdue else "") + i.summary, i.action]
+                  for i in items), nowrap=("ref", "due"))
+
+
+@profile_app.command("review")
+def profile_review(ctx: typer.Context,
+                   profile_id: Optional[str] = typer.Argument(None, help="A profile to mark as reviewed."),
+                   due: bool = typer.Option(False, "--due", help="List profiles past or near their review date "
+                                                                 "(what it does without a profile ID)."),
+                   days: Optional[int] = _DAYS_OPT,
+                   reason: str = typer.Option("", help="Why the profile is kept (audited); needed to extend."),
+                   json_out: bool = JsonOpt) -> None:
+    """Profiles past their review-by date (no longer shared) or near it; or extend one after review."""
+    from . import review
+
+    home = open_home(ctx)
+    if profile_id is None or due:
+        if profile_id is not None or reason:
+            raise InvalidInput("--due lists profiles; to extend one, give its ID and --reason without --due")
+        ahead = review.DEFAULT_DAYS if days is None else days
+        if not 0 <= ahead <= review.MAX_DAYS:
+            raise InvalidInput(f"--days must be 0 to {review.MAX_DAYS}")
+        items = review.queue(home.db, home.node_id, today(), days=ahead, kinds=[review.Kind.PROFILE])
+        _print_review(items, json_out, f"Profiles past or within {ahead} days of their review date: {len(items)}")
+        return
+    extend = profiles.DEFAULT_REVIEW_DAYS if days is None else days
+    if not 1 <= extend <= 3 * 365:
+        raise InvalidInput("--days must be 1 to 1095")
+    import datetime as dt
+    record = profiles.set_review_by(home, profile_id, today() + dt.timedelta(days=extend), reason)
+    if json_out:
+        output.emit_json(record)
+    else:
+        output.console.print(f"Reviewed {profile_id}: next review by {record['review_by']}"
+                             + ("" if record["local_only"] else "; it is shared again with current partners"))
+
+
+@app.command("review")
+def review_cmd(ctx: typer.Context, days: Optional[int] = typer.Option(None, "--days",
+                                                                      help="How many days ahead counts as near (default 30)."),
+               json_out: bool = JsonOpt) -> None:
+    """What needs you: profiles and agreements past or near review, offers to answer, undelivered documents."""
+    from . import review
+
+    ahead = review.DEFAULT_DAYS if days is None else days
+    if not 0 <= ahead <= review.MAX_DAYS:
+        raise InvalidInput(f"--days must be 0 to {review.MAX_DAYS}")
+    home = open_home(ctx)
+    items = review.queue(home.db, home.node_id, today(), days=ahead)
+    _print_review(items, json_out, f"Review queue: {len(items)} item(s)")
+
+
 @profile_app.command("delete")
 def profile_delete(ctx: typer.Context, profile_id: str = typer.Argument(...),
                    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask; needed when not at a terminal."),

@@ -325,6 +325,14 @@ def search_raw(db: DB, query: q.Query, today: dt.date, *, served_by: str | None 
     return [row[0] for row in db.execute(sql, params).fetchall()]
 
 
+def profiles_due(db: DB, me: str, until: str) -> list[dict[str, Any]]:
+    """This node's own profiles whose review-by date is on or before `until` (ISO), soonest first."""
+    cur = db.execute("SELECT id, status, first_name, last_name, review_by, local_only FROM profiles "
+                     "WHERE origin = ? AND review_by <= ? ORDER BY review_by, id", [me, until])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
 def count_profiles(db: DB) -> int:
     return db.execute("SELECT count(*) FROM profiles WHERE batch IS NULL").fetchone()[0]
 

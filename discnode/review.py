@@ -1,0 +1,104 @@
+"""The review queue: everything waiting for this node's administrator, as typed items.
+
+One list, so that every view of "what needs me" agrees: `discnode review` and `discnode profile
+review` print it, and the inbox and `status` (later) are views of it. Kinds:
+
+- profile: one of our profiles past its review-by date (no longer shared until reviewed) or
+  within `days` of it;
+- offer: a partnership's sharing offer awaiting our accept or reject;
+- agreement: an agreement past its review-by date (lapsed: nothing is shared) or within `days`;
+- undelivered: a consent document we signed that its partner has not yet received.
+
+Building items from rows is pure (`profile_item`, `agreement_item`, ...); `queue` reads the node.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from . import peers, store
+from .consent import State
+
+#: How far ahead "near its review date" looks, unless told otherwise.
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+
+
+class Kind(str, enum.Enum):
+    PROFILE = "profile"
+    OFFER = "offer"
+    AGREEMENT = "agreement"
+    UNDELIVERED = "undelivered"
+
+
+@dataclass(frozen=True)
+class Item:
+    kind: Kind
+    #: What to act on: a profile ID, a partner's node ID, or a document hash.
+    ref: str
+    summary: str
+    #: The date it falls due (ISO), if it has one.
+    due: str | None = None
+    #: Past due: for a profile or an agreement, nothing of it is shared any more.
+    overdue: bool = False
+    #: The command that deals with it.
+    action: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "ref": self.ref, "summary": self.summary, "due": self.due,
+                "overdue": self.overdue, "action": self.action}
+
+
+def _sort_key(item: Item) -> tuple[str, str, str]:
+    return (item.due or "", item.kind.value, item.ref)
+
+
+def profile_item(row: Mapping[str, Any], today: dt.date) -> Item:
+    name = f"{row['last_name']}, {row['first_name']}" if row["status"] == "identified" else "ID-sought"
+    overdue = row["review_by"] < today.isoformat()
+    state = "past its review date: not shared" if overdue else "review due"
+    return Item(Kind.PROFILE, row["id"], f"{name} ({state})", row["review_by"], overdue,
+                f"discnode profile review {row['id']} --reason TEXT")
+
+
+def agreement_item(row: Mapping[str, Any], today: dt.date) -> Item | None:
+    """An offer awaiting us, or an agreement past or near its review date; None if neither."""
+    if row["state"] == State.PENDING.value:
+        return Item(Kind.OFFER, row["node_id"], f"{row['name']} offers to share ({', '.join(row['share'])})",
+                    None, False,
+                    f"discnode peer accept {row['node_id']}  (or: peer reject)")
+    if row["state"] in (State.ACTIVE.value, State.LAPSED.value) and row["review_by"]:
+        lapsed = row["state"] == State.LAPSED.value
+        return Item(Kind.AGREEMENT, row["node_id"],
+                    f"agreement with {row['name']} " + ("has lapsed: nothing is shared" if lapsed else "due for review"),
+                    row["review_by"], lapsed, f"a new offer: discnode peer add {row['url']} --expect {row['node_id']}")
+    return None
+
+
+def undelivered_item(digest: str, doc: Mapping[str, Any], names: Mapping[str, str]) -> Item:
+    to = doc.get("to", "")
+    return Item(Kind.UNDELIVERED, digest, f"{doc.get('type', '?')} not yet delivered to {names.get(to, to)}",
+                None, False, "discnode serve delivers it when the partner is reachable")
+
+
+def queue(db: store.DB, me: str, today: dt.date, *, days: int = DEFAULT_DAYS,
+          kinds: Iterable[Kind] = tuple(Kind)) -> list[Item]:
+    """Everything waiting for the administrator, soonest due first (undated items last)."""
+    wanted = set(kinds)
+    until = (today + dt.timedelta(days=days)).isoformat()
+    items: list[Item] = []
+    if Kind.PROFILE in wanted:
+        items += [profile_item(row, today) for row in store.profiles_due(db, me, until)]
+    if wanted & {Kind.OFFER, Kind.AGREEMENT}:
+        for row in peers.listing(db, me, today):
+            item = agreement_item(row, today)
+            if item and item.kind in wanted and (item.kind is Kind.OFFER or (item.due or "") <= until):
+                items.append(item)
+    if Kind.UNDELIVERED in wanted:
+        names = {p.node_id: p.name for p in peers.all_peers(db)}
+        items += [undelivered_item(digest, doc, names) for digest, doc in peers.undelivered(db, me)]
+    dated = sorted((i for i in items if i.due), key=_sort_key)
+    return dated + sorted((i for i in items if not i.due), key=_sort_key)
