@@ -80,9 +80,12 @@ def init(ctx: typer.Context,
          host: str = typer.Option("127.0.0.1", help="Address to listen on."),
          port: int = typer.Option(8443, help="HTTPS port for the peer API."),
          public_url: str = typer.Option("", help="URL peers should use, if not https://HOST:PORT."),
+         announce: bool = typer.Option(False, "--announce", help="Announce the node on the local network (mDNS) "
+                                                                 "while it serves, on the interfaces it listens on."),
          json_out: bool = JsonOpt) -> None:
     """Create this partnership's node: identity key, TLS certificate, database."""
-    home = Home.create(_home_path(ctx), Config(name=name, host=host, port=port, public_url=public_url))
+    home = Home.create(_home_path(ctx), Config(name=name, host=host, port=port, public_url=public_url,
+                                               announce=announce))
     if json_out:
         output.emit_json(home.summary())
     else:
@@ -447,8 +450,9 @@ def image_primary(ctx: typer.Context, profile_id: str = typer.Argument(...),
 @app.command()
 def serve(ctx: typer.Context,
           rate_limit: float = typer.Option(200.0, help="Requests per second allowed per peer."),
-          advertise: bool = typer.Option(True, "--advertise/--no-advertise",
-                                         help="Announce this node on the local network (mDNS)."),
+          advertise: Optional[bool] = typer.Option(None, "--advertise/--no-advertise", show_default=False,
+                                                   help="Announce this node on the local network (mDNS) this "
+                                                        "time, or not [default: `announce` in config.toml]."),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
           ui_port: int = typer.Option(0, "--ui-port", help="Port of the web Dataview on 127.0.0.1 (0: any free one).")
           ) -> None:
@@ -460,6 +464,7 @@ def serve(ctx: typer.Context,
     if not 0 <= ui_port < 65536:
         raise InvalidInput("--ui-port must be 0 to 65535")
     home = open_home(ctx)  # a missing or broken home is reported here, before anything starts
+    advertise = home.config.announce if advertise is None else advertise
     home.close()
     daemon.exec_daemon(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose, ui_port=ui_port)
     daemon.serve(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose,
@@ -612,21 +617,26 @@ def address(ctx: typer.Context,
             host: Optional[str] = typer.Option(None, help="New address to listen on."),
             port: Optional[int] = typer.Option(None, help="New HTTPS port."),
             public_url: Optional[str] = typer.Option(None, help="New URL for peers ('' for https://HOST:PORT)."),
+            announce: Optional[bool] = typer.Option(None, "--announce/--no-announce", show_default=False,
+                                                    help="Announce the node on the local network (mDNS), or not."),
             json_out: bool = JsonOpt) -> None:
-    """Change where this node listens. Peers are sent the new signed descriptor when `serve` starts."""
+    """Change where this node listens, and whether it announces itself on the local network.
+    Peers are sent the new signed descriptor when `serve` starts."""
     home = open_home(ctx)
-    if host is None and port is None and public_url is None:
-        raise InvalidInput("give --host, --port or --public-url")
+    if host is None and port is None and public_url is None and announce is None:
+        raise InvalidInput("give --host, --port, --public-url or --announce/--no-announce")
     current = home.config
     config = Config(name=current.name, host=current.host if host is None else host,
                     port=current.port if port is None else port,
-                    public_url=current.public_url if public_url is None else public_url).validated()
+                    public_url=current.public_url if public_url is None else public_url,
+                    announce=current.announce if announce is None else announce).validated()
     home.write_config(config)
     from . import audit
-    audit.append(home.db, "address-changed", "", url=config.url)
-    info = {"node_id": home.node_id, "url": config.url}
+    audit.append(home.db, "address-changed", "", url=config.url, announce=config.announce)
+    info = {"node_id": home.node_id, "url": config.url, "announce": config.announce}
     output.emit_json(info) if json_out else output.console.print(
-        f"This node is now at {output.safe(config.url)}; restart `discnode serve` to tell its peers.")
+        f"This node is now at {output.safe(config.url)}, {'announced' if config.announce else 'not announced'} "
+        "on the local network; restart `discnode serve` to apply it.")
 
 
 @peer_app.command("list")

@@ -36,15 +36,37 @@ class Seen:
         return f"https://{host}:{self.port}"
 
 
-def _addresses(home: Home) -> list[bytes]:
+@dataclass(frozen=True)
+class Plan:
+    """Where to announce: the interfaces (by address, or all) and the addresses to announce."""
+
+    interfaces: list[str] | None  # None: every interface
+    addresses: list[str]
+
+
+def announce_plan(host: str, local_ipv4: list[str]) -> Plan | None:
+    """Announce only where the node listens: a node on 0.0.0.0 on every interface with each of its
+    addresses; a node on one address only on that address's interface, with that address; a node
+    on loopback (or on IPv6 alone: this advertisement is IPv4) not at all (None). Pure: the
+    caller resolves names and lists the machine's addresses."""
+    ip = ipaddress.ip_address(host)
+    if ip.is_unspecified:
+        return Plan(None, list(local_ipv4)) if local_ipv4 else None
+    if ip.is_loopback or ip.version != 4:
+        return None
+    return Plan([str(ip)], [str(ip)])
+
+
+def plan_for(home: Home) -> Plan | None:
     host = home.config.host
     try:
-        ip = ipaddress.ip_address(host)
+        ipaddress.ip_address(host)
     except ValueError:
-        ip = ipaddress.ip_address(socket.gethostbyname(host))
-    if ip.is_unspecified:
-        return [socket.inet_aton(a) for a in _local_ipv4()]
-    return [ip.packed]
+        try:
+            host = socket.gethostbyname(host)
+        except OSError:
+            return None
+    return announce_plan(host, _local_ipv4())
 
 
 def _local_ipv4() -> list[str]:
@@ -54,7 +76,7 @@ def _local_ipv4() -> list[str]:
         for ip in adapter.ips:
             if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
                 out.append(ip.ip)
-    return out or ["127.0.0.1"]
+    return out
 
 
 def _interfaces() -> Any:
@@ -63,22 +85,25 @@ def _interfaces() -> Any:
 
 
 class Advertiser:
-    """Announces this node as <node id>._discnode._tcp.local. with its node ID in TXT."""
+    """Announces this node as <node id>._discnode._tcp.local. with its node ID in TXT, on the
+    interfaces of `plan` only."""
 
-    def __init__(self, home: Home, port: int) -> None:
+    def __init__(self, home: Home, port: int, plan: Plan) -> None:
         self.home = home
         self.port = port
+        self.plan = plan
         self.azc: AsyncZeroconf | None = None
         label = home.node_id.replace("-", "").lower()
         self.info = AsyncServiceInfo(
             SERVICE_TYPE, f"{label}.{SERVICE_TYPE}",
-            addresses=_addresses(home), port=port,
+            addresses=[socket.inet_aton(a) for a in plan.addresses], port=port,
             properties={"node_id": home.node_id, "path": DESCRIPTOR_PATH, "name": home.config.name[:60], "v": "1"},
             server=f"{label}.local.",
         )
 
     async def start(self) -> None:
-        self.azc = AsyncZeroconf(interfaces=_interfaces(), ip_version=IPVersion.V4Only)
+        interfaces = _interfaces() if self.plan.interfaces is None else self.plan.interfaces
+        self.azc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
         await self.azc.async_register_service(self.info, allow_name_change=False)
 
     async def stop(self) -> None:

@@ -1,6 +1,6 @@
 """The node's home folder: config.toml, identity key, TLS certificate, database and images.
 
-    HOME/config.toml        name, host, port (plain settings; no secrets)
+    HOME/config.toml        [node] name, host, port, public_url, announce (plain settings; no secrets)
     HOME/identity.key       Ed25519 seed, base64url, mode 0600
     HOME/tls.key, tls.crt   the HTTPS key (0600) and self-signed certificate
     HOME/discnode.db        SQLite (WAL), shared by `serve` and the other commands
@@ -42,6 +42,9 @@ class Config:
     port: int = 8443
     #: The address peers should use, if not host:port (e.g. behind NAT); defaults to host:port.
     public_url: str = ""
+    #: Announce the node on the local network (mDNS), on the interfaces it listens on. Off unless
+    #: asked for: an on-premises node should not announce itself on a shop's guest Wi-Fi.
+    announce: bool = False
 
     def validated(self) -> "Config":
         if not self.name.strip() or len(self.name) > 100:
@@ -110,7 +113,7 @@ class Home:
     def write_config(self, config: Config) -> None:
         tmp = self.path / "config.toml.tmp"
         tmp.write_text(tomli_w.dumps({"node": {"name": config.name, "host": config.host, "port": config.port,
-                                               "public_url": config.public_url}}))
+                                               "public_url": config.public_url, "announce": config.announce}}))
         os.replace(tmp, self.path / "config.toml")
         self.__dict__.pop("config", None)
 
@@ -120,8 +123,11 @@ class Home:
     def config(self) -> Config:
         try:
             data = tomllib.loads((self.path / "config.toml").read_text())["node"]
+            announce = data.get("announce", False)
+            if not isinstance(announce, bool):
+                raise ValueError("announce must be true or false")
             return Config(name=data["name"], host=data["host"], port=int(data["port"]),
-                          public_url=data.get("public_url", "")).validated()
+                          public_url=data.get("public_url", ""), announce=announce).validated()
         except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"{self.path / 'config.toml'} is not a valid node config: {exc}") from None
 

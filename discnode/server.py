@@ -692,10 +692,19 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
         raise
     advertiser = None
     try:
-        if advertise:
-            from .discovery import Advertiser
-            advertiser = Advertiser(home, running.port)
-            await advertiser.start()
+        if not advertise:
+            log.info("not announced on the local network (announce = false in config.toml, or --no-advertise)")
+        else:
+            from .discovery import Advertiser, plan_for
+            plan = plan_for(home)
+            if plan is None:
+                log.info("not announced on the local network: %s is loopback (or not an IPv4 address)",
+                         home.config.host)
+            else:
+                advertiser = Advertiser(home, running.port, plan)
+                await advertiser.start()
+                log.info("announced on the local network (mDNS) as %s on %s", ", ".join(plan.addresses),
+                         "every interface" if plan.interfaces is None else "its interface only")
     except BaseException:
         await local.stop()
         await running.stop()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from discnode.discovery import Advertiser
+from discnode.discovery import Advertiser, plan_for
 from discnode.home import DESCRIPTOR_PATH, Home
 from discnode.server import tls_context
 
@@ -25,7 +25,9 @@ async def main(home_path: str, port: int) -> None:
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, home.config.host, port, ssl_context=tls_context(home)).start()
-    advertiser = Advertiser(home, port)
+    plan = plan_for(home)
+    assert plan is not None, "the impostor needs a non-loopback address"
+    advertiser = Advertiser(home, port, plan)
     await advertiser.start()
     print("serving fake descriptor", flush=True)
     try:

@@ -20,6 +20,8 @@ def _ip(*args: str) -> None:
 class Host:
     ns: str
     address: str
+    #: The host's address on the second link, if the Link has one.
+    address2: str = ""
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def cmd(self, *args: str) -> list[str]:
@@ -60,11 +62,17 @@ def wait_for_log(log: Path, words: str, timeout: float = 20) -> None:
 
 
 class Link:
-    def __init__(self) -> None:
+    """Two hosts joined by a veth pair; with second=True, by a second pair too (another subnet, so
+    another interface on each host)."""
+
+    def __init__(self, second: bool = False) -> None:
         tag = f"{os.getpid() % 100000}"
         subnet = os.getpid() % 200 + 20
-        self.hosts = [Host(f"dn{tag}a", f"10.231.{subnet}.1"), Host(f"dn{tag}b", f"10.231.{subnet}.2")]
+        self.hosts = [Host(f"dn{tag}a", f"10.231.{subnet}.1", f"10.232.{subnet}.1" if second else ""),
+                      Host(f"dn{tag}b", f"10.231.{subnet}.2", f"10.232.{subnet}.2" if second else "")]
         self.veth = (f"dn{tag}va", f"dn{tag}vb")
+        self.veth2 = (f"dn{tag}wa", f"dn{tag}wb")
+        self.second = second
 
     def __enter__(self) -> "Link":
         if shutil.which("ip") is None:
@@ -79,7 +87,23 @@ class Link:
             _ip("-n", host.ns, "addr", "add", f"{host.address}/24", "dev", dev)
             _ip("-n", host.ns, "link", "set", dev, "up")
             _ip("-n", host.ns, "link", "set", "lo", "up")
+        if self.second:
+            _ip("link", "add", self.veth2[0], "type", "veth", "peer", "name", self.veth2[1])
+            for host, dev in zip(self.hosts, self.veth2):
+                _ip("link", "set", dev, "netns", host.ns)
+                _ip("-n", host.ns, "addr", "add", f"{host.address2}/24", "dev", dev)
+                _ip("-n", host.ns, "link", "set", dev, "up")
         return self
+
+    def probe(self, host: Host, interface: str, seconds: float = 3.0) -> dict[str, list[str]]:
+        """What an mDNS listener on `host`, joined on one interface (by its address) only, hears:
+        {node ID: the addresses announced for it}."""
+        import json
+        r = subprocess.run(host.cmd(sys.executable, str(Path(__file__).with_name("mdns_probe.py")), interface,
+                                    str(seconds)), capture_output=True, text=True, timeout=60, env=_env())
+        if r.returncode != 0:
+            raise AssertionError(f"mdns probe failed: {r.stderr}")
+        return json.loads(r.stdout)
 
     def __exit__(self, *exc: object) -> None:
         for host in self.hosts:

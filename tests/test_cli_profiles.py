@@ -181,7 +181,7 @@ def test_real_process_gives_one_line_error_not_traceback(tmp_path):
     (["search", "--timeout", "0"], "timeout must be"),
     (["search", "--limit", "201"], "limit must be"),
     (["search", "--contact-sheet", "sheet.jpg"], ".png"),
-    (["address"], "give --host, --port or --public-url"),
+    (["address"], "give --host, --port, --public-url"),
     (["address", "--port", "70000"], "port 70000"),
     (["peer", "discover", "--timeout", "0.1"], "timeout must be"),
     (["peer", "add", "https://127.0.0.1:9", "--expect", "nonsense"], "not a node ID"),

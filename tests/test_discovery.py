@@ -20,12 +20,12 @@ def _json(result):
     return json.loads(result.stdout)
 
 
-def two_nodes(link, tmp_path):
+def two_nodes(link, tmp_path, *, announce=("--announce",), host_a=None):
     """A node on each test host: (host a, host b, home a, home b, node ID a, node ID b)."""
     a, b = link.hosts
     home_a, home_b = tmp_path / "a", tmp_path / "b"
-    a.discnode(home_a, "init", "--name", "Alpha BCRP", "--host", a.address)
-    b.discnode(home_b, "init", "--name", "Beta BCRP", "--host", b.address)
+    a.discnode(home_a, "init", "--name", "Alpha BCRP", "--host", host_a or a.address, *announce)
+    b.discnode(home_b, "init", "--name", "Beta BCRP", "--host", b.address, *announce)
     id_a = _json(a.discnode(home_a, "id", "--json"))["node_id"]
     id_b = _json(b.discnode(home_b, "id", "--json"))["node_id"]
     return a, b, home_a, home_b, id_a, id_b
@@ -93,3 +93,39 @@ def test_a_stranger_cannot_move_its_pinned_address_by_announcing_or_advertising(
     assert [(n["node_id"], n["port"]) for n in seen] == [(id_a, 9555)]
     (row,) = _json(b.discnode(home_b, "peer", "list", "--json"))
     assert row["state"] == "pending" and row["url"] == f"https://{a.address}:8443"
+
+
+def test_a_node_not_configured_to_announce_is_not_found(link, tmp_path):
+    a, b, home_a, home_b, id_a, id_b = two_nodes(link, tmp_path, announce=())
+    a.serve(home_a, tmp_path / "a.log")
+    assert _json(b.discnode(home_b, "peer", "discover", "--timeout", "3", "--json")) == []
+    assert link.probe(b, b.address) == {}
+    # Asked for (config.toml announce = true, as `address --announce` writes it), it is found.
+    a.discnode(home_a, "address", "--announce")
+    assert "announce = true" in (home_a / "config.toml").read_text()
+    serve = a.procs[-1]
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(15) == 0
+    a.serve(home_a, tmp_path / "a2.log")
+    assert link.probe(b, b.address) == {id_a: [a.address]}
+
+
+def test_a_node_on_loopback_is_not_announced_anywhere(link, tmp_path):
+    a, b, home_a, home_b, _, _ = two_nodes(link, tmp_path, host_a="127.0.0.1")
+    a.serve(home_a, tmp_path / "a.log")
+    assert link.probe(b, b.address) == {}
+    assert "not announced on the local network: 127.0.0.1 is loopback" in (tmp_path / "a.log").read_text()
+
+
+@pytest.fixture
+def two_links():
+    with Link(second=True) as l:
+        yield l
+
+
+def test_a_node_listening_on_one_address_announces_only_that_address_on_its_interface(two_links, tmp_path):
+    link = two_links
+    a, b, home_a, _, id_a, _ = two_nodes(link, tmp_path, host_a=link.hosts[0].address2)
+    a.serve(home_a, tmp_path / "a.log")
+    assert link.probe(b, b.address2) == {id_a: [a.address2]}
+    assert link.probe(b, b.address) == {}, "announced on an interface the node does not listen on"
