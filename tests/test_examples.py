@@ -42,3 +42,17 @@ def test_network_generator_builds_agreed_nodes(tmp_path):
     assert count_profiles(node.db) == 20
     assert node.db.execute("select count(*) from images").fetchone()[0] == 20
     assert peers.agreement(node.db, node.node_id, hub.node_id, today()).active
+
+
+def test_the_service_unit_runs_what_the_readme_installs():
+    import shlex
+    unit = (ROOT / "examples" / "discnode.service").read_text()
+    readme = (ROOT / "README.md").read_text()
+    exec_start = shlex.split(next(line for line in unit.splitlines() if line.startswith("ExecStart="))[10:])
+    program, home = Path(exec_start[0]), exec_start[exec_start.index("--home") + 1]
+    venv = program.parent.parent
+    assert exec_start[-1] == "serve" and program.name == "discnode"
+    assert f"sudo python3 -m venv {venv} && sudo {venv}/bin/pip install" in readme
+    assert f"sudo -u discnode {program} --home {home} init" in readme
+    assert f"useradd --system --home {home}" in readme
+    assert f"ReadWritePaths={home}" in unit and "User=discnode" in unit
