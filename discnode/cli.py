@@ -306,9 +306,13 @@ def _print_review(items: list[Any], json_out: bool, title: str) -> None:
     if json_out:
         output.emit_json([i.to_json() for i in items])
         return
-    output.table(title, ("kind", "ref", "due", "what", "to act"),
-                 ([i.kind.value, i.ref, i.due or "", ("OVERDUE: " if i.overdue else "") + i.summary, i.action]
-                  for i in items), nowrap=("ref", "due"))
+    output.table(title, ("kind", "ref", "due", "what"),
+                 ([i.kind.value, i.ref, i.due or "", ("OVERDUE: " if i.overdue else "") + i.summary]
+                  for i in items), nowrap=("kind", "ref", "due"))
+    # The command for each kind once, below the table, so that rows stay one line at 80 columns.
+    from .review import HINTS
+    for kind in dict.fromkeys(i.kind for i in items):
+        output.console.print(f"  {kind.value}: {HINTS[kind]}", highlight=False, soft_wrap=True)
 
 
 @profile_app.command("review")

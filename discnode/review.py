@@ -34,6 +34,15 @@ class Kind(str, enum.Enum):
     UNDELIVERED = "undelivered"
 
 
+#: What deals with each kind of item, in general (each item's `action` is the exact command).
+HINTS = {
+    Kind.PROFILE: "discnode profile review PROFILE_ID --reason TEXT [--days N]",
+    Kind.OFFER: "discnode peer accept NODE_ID (or peer reject), after checking the ID by phone",
+    Kind.AGREEMENT: "after it lapses, a new offer: discnode peer add URL --expect NODE_ID",
+    Kind.UNDELIVERED: "sent by `discnode serve` when the partner is reachable",
+}
+
+
 @dataclass(frozen=True)
 class Item:
     kind: Kind
