@@ -73,7 +73,7 @@ def profile_item(row: Mapping[str, Any], today: dt.date) -> Item:
                 f"discnode profile review {row['id']} --reason TEXT")
 
 
-def agreement_item(row: Mapping[str, Any], today: dt.date) -> Item | None:
+def agreement_item(row: Mapping[str, Any]) -> Item | None:
     """An offer awaiting us, or an agreement past or near its review date; None if neither."""
     if row["state"] == State.PENDING.value:
         return Item(Kind.OFFER, row["node_id"], f"{row['name']} offers to share ({', '.join(row['share'])})",
@@ -103,7 +103,7 @@ def queue(db: store.DB, me: str, today: dt.date, *, days: int = DEFAULT_DAYS,
         items += [profile_item(row, today) for row in store.profiles_due(db, me, until)]
     if wanted & {Kind.OFFER, Kind.AGREEMENT}:
         for row in peers.listing(db, me, today):
-            item = agreement_item(row, today)
+            item = agreement_item(row)
             if item and item.kind in wanted and (item.kind is Kind.OFFER or (item.due or "") <= until):
                 items.append(item)
     if Kind.UNDELIVERED in wanted:
