@@ -68,7 +68,10 @@ def _sort_key(item: Item) -> tuple[str, str, str]:
 def profile_item(row: Mapping[str, Any], today: dt.date) -> Item:
     name = f"{row['last_name']}, {row['first_name']}" if row["status"] == "identified" else "ID-sought"
     overdue = row["review_by"] < today.isoformat()
-    state = "past its review date: not shared" if overdue else "review due"
+    if not overdue:
+        state = "review due"
+    else:
+        state = "past its review date" + ("" if row["local_only"] else ": not shared")
     return Item(Kind.PROFILE, row["id"], f"{name} ({state})", row["review_by"], overdue,
                 f"discnode profile review {row['id']} --reason TEXT")
 
