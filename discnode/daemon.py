@@ -26,7 +26,8 @@ def hold_stop_signals() -> None:
     """Block the stop signals in this process. The signal mask survives exec, so a SIGTERM that
     arrives while the daemon is starting waits (pending) for its handlers instead of killing it
     half-started; `catch_stop_signals` then takes it."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 def catch_stop_signals() -> threading.Event:
@@ -40,7 +41,8 @@ def catch_stop_signals() -> threading.Event:
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, early)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     return requested
 
 
@@ -77,7 +79,8 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool,
         handler.addFilter(PrintableLogs())
     home = Home.open(home_path)
     if stop_requested.is_set():
-        return  # stopped before it started: nothing to clean up
+        logging.getLogger("discnode.daemon").info("stopped before it started serving")
+        return  # nothing to clean up
 
     async def run() -> None:
         try:
