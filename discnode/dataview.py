@@ -4,8 +4,9 @@ consenting peer's.
 The same query goes to every peer with an active agreement, in parallel, each under its own
 deadline; filtering, sorting and the page limit run at the source (SQL + FTS5). Replies are
 verified (origin is the peer that sent them, signature by its pinned key, schema), merged in the
-global order (k-way merge), and cut to one page. The cursor is the key of the page's last row; since
-the order is total and global, that one key is every source's position. A peer that fails is
+global order (k-way merge), and cut to one page. The cursor holds the key of the page's last row;
+since the order is total and global, that one key is every source's position. It also carries its
+whole search, signed (query.py), so that it continues that search and no other. A peer that fails is
 reported (ok / timeout / unreachable / refused / invalid) and never holds the view.
 """
 
