@@ -69,10 +69,9 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool,
     from .errors import DiscnodeError
     from .home import Home
     from .server import Limits, serve_forever
-
-    stop_requested = catch_stop_signals()
     from .text import PrintableLogs
 
+    stop_requested = catch_stop_signals()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
