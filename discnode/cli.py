@@ -235,9 +235,9 @@ def profile_edit(
     remove_alias: list[str] = typer.Option([], help="Remove an alias."),
     rename_alias: list[str] = typer.Option([], help="Correct an alias: 'OLD|NEW'."),
     incident: list[str] = typer.Option([], help="Add an incident: 'YYYY-MM-DD|place|type|summary'."),
-    edit_incident: list[str] = typer.Option([], help="Replace incident N (as `profile show` numbers them): "
+    edit_incident: list[str] = typer.Option([], help="Replace incident N (from 1, in the order `profile show` lists them): "
                                                     "'N|YYYY-MM-DD|place|type|summary'."),
-    remove_incident: list[int] = typer.Option([], help="Remove incident N (as `profile show` numbers them)."),
+    remove_incident: list[int] = typer.Option([], help="Remove incident N (from 1, in the order `profile show` lists them)."),
     exclusion: Optional[str] = typer.Option(None, help="Set the exclusion notice: 'FROM|UNTIL|where', or '' to clear."),
     remove_exclusion: bool = typer.Option(False, "--remove-exclusion", help="Remove the exclusion notice."),
     local_only: Optional[bool] = typer.Option(None, "--local-only/--shared", help="Never share / share."),
@@ -425,7 +425,7 @@ def image_add(ctx: typer.Context, profile_id: str = typer.Argument(...), file: P
 
 @image_app.command("remove")
 def image_remove(ctx: typer.Context, profile_id: str = typer.Argument(...),
-                 image: str = typer.Argument(..., help="Its number in `profile show` (from 1), or the start of its hash."),
+                 image: str = typer.Argument(..., help="Its number (from 1, in the order added), or the start of its hash."),
                  json_out: bool = JsonOpt) -> None:
     """Remove a photo from a profile (if it was primary, the next one becomes primary)."""
     record = profiles.remove_image(open_home(ctx), profile_id, image)
@@ -438,7 +438,7 @@ def image_remove(ctx: typer.Context, profile_id: str = typer.Argument(...),
 
 @image_app.command("primary")
 def image_primary(ctx: typer.Context, profile_id: str = typer.Argument(...),
-                  image: str = typer.Argument(..., help="Its number in `profile show` (from 1), or the start of its hash."),
+                  image: str = typer.Argument(..., help="Its number (from 1, in the order added), or the start of its hash."),
                   json_out: bool = JsonOpt) -> None:
     """Choose the profile's primary photo (the one search results and contact sheets show)."""
     record = profiles.set_primary_image(open_home(ctx), profile_id, image)
