@@ -241,7 +241,7 @@ def revise(current: dict[str, Any], *, add_aliases: Iterable[str] = (), remove_a
            replace_incidents: Iterable[tuple[int, dict[str, Any]]] = (), remove_incidents: Iterable[int] = (),
            remove_exclusion: bool = False) -> dict[str, Any]:
     """The changes (for `edit`) that revise a profile's aliases and incidents. Incidents are
-    numbered from 1 as `profile show` lists them, always as they were before this edit; an unknown
+    numbered from 1 in the order `profile show` lists them, always as they were before this edit; an unknown
     number or alias is InvalidInput, so nothing changes."""
     changes: dict[str, Any] = {}
     aliases = list(current["aliases"])
@@ -283,7 +283,7 @@ def revise(current: dict[str, Any], *, add_aliases: Iterable[str] = (), remove_a
 
 
 def find_image(home: Home, profile_id: str, which: str) -> str:
-    """One of a profile's images by its number in `profile show` (from 1) or the start of its hash."""
+    """One of a profile's images by its number (from 1, in the order added) or the start of its hash."""
     hashes = [i["sha256"] for i in store.images_of(home.db, profile_id)]
     which = which.strip().lower()
     if which.isdigit():
