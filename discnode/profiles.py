@@ -241,8 +241,8 @@ def revise(current: dict[str, Any], *, add_aliases: Iterable[str] = (), remove_a
            replace_incidents: Iterable[tuple[int, dict[str, Any]]] = (), remove_incidents: Iterable[int] = (),
            remove_exclusion: bool = False) -> dict[str, Any]:
     """The changes (for `edit`) that revise a profile's aliases and incidents. Incidents are
-    numbered from 1 in the order `profile show` lists them, always as they were before this edit; an unknown
-    number or alias is InvalidInput, so nothing changes."""
+    numbered from 1 in the order `profile show` lists them, always as they were before this edit;
+    an unknown number or alias is InvalidInput, so nothing changes."""
     changes: dict[str, Any] = {}
     aliases = list(current["aliases"])
     for old, new in rename_aliases:
