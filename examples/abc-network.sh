@@ -12,11 +12,13 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm 
 trap cleanup EXIT
 
 dn() { local node=$1; shift; discnode --home "$work/$node" "$@"; }
+# The three nodes' ports (ABC_PORTS="pa pb pc" to choose others, as the tests do on a shared machine).
+read -r PA PB PC <<< "${ABC_PORTS:-28441 28442 28443}"
 
 # 1. Each partnership creates its node once. The node ID is what administrators read to each other.
-dn A init --name "Northtown BCRP" --port 28441 >/dev/null
-dn B init --name "Midcity BCRP"   --port 28442 >/dev/null
-dn C init --name "Southport BCRP" --port 28443 >/dev/null
+dn A init --name "Northtown BCRP" --port "$PA" >/dev/null
+dn B init --name "Midcity BCRP"   --port "$PB" >/dev/null
+dn C init --name "Southport BCRP" --port "$PC" >/dev/null
 id() { dn "$1" id --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])'; }
 A=$(id A); B=$(id B); C=$(id C)
 
@@ -36,9 +38,9 @@ for n in A B C; do  # each says "serving" once it listens (up to 30 s on a busy 
 done
 
 # 4. Agreements. B's administrator phoned A's and C's to get their node IDs; `--expect` checks them.
-dn A peer add https://127.0.0.1:28442 --expect "$B"   # A offers to B
+dn A peer add "https://127.0.0.1:$PB" --expect "$B"   # A offers to B
 dn B peer accept "$A"                                  # B accepts: A<->B active
-dn B peer add https://127.0.0.1:28443 --expect "$C"   # B offers to C
+dn B peer add "https://127.0.0.1:$PC" --expect "$C"   # B offers to C
 dn C peer accept "$B"                                  # C accepts: B<->C active
 
 # 5. Each administrator's Dataview.

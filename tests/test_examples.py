@@ -9,12 +9,14 @@ from pathlib import Path
 from discnode import peers
 from discnode.home import Home, today
 from discnode.store import count_profiles
+from tests.nodes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_abc_network_script_runs_end_to_end():
-    env = {**os.environ, "COLUMNS": "120",
+    # Free ports, not the script's defaults: another run of this test may be using those.
+    env = {**os.environ, "COLUMNS": "120", "ABC_PORTS": " ".join(str(free_port()) for _ in range(3)),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     assert shutil.which("discnode", path=env["PATH"]), "discnode must be installed beside this Python"
     r = subprocess.run(["bash", str(ROOT / "examples" / "abc-network.sh")], capture_output=True, text=True,
