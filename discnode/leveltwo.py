@@ -15,13 +15,13 @@ a connected set of profiles. The grouping is pure; `sweep` is the I/O around it.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from .dataview import SourceStatus, walk
 from .home import Home
+from .namekey import fold, names
 from .query import Query
 
 
@@ -42,19 +42,6 @@ class Group:
                 "profiles": [{"origin": p["origin"], "origin_name": p["origin_name"], "id": p["id"],
                               "first_name": p["first_name"], "last_name": p["last_name"],
                               "last_seen": p["last_seen"]} for p in self.profiles]}
-
-
-def fold(name: str) -> str:
-    """A name as matching sees it: 'O’Brien, Seán' and 'obrien sean' are the same."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
-    kept = "".join(c if c.isalnum() or c.isspace() else "" for c in letters.casefold())
-    return " ".join(kept.split())
-
-
-def names(record: dict[str, Any]) -> set[str]:
-    full = fold(f"{record.get('first_name', '')} {record.get('last_name', '')}")
-    return {n for n in {full, *(fold(a) for a in record.get("aliases", []))} if n}
 
 
 def groups(records: Iterable[dict[str, Any]], min_partnerships: int = 2) -> list[Group]:
