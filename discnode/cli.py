@@ -535,7 +535,12 @@ def peer_add(ctx: typer.Context,
                                                       help="Add a node seen by `peer discover`, by node ID."),
              purpose: str = typer.Option("Prevention and detection of crime against member businesses",
                                          help="Why data is shared (part of the signed terms)."),
-             share: list[str] = typer.Option(["profiles", "images"], "--share", help="profiles, images"),
+             share: list[str] = typer.Option(["profiles", "images"], "--share",
+                                             help="profiles, images; or match (match-only: hit or no-hit, "
+                                                  "no browsing)"),
+             match_quota: Optional[int] = typer.Option(None, "--match-quota",
+                                                       help="With --share match: names the partner may ask "
+                                                            "about per day (default 100)."),
              review_days: int = typer.Option(365, help="Days until the agreement must be reviewed."),
              json_out: bool = JsonOpt) -> None:
     """Check a partner node's identity, pin it, and send it a signed sharing offer."""
@@ -555,7 +560,7 @@ def peer_add(ctx: typer.Context,
         raise InvalidInput("give the peer's URL and --expect NODE_ID (or --discovered NODE_ID)")
     if not 1 <= review_days <= 3 * 365:
         raise InvalidInput("review-days must be 1 to 1095")
-    terms = Terms.default(today(), review_days, purpose, share)
+    terms = Terms.default(today(), review_days, purpose, share, match_quota)
     _print_peer_state(_run(add_peer(home, url, expect, terms)), json_out, "Offered sharing to")
 
 
@@ -1048,6 +1053,9 @@ def _click_exceptions() -> Any:
     except ImportError:
         from click import exceptions  # type: ignore[no-redef]
     return exceptions
+
+
+from . import cli_match  # noqa: E402,F401 - registers `match` and `reveal` on the app
 
 
 @functools.cache
