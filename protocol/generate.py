@@ -37,10 +37,13 @@ def key(name: str) -> Identity:
 ALICE, BOB, CAROL = key("alice"), key("bob"), key("carol")
 
 
-def descriptor(who: Identity, name: str, port: int) -> dict[str, Any]:
-    return sign_document({"type": "descriptor", "v": 1, "node_id": who.node_id, "public_key": who.public_key_b64,
-                          "name": name, "url": f"https://127.0.0.1:{port}",
-                          "tls_fingerprint": "5f" * 32, "issued_at": NOW_TS}, who)
+def descriptor(who: Identity, name: str, port: int, scopes: list[str] | None = None) -> dict[str, Any]:
+    """Without scopes: as a node from before they were advertised (still valid: profiles, images)."""
+    doc = {"type": "descriptor", "v": 1, "node_id": who.node_id, "public_key": who.public_key_b64,
+           "name": name, "url": f"https://127.0.0.1:{port}", "tls_fingerprint": "5f" * 32, "issued_at": NOW_TS}
+    if scopes is not None:
+        doc["scopes"] = scopes
+    return sign_document(doc, who)
 
 
 def profile() -> dict[str, Any]:
@@ -98,7 +101,12 @@ def examples() -> dict[str, Any]:
         "audit-head.json": head,
         "audit-head-reply.json": {"heads": [older, head], "evidence": [
             {"flag": "rollback", "head": new_head(ALICE, 1, "e3" * 32, "2026-11-24T18:00:00Z")}]},
-        "descriptor.json": descriptor(ALICE, "Alice BCRP", 8443),
+        "descriptor.json": descriptor(ALICE, "Alice BCRP", 8443, ["profiles", "images", "match"]),
+        "consent.offer-match.json": sign_document(new_offer(
+            ALICE.node_id, BOB.node_id, Terms(share=("match",), review_by="2027-11-24", match_daily_quota=100),
+            descriptor(ALICE, "Alice BCRP", 8443, ["profiles", "images", "match"]), NOW_TS, None) | {"id": "0f1e2d3c4b5a6978"},
+            ALICE),
+        **match_examples(),
         "profile.json": profile(),
         "query.json": {"text": "example", "gender": ["female"], "ethnicity": ["IC1", "IC9"], "build": ["medium"],
                        "status": ["identified"], "tags": ["shoplifting"], "age_min": 18, "age_max": 45,
@@ -335,6 +343,20 @@ def match_vectors(vec: Any) -> None:
         vec("match", f"evaluate-{slug}", "An evaluator refuses a blinded element that is not a valid "
             "element of the prime-order group", {"key_hex": MATCH_KEY.hex(), "blinded_hex": point},
             {"error": "blinded element"}, "invalid")
+
+
+def match_examples() -> dict[str, Any]:
+    held = [oprf.output(MATCH_KEY, k) for k in (b"jane example|1990-02-03", b"je|1990-02-03")]
+    data = b"jane example|1990-02-03"
+    _, blinded = oprf.blind(data, MATCH_BLIND)
+    return {
+        "match-evaluate.json": {"blinded": [b64u(blinded)]},
+        "match-evaluate-reply.json": {"evaluated": [b64u(oprf.evaluate(MATCH_KEY, blinded))],
+                                      "quota": {"limit": 100, "used": 1, "day": "2026-11-24"}},
+        "match-set-reply.json": {"outputs": sorted(b64u(o) for o in held)},
+        "match-reveal.json": {"ref": base64.b32encode(held[0][:10]).decode().lower()},
+        "match-reveal-reply.json": {"request": "5e4f3a2b1c0d", "state": "allowed", "records": [profile()]},
+    }
 
 
 def render(data: Any) -> str:
