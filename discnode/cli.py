@@ -944,6 +944,11 @@ def level_two(ctx: typer.Context,
               min_partnerships: int = typer.Option(2, "--min-partnerships",
                                                    help="Known to at least this many partnerships."),
               timeout: float = typer.Option(3.0, help="Seconds to wait for each peer."),
+              include_match: bool = typer.Option(False, "--include-match",
+                                                 help="Also ask match-only partners about the people seen "
+                                                      "(each name counts against their daily quota)."),
+              match_max: int = typer.Option(100, "--match-max",
+                                            help="With --include-match: ask about at most this many people."),
               json_out: bool = JsonOpt) -> None:
     """Level Two: people known to several partnerships (same name or alias, and same date of birth)."""
     from . import audit
@@ -953,13 +958,21 @@ def level_two(ctx: typer.Context,
         raise InvalidInput("--min-partnerships must be 2 or more")
     if not 0.1 <= timeout <= 60:
         raise InvalidInput("timeout must be 0.1 to 60 seconds")
+    if not 1 <= match_max <= 10_000:
+        raise InvalidInput("--match-max must be 1 to 10000")
     home = open_home(ctx)
-    found, statuses, looked_at = _run(sweep(home, min_partnerships, timeout))
+    matched: list[dict[str, Any]] = []
+    if include_match:
+        from .leveltwo import sweep_with_match
+        found, statuses, looked_at, matched = _run(sweep_with_match(home, min_partnerships, timeout, match_max))
+    else:
+        found, statuses, looked_at = _run(sweep(home, min_partnerships, timeout))
     audit.append(home.db, "level-two", "", min_partnerships=min_partnerships, profiles=looked_at,
-                 groups=len(found), peers={p.node_id: p.status for p in statuses})
+                 groups=len(found), peers={p.node_id: p.status for p in statuses},
+                 match={p["node_id"]: p["status"] for p in matched})
     if json_out:
         output.emit_json({"groups": [g.to_json() for g in found], "profiles": looked_at,
-                          "peers": [p.to_json() for p in statuses]})
+                          "peers": [p.to_json() for p in statuses], "match_partners": matched})
         return
     output.console.print(f"[bold]Level Two[/]: {len(found)} {'person' if len(found) == 1 else 'people'} known to "
                          f"{min_partnerships} or more "
@@ -971,8 +984,14 @@ def level_two(ctx: typer.Context,
                              f"{len(g.partnerships)} partnerships", highlight=False)
         for p in g.profiles:
             output.line(f"  {p['origin']}:{p['id']}  {p['origin_name']}")
+        for hit in g.match_hits:  # a match-only partner's hit: a reference for `discnode reveal`
+            output.line(f"  {hit['node_id']}:{hit['ref']}  {hit['name']} (match-only; discnode reveal)")
     output.console.print()
     print_statuses(statuses)
+    for p in matched:
+        detail = f"{p['quota'].get('used', '?')} of {p['quota'].get('limit', '?')} names today" \
+            if p["status"] == "ok" else p.get("error", "")
+        output.line(f"  match-only  {p['name']:<28} {p['status']:<6} {detail}")
 
 
 def print_page(title: str, page: Any) -> None:

@@ -224,3 +224,20 @@ def test_match_input_is_checked_before_anything_is_sent(network):
     assert "not a date" in _ask(a, "Ann", "Example", "03/02/1990", ok=False).err
     assert "no letters" in _ask(a, "...", "--", "1990-02-03", ok=False).err
     assert b.home.db.execute("SELECT count(*) FROM match_quota").fetchone()[0] == 0
+
+
+def test_level_two_asks_match_only_partners_only_when_told(network):
+    a, b = _match_pair(network, quota=10)
+    a.cli("profile", "add", "--first-name", "Sean", "--last-name", "OBRIEN", "--dob", "1985-07-30")
+    a.cli("profile", "add", "--first-name", "Nobody", "--last-name", "Else", "--dob", "1970-01-01")
+    assert a.cli("level-two", "--json").json["groups"] == []
+    assert b.home.db.execute("SELECT count(*) FROM match_quota").fetchone()[0] == 0  # nothing asked
+    found = a.cli("level-two", "--include-match", "--json").json
+    [group] = found["groups"]
+    assert group["partnerships"] == ["A BCRP", "B BCRP"] and group["dob"] == "1985-07-30"
+    [hit] = group["match_hits"]
+    assert hit["node_id"] == b.node_id and len(hit["ref"]) == 16
+    assert [p["status"] for p in found["match_partners"]] == ["ok"]
+    assert found["match_partners"][0]["quota"]["used"] == 2  # both people seen, one name each
+    shown = a.cli("level-two", "--include-match").out
+    assert f"{b.node_id}:{hit['ref']}" in shown and "4 of 10 names today" in shown
