@@ -201,13 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--fast", action="store_true", help="300 profiles, 40 names, 1 run")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "match.json")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "match.json")
     args = parser.parse_args(argv)
     if args.fast:
         args.profiles, args.names, args.runs = 300, 40, 1
     with tempfile.TemporaryDirectory(prefix="discnode-match-") as tmp:
         report = run(args.profiles, args.names, args.runs, Path(tmp))
     print_report(report)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"wrote {args.json}")
     return 0

@@ -241,3 +241,15 @@ def test_level_two_asks_match_only_partners_only_when_told(network):
     assert found["match_partners"][0]["quota"]["used"] == 2  # both people seen, one name each
     shown = a.cli("level-two", "--include-match").out
     assert f"{b.node_id}:{hit['ref']}" in shown and "4 of 10 names today" in shown
+
+
+def test_the_holders_set_follows_its_profiles(network):
+    a, b = _match_pair(network)
+    [before] = _result(_ask(a, "Newly", "Added", "1999-09-09"))
+    pid = b.cli("profile", "add", "--first-name", "Newly", "--last-name", "Added", "--dob", "1999-09-09",
+                "--json").json["id"]
+    [after] = _result(_ask(a, "Newly", "Added", "1999-09-09"))
+    assert (before["result"], after["result"]) == ("no-hit", "hit")
+    b.cli("profile", "edit", pid, "--local-only")
+    [hidden] = _result(_ask(a, "Newly", "Added", "1999-09-09"))
+    assert hidden["result"] == "no-hit"
