@@ -84,8 +84,8 @@ async def ask(home: Home, people: list[Person], only: str | None = None) -> list
     the others still answer."""
     if not people:
         raise InvalidInput("give at least one name")
-    keys = [p.key() for p in people]  # every name checked before anything is sent
-    del keys
+    for person in people:  # every name and date checked before anything is sent
+        person.key()
     partners = match_partners(home)
     if only:
         partners = [p for p in partners if p.node_id == parse_node_id(only)]
