@@ -61,7 +61,8 @@ def match_cmd(ctx: typer.Context,
         for r in p["results"]:
             rows.append([p["name"], f"{r['first_name']} {r['last_name']}", r["dob"], r["result"],
                          f"{p['node_id']}:{r['ref']}" if r["ref"] else ""])
-    output.table("Match", ("partner", "name", "dob", "result", "reference (discnode reveal ...)"), rows)
+    output.table("Match", ("partner", "name", "dob", "result", "reference (discnode reveal ...)"), rows,
+                 whole=("reference (discnode reveal ...)",))
 
 
 @app.command("reveal")
