@@ -695,6 +695,7 @@ def peer_show(ctx: typer.Context, node_id: str = typer.Argument(..., help="The p
         ("TLS cert", info["tls_fingerprint"]), ("agreement", info["state"]),
         ("purpose", terms.get("purpose", "")), ("shares", terms.get("share", "")),
         ("review by", terms.get("review_by", "")), ("offered by", offered),
+        *([("match quota", f"{terms['match_daily_quota']} names a day")] if "match_daily_quota" in terms else []),
         ("not delivered", f"{info['undelivered']} document(s); `discnode serve` keeps trying"
          if info["undelivered"] else "none"),
         ("history", history or "none"),

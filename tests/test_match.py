@@ -40,6 +40,9 @@ def _result(reply):
 
 def test_match_only_partners_profiles_never_appear_in_search(network):
     a, b = _match_pair(network)
+    terms = b.cli("peer", "show", a.node_id, "--json").json["terms"]
+    assert terms["share"] == ["match"] and terms["match_daily_quota"] == 50
+    assert "50 names a day" in b.cli("peer", "show", a.node_id).out
     a.cli("profile", "add", "--first-name", "Own", "--last-name", "Record")
     for args in ((), ("--all",)):
         found = a.cli("search", *args, "--json").json
