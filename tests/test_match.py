@@ -155,7 +155,10 @@ def test_reveal_round_trip(network):
     [request] = b.cli("reveal", "list", "--json").json["requests"]
     assert request["peer"] == a.node_id and request["names"] == ["Mary Smith-Jones"]
     assert request["id"] == asked["request"]
+    [item] = [i for i in b.cli("review", "--json").json if i["kind"] == "reveal"]
+    assert item["ref"] == request["id"] and "A BCRP asks to see profile" in item["summary"]
     b.cli("reveal", "allow", request["id"])
+    assert not [i for i in b.cli("review", "--json").json if i["kind"] == "reveal"]
     revealed = a.cli("reveal", target, "--json").json
     assert revealed["state"] == "allowed"
     [record] = revealed["records"]
