@@ -535,7 +535,12 @@ def peer_add(ctx: typer.Context,
                                                       help="Add a node seen by `peer discover`, by node ID."),
              purpose: str = typer.Option("Prevention and detection of crime against member businesses",
                                          help="Why data is shared (part of the signed terms)."),
-             share: list[str] = typer.Option(["profiles", "images"], "--share", help="profiles, images"),
+             share: list[str] = typer.Option(["profiles", "images"], "--share",
+                                             help="profiles, images; or match (match-only: hit or no-hit, "
+                                                  "no browsing)"),
+             match_quota: Optional[int] = typer.Option(None, "--match-quota",
+                                                       help="With --share match: names the partner may ask "
+                                                            "about per day (default 100)."),
              review_days: int = typer.Option(365, help="Days until the agreement must be reviewed."),
              json_out: bool = JsonOpt) -> None:
     """Check a partner node's identity, pin it, and send it a signed sharing offer."""
@@ -555,7 +560,7 @@ def peer_add(ctx: typer.Context,
         raise InvalidInput("give the peer's URL and --expect NODE_ID (or --discovered NODE_ID)")
     if not 1 <= review_days <= 3 * 365:
         raise InvalidInput("review-days must be 1 to 1095")
-    terms = Terms.default(today(), review_days, purpose, share)
+    terms = Terms.default(today(), review_days, purpose, share, match_quota)
     _print_peer_state(_run(add_peer(home, url, expect, terms)), json_out, "Offered sharing to")
 
 
@@ -690,6 +695,7 @@ def peer_show(ctx: typer.Context, node_id: str = typer.Argument(..., help="The p
         ("TLS cert", info["tls_fingerprint"]), ("agreement", info["state"]),
         ("purpose", terms.get("purpose", "")), ("shares", terms.get("share", "")),
         ("review by", terms.get("review_by", "")), ("offered by", offered),
+        *([("match quota", f"{terms['match_daily_quota']} names a day")] if "match_daily_quota" in terms else []),
         ("not delivered", f"{info['undelivered']} document(s); `discnode serve` keeps trying"
          if info["undelivered"] else "none"),
         ("history", history or "none"),
@@ -939,6 +945,11 @@ def level_two(ctx: typer.Context,
               min_partnerships: int = typer.Option(2, "--min-partnerships",
                                                    help="Known to at least this many partnerships."),
               timeout: float = typer.Option(3.0, help="Seconds to wait for each peer."),
+              include_match: bool = typer.Option(False, "--include-match",
+                                                 help="Also ask match-only partners about the people seen "
+                                                      "(each name counts against their daily quota)."),
+              match_max: int = typer.Option(100, "--match-max",
+                                            help="With --include-match: ask about at most this many people."),
               json_out: bool = JsonOpt) -> None:
     """Level Two: people known to several partnerships (same name or alias, and same date of birth)."""
     from . import audit
@@ -948,13 +959,21 @@ def level_two(ctx: typer.Context,
         raise InvalidInput("--min-partnerships must be 2 or more")
     if not 0.1 <= timeout <= 60:
         raise InvalidInput("timeout must be 0.1 to 60 seconds")
+    if not 1 <= match_max <= 10_000:
+        raise InvalidInput("--match-max must be 1 to 10000")
     home = open_home(ctx)
-    found, statuses, looked_at = _run(sweep(home, min_partnerships, timeout))
+    matched: list[dict[str, Any]] = []
+    if include_match:
+        from .leveltwo import sweep_with_match
+        found, statuses, looked_at, matched = _run(sweep_with_match(home, min_partnerships, timeout, match_max))
+    else:
+        found, statuses, looked_at = _run(sweep(home, min_partnerships, timeout))
     audit.append(home.db, "level-two", "", min_partnerships=min_partnerships, profiles=looked_at,
-                 groups=len(found), peers={p.node_id: p.status for p in statuses})
+                 groups=len(found), peers={p.node_id: p.status for p in statuses},
+                 match={p["node_id"]: p["status"] for p in matched})
     if json_out:
         output.emit_json({"groups": [g.to_json() for g in found], "profiles": looked_at,
-                          "peers": [p.to_json() for p in statuses]})
+                          "peers": [p.to_json() for p in statuses], "match_partners": matched})
         return
     output.console.print(f"[bold]Level Two[/]: {len(found)} {'person' if len(found) == 1 else 'people'} known to "
                          f"{min_partnerships} or more "
@@ -966,8 +985,14 @@ def level_two(ctx: typer.Context,
                              f"{len(g.partnerships)} partnerships", highlight=False)
         for p in g.profiles:
             output.line(f"  {p['origin']}:{p['id']}  {p['origin_name']}")
+        for hit in g.match_hits:  # a match-only partner's hit: a reference for `discnode reveal`
+            output.line(f"  {hit['node_id']}:{hit['ref']}  {hit['name']} (match-only; discnode reveal)")
     output.console.print()
     print_statuses(statuses)
+    for p in matched:
+        detail = f"{p['quota'].get('used', '?')} of {p['quota'].get('limit', '?')} names today" \
+            if p["status"] == "ok" else p.get("error", "")
+        output.line(f"  match-only  {p['name']:<28} {p['status']:<6} {detail}")
 
 
 def print_page(title: str, page: Any) -> None:
@@ -1048,6 +1073,9 @@ def _click_exceptions() -> Any:
     except ImportError:
         from click import exceptions  # type: ignore[no-redef]
     return exceptions
+
+
+from . import cli_match  # noqa: E402,F401 - registers `match` and `reveal` on the app
 
 
 @functools.cache

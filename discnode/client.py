@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import aiohttp
 
 from . import wirejson
-from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Redirected, Refused, Unauthenticated
+from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, RateLimited, Redirected, Refused, Unauthenticated
 from .home import DESCRIPTOR_PATH
 from .identity import Identity
 from .peers import Peer, verify_descriptor
@@ -234,6 +234,8 @@ def error_for(status: int, message: str) -> DiscnodeError:
         return Refused(message)
     if status == 401:
         return Unauthenticated(message)
+    if status == 429:
+        return RateLimited(message)
     return PeerError(message)
 
 

@@ -20,10 +20,17 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from . import PROTOCOL_VERSION
-from .errors import Conflict, InvalidInput
+from .errors import Conflict, InvalidInput, Refused
 from .signing import document_hash
 
-SHARE_KINDS = ("profiles", "images")
+#: Every share scope this implementation supports, advertised in its descriptor (`scopes`).
+SHARE_KINDS = ("profiles", "images", "match")
+#: What an offer shares unless told otherwise; and what a descriptor without `scopes` supports
+#: (nodes from before scopes were advertised).
+DEFAULT_SHARE = ("profiles", "images")
+LEGACY_SCOPES = ("profiles", "images")
+DEFAULT_MATCH_QUOTA = 100
+MAX_MATCH_QUOTA = 10_000
 DEFAULT_PURPOSE = "Prevention and detection of crime against member businesses"
 DEFAULT_TERM_DAYS = 365
 
@@ -58,13 +65,19 @@ ALLOWED: dict[Action, frozenset[State]] = {
 @dataclass(frozen=True)
 class Terms:
     purpose: str = DEFAULT_PURPOSE
-    share: tuple[str, ...] = SHARE_KINDS
+    share: tuple[str, ...] = DEFAULT_SHARE
     review_by: str = ""
+    #: Names a match-only partner may ask about per UTC day (only with the `match` scope).
+    match_daily_quota: int | None = None
 
     @classmethod
     def default(cls, today: dt.date, days: int = DEFAULT_TERM_DAYS, purpose: str = DEFAULT_PURPOSE,
-                share: Iterable[str] = SHARE_KINDS) -> "Terms":
-        return cls(purpose, tuple(share), (today + dt.timedelta(days=days)).isoformat()).checked(today)
+                share: Iterable[str] = DEFAULT_SHARE, match_daily_quota: int | None = None) -> "Terms":
+        share = tuple(share)
+        if "match" in share and match_daily_quota is None:
+            match_daily_quota = DEFAULT_MATCH_QUOTA
+        return cls(purpose, share, (today + dt.timedelta(days=days)).isoformat(),
+                   match_daily_quota).checked(today)
 
     def checked(self, today: dt.date) -> "Terms":
         if not self.purpose.strip() or len(self.purpose) > 500:
@@ -73,6 +86,11 @@ class Terms:
             raise InvalidInput(f"share must list one or more of {', '.join(SHARE_KINDS)}")
         if "images" in self.share and "profiles" not in self.share:
             raise InvalidInput("images can only be shared with profiles")
+        if "match" in self.share:
+            if self.match_daily_quota is None or not 1 <= self.match_daily_quota <= MAX_MATCH_QUOTA:
+                raise InvalidInput(f"the match daily quota must be 1 to {MAX_MATCH_QUOTA} names")
+        elif self.match_daily_quota is not None:
+            raise InvalidInput("a match daily quota is only for agreements that share match")
         try:
             review = dt.date.fromisoformat(self.review_by)
         except ValueError:
@@ -84,7 +102,26 @@ class Terms:
         return self
 
     def to_wire(self) -> dict[str, Any]:
-        return {"purpose": self.purpose, "share": list(self.share), "review_by": self.review_by}
+        wire: dict[str, Any] = {"purpose": self.purpose, "share": list(self.share), "review_by": self.review_by}
+        if self.match_daily_quota is not None:
+            wire["match_daily_quota"] = self.match_daily_quota
+        return wire
+
+
+def scopes_of(descriptor: Mapping[str, Any]) -> tuple[str, ...]:
+    """The share scopes a node supports, from its signed descriptor (without the field: a node
+    from before scopes were advertised, which supports profiles and images)."""
+    return tuple(descriptor.get("scopes", LEGACY_SCOPES))
+
+
+def check_supported(share: Iterable[str], descriptor: Mapping[str, Any]) -> None:
+    """Refused unless the node whose descriptor this is supports every scope in `share`."""
+    supported = scopes_of(descriptor)
+    missing = [s for s in share if s not in supported]
+    if missing:
+        raise Refused(f"node {descriptor.get('name', '')} ({descriptor.get('node_id', '')}) does not support "
+                      f"sharing {', '.join(missing)} (it supports {', '.join(supported)}); offer again once "
+                      "it has been upgraded")
 
 
 @dataclass(frozen=True)
@@ -102,6 +139,10 @@ class Agreement:
     @property
     def share(self) -> tuple[str, ...]:
         return tuple(self.offer["terms"]["share"]) if self.offer and self.active else ()
+
+    @property
+    def match_daily_quota(self) -> int:
+        return int(self.offer["terms"].get("match_daily_quota", 0)) if self.offer and self.active else 0
 
     @property
     def review_by(self) -> str | None:

@@ -251,7 +251,9 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
 
 def active_peers(home: Home) -> list[peers.Peer]:
     day = today()
-    return [p for p in peers.all_peers(home.db) if peers.agreement(home.db, home.node_id, p.node_id, day).active]
+    # Match-only partners are asked by `discnode match`, never searched: their profiles are not shared.
+    return [p for p in peers.all_peers(home.db)
+            if "profiles" in peers.agreement(home.db, home.node_id, p.node_id, day).share]
 
 
 async def search(home: Home, query: Query | None = None, *, cursor: str | None = None,

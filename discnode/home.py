@@ -25,6 +25,7 @@ from . import PROTOCOL_VERSION, schemas, store
 from .errors import Conflict, InvalidInput, NotFound
 from .identity import (Identity, certificate_fingerprint, load_identity, make_tls_certificate,
                        save_identity, write_secret)
+from .consent import SHARE_KINDS
 from .signing import sign_document
 from .untrusted import peer_url
 
@@ -174,6 +175,7 @@ class Home:
             "url": self.config.url,
             "tls_fingerprint": self.tls_fingerprint,
             "issued_at": store.now_ts(),
+            "scopes": list(SHARE_KINDS),
         }
         signed = sign_document(doc, self.identity)
         schemas.validate("descriptor", signed)

@@ -15,13 +15,13 @@ a connected set of profiles. The grouping is pure; `sweep` is the I/O around it.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .dataview import SourceStatus, walk
 from .home import Home
+from .namekey import fold, names
 from .query import Query
 
 
@@ -32,29 +32,19 @@ class Group:
     name: str
     dob: str
     profiles: list[dict[str, Any]]
+    #: Match-only partners that answered hit (`--include-match`): node_id, name, ref.
+    match_hits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def partnerships(self) -> list[str]:
-        return sorted({p["origin_name"] for p in self.profiles})
+        return sorted({p["origin_name"] for p in self.profiles} | {h["name"] for h in self.match_hits})
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "dob": self.dob, "partnerships": self.partnerships,
+                "match_hits": self.match_hits,
                 "profiles": [{"origin": p["origin"], "origin_name": p["origin_name"], "id": p["id"],
                               "first_name": p["first_name"], "last_name": p["last_name"],
                               "last_seen": p["last_seen"]} for p in self.profiles]}
-
-
-def fold(name: str) -> str:
-    """A name as matching sees it: 'O’Brien, Seán' and 'obrien sean' are the same."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
-    kept = "".join(c if c.isalnum() or c.isspace() else "" for c in letters.casefold())
-    return " ".join(kept.split())
-
-
-def names(record: dict[str, Any]) -> set[str]:
-    full = fold(f"{record.get('first_name', '')} {record.get('last_name', '')}")
-    return {n for n in {full, *(fold(a) for a in record.get("aliases", []))} if n}
 
 
 def groups(records: Iterable[dict[str, Any]], min_partnerships: int = 2) -> list[Group]:
@@ -105,3 +95,29 @@ async def sweep(home: Home, min_partnerships: int = 2, timeout: float = 3.0
     status and how many profiles were looked at."""
     records, statuses = await walk(home, Query(status=("identified",), sort="name"), timeout=timeout)
     return groups(records, min_partnerships), statuses, len(records)
+
+
+async def sweep_with_match(home: Home, min_partnerships: int = 2, timeout: float = 3.0, match_max: int = 100
+                           ) -> tuple[list[Group], list[SourceStatus], int, list[dict[str, Any]]]:
+    """`level-two --include-match`: the sweep, and match-only partners asked about the people it
+    saw (one name each, the most widely known first, at most match_max: each counts against every
+    match-only partner's daily quota). A hit counts that partnership in the person's group; the
+    profile stays with its holder until revealed (`discnode reveal`). Also returns each match-only
+    partner's status."""
+    from .matchask import Person, ask, match_partners
+
+    records, statuses = await walk(home, Query(status=("identified",), sort="name"), timeout=timeout)
+    everyone = groups(records, 1)
+    asked = everyone[:match_max]
+    partners: list[dict[str, Any]] = []
+    if asked and match_partners(home):
+        people = [Person(g.profiles[0]["first_name"], g.profiles[0]["last_name"], g.dob) for g in asked]
+        partners = await ask(home, people)
+        for partner in partners:
+            for group, result in zip(asked, partner["results"]):
+                if result["result"] == "hit":
+                    group.match_hits.append({"node_id": partner["node_id"], "name": partner["name"],
+                                             "ref": result["ref"]})
+    found = [g for g in everyone if len(g.partnerships) >= min_partnerships]
+    found.sort(key=lambda g: (-len(g.partnerships), fold(g.name), g.dob))
+    return found, statuses, len(records), [{k: v for k, v in p.items() if k != "results"} for p in partners]

@@ -11,7 +11,7 @@ from typing import Any, AsyncContextManager, Callable
 
 from . import audit, peers, store, witness
 from .client import PeerClient, Reply, error_for
-from .consent import Action, Agreement, State, Terms, check_action, new_offer, new_response
+from .consent import Action, Agreement, State, Terms, check_action, check_supported, new_offer, new_response
 from .errors import InvalidInput, NotFound, PeerError, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
@@ -36,6 +36,7 @@ async def add_peer(home: Home, url: str, expect: str, terms: Terms, client: Peer
     async with _client(home, client) as c:
         peer = await c.fetch_descriptor(url, expect)
         terms = terms.checked(today())
+        check_supported(terms.share, peer.descriptor)  # before anything is stored: offer again later
         with store.write(home.db):
             peers.remember(home.db, peer.descriptor)
             current = peers.agreement(home.db, home.node_id, peer.node_id, today())

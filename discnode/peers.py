@@ -244,9 +244,12 @@ def _terms(agreement_: Agreement, me: str) -> dict[str, Any] | None:
     offer = agreement_.offer
     if offer is None:
         return None
-    return {"purpose": offer["terms"]["purpose"], "share": list(offer["terms"]["share"]),
-            "review_by": offer["terms"]["review_by"], "offered_by": "us" if offer["from"] == me else "them",
-            "offered_at": offer["issued_at"]}
+    terms = {"purpose": offer["terms"]["purpose"], "share": list(offer["terms"]["share"]),
+             "review_by": offer["terms"]["review_by"], "offered_by": "us" if offer["from"] == me else "them",
+             "offered_at": offer["issued_at"]}
+    if "match_daily_quota" in offer["terms"]:
+        terms["match_daily_quota"] = offer["terms"]["match_daily_quota"]
+    return terms
 
 
 def describe(db: store.DB, me: str, node_id: str, today: dt.date) -> dict[str, Any]:

@@ -7,7 +7,8 @@ review` print it, and the inbox and `status` (later) are views of it. Kinds:
   within `days` of it;
 - offer: a partnership's sharing offer awaiting our accept or reject;
 - agreement: an agreement past its review-by date (lapsed: nothing is shared) or within `days`;
-- undelivered: a consent document we signed that its partner has not yet received.
+- undelivered: a consent document we signed that its partner has not yet received;
+- reveal: a match-only partner's request to see the profile behind a hit (private matching).
 
 Building items from rows is pure (`profile_item`, `agreement_item`, ...); `queue` reads the node.
 """
@@ -32,6 +33,7 @@ class Kind(str, enum.Enum):
     OFFER = "offer"
     AGREEMENT = "agreement"
     UNDELIVERED = "undelivered"
+    REVEAL = "reveal"
 
 
 #: What deals with each kind of item, in general (each item's `action` is the exact command).
@@ -40,6 +42,7 @@ HINTS = {
     Kind.OFFER: "discnode peer accept NODE_ID (or peer reject), after checking the ID by phone",
     Kind.AGREEMENT: "after it lapses, a new offer: discnode peer add URL --expect NODE_ID",
     Kind.UNDELIVERED: "sent by `discnode serve` when the partner is reachable",
+    Kind.REVEAL: "discnode reveal allow REQUEST_ID (or reveal decline)",
 }
 
 
@@ -96,6 +99,14 @@ def undelivered_item(digest: str, doc: Mapping[str, Any], names: Mapping[str, st
                 None, False, "discnode serve delivers it when the partner is reachable")
 
 
+def reveal_item(row: Mapping[str, Any], names: Mapping[str, str]) -> Item:
+    """A pending reveal request: which partner asked to see which of our profiles."""
+    peer = row["peer"]
+    return Item(Kind.REVEAL, row["id"],
+                f"{names.get(peer, peer)} asks to see profile {', '.join(row['profiles'])} (a private-matching hit)",
+                None, False, f"discnode reveal allow {row['id']}  (or: reveal decline {row['id']})")
+
+
 def queue(db: store.DB, me: str, today: dt.date, *, days: int = DEFAULT_DAYS,
           kinds: Iterable[Kind] = tuple(Kind)) -> list[Item]:
     """Everything waiting for the administrator, soonest due first (undated items last)."""
@@ -112,5 +123,9 @@ def queue(db: store.DB, me: str, today: dt.date, *, days: int = DEFAULT_DAYS,
     if Kind.UNDELIVERED in wanted:
         names = {p.node_id: p.name for p in peers.all_peers(db)}
         items += [undelivered_item(digest, doc, names) for digest, doc in peers.undelivered(db, me)]
+    if Kind.REVEAL in wanted:
+        from .match import reveals
+        names = {p.node_id: p.name for p in peers.all_peers(db)}
+        items += [reveal_item(row, names) for row in reveals(db) if row["state"] == "pending"]
     dated = sorted((i for i in items if i.due), key=_sort_key)
     return dated + sorted((i for i in items if not i.due), key=_sort_key)

@@ -151,6 +151,20 @@ def _m007_staged_imports(db: "sqlite_utils.Database") -> None:
         db.execute("UPDATE profiles SET content_hash = ? WHERE id = ?", [content_hash(json.loads(record)), pid])
 
 
+def _m008_match(db: "sqlite_utils.Database") -> None:
+    # Written and read only by match.py. The holder's secret OPRF key per agreement (the offer's
+    # hash: a new agreement gets a new key), the names each partner asked about per UTC day (a
+    # count, never the names), and the reveal requests partners sent.
+    db.table("match_keys").create({"peer": str, "offer_hash": str, "key": bytes, "created": str},
+                                  pk=("peer", "offer_hash"), not_null={"key", "created"})
+    db.table("match_quota").create({"peer": str, "day": str, "used": int}, pk=("peer", "day"),
+                                   not_null={"used"})
+    db.table("reveal_requests").create(
+        {"id": str, "peer": str, "ref": str, "profiles": str, "state": str, "asked": str, "decided": str},
+        pk="id", not_null={"peer", "ref", "profiles", "state", "asked"})
+    db.table("reveal_requests").create_index(["peer", "ref"], unique=True)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -159,6 +173,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("005_audit_heads", _m005_audit_heads),
     ("006_expected_peers", _m006_expected_peers),
     ("007_staged_imports", _m007_staged_imports),
+    ("008_match", _m008_match),
 ]
 
 

@@ -20,6 +20,7 @@ from discnode.audit import _entry_hash
 from discnode.audithead import GENESIS, against, compare, new_head
 from discnode.consent import Action, Terms, derive, new_offer, new_response
 from discnode.identity import Identity, b64u, node_id_for
+from discnode import namekey, oprf
 from discnode.signing import canonical, document_hash, sign_document, sign_request
 
 HERE = Path(__file__).resolve().parent
@@ -36,10 +37,13 @@ def key(name: str) -> Identity:
 ALICE, BOB, CAROL = key("alice"), key("bob"), key("carol")
 
 
-def descriptor(who: Identity, name: str, port: int) -> dict[str, Any]:
-    return sign_document({"type": "descriptor", "v": 1, "node_id": who.node_id, "public_key": who.public_key_b64,
-                          "name": name, "url": f"https://127.0.0.1:{port}",
-                          "tls_fingerprint": "5f" * 32, "issued_at": NOW_TS}, who)
+def descriptor(who: Identity, name: str, port: int, scopes: list[str] | None = None) -> dict[str, Any]:
+    """Without scopes: as a node from before they were advertised (still valid: profiles, images)."""
+    doc = {"type": "descriptor", "v": 1, "node_id": who.node_id, "public_key": who.public_key_b64,
+           "name": name, "url": f"https://127.0.0.1:{port}", "tls_fingerprint": "5f" * 32, "issued_at": NOW_TS}
+    if scopes is not None:
+        doc["scopes"] = scopes
+    return sign_document(doc, who)
 
 
 def profile() -> dict[str, Any]:
@@ -97,7 +101,12 @@ def examples() -> dict[str, Any]:
         "audit-head.json": head,
         "audit-head-reply.json": {"heads": [older, head], "evidence": [
             {"flag": "rollback", "head": new_head(ALICE, 1, "e3" * 32, "2026-11-24T18:00:00Z")}]},
-        "descriptor.json": descriptor(ALICE, "Alice BCRP", 8443),
+        "descriptor.json": descriptor(ALICE, "Alice BCRP", 8443, ["profiles", "images", "match"]),
+        "consent.offer-match.json": sign_document(new_offer(
+            ALICE.node_id, BOB.node_id, Terms(share=("match",), review_by="2027-11-24", match_daily_quota=100),
+            descriptor(ALICE, "Alice BCRP", 8443, ["profiles", "images", "match"]), NOW_TS, None) | {"id": "0f1e2d3c4b5a6978"},
+            ALICE),
+        **match_examples(),
         "profile.json": profile(),
         "query.json": {"text": "example", "gender": ["female"], "ethnicity": ["IC1", "IC9"], "build": ["medium"],
                        "status": ["identified"], "tags": ["shoplifting"], "age_min": 18, "age_max": 45,
@@ -285,9 +294,69 @@ def vectors() -> dict[str, dict[str, Any]]:
             i = v["input"]
             got = derive(i["me"], i["peer"], i["documents"], dt.date.fromisoformat(i["today"])).state.value
             assert got == v["expected"]["state"], (name, got)
+    match_vectors(vec)
     assert node_id_for(bytes.fromhex(KEYS["alice"]["public_key_hex"])) == ALICE.node_id
     assert b64u(ALICE.public_key) == ALICE.public_key_b64
     return out
+
+
+#: Published test scalars for protocol/vectors/match (never use them for anything else).
+MATCH_KEY = bytes.fromhex("0b" * 31 + "00")
+MATCH_BLIND = bytes.fromhex("07" * 31 + "00")
+#: A point of order 8 (small order) and a point of the full group outside the prime-order subgroup.
+SMALL_ORDER = "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"
+MIXED_ORDER = "c79adf3715666d06daf6a5c3fb885da5620c07bd81f43c264d12c9acf62351e4"  # 9*G plus SMALL_ORDER
+NON_CANONICAL = "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"
+
+
+def match_vectors(vec: Any) -> None:
+    """protocol/vectors/match: the Level Two key's normalisation, then the OPRF's steps with the
+    published scalars, then elements an evaluator must refuse."""
+    names = [
+        ("plain", "Jane", "Example", [], "1990-02-03"),
+        ("case-accents-apostrophe", "Seán", "O\u2019Brien", [], "1985-07-30"),
+        ("hyphen-spaces-punctuation", "  Mary-Jane ", "SMITH-JONES.", [], "2001-12-31"),
+        ("ligature-sharp-s", "\ufb01ona", "Stra\u00dfe", [], "1979-01-01"),
+        ("aliases", "Robert", "Brown", ["Bobby B", "R. Brown", "bobby b"], "1992-05-06"),
+    ]
+    for slug, first, last, aliases, dob in names:
+        record = {"first_name": first, "last_name": last, "aliases": aliases, "dob": dob}
+        vec("match", f"key-{slug}", "The Level Two keys of a profile (name, then each alias), UTF-8, sorted",
+            {"profile": record}, {"keys": [k.decode() for k in namekey.keys(record)]}, "valid")
+    vec("match", "key-bad-date", "A date of birth not written YYYY-MM-DD is refused",
+        {"profile": {"first_name": "Jane", "last_name": "Example", "aliases": [], "dob": "3/2/1990"}},
+        {"error": "is not a date"}, "invalid")
+    for text in ("jane example|1990-02-03", "sean obrien|1985-07-30"):
+        data = text.encode()
+        r, blinded = oprf.blind(data, MATCH_BLIND)
+        evaluated = oprf.evaluate(MATCH_KEY, blinded)
+        unblinded = oprf.unblind(r, evaluated)
+        vec("match", "oprf-" + text.split("|")[0].replace(" ", "-"),
+            "OPRF steps with the published key k and blind r (hex, 32-byte little-endian scalars)",
+            {"key_hex": MATCH_KEY.hex(), "blind_hex": MATCH_BLIND.hex(), "input": text},
+            {"hash_to_group_hex": oprf.hash_to_group(data).hex(), "blinded_hex": blinded.hex(),
+             "evaluated_hex": evaluated.hex(), "unblinded_hex": unblinded.hex(),
+             "output_hex": oprf.finalize(data, unblinded).hex()}, "valid")
+        assert oprf.finalize(data, unblinded) == oprf.output(MATCH_KEY, data)
+    for slug, point in (("identity", oprf.IDENTITY.hex()), ("small-order", SMALL_ORDER), ("mixed-order", MIXED_ORDER),
+                        ("non-canonical", NON_CANONICAL), ("short", "01" * 31)):
+        vec("match", f"evaluate-{slug}", "An evaluator refuses a blinded element that is not a valid "
+            "element of the prime-order group", {"key_hex": MATCH_KEY.hex(), "blinded_hex": point},
+            {"error": "blinded element"}, "invalid")
+
+
+def match_examples() -> dict[str, Any]:
+    held = [oprf.output(MATCH_KEY, k) for k in (b"jane example|1990-02-03", b"je|1990-02-03")]
+    data = b"jane example|1990-02-03"
+    _, blinded = oprf.blind(data, MATCH_BLIND)
+    return {
+        "match-evaluate.json": {"blinded": [b64u(blinded)]},
+        "match-evaluate-reply.json": {"evaluated": [b64u(oprf.evaluate(MATCH_KEY, blinded))],
+                                      "quota": {"limit": 100, "used": 1, "day": "2026-11-24"}},
+        "match-set-reply.json": {"outputs": sorted(b64u(o) for o in held)},
+        "match-reveal.json": {"ref": base64.b32encode(held[0][:10]).decode().lower()},
+        "match-reveal-reply.json": {"request": "5e4f3a2b1c0d", "state": "allowed", "records": [profile()]},
+    }
 
 
 def render(data: Any) -> str:

@@ -44,7 +44,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from discnode import peering, profiles, schemas, server
+from discnode import match, oprf, peering, profiles, schemas, server
 from discnode.consent import Action, Terms
 from discnode.home import Config, Home, today
 from discnode.identity import Identity
@@ -60,7 +60,7 @@ ERROR_SCHEMA = "error"
 
 _KNOWN = {"type", "properties", "required", "additionalProperties", "enum", "const", "pattern", "format",
           "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "items", "additionalItems",
-          "uniqueItems", "oneOf", "allOf", "description", "title", "x-labels", "if", "then", "default"}
+          "uniqueItems", "oneOf", "allOf", "description", "title", "x-labels", "if", "then", "else", "default"}
 
 
 def _text(schema: dict[str, Any]) -> st.SearchStrategy[str]:
@@ -272,7 +272,8 @@ class Nodes:
         limits = server.Limits(rate=1e9, burst=10**9, address_factor=1)
         self.servers = [self.run(server.start(h, limits)) for h in (self.server_home, self.peer_home)]
         self.run(peering.add_peer(self.peer_home, self.server_home.config.url, self.server_home.node_id,
-                                  Terms.default(today())))
+                                  Terms.default(today(), share=("profiles", "images", "match"),
+                                                match_daily_quota=10_000)))
         self.run(peering.respond(self.server_home, self.peer_home.node_id, Action.ACCEPT))
         self.session: aiohttp.ClientSession = self.run(self._session())
 
@@ -291,6 +292,16 @@ class Nodes:
 
     def image_hashes(self) -> list[str]:
         return [r[0] for r in self.server_home.db.execute("select sha256 from images order by sha256")]
+
+    def match_refs(self) -> list[str]:
+        """The references of the server's own set under the agreement's match key."""
+        from discnode import peers
+        db, me = self.server_home.db, self.server_home.node_id
+        offer_hash = peers.agreement(db, me, self.peer_home.node_id, today()).offer_hash
+        if offer_hash is None:
+            return []
+        key = match.key_for(db, self.peer_home.node_id, offer_hash)
+        return sorted(match.ref_of(oprf.output(key, k)) for k in match.own_keys(db, me, today()))
 
     def agreement_active(self) -> bool:
         from discnode import peers
@@ -463,6 +474,13 @@ def body_documents(nodes: Nodes, op: Operation, full: bool = False) -> st.Search
     if op.body_schema == "descriptor":
         # Never the real address: a fuzzed descriptor the server adopts must not move the peer.
         return st.one_of(docs, docs.map(lambda d: _signed_descriptor(nodes, {**d, "issued_at": "2000-01-01T00:00:00Z"})))
+    if op.body_schema == "match-evaluate":  # real group elements too, so that some are evaluated
+        real = st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=5).map(
+            lambda names: {"blinded": [match.b64(oprf.blind(n.encode())[1]) for n in names]})
+        return st.one_of(docs, real)
+    if op.body_schema == "match-reveal":  # references the server really holds, so that some are found
+        refs = nodes.match_refs()
+        return st.one_of(docs, st.sampled_from(refs).map(lambda r: {"ref": r})) if refs else docs
     return docs
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from discnode.audit import _entry_hash
 from discnode.audithead import GENESIS, against, check_head, compare
-from discnode import wirejson
+from discnode import namekey, oprf, wirejson
 from discnode.consent import derive
 from discnode.errors import DiscnodeError
 from discnode.identity import b64u_decode, node_id_for, parse_node_id
@@ -49,7 +49,25 @@ def run(family, vector):
     if family == "consent-state":
         agreement = derive(i["me"], i["peer"], i["documents"], dt.date.fromisoformat(i["today"]))
         return {"state": agreement.state.value}
+    if family == "match":
+        return run_match(i)
     raise AssertionError(f"unknown vector family {family}")
+
+
+def run_match(i):
+    if "profile" in i:
+        return {"keys": [k.decode() for k in namekey.keys(i["profile"])]}
+    key = bytes.fromhex(i["key_hex"])
+    if "input" not in i:
+        return {"evaluated_hex": oprf.evaluate(key, bytes.fromhex(i["blinded_hex"])).hex()}
+    data = i["input"].encode()
+    r, blinded = oprf.blind(data, bytes.fromhex(i["blind_hex"]))
+    evaluated = oprf.evaluate(key, blinded)
+    unblinded = oprf.unblind(r, evaluated)
+    assert oprf.output(key, data) == oprf.finalize(data, unblinded)
+    return {"hash_to_group_hex": oprf.hash_to_group(data).hex(), "blinded_hex": blinded.hex(),
+            "evaluated_hex": evaluated.hex(), "unblinded_hex": unblinded.hex(),
+            "output_hex": oprf.finalize(data, unblinded).hex()}
 
 
 def run_audit_head(i):
@@ -71,7 +89,7 @@ def run_audit_head(i):
 
 def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
-    assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json"}
+    assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json", "match"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 
