@@ -3,9 +3,13 @@
 Walking the whole Dataview checks every record's schema and its origin's Ed25519 signature, ~70 µs
 a record and most of a walk's CPU. From one walk to the next almost every record is the same, and a
 signature that verified once, by the same key over the same bytes, verifies forever. So the digest
-of (this protocol's profile schema, the origin's key, the signed bytes, the signature) of a record
-that passed is proof enough the next time. A digest reveals nothing of a record (it covers a
-random-looking signature and ID). Entries expire MAX_AGE_DAYS after their check, so the table stays
+of (this protocol's profile schema, the origin's key, the record's bytes exactly as received) of a
+record that passed is proof enough the next time. The received bytes bind the signed bytes and the
+signature: parsing is a function of the bytes, so the same bytes give the same record, hence the same
+canonical form and the same `sig`, and any change to them (even one that leaves the signed content
+as it was, such as whitespace) gives another digest and a check in full. Digesting the bytes as
+received, rather than the canonical form, spares a repeat walk re-canonicalising every record, which
+was most of its work. A digest reveals nothing of a record (it covers a random-looking signature and ID). Entries expire MAX_AGE_DAYS after their check, so the table stays
 about the size of what peers shared in that time, and every record is checked in full at least that
 often.
 
@@ -23,7 +27,7 @@ from . import schemas, store
 from .signing import canonical
 
 MAX_AGE_DAYS = 30
-_PERSON = b"discnode-chk-v1"  # BLAKE2 personalisation: these digests mean nothing elsewhere
+_PERSON = b"discnode-chk-v2"  # BLAKE2 personalisation: these digests mean nothing elsewhere
 
 
 @functools.cache
@@ -32,11 +36,13 @@ def _schema_tag() -> bytes:
     return hashlib.blake2b(canonical([schemas.schema("profile"), schemas.schema("codes")]), digest_size=32).digest()
 
 
-def digest(public_key: bytes, message: bytes, sig: str) -> bytes:
+def digest(public_key: bytes, received: bytes) -> bytes:
+    """The digest of one record as received (its JSON text, byte for byte) from the origin whose
+    pinned key is public_key. Both the schema tag and the key are fixed-length, so the fields cannot
+    run into each other."""
     # BLAKE2b (RFC 7693) from Python's own build, not OpenSSL: this runs in forked workers, where
     # a library lock held by a parent thread at the fork could never be released.
-    return hashlib.blake2b(b"".join((_schema_tag(), public_key, message, b"\0", sig.encode())),
-                           digest_size=32, person=_PERSON).digest()
+    return hashlib.blake2b(b"".join((_schema_tag(), public_key, received)), digest_size=32, person=_PERSON).digest()
 
 
 def load(db: store.DB, today: dt.date) -> frozenset[bytes]:

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import hashlib
 import heapq
+import json
 import multiprocessing
 import os
 import signal
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Sequence
 
-from . import checked, peers, schemas, store, untrusted
+from . import checked, peers, schemas, store, untrusted, wirejson
 from .client import PeerClient
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
 from .home import Home, today
@@ -155,6 +156,102 @@ def _is_after(record: dict[str, Any], query: Query) -> bool:
 # --- I/O -------------------------------------------------------------------------------------
 
 
+def split_reply(body: bytes) -> tuple[list[Any], list[bytes], bool]:
+    """A query reply's records, each with its JSON text exactly as received (UTF-8), and whether
+    the reply held no number that is not an integer (the protocol has none; knowing it lets a
+    record's canonical form skip a walk of the whole structure). PeerError unless the reply is one
+    I-JSON object (wirejson's rules) whose `records` is a list.
+
+    Written by hand around the standard decoder's raw_decode, which parses each value: no JSON
+    library reports where in the text a value lay, and the received text of each record is what
+    checked.digest needs (see there). The values are read with wirejson's own hooks and checks, so
+    that a walk reads a reply exactly as every other receiver does (tests/test_dataview.py)."""
+    floats = wirejson._Floats()
+    decoder = json.JSONDecoder(object_pairs_hook=wirejson._object, parse_int=wirejson._integer,
+                               parse_float=wirejson._number(floats), parse_constant=wirejson._constant)
+    try:
+        text = body.decode("utf-8")
+        records, spans, names = _split(text, decoder)
+        if text.count("[") + text.count("{") > wirejson.MAX_DEPTH:
+            wirejson._check_depth({"records": records})
+        if wirejson._SURROGATE_ESCAPE.search(text) is not None:
+            wirejson._check_strings([names, records])
+    except (ValueError, UnicodeDecodeError, IndexError, RecursionError, InvalidInput):
+        raise PeerError("peer sent a reply that is not JSON") from None
+    if records is None:
+        raise PeerError("reply has no record list")
+    return records, [text[start:end].encode() for start, end in spans], not floats.seen
+
+
+_SPACE = " \t\n\r"  # JSON's whitespace (RFC 8259 section 2)
+
+
+def _skip(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _SPACE:
+        i += 1
+    return i
+
+
+def _split(text: str, decoder: json.JSONDecoder) -> tuple[list[Any] | None, list[tuple[int, int]], list[str]]:
+    """(the `records` list, each record's span in text, the member names); ValueError if text is
+    not one JSON object without repeated members."""
+    i = _skip(text, 0)
+    if text[i] != "{":
+        raise ValueError("not an object")
+    i, seen = _skip(text, i + 1), set()
+    records: list[Any] | None = None
+    spans: list[tuple[int, int]] = []
+    while text[i] != "}" or seen:
+        if text[i] != '"':
+            raise ValueError("expected a member name")
+        name, i = decoder.raw_decode(text, i)
+        i = _skip(text, i)
+        if name in seen or text[i] != ":":
+            raise ValueError("a repeated member, or no :")
+        seen.add(name)
+        i = _skip(text, i + 1)
+        if name == "records" and text[i] == "[":
+            records, i = [], _skip(text, i + 1)
+            while text[i] != "]" or records:
+                record, end = decoder.raw_decode(text, i)
+                records.append(record)
+                spans.append((i, end))
+                i = _skip(text, end)
+                if text[i] == "]":
+                    break
+                if text[i] != ",":
+                    raise ValueError("expected , or ]")
+                i = _skip(text, i + 1)
+            i += 1
+        else:
+            _, i = decoder.raw_decode(text, i)
+        i = _skip(text, i)
+        if text[i] == "}":
+            break
+        if text[i] != ",":
+            raise ValueError("expected , or }")
+        i = _skip(text, i + 1)
+    if _skip(text, i + 1) != len(text):
+        raise ValueError("text after the object")
+    return records, spans, list(seen)
+
+
+@dataclass
+class Verdict:
+    """What checking one peer's reply found, by position in its record list: small, so that a
+    worker process sends back this and not the records (the searching process has the bytes)."""
+
+    keep: list[int] = field(default_factory=list)
+    dropped: int = 0
+    reason: str = ""
+    #: Digests (checked.digest) of the records that passed a full check just now.
+    newly_checked: list[bytes] = field(default_factory=list)
+    #: How many records the reply held, whether it held no float, and why it was refused, if it was.
+    count: int = 0
+    float_free: bool = False
+    error: str = ""
+
+
 @dataclass
 class Screened:
     """What survives of one peer's reply: its records in order after the cursor, and what was dropped."""
@@ -167,47 +264,56 @@ class Screened:
     newly_checked: list[bytes] = field(default_factory=list)
 
 
-def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False,
-           known: AbstractSet[bytes] = frozenset()) -> Screened:
-    """Parse one peer's reply to a query and keep the records fit to merge. Always: an object of the
-    peer's own origin with a well-formed sort key, after the cursor, in order (a peer's order is
-    not something to trust; the merge needs sorted input). With full=True also every record's
-    schema and signature (check_record), except records whose digest is in `known` (checked in
-    full before: checked.py); otherwise the merge checks the few that reach the page. Pure, so
+def judge(records: list[Any], received: list[bytes], float_free: bool, peer: peers.Peer, query: Query, *,
+          full: bool = False, known: AbstractSet[bytes] = frozenset()) -> Verdict:
+    """Which of a reply's records are fit to merge. Always: an object of the peer's own origin
+    with a well-formed sort key. With full=True also every record's schema and signature
+    (check_record), except records whose digest (of the bytes as received) is in `known`: checked
+    in full before (checked.py); otherwise the merge checks the few that reach the page. Pure, so
     that a walk can run it in worker processes."""
-    from .client import Reply
-    parsed, float_free = Reply(200, body, "application/json").json_without_floats()
-    received = parsed.get("records") if isinstance(parsed, dict) else None
-    if not isinstance(received, list):
-        raise PeerError("reply has no record list")
-    out = Screened([], float_free=float_free)
-    candidates: list[tuple[dict[str, Any], tuple[bytes, str], bytes]] = []
-    for record in received[: query.limit]:
+    verdict = Verdict(count=len(records), float_free=float_free)
+    for index, record in enumerate(records[: query.limit]):
         try:
             check_origin(record, peer)
             key = sort_key(record, query.sort)
             if not isinstance(key[0], int if query.sort == "incidents" else str) or isinstance(key[0], bool):
                 raise InvalidInput("record has a malformed sort value")
             if full:
-                signed = signed_message(record, plain=float_free)
-                candidates.append((record, signed, checked.digest(peer.public_key, *signed)))
-                continue
+                digest = checked.digest(peer.public_key, received[index])
+                if digest not in known:
+                    check_record(record, peer, float_free=float_free)
+                    verdict.newly_checked.append(digest)
         except (DiscnodeError, KeyError, TypeError) as exc:
-            out.dropped, out.reason = out.dropped + 1, out.reason or str(exc) or "malformed record"
+            verdict.dropped, verdict.reason = verdict.dropped + 1, verdict.reason or str(exc) or "malformed record"
             continue
-        out.records.append(record)
-    for record, signed, digest in candidates:
-        if digest not in known:
-            try:
-                check_record(record, peer, float_free=float_free, signed=signed)
-            except DiscnodeError as exc:
-                out.dropped, out.reason = out.dropped + 1, out.reason or str(exc)
-                continue
-            out.newly_checked.append(digest)
-        out.records.append(record)
-    out.records = [r for r in out.records if _is_after(r, query)]
-    out.records.sort(key=lambda r: sort_key(r, query.sort), reverse=query.desc)
-    return out
+        verdict.keep.append(index)
+    return verdict
+
+
+def assemble(records: list[Any], verdict: Verdict, query: Query, float_free: bool) -> Screened:
+    """The records a verdict keeps, after the cursor, in order (a peer's order is not something to
+    trust; the merge needs sorted input)."""
+    kept = [r for r in (records[i] for i in verdict.keep) if _is_after(r, query)]
+    kept.sort(key=lambda r: sort_key(r, query.sort), reverse=query.desc)
+    return Screened(kept, verdict.dropped, verdict.reason, float_free, verdict.newly_checked)
+
+
+def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False,
+           known: AbstractSet[bytes] = frozenset()) -> Screened:
+    """Parse one peer's reply to a query and keep the records fit to merge (judge), in order.
+    Only a full check needs each record's bytes as received (split_reply); a page's screening
+    parses with the standard decoder, twice as quick (it keeps the member names it has seen)."""
+    if full:
+        records, received, float_free = split_reply(body)
+    else:
+        from .client import Reply
+        parsed, float_free = Reply(200, body, "application/json").json_without_floats()
+        records = parsed.get("records") if isinstance(parsed, dict) else None
+        if not isinstance(records, list):
+            raise PeerError("reply has no record list")
+        received = []
+    return assemble(records, judge(records, received, float_free, peer, query, full=full, known=known),
+                    query, float_free)
 
 
 Screen = Callable[[bytes, peers.Peer, Query], Awaitable[Screened]]
@@ -338,17 +444,34 @@ class _Stream:
 
 def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], sink: list[bytes]) -> Screen:
     """A walk's screener: every record checked in full (in the pool's worker processes, if any)
-    unless in `known`, and the digests of the newly checked collected in sink."""
+    unless in `known`, and the digests of the newly checked collected in sink. A worker judges
+    the reply and sends back only a Verdict; meanwhile this process parses the same bytes itself
+    (wirejson, as every receiver does), rather than unpickling records a worker parsed. The worker's
+    split_reply is the judge of the reply's form: this process takes the records only from a
+    reply the worker accepted, and of the length it found."""
     async def run(body: bytes, peer: peers.Peer, query: Query) -> Screened:
-        screened = None
+        pending = None
         if pool is not None:
             with contextlib.suppress(BrokenProcessPool):  # a worker killed (OOM?): check here instead
-                screened = await asyncio.get_running_loop().run_in_executor(
-                    pool, functools.partial(_screen_in_worker, body, peer, query))
-        if screened is None:
+                pending = asyncio.get_running_loop().run_in_executor(
+                    pool, functools.partial(_judge_in_worker, body, peer, query))
+        verdict, parsed = None, None
+        if pending is not None:
+            with contextlib.suppress(DiscnodeError):
+                parsed = wirejson.loads(body)
+            with contextlib.suppress(BrokenProcessPool):
+                verdict = await pending
+        if verdict is None:
             screened = screen(body, peer, query, full=True, known=known)
-        sink.extend(screened.newly_checked)
-        return screened
+            sink.extend(screened.newly_checked)
+            return screened
+        if verdict.error:
+            raise PeerError(verdict.error)
+        records = parsed.get("records") if isinstance(parsed, dict) else None
+        if not isinstance(records, list) or len(records) != verdict.count:
+            raise PeerError("reply has no record list")  # not reached: the worker read it so
+        sink.extend(verdict.newly_checked)
+        return assemble(records, verdict, query, verdict.float_free)
     return run
 
 
@@ -361,8 +484,12 @@ def _start_worker(known: AbstractSet[bytes]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, without tracebacks
 
 
-def _screen_in_worker(body: bytes, peer: peers.Peer, query: Query) -> Screened:
-    return screen(body, peer, query, full=True, known=_worker_known)
+def _judge_in_worker(body: bytes, peer: peers.Peer, query: Query) -> Verdict:
+    try:
+        records, received, float_free = split_reply(body)
+    except PeerError as exc:
+        return Verdict(error=str(exc))
+    return judge(records, received, float_free, peer, query, full=True, known=_worker_known)
 
 
 def _check_pool(workers: int | None, known: AbstractSet[bytes]) -> ProcessPoolExecutor | None:

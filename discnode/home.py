@@ -136,7 +136,7 @@ class Home:
     def identity(self) -> Identity:
         return load_identity(self.path / "identity.key")
 
-    @property
+    @cached_property
     def node_id(self) -> str:
         return self.identity.node_id
 

@@ -15,15 +15,21 @@ import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
+import ssl
+from typing import TYPE_CHECKING
+
 import nacl.signing
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import NameOID
 
 from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+# `cryptography` is imported where it is used (making a certificate; the RFC 9421 library's rare
+# requests): a serving node never needs it otherwise, and it is ~8.5 MB of every node's RSS.
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _GROUPS, _GROUP_LEN = 4, 6
@@ -74,6 +80,9 @@ def b64u_decode(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class Identity:
+    """A node's key pair. The public key, node ID and `cryptography` key are derived once, on first
+    use, and kept: every signed request and every served query reads them."""
+
     signing_key: nacl.signing.SigningKey
 
     @classmethod
@@ -84,23 +93,28 @@ class Identity:
     def from_seed(cls, seed: bytes) -> "Identity":
         return cls(nacl.signing.SigningKey(seed))
 
-    @property
+    @cached_property
     def public_key(self) -> bytes:
         return bytes(self.signing_key.verify_key)
 
-    @property
+    @cached_property
     def public_key_b64(self) -> str:
         return b64u(self.public_key)
 
-    @property
+    @cached_property
     def node_id(self) -> str:
         return node_id_for(self.public_key)
 
     def sign(self, message: bytes) -> bytes:
         return self.signing_key.sign(message).signature
 
-    def crypto_private_key(self) -> ed25519.Ed25519PrivateKey:
-        """The same key as a `cryptography` object, for RFC 9421 request signing."""
+    def crypto_private_key(self) -> "ed25519.Ed25519PrivateKey":
+        """The same key as a `cryptography` object, for the RFC 9421 library."""
+        return self._crypto_private_key
+
+    @cached_property
+    def _crypto_private_key(self) -> "ed25519.Ed25519PrivateKey":
+        from cryptography.hazmat.primitives.asymmetric import ed25519
         return ed25519.Ed25519PrivateKey.from_private_bytes(bytes(self.signing_key))
 
 
@@ -122,6 +136,10 @@ def load_identity(path: Path) -> Identity:
 def make_tls_certificate(node_id: str, host: str) -> tuple[bytes, bytes]:
     """A self-signed certificate (PEM) and its key (PEM). Peers pin its SHA-256, which the node's
     signed descriptor carries: the signature, not a CA, binds the certificate to the node ID."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id)])
     now = dt.datetime.now(dt.timezone.utc)
@@ -148,6 +166,10 @@ def make_tls_certificate(node_id: str, host: str) -> tuple[bytes, bytes]:
 
 
 def certificate_fingerprint(cert_pem: bytes) -> str:
-    """SHA-256 of the DER certificate, lowercase hex: what aiohttp.Fingerprint pins."""
-    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+    """SHA-256 of the DER certificate, lowercase hex: what aiohttp.Fingerprint pins. (The standard
+    library's PEM decoding: the serving node then never loads `cryptography`.)"""
+    try:
+        der = ssl.PEM_cert_to_DER_cert(cert_pem.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("not a PEM certificate") from None
     return hashlib.sha256(der).hexdigest()

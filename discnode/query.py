@@ -231,7 +231,10 @@ def filters(query: Query, today: dt.date, *, served_by: str | None = None) -> SQ
     sql = SQL()
     sql.add("batch IS NULL")  # rows of an import still being written are nobody's yet
     if served_by is not None:
-        sql.add("origin = ?", served_by)
+        # `+origin`: not an index constraint. With `origin = ?` SQLite treats origin as constant,
+        # cannot follow the (sort column, origin, id) index for the rest of the ORDER BY, and sorts
+        # in a temporary B-tree: 6x the cost of a served page (0.42 ms against 0.06 ms at 600 profiles).
+        sql.add("+origin = ?", served_by)
         sql.add("local_only = 0")
         sql.add("review_by >= ?", today.isoformat())
     for name in ("gender", "ethnicity", "build", "status"):

@@ -21,7 +21,8 @@ from discnode.audithead import GENESIS, against, compare, new_head
 from discnode.consent import Action, Terms, derive, new_offer, new_response
 from discnode.identity import Identity, b64u, node_id_for
 from discnode import namekey, oprf
-from discnode.signing import canonical, document_hash, sign_document, sign_request
+from discnode.signing import (canonical, content_digest, document_hash, sign_document, sign_request,
+                              signature_params)
 
 HERE = Path(__file__).resolve().parent
 KEYS = json.loads((HERE.parent / "keys" / "test-keys.json").read_text())["keys"]
@@ -196,6 +197,16 @@ def vectors() -> dict[str, dict[str, Any]]:
     other_alg = {**headers, "Signature-Input": headers["Signature-Input"].replace('alg="ed25519"', 'alg="hmac-sha256"')}
     vec("http-signature", "other-alg", "Signature-Input naming another algorithm", {**base, "headers": other_alg},
         {"error": "algorithm"}, "invalid")
+    neutral = bytes([1] + [0] * 31)  # the identity point: a small-order key
+    weak = node_id_for(neutral)
+    weak_params = signature_params(NOW, weak, NOW + 30, "vector-nonce-0002")
+    vec("http-signature", "small-order-key",
+        "A small-order key (the identity point) with R = identity and S = 0, which verifies any message "
+        "without the cofactor check: refused although OpenSSL would accept it",
+        {**base, "headers": {"discnode-destination": BOB.node_id, "Content-Digest": content_digest(body.encode()),
+                             "Signature-Input": "discnode=" + weak_params,
+                             "Signature": "discnode=:" + base64.b64encode(neutral + bytes(32)).decode() + ":"},
+         "keys": {weak: b64u(neutral)}}, {"error": "small-order"}, "invalid")
 
     # JSON on the wire: I-JSON (RFC 7493), UTF-8; the bytes as base64 (some are not UTF-8)
     def json_vec(slug: str, description: str, raw: bytes, expected: Any) -> None:

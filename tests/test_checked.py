@@ -5,15 +5,16 @@ import datetime as dt
 from discnode import checked
 
 
-def test_digest_changes_with_the_key_the_bytes_or_the_signature():
-    base = checked.digest(b"k" * 32, b'{"a":1}', "sig")
+def test_digest_changes_with_the_key_the_bytes_or_the_rules(monkeypatch):
+    base = checked.digest(b"k" * 32, b'{"a":1,"sig":"x"}')
     assert len(base) == 32
-    assert checked.digest(b"k" * 32, b'{"a":1}', "sig") == base
-    assert checked.digest(b"j" * 32, b'{"a":1}', "sig") != base
-    assert checked.digest(b"k" * 32, b'{"a":2}', "sig") != base
-    assert checked.digest(b"k" * 32, b'{"a":1}', "sih") != base
-    # no ambiguity where the message ends and the signature begins
-    assert checked.digest(b"k" * 32, b'{"a":1}x', "y") != checked.digest(b"k" * 32, b'{"a":1}', "xy")
+    assert checked.digest(b"k" * 32, b'{"a":1,"sig":"x"}') == base
+    assert checked.digest(b"j" * 32, b'{"a":1,"sig":"x"}') != base  # another origin key
+    assert checked.digest(b"k" * 32, b'{"a":2,"sig":"x"}') != base  # other signed bytes
+    assert checked.digest(b"k" * 32, b'{"a":1,"sig":"y"}') != base  # another signature
+    assert checked.digest(b"k" * 32, b'{"a":1, "sig":"x"}') != base  # any other bytes at all
+    monkeypatch.setattr(checked, "_schema_tag", lambda: b"\0" * 32)
+    assert checked.digest(b"k" * 32, b'{"a":1,"sig":"x"}') != base  # another profile schema
 
 
 def test_load_finds_what_was_remembered_and_expiry_forgets_it(home):

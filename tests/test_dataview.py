@@ -5,6 +5,7 @@ import json
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from discnode.store import write
@@ -349,3 +350,101 @@ def test_a_walk_whose_worker_processes_die_checks_in_its_own_process(abc):
     finally:
         broken.shutdown(wait=False)
     assert len(screened.records) == PEOPLE and screened.dropped == 0 and len(sink) == PEOPLE
+
+
+def test_a_record_resent_in_other_bytes_is_checked_again_and_a_changed_signature_is_dropped(abc):
+    """Digests are of each record's bytes as received: the same signed content in other bytes is
+    checked in full again (and passes); a changed signature over the same content is dropped."""
+    from discnode import checked
+    from discnode.dataview import walk
+    from discnode.query import Query
+    a, b, _ = abc
+    first, _ = asyncio.run(walk(a.home, Query(), workers=0))
+    assert checked.count(a.home.db) == PEOPLE
+    db = b.home.db
+    (rid, text), (other_id, other) = db.execute("select id, record from profiles order by id limit 2").fetchall()
+    with write(db):  # same record, other bytes: members reversed, spaced out
+        db.execute("update profiles set record = ? where id = ?",
+                   [json.dumps(dict(reversed(list(json.loads(text).items()))), indent=1), rid])
+    again, statuses = asyncio.run(walk(a.home, Query(), workers=0))
+    assert again == first and {s.status for s in statuses} == {"ok"}
+    assert checked.count(a.home.db) == PEOPLE + 1  # checked in full again, and remembered
+    record = json.loads(other)
+    sig = record["sig"]
+    with write(db):
+        db.execute("update profiles set record = ? where id = ?",
+                   [json.dumps({**record, "sig": ("A" if sig[0] != "A" else "B") + sig[1:]}), other_id])
+    third, statuses = asyncio.run(walk(a.home, Query(), workers=0))
+    b_status = next(s for s in statuses if s.node_id == b.node_id)
+    assert b_status.status == "invalid" and b_status.dropped == 1 and "signature" in b_status.error
+    assert len(third) == 2 * PEOPLE - 1 and other_id not in {r["id"] for r in third}
+
+
+def test_a_worker_sends_back_a_verdict_not_the_records(abc):
+    import pickle
+
+    from discnode import peers
+    from discnode.dataview import Verdict, _judge_in_worker
+    from discnode.query import Query
+    a, b, _ = abc
+    texts = [r[0] for r in b.home.db.execute("select record from profiles order by id")]
+    body = ('{"records":[' + ",".join(texts) + "]}").encode()
+    verdict = _judge_in_worker(body, peers.get(a.home.db, b.node_id), Query(limit=50))
+    assert isinstance(verdict, Verdict) and verdict.keep == list(range(PEOPLE)) and verdict.dropped == 0
+    sent = pickle.dumps(verdict)
+    assert b"person" not in sent and len(sent) < 200 + 40 * PEOPLE  # indices and digests only
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.floats(allow_nan=False, allow_infinity=False),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3), max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(json_values, max_size=4), others=st.dictionaries(st.text(max_size=4), json_values, max_size=2),
+       indent=st.sampled_from([None, 0, 2]), ascii_only=st.booleans(), cut=st.integers(0, 200),
+       insert=st.sampled_from(["", ",", "]", "}", " ", "\n", '"', "x"]))
+def test_split_reply_reads_what_wirejson_reads(records, others, indent, ascii_only, cut, insert):
+    """Each record's text as received, parsed alone, is that record; split_reply accepts exactly
+    the replies wirejson (the one reader of network JSON) accepts, and reads them alike."""
+    from discnode import wirejson
+    from discnode.dataview import split_reply
+    from discnode.errors import DiscnodeError, PeerError
+
+    def reference(body):
+        try:
+            value, floats = wirejson.loads_checked(body)
+        except DiscnodeError:
+            return "refused"
+        return (value["records"], not floats) if isinstance(value, dict) and isinstance(
+            value.get("records"), list) else "refused"
+
+    def split(body):
+        try:
+            parsed, received, float_free = split_reply(body)
+        except PeerError:
+            return "refused"
+        assert [wirejson.loads(t) for t in received] == parsed
+        return parsed, float_free
+    body = json.dumps({**others, "records": records}, indent=indent, ensure_ascii=ascii_only).encode()
+    assert split(body) == reference(body)
+    damaged = body[:cut] + insert.encode() + body[cut:]
+    assert split(damaged) == reference(damaged)
+
+
+@pytest.mark.parametrize("body", [b'{"records":[],"records":[1]}', b'{"records":[NaN]}', b'\xef\xbb\xbf{"records":[]}',
+                                  '{"records":[]}'.encode("utf-16"),
+                                  b'{"records":[{"id":"x","id":"y"}]}', b'{"records":[12345678901234567890]}'])
+def test_a_reply_the_worker_refuses_is_refused_though_the_standard_decoder_reads_it(abc, body):
+    from discnode import peers
+    from discnode.dataview import _check_pool, _full_screen
+    from discnode.errors import PeerError
+    from discnode.query import Query
+    a, b, _ = abc
+    pool = _check_pool(1, frozenset())
+    assert pool is not None
+    try:
+        with pytest.raises(PeerError):
+            asyncio.run(_full_screen(pool, frozenset(), [])(body, peers.get(a.home.db, b.node_id), Query()))
+    finally:
+        pool.shutdown()

@@ -44,3 +44,18 @@ def test_descriptor_binds_tls_certificate_to_identity(home):
     verify_document(d, home.identity.public_key)
     assert d["tls_fingerprint"] == home.tls_fingerprint
     assert d["node_id"] == node_id_for(home.identity.public_key)
+
+
+def test_node_id_and_keys_are_derived_once_per_identity(monkeypatch, tmp_path):
+    import discnode.identity as identity_module
+    from discnode.home import Config, Home
+    calls = []
+    real = identity_module.node_id_for
+    monkeypatch.setattr(identity_module, "node_id_for", lambda key: calls.append(key) or real(key))
+    home = Home.create(tmp_path / "node", Config(name="Once"))
+    fresh = Home.open(home.path)
+    calls.clear()
+    ids = {fresh.node_id for _ in range(50)} | {fresh.identity.node_id for _ in range(50)}
+    assert ids == {real(fresh.identity.public_key)} and len(calls) == 1
+    assert fresh.identity.crypto_private_key() is fresh.identity.crypto_private_key()
+    assert fresh.identity.public_key is fresh.identity.public_key
