@@ -26,6 +26,10 @@ app.add_typer(profile_app, name="profile")
 app.add_typer(image_app, name="image")
 peer_app = typer.Typer(no_args_is_help=True, help="Partner nodes and sharing agreements.")
 app.add_typer(peer_app, name="peer")
+proposal_app = typer.Typer(no_args_is_help=True, help="Proposals identifying ID-sought profiles.")
+app.add_typer(proposal_app, name="proposal")
+link_app = typer.Typer(no_args_is_help=True, help="Same-person links between your profiles and partners'.")
+app.add_typer(link_app, name="link")
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
 
@@ -178,8 +182,20 @@ def profile_show(ctx: typer.Context, profile_id: str = typer.Argument(..., help=
         saved = record.pop("saved_images", None)
         audit.append(home.db, "viewed-peer-profile", record["origin"], id=record["id"],
                      saved_images=str(save_images) if save_images else None)
+        from . import links
+        same = links.linked_to(home.db, home.node_id, record["origin"], record["id"])
+        if same:  # this node's own confirmed links: shown to its administrator, never served
+            record = {**record, "links": same}
     else:
+        from . import sightings
         record = profiles.show(home, profile_id)
+        seen = sightings.of_profile(home.db, home.node_id, profile_id)
+        if seen:  # partners' reports, for this node's administrator only: never served
+            record = {**record, "sightings": [{k: v[k] for k in ("id", "from", "at", "when", "created")} for v in seen]}
+        from . import links
+        same = links.linked_to(home.db, home.node_id, home.node_id, profile_id)
+        if same:
+            record = {**record, "links": same}
         if save_images:
             from .images import read
             from .untrusted import file_in
@@ -891,6 +907,11 @@ def search(
     audit.append(home.db, "search", "", query=query.to_wire(), results=len(page.results), all=all_pages,
                  contact_sheet=str(contact_sheet) if contact_sheet else None,
                  output=str(out_file) if out_file else None, peers={p.node_id: p.status for p in page.peers})
+    from . import links
+    linked = links.all_linked(home.db, home.node_id)
+    if linked:  # this node's confirmed same-person links, beside the records they join: never served
+        page.results = [{**r, "links": linked[(r["origin"], r["id"])]} if (r["origin"], r["id"]) in linked else r
+                        for r in page.results]
     if csv_out or json_out:
         _export_page(page, csv_out, out_file)
         return
@@ -962,6 +983,7 @@ def level_two(ctx: typer.Context,
     if not 1 <= match_max <= 10_000:
         raise InvalidInput("--match-max must be 1 to 10000")
     home = open_home(ctx)
+    from . import links
     matched: list[dict[str, Any]] = []
     if include_match:
         from .leveltwo import sweep_with_match
@@ -971,23 +993,34 @@ def level_two(ctx: typer.Context,
     audit.append(home.db, "level-two", "", min_partnerships=min_partnerships, profiles=looked_at,
                  groups=len(found), peers={p.node_id: p.status for p in statuses},
                  match={p["node_id"]: p["status"] for p in matched})
+    held = links.states(home.db)
+    confirmed = links.confirmed(home.db, home.node_id)
+    groups = [{**g.to_json(), **g.link_states(home.node_id, held)} for g in found]
     if json_out:
-        output.emit_json({"groups": [g.to_json() for g in found], "profiles": looked_at,
-                          "peers": [p.to_json() for p in statuses], "match_partners": matched})
+        output.emit_json({"groups": groups, "profiles": looked_at,
+                          "peers": [p.to_json() for p in statuses], "match_partners": matched, "links": confirmed})
         return
     output.console.print(f"[bold]Level Two[/]: {len(found)} {'person' if len(found) == 1 else 'people'} known to "
                          f"{min_partnerships} or more "
                          f"partnerships ({looked_at} identified profiles looked at)", highlight=False)
     # One paragraph per person: the references (NODE_ID:PROFILE_ID, for `profile show`) each on a line
     # of its own, since a reference is pasted and must never be broken.
-    for g in found:
+    for g, shown in zip(found, groups):
         output.console.print(f"\n[bold]{output.safe(g.name)}[/], born {output.safe(g.dob)}: "
                              f"{len(g.partnerships)} partnerships", highlight=False)
         for p in g.profiles:
             output.line(f"  {p['origin']}:{p['id']}  {p['origin_name']}")
         for hit in g.match_hits:  # a match-only partner's hit: a reference for `discnode reveal`
             output.line(f"  {hit['node_id']}:{hit['ref']}  {hit['name']} (match-only; discnode reveal)")
+        for link in shown["links"]:
+            output.line(f"  link {link['mine']} = {link['theirs']}: {link['state']}")
+        for pair in shown["suggested"]:
+            output.line(f"  suggested: discnode link propose {pair['mine']} {pair['theirs']}")
     output.console.print()
+    if confirmed:
+        output.console.print(f"[bold]Confirmed same-person links: {len(confirmed)}[/]", highlight=False)
+        for c in confirmed:
+            output.line(f"  {c['mine']} = {c['theirs']}  ({c['source'] or ''})")
     print_statuses(statuses)
     for p in matched:
         detail = f"{p['quota'].get('used', '?')} of {p['quota'].get('limit', '?')} names today" \
@@ -1004,6 +1037,9 @@ def print_page(title: str, page: Any) -> None:
                  ("from" if output.narrow() else "partnership", *output.profile_columns()),
                  ([output.short_name(r["origin_name"]), *output.profile_row(r)] for r in page.results),
                  nowrap=("last seen", "born"), whole=("id",), words=("tags", "from"))
+    for r in page.results:
+        for other in r.get("links", []):
+            output.line(f"  {r['origin']}:{r['id']} is the same person as {other} (confirmed link)")
     print_statuses(page.peers)
     if page.next_cursor:
         # The cursor is pasted into the next command: on a line of its own, never wrapped.
@@ -1021,6 +1057,170 @@ def print_statuses(statuses: Any) -> None:
         detail = f" ({output.safe(p.error)})" if p.error else ""
         output.console.print(f"  [{colour}]{p.status:<11}[/] {name} {p.count:>5} rows "
                              f"{p.ms:>6} ms{detail}", highlight=False)
+
+
+# --- proposals and the inbox -----------------------------------------------------------------
+
+
+def _print_proposal(view: dict[str, Any], json_out: bool, title: str) -> None:
+    if json_out:
+        output.emit_json(view)
+        return
+    person = view["person"]
+    shown = {"id": view["id"], "from": view["from"], "to": view["to"], "about": view["about"],
+             "as": f"{view['as']['origin']}:{view['as']['id']}" if view["as"] else "",
+             "person": f"{person['first_name']} {person['last_name']}" + (f", born {person['dob']}" if person["dob"] else ""),
+             "reason": view["reason"], "note": view["note"], "state": view["state"],
+             "outcome reason": view["outcome_reason"] or ""}
+    output.fields(title, shown.items())
+    if not view["delivered"]:
+        output.console.print("The partner could not be reached; it will be told when it can be "
+                             "(while `discnode serve` runs).")
+
+
+@app.command()
+def propose(ctx: typer.Context,
+            target: str = typer.Argument(..., help="The partner's ID-sought profile, NODE_ID:PROFILE_ID."),
+            as_profile: Optional[str] = typer.Option(None, "--as", help="This node's own profile of that person."),
+            first_name: str = typer.Option("", "--first-name", help="Or name the person: first name..."),
+            last_name: str = typer.Option("", "--last-name", help="...last name..."),
+            dob: str = typer.Option("", "--dob", help="...date of birth (YYYY-MM-DD), if known..."),
+            reason: str = typer.Option("", "--reason", help="...and why you believe it (needed without --as)."),
+            note: str = typer.Option("", "--note", help="A note for the partner's administrator."),
+            json_out: bool = JsonOpt) -> None:
+    """Tell a partner who its ID-sought person is: your own profile of them (--as), or a name."""
+    from .peering import propose as send
+
+    view = _run(send(open_home(ctx), target, as_profile=as_profile, first_name=first_name, last_name=last_name,
+                     dob=dob, reason=reason, note=note))
+    _print_proposal(view, json_out, "Proposal sent")
+
+
+def _print_link(view: dict[str, Any], json_out: bool, verb: str) -> None:
+    if json_out:
+        output.emit_json(view)
+    else:
+        output.console.print(f"{verb} link {view['id']}: our {view['mine']} and {view['theirs']} ({view['state']})")
+
+
+@link_app.command("propose")
+def link_propose(ctx: typer.Context, mine: str = typer.Argument(..., help="Your own profile ID."),
+                 target: str = typer.Argument(..., help="The partner's profile of the same person, NODE_ID:PROFILE_ID."),
+                 json_out: bool = JsonOpt) -> None:
+    """Propose that your profile and a partner's are the same person; its administrator confirms."""
+    from .peering import propose_link
+
+    _print_link(_run(propose_link(open_home(ctx), mine, target)), json_out, "Proposed")
+
+
+@link_app.command("confirm")
+def link_confirm(ctx: typer.Context, link_id: str = typer.Argument(..., help="From `discnode inbox`."),
+                 json_out: bool = JsonOpt) -> None:
+    """Confirm a partner's same-person link."""
+    from .peering import decide_link
+
+    _print_link(_run(decide_link(open_home(ctx), link_id, True)), json_out, "Confirmed")
+
+
+@link_app.command("decline")
+def link_decline(ctx: typer.Context, link_id: str = typer.Argument(..., help="From `discnode inbox`."),
+                 json_out: bool = JsonOpt) -> None:
+    """Decline a partner's same-person link: it is not suggested or proposed again."""
+    from .peering import decide_link
+
+    _print_link(_run(decide_link(open_home(ctx), link_id, False)), json_out, "Declined")
+
+
+@link_app.command("list")
+def link_list(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+    """Every same-person link, proposed, confirmed or declined (this node's own notes)."""
+    from . import links
+
+    rows = links.listing(open_home(ctx).db)
+    if json_out:
+        output.emit_json(rows)
+        return
+    output.table(f"Links: {len(rows)}", ("id", "ours", "theirs", "state", "source"),
+                 ([r["id"] or "", r["mine"], r["theirs"], r["state"], r["source"] or ""] for r in rows),
+                 nowrap=("id", "ours", "state"))
+
+
+@app.command()
+def sighting(ctx: typer.Context,
+             target: str = typer.Argument(..., help="The partner's profile, NODE_ID:PROFILE_ID."),
+             at: str = typer.Option(..., "--at", help="Where the person was seen."),
+             when: Optional[str] = typer.Option(None, "--when", help="The day, YYYY-MM-DD (default today)."),
+             json_out: bool = JsonOpt) -> None:
+    """Tell a partner the person in one of its profiles was seen: where and when."""
+    from .peering import report_sighting
+
+    view = _run(report_sighting(open_home(ctx), target, at, when))
+    if json_out:
+        output.emit_json(view)
+        return
+    output.console.print(f"Sighting {view['id']} of {view['about']} at {output.safe(view['at'])} on {view['when']} "
+                         + ("delivered" if view["delivered"] else "will be delivered when the partner is reachable"))
+
+
+def _decide(ctx: typer.Context, proposal_id: str, confirm: bool, reason: str, json_out: bool,
+            first_name: str = "", last_name: str = "") -> None:
+    from .peering import decide
+
+    view = _run(decide(open_home(ctx), proposal_id, confirm, reason=reason, first_name=first_name,
+                       last_name=last_name))
+    _print_proposal(view, json_out, f"Proposal {view['state']}")
+
+
+@proposal_app.command("confirm")
+def proposal_confirm(ctx: typer.Context, proposal_id: str = typer.Argument(..., help="From `discnode inbox`."),
+                     reason: str = typer.Option("", "--reason", help="Why (audited; the proposer is told)."),
+                     first_name: str = typer.Option("", "--first-name", help="Record this first name instead."),
+                     last_name: str = typer.Option("", "--last-name", help="Record this last name instead."),
+                     json_out: bool = JsonOpt) -> None:
+    """Confirm a proposal: the ID-sought profile becomes identified (images, incidents, exclusion kept)."""
+    _decide(ctx, proposal_id, True, reason, json_out, first_name, last_name)
+
+
+@proposal_app.command("decline")
+def proposal_decline(ctx: typer.Context, proposal_id: str = typer.Argument(..., help="From `discnode inbox`."),
+                     reason: str = typer.Option("", "--reason", help="Why (audited; the proposer is told)."),
+                     json_out: bool = JsonOpt) -> None:
+    """Decline a proposal, with a reason the proposer is told."""
+    _decide(ctx, proposal_id, False, reason, json_out)
+
+
+@proposal_app.command("list")
+def proposal_list(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+    """Proposals sent and received, with their state (for this node's administrator only)."""
+    from . import proposals
+
+    home = open_home(ctx)
+    rows = proposals.listing(home.db, home.node_id)
+    if json_out:
+        output.emit_json(rows)
+        return
+    output.table(f"Proposals: {len(rows)}", ("id", "direction", "partner", "about", "person", "state"),
+                 ([r["id"], r["direction"], r["to"] if r["direction"] == "sent" else r["from"], r["about"],
+                   f"{r['person']['first_name']} {r['person']['last_name']}", r["state"]] for r in rows),
+                 nowrap=("id", "direction", "about", "state"))
+
+
+@app.command()
+def inbox(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+    """Everything waiting for you: proposals, offers, reviews due, documents not yet delivered."""
+    from . import review
+
+    home = open_home(ctx)
+    items = review.queue(home.db, home.node_id, today())
+    if json_out:
+        output.emit_json([i.inbox_json() for i in items])
+        return
+    output.table(f"Inbox: {len(items)} item(s)", ("id", "kind", "from", "about", "what"),
+                 ([i.ref, review.inbox_kind(i.kind), i.sender, i.about, i.summary] for i in items),
+                 nowrap=("id", "kind", "from", "about"))
+    from .review import HINTS
+    for kind in dict.fromkeys(i.kind for i in items):
+        output.console.print(f"  {kind.value}: {HINTS[kind]}", highlight=False, soft_wrap=True)
 
 
 @app.command()

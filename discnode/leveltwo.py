@@ -47,6 +47,23 @@ class Group:
                               "last_seen": p["last_seen"]} for p in self.profiles]}
 
 
+    def link_states(self, me: str, held: dict[str, str]) -> dict[str, Any]:
+        """For each pair of one of our profiles and a partner's in this group: its link's state
+        (`held`: links.states), or a suggestion to propose one. A declined pair is never suggested."""
+        from .links import pair_key
+        ours = [p for p in self.profiles if p["origin"] == me]
+        theirs = [p for p in self.profiles if p["origin"] != me]
+        states, suggested = [], []
+        for mine in ours:
+            for other in theirs:
+                pair = {"mine": mine["id"], "theirs": f"{other['origin']}:{other['id']}"}
+                state = held.get(pair_key(me, mine["id"], other["origin"], other["id"]))
+                if state is None:
+                    suggested.append(pair)
+                else:
+                    states.append({**pair, "state": state})
+        return {"links": states, "suggested": suggested}
+
 def groups(records: Iterable[dict[str, Any]], min_partnerships: int = 2) -> list[Group]:
     """The sets of linked profiles that span at least min_partnerships origins, most widely known
     first."""

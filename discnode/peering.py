@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncContextManager, Callable
 
-from . import audit, peers, store, witness
+from . import audit, links, peers, proposals, sightings, store, witness
 from .client import PeerClient, Reply, error_for
 from .consent import Action, Agreement, State, Terms, check_action, check_supported, new_offer, new_response
-from .errors import InvalidInput, NotFound, PeerError, Unauthenticated
+from .errors import InvalidInput, NotFound, PeerError, Refused, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
 from .signing import sign_document
@@ -66,6 +66,62 @@ async def respond(home: Home, node_id: str, action: Action, client: PeerClient |
     return {**_state(home, node_id), **report.about(node_id)}
 
 
+async def propose(home: Home, target: str, client: PeerClient | None = None, **what: Any) -> dict[str, Any]:
+    """Sign a proposal (proposals.prepare) and deliver it now; Refused, with the origin's reason, if
+    it refuses it. If the origin cannot be reached, `serve` delivers it later."""
+    digest = proposals.prepare(home, target, **what)
+    view = proposals.by_hash(home.db, home.node_id, digest)
+    async with _client(home, client, 3.0) as c:
+        await deliver_pending(home, c, only=view["to"])
+    view = proposals.by_hash(home.db, home.node_id, digest)
+    if view["state"] == proposals.REFUSED:
+        raise Refused(f"{peers.get(home.db, view['to']).name} refused the proposal: {view['refusal']}")
+    return view
+
+
+async def decide(home: Home, proposal_id: str, confirm: bool, client: PeerClient | None = None,
+                 **what: Any) -> dict[str, Any]:
+    """Confirm or decline a received proposal (proposals.decide) and tell its proposer now, or later."""
+    view = proposals.decide(home, proposal_id, confirm, **what)
+    async with _client(home, client, 3.0) as c:
+        await deliver_pending(home, c, only=view["from"])
+    return proposals.by_hash(home.db, home.node_id, proposals.hash_of(home.db, home.node_id, view["id"]))
+
+
+async def report_sighting(home: Home, target: str, at: str, when: str | None, client: PeerClient | None = None
+                         ) -> dict[str, Any]:
+    """Sign a sighting (sightings.prepare) and deliver it now; Refused, with the origin's reason, if
+    it refuses it. If the origin cannot be reached, `serve` delivers it later."""
+    digest = sightings.prepare(home, target, at, when)
+    view = sightings.by_hash(home.db, digest)
+    async with _client(home, client, 3.0) as c:
+        await deliver_pending(home, c, only=view["to"])
+    view = sightings.by_hash(home.db, digest)
+    if view["refusal"]:
+        raise Refused(f"{peers.get(home.db, view['to']).name} refused the sighting: {view['refusal']}")
+    return view
+
+
+async def propose_link(home: Home, mine: str, target: str, client: PeerClient | None = None) -> dict[str, Any]:
+    """Sign a same-person link (links.propose) and deliver it now; Refused, with the partner's
+    reason, if it refuses it."""
+    digest = links.propose(home, mine, target)
+    view = links.by_hash(home.db, digest)
+    async with _client(home, client, 3.0) as c:
+        await deliver_pending(home, c, only=view["peer"])
+    view = links.by_hash(home.db, digest)
+    if view["state"] == links.REFUSED:
+        raise Refused(f"{peers.get(home.db, view['peer']).name} refused the link: {view['refusal']}")
+    return view
+
+
+async def decide_link(home: Home, link_id: str, confirm: bool, client: PeerClient | None = None) -> dict[str, Any]:
+    view = links.decide(home, link_id, confirm)
+    async with _client(home, client, 3.0) as c:
+        await deliver_pending(home, c, only=view["peer"])
+    return view
+
+
 @dataclass
 class Retry:
     """When to try an unreachable peer again: after `first` seconds, doubling to `cap`, and at once
@@ -95,21 +151,40 @@ class Retry:
         self.next_try.pop(peer, None)
 
 
+PROPOSAL_PATH = "/v1/proposals"
+PROPOSAL_OUTCOME_PATH = "/v1/proposals/outcome"
+SIGHTING_PATH = "/v1/sightings"
+LINK_PATH = "/v1/links"
+LINK_ANSWER_PATH = "/v1/links/answer"
+
 #: Where each kind of signed document goes, and the audit event if its peer refuses it.
 ROUTES = {**{kind: ("/v1/consent", "consent-delivery-refused") for kind in ("offer", "accept", "reject", "revoke")},
-          "audit-head": (witness.HEAD_PATH, "audit-head-delivery-refused")}
+          "audit-head": (witness.HEAD_PATH, "audit-head-delivery-refused"),
+          "proposal": (PROPOSAL_PATH, "proposal-delivery-refused"),
+          "proposal-outcome": (PROPOSAL_OUTCOME_PATH, "proposal-outcome-delivery-refused"),
+          "sighting": (SIGHTING_PATH, "sighting-delivery-refused"),
+          "link": (LINK_PATH, "link-delivery-refused"),
+          "link-answer": (LINK_ANSWER_PATH, "link-answer-delivery-refused")}
 
 
 def outbox(home: Home) -> list[tuple[str, str, dict[str, Any]]]:
     """Every signed document waiting for its peer, as (hash, peer, document): consent documents
-    not yet delivered, then this node's latest audit head for partners that lack it."""
+    not yet delivered, then this node's latest audit head for partners that lack it, then
+    proposals, their outcomes, sightings and links (only while the agreement is active)."""
     consent = [(h, d["to"], d) for h, d in peers.undelivered(home.db, home.node_id)]
-    return consent + witness.undelivered(home.db, home.node_id)
+    return (consent + witness.undelivered(home.db, home.node_id) + proposals.undelivered(home.db, home.node_id)
+            + sightings.undelivered(home.db, home.node_id) + links.undelivered(home.db, home.node_id))
 
 
-def _mark_delivered(home: Home, digest: str, to: str, doc: dict[str, Any]) -> None:
+def _mark_delivered(home: Home, digest: str, to: str, doc: dict[str, Any], refusal: str | None) -> None:
     if doc["type"] == "audit-head":
         witness.mark_delivered(home.db, to, digest)
+    elif doc["type"] in ("proposal", "proposal-outcome"):
+        proposals.mark_delivered(home.db, digest, refusal)
+    elif doc["type"] == "sighting":
+        sightings.mark_delivered(home.db, digest, refusal)
+    elif doc["type"] in ("link", "link-answer"):
+        links.mark_delivered(home.db, digest, refusal)
     else:
         peers.mark_delivered(home.db, digest)
 
@@ -177,7 +252,7 @@ async def deliver_pending(home: Home, client: PeerClient | None = None, only: st
                 continue
             if retry:
                 retry.succeeded(peer.node_id)
-            _mark_delivered(home, digest, to, doc)
+            _mark_delivered(home, digest, to, doc, None if delivered else reason)
             if delivered:
                 report.sent += 1
                 outcome = (DELIVERED, "")

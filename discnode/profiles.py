@@ -223,6 +223,18 @@ def identify(home: Home, profile_id: str, *, first_name: str, last_name: str, do
                        fields=sorted(fields))
 
 
+def seen(home: Home, profile_id: str, when: str, peer: str, sighting: str) -> bool:
+    """A partner's sighting moves the profile's last-seen date forward (never back); re-signed and
+    audited as `profile-last-seen`. True if it moved."""
+    existing = _own(home, profile_id)
+    if existing["last_seen"] and existing["last_seen"] >= when:
+        return False
+    record = build_record({"last_seen": when}, home.node_id, existing=existing)
+    _write_edit(home, record, "profile-last-seen", peer=peer, last_seen=when, was=existing["last_seen"],
+                sighting=sighting)
+    return True
+
+
 def set_review_by(home: Home, profile_id: str, review_by: dt.date, reason: str) -> dict[str, Any]:
     """Extend (or set) a profile's review-by date after a review; audited with the reason."""
     if not reason.strip() or len(reason) > 500:

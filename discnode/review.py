@@ -7,8 +7,13 @@ review` print it, and the inbox and `status` (later) are views of it. Kinds:
   within `days` of it;
 - offer: a partnership's sharing offer awaiting our accept or reject;
 - agreement: an agreement past its review-by date (lapsed: nothing is shared) or within `days`;
-- undelivered: a consent document we signed that its partner has not yet received;
+- undelivered: a document we signed (consent, proposal, outcome) that its partner has not yet received;
+- proposal: a partner's proposal identifying one of our ID-sought profiles, to confirm or decline;
+- sighting: a partner saw the person in one of our profiles (received in the last 14 days);
+- link: a partner proposes that one of our profiles and one of its own are the same person;
 - reveal: a match-only partner's request to see the profile behind a hit (private matching).
+
+`discnode inbox` shows the same queue with who each item is from and what it is about.
 
 Building items from rows is pure (`profile_item`, `agreement_item`, ...); `queue` reads the node.
 """
@@ -20,7 +25,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from . import peers, store
+from . import links, peers, proposals, sightings, store
 from .consent import State
 
 #: How far ahead "near its review date" looks, unless told otherwise.
@@ -34,6 +39,9 @@ class Kind(str, enum.Enum):
     AGREEMENT = "agreement"
     UNDELIVERED = "undelivered"
     REVEAL = "reveal"
+    PROPOSAL = "proposal"
+    SIGHTING = "sighting"
+    LINK = "link"
 
 
 #: What deals with each kind of item, in general (each item's `action` is the exact command).
@@ -43,7 +51,17 @@ HINTS = {
     Kind.AGREEMENT: "after it lapses, a new offer: discnode peer add URL --expect NODE_ID",
     Kind.UNDELIVERED: "sent by `discnode serve` when the partner is reachable",
     Kind.REVEAL: "discnode reveal allow REQUEST_ID (or reveal decline)",
+    Kind.LINK: "discnode link confirm LINK_ID  (or: link decline LINK_ID)",
+    Kind.SIGHTING: "discnode profile show PROFILE_ID lists its sightings",
+    Kind.PROPOSAL: "discnode proposal confirm PROPOSAL_ID [--reason TEXT]  (or: proposal decline ID --reason TEXT)",
 }
+
+#: The inbox's word for each kind: a profile or an agreement due for review is a "review".
+INBOX_KINDS = {Kind.PROFILE: "review", Kind.AGREEMENT: "review"}
+
+
+def inbox_kind(kind: Kind) -> str:
+    return INBOX_KINDS.get(kind, kind.value)
 
 
 @dataclass(frozen=True)
@@ -58,9 +76,19 @@ class Item:
     overdue: bool = False
     #: The command that deals with it.
     action: str = ""
+    #: Who it is from (a partner's node ID), what it is about (a profile ID or a node ID), and when
+    #: it arrived, where those apply.
+    sender: str = ""
+    about: str = ""
+    created: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "ref": self.ref, "summary": self.summary, "due": self.due,
+                "overdue": self.overdue, "action": self.action}
+
+    def inbox_json(self) -> dict[str, Any]:
+        return {"id": self.ref, "kind": inbox_kind(self.kind), "subject": self.kind.value, "from": self.sender,
+                "about": self.about, "created": self.created, "summary": self.summary, "due": self.due,
                 "overdue": self.overdue, "action": self.action}
 
 
@@ -76,7 +104,7 @@ def profile_item(row: Mapping[str, Any], today: dt.date) -> Item:
     else:
         state = "past its review date" + ("" if row["local_only"] else ": not shared")
     return Item(Kind.PROFILE, row["id"], f"{name} ({state})", row["review_by"], overdue,
-                f"discnode profile review {row['id']} --reason TEXT")
+                f"discnode profile review {row['id']} --reason TEXT", about=row["id"])
 
 
 def agreement_item(row: Mapping[str, Any]) -> Item | None:
@@ -84,19 +112,45 @@ def agreement_item(row: Mapping[str, Any]) -> Item | None:
     if row["state"] == State.PENDING.value:
         return Item(Kind.OFFER, row["node_id"], f"{row['name']} offers to share ({', '.join(row['share'])})",
                     None, False,
-                    f"discnode peer accept {row['node_id']}  (or: peer reject)")
+                    f"discnode peer accept {row['node_id']}  (or: peer reject)", sender=row["node_id"],
+                    about=row["node_id"])
     if row["state"] in (State.ACTIVE.value, State.LAPSED.value) and row["review_by"]:
         lapsed = row["state"] == State.LAPSED.value
         return Item(Kind.AGREEMENT, row["node_id"],
                     f"agreement with {row['name']} " + ("has lapsed: nothing is shared" if lapsed else "due for review"),
-                    row["review_by"], lapsed, f"a new offer: discnode peer add {row['url']} --expect {row['node_id']}")
+                    row["review_by"], lapsed, f"a new offer: discnode peer add {row['url']} --expect {row['node_id']}",
+                    about=row["node_id"])
     return None
 
 
 def undelivered_item(digest: str, doc: Mapping[str, Any], names: Mapping[str, str]) -> Item:
     to = doc.get("to", "")
     return Item(Kind.UNDELIVERED, digest, f"{doc.get('type', '?')} not yet delivered to {names.get(to, to)}",
-                None, False, "discnode serve delivers it when the partner is reachable")
+                None, False, "discnode serve delivers it when the partner is reachable", about=to,
+                created=doc.get("issued_at"))
+
+
+def proposal_item(view: Mapping[str, Any], names: Mapping[str, str]) -> Item:
+    person = view["person"]
+    who = f"{person['first_name']} {person['last_name']}" + (f" (born {person['dob']})" if person["dob"] else "")
+    sender = names.get(view["from"], view["from"])
+    return Item(Kind.PROPOSAL, view["id"], f"{sender} proposes profile {view['about']} is {who}", None, False,
+                f"discnode proposal confirm {view['id']}  (or: proposal decline {view['id']} --reason TEXT)",
+                sender=view["from"], about=view["about"], created=view["created"])
+
+
+def sighting_item(view: Mapping[str, Any], names: Mapping[str, str]) -> Item:
+    sender = names.get(view["from"], view["from"])
+    return Item(Kind.SIGHTING, view["id"], f"{sender} saw profile {view['about']} at {view['at']} on {view['when']}",
+                None, False, f"discnode profile show {view['about']}", sender=view["from"], about=view["about"],
+                created=view["created"])
+
+
+def link_item(view: Mapping[str, Any], names: Mapping[str, str]) -> Item:
+    sender = names.get(view["peer"], view["peer"])
+    return Item(Kind.LINK, view["id"], f"{sender} proposes its profile {view['theirs']} is our {view['mine']}",
+                None, False, f"discnode link confirm {view['id']}  (or: link decline {view['id']})",
+                sender=view["peer"], about=view["mine"], created=view["created"])
 
 
 def reveal_item(row: Mapping[str, Any], names: Mapping[str, str]) -> Item:
@@ -120,12 +174,19 @@ def queue(db: store.DB, me: str, today: dt.date, *, days: int = DEFAULT_DAYS,
             item = agreement_item(row)
             if item and item.kind in wanted and (item.kind is Kind.OFFER or (item.due or "") <= until):
                 items.append(item)
+    names = {p.node_id: p.name for p in peers.all_peers(db)}
     if Kind.UNDELIVERED in wanted:
-        names = {p.node_id: p.name for p in peers.all_peers(db)}
         items += [undelivered_item(digest, doc, names) for digest, doc in peers.undelivered(db, me)]
+        items += [undelivered_item(digest, doc, names) for digest, _, doc in
+                  proposals.undelivered(db, me) + sightings.undelivered(db, me) + links.undelivered(db, me)]
+    if Kind.SIGHTING in wanted:
+        items += [sighting_item(view, names) for view in sightings.recent(db, me)]
+    if Kind.LINK in wanted:
+        items += [link_item(view, names) for view in links.pending_received(db, me)]
+    if Kind.PROPOSAL in wanted:
+        items += [proposal_item(view, names) for view in proposals.pending_received(db, me)]
     if Kind.REVEAL in wanted:
         from .match import reveals
-        names = {p.node_id: p.name for p in peers.all_peers(db)}
         items += [reveal_item(row, names) for row in reveals(db) if row["state"] == "pending"]
     dated = sorted((i for i in items if i.due), key=_sort_key)
     return dated + sorted((i for i in items if not i.due), key=_sort_key)

@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from . import audit, logs, match, peers, replay, schemas, store, wirejson, witness
+from . import audit, links, logs, match, peers, proposals, replay, schemas, sightings, store, wirejson, witness
 from .audithead import check_head
 from .consent import Agreement, check_incoming, check_supported
 from .fairshare import FairShare
@@ -657,6 +657,62 @@ async def witnessed_audit_head(request: web.Request) -> web.Response:
     return web.json_response(held)
 
 
+async def _partner_key(request: web.Request) -> tuple[str, bytes]:
+    """The verified peer and its pinned key, if an agreement sharing profiles is active; else 403."""
+    state = request.app[STATE]
+    peer = await _require(request, "profiles")
+    key = peers.public_key(state.db, peer)
+    if key is None:  # an active agreement means a pinned key; kept for the type checker
+        raise Refused(f"no agreement with node {peer}")
+    return peer, key
+
+
+async def receive_proposal(request: web.Request) -> web.Response:
+    """A partner's proposal about one of our ID-sought profiles it can see (section 8.4)."""
+    state = request.app[STATE]
+    peer, key = await _partner_key(request)
+    doc = _json_body(request)
+    reply = proposals.receive(state.db, state.me, peer, key, doc)
+    note(request, "proposal-received", id=reply["id"], about=doc["about"],
+         **{"as": doc["as"]["id"] if doc["as"] else None})
+    return web.json_response(reply)
+
+
+async def receive_proposal_outcome(request: web.Request) -> web.Response:
+    """The origin's signed outcome of a proposal this node sent it (section 8.4)."""
+    state = request.app[STATE]
+    peer, key = await _partner_key(request)
+    reply = proposals.receive_outcome(state.db, state.me, peer, key, _json_body(request))
+    note(request, "proposal-outcome-received", **reply)
+    return web.json_response(reply)
+
+
+async def receive_sighting(request: web.Request) -> web.Response:
+    """A partner's sighting of one of our profiles it can see (section 8.5)."""
+    state = request.app[STATE]
+    peer, key = await _partner_key(request)
+    reply = sightings.receive(state.home, peer, key, _json_body(request))
+    note(request, "sighting-received", id=reply["id"])
+    return web.json_response(reply)
+
+
+async def receive_link(request: web.Request) -> web.Response:
+    """A partner's same-person link naming one of our profiles it can see (section 8.6)."""
+    state = request.app[STATE]
+    peer, key = await _partner_key(request)
+    reply = links.receive(state.db, state.me, peer, key, _json_body(request))
+    note(request, "link-received", **reply)
+    return web.json_response(reply)
+
+
+async def receive_link_answer(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    peer, key = await _partner_key(request)
+    reply = links.receive_answer(state.db, state.me, peer, key, _json_body(request))
+    note(request, "link-answer-received", **reply)
+    return web.json_response(reply)
+
+
 def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, size_middleware, auth_middleware],
                           client_max_size=limits.max_body)
@@ -676,6 +732,11 @@ def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     app.router.add_post("/v1/match/reveal", match_reveal)
     app.router.add_post(witness.HEAD_PATH, receive_audit_head)
     app.router.add_get(witness.HEAD_PATH, witnessed_audit_head)
+    app.router.add_post("/v1/proposals", receive_proposal)
+    app.router.add_post("/v1/proposals/outcome", receive_proposal_outcome)
+    app.router.add_post("/v1/sightings", receive_sighting)
+    app.router.add_post("/v1/links", receive_link)
+    app.router.add_post("/v1/links/answer", receive_link_answer)
     return app
 
 

@@ -165,6 +165,41 @@ def _m008_match(db: "sqlite_utils.Database") -> None:
     db.table("reveal_requests").create_index(["peer", "ref"], unique=True)
 
 
+def _m009_proposals(db: "sqlite_utils.Database") -> None:
+    # Written and read only by proposals.py: proposals this node sent (sender = itself) and received
+    # (recipient = itself), each with its outcome once decided. A received row is the origin's
+    # private link to the proposer's profile reference: never served.
+    db.table("proposals").create(
+        {"hash": str, "id": str, "sender": str, "recipient": str, "about": str, "doc": str, "state": str,
+         "delivered": int, "refusal": str, "outcome_hash": str, "outcome_doc": str, "outcome_delivered": int,
+         "created": str, "decided": str},
+        pk="hash", not_null={"id", "sender", "recipient", "about", "doc", "state", "created"})
+    db.table("proposals").create_index(["sender", "id"], unique=True)
+    db.table("proposals").create_index(["recipient", "state"])
+
+
+def _m010_sightings(db: "sqlite_utils.Database") -> None:
+    # Written and read only by sightings.py: sightings this node reported (sender = itself) and
+    # those partners reported of its own profiles (recipient = itself; never served).
+    db.table("sightings").create(
+        {"hash": str, "id": str, "sender": str, "recipient": str, "about": str, "at": str, "seen": str,
+         "doc": str, "delivered": int, "refusal": str, "created": str},
+        pk="hash", not_null={"id", "sender", "recipient", "about", "at", "seen", "doc", "created"})
+    db.table("sightings").create_index(["sender", "id"], unique=True)
+    db.table("sightings").create_index(["recipient", "about"])
+
+
+def _m011_links(db: "sqlite_utils.Database") -> None:
+    # Written and read only by links.py: same-person links between one of this node's profiles
+    # and a partner's, keyed by the pair, whoever proposed them. Never served.
+    db.table("links").create(
+        {"key": str, "id": str, "mine": str, "peer": str, "theirs": str, "state": str, "proposer": str,
+         "doc": str, "doc_hash": str, "doc_delivered": int, "answer_doc": str, "answer_hash": str,
+         "answer_delivered": int, "refusal": str, "source": str, "created": str, "decided": str},
+        pk="key", not_null={"mine", "peer", "theirs", "state", "created"})
+    db.table("links").create_index(["peer", "id"])
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -174,6 +209,9 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("006_expected_peers", _m006_expected_peers),
     ("007_staged_imports", _m007_staged_imports),
     ("008_match", _m008_match),
+    ("009_proposals", _m009_proposals),
+    ("010_sightings", _m010_sightings),
+    ("011_links", _m011_links),
 ]
 
 

@@ -19,6 +19,9 @@ from typing import Any
 from discnode.audit import _entry_hash
 from discnode.audithead import GENESIS, against, compare, new_head
 from discnode.consent import Action, Terms, derive, new_offer, new_response
+from discnode.documents.proposal import new_outcome, new_proposal
+from discnode.documents.link import new_answer, new_link
+from discnode.documents.sighting import new_sighting
 from discnode.identity import Identity, b64u, node_id_for
 from discnode import namekey, oprf
 from discnode.signing import (canonical, content_digest, document_hash, sign_document, sign_request,
@@ -95,6 +98,35 @@ def audit_heads() -> tuple[dict[str, Any], dict[str, Any]]:
             new_head(ALICE, 2, hashes[1], "2026-11-24T16:00:01Z"))
 
 
+def proposal() -> dict[str, Any]:
+    """Bob tells Alice her ID-sought profile is his profile of Rita Red."""
+    return new_proposal(BOB, ALICE.node_id, "mnopqrst2345", {"first_name": "Rita", "last_name": "Red",
+                        "dob": "1990-01-01"}, "bcdefghi3456", "", "Known to our Market Street members",
+                        NOW_TS, "fedcba9876543210")
+
+
+def outcome() -> dict[str, Any]:
+    p = proposal()
+    return new_outcome(ALICE, p, document_hash(p), "confirmed", "Matches our CCTV of 2026-09-30",
+                       "2026-11-24T17:00:00Z")
+
+
+def sighting() -> dict[str, Any]:
+    """Bob tells Alice the person in her profile was seen at one of his members' shops."""
+    return new_sighting(BOB, ALICE.node_id, "abcdefgh2345", "Example Stores, Market Street", "2026-11-24", NOW_TS,
+                        "0a1b2c3d4e5f6a7b")
+
+
+def link() -> dict[str, Any]:
+    """Alice tells Bob her profile and his describe one person (a Level Two group)."""
+    return new_link(ALICE, BOB.node_id, "abcdefgh2345", "bcdefghi3456", NOW_TS, "1122334455667788")
+
+
+def link_answer() -> dict[str, Any]:
+    lk = link()
+    return new_answer(BOB, lk, document_hash(lk), "confirmed", "2026-11-24T17:00:00Z")
+
+
 def examples() -> dict[str, Any]:
     o = offer(ALICE, BOB, 8443)
     head, older = audit_heads()
@@ -124,6 +156,14 @@ def examples() -> dict[str, Any]:
         "consent.revoke.json": respond(Action.REVOKE, ALICE, BOB, o),
         "consent-reply.json": {"state": "active"},
         "descriptor-reply.json": {"url": "https://127.0.0.1:9443"},
+        "proposal.json": proposal(),
+        "proposal-outcome.json": outcome(),
+        "proposal-reply.json": {"id": "fedcba9876543210", "state": "pending"},
+        "sighting.json": sighting(),
+        "link.json": link(),
+        "link-answer.json": link_answer(),
+        "link-reply.json": {"id": "1122334455667788", "state": "confirmed"},
+        "sighting-reply.json": {"id": "0a1b2c3d4e5f6a7b"},
         "error.json": {"error": {"code": "refused", "message": "no active agreement to share profiles "
                                                               "(agreement is revoked)"}},
     }
@@ -270,6 +310,71 @@ def vectors() -> dict[str, dict[str, Any]]:
                           "partner")
         vec("audit-head", f"verify-{slug}", description, {"head": head, "log_hashes": stored},
             {"finding": finding and {"kind": finding.kind, "entry": finding.entry}}, "valid")
+
+    # proposals and their outcomes (spec 8.4): what the receiver checks before anything else
+    p = proposal()
+    keys = {"alice": ALICE.public_key_b64, "bob": BOB.public_key_b64}
+    vec("proposal", "signed", "Bob's proposal to Alice, checked by Alice (signer: the request's signer)",
+        {"document": p, "signer": BOB.node_id, "me": ALICE.node_id, "public_key": keys["bob"]},
+        {"signed_bytes": canonical({k: v for k, v in p.items() if k != "sig"}).decode()}, "valid")
+    vec("proposal", "tampered-about", "The profile it is about changed after signing",
+        {"document": {**p, "about": "zzzzzzzzzzzz"}, "signer": BOB.node_id, "me": ALICE.node_id,
+         "public_key": keys["bob"]}, {"error": "signature"}, "invalid")
+    vec("proposal", "third-partys-profile", "Names Carol's profile: a proposal names only its sender's own",
+        {"document": sign_document({**p, "as": {"origin": CAROL.node_id, "id": "bcdefghi3456"}}, BOB),
+         "signer": BOB.node_id, "me": ALICE.node_id, "public_key": keys["bob"]}, {"error": "own profile"}, "invalid")
+    vec("proposal", "relayed", "Carol's genuine proposal, sent by Bob",
+        {"document": sign_document({**p, "from": CAROL.node_id, "as": None, "reason": "seen her ID"}, CAROL),
+         "signer": BOB.node_id, "me": ALICE.node_id, "public_key": keys["bob"]}, {"error": "node that signed"},
+        "invalid")
+    vec("proposal", "no-reason", "Names a person without a profile of the sender's, and gives no reason",
+        {"document": sign_document({**p, "as": None}, BOB), "signer": BOB.node_id, "me": ALICE.node_id,
+         "public_key": keys["bob"]}, {"error": "reason"}, "invalid")
+    vec("proposal", "misaddressed", "Addressed to Carol, delivered to Alice",
+        {"document": sign_document({**p, "to": CAROL.node_id}, BOB), "signer": BOB.node_id, "me": ALICE.node_id,
+         "public_key": keys["bob"]}, {"error": "another node"}, "invalid")
+    o = outcome()
+    vec("proposal", "outcome", "Alice's outcome, checked by Bob",
+        {"document": o, "signer": ALICE.node_id, "me": BOB.node_id, "public_key": keys["alice"]},
+        {"signed_bytes": canonical({k: v for k, v in o.items() if k != "sig"}).decode()}, "valid")
+    vec("proposal", "outcome-flipped", "The outcome changed from confirmed to declined after signing",
+        {"document": {**o, "outcome": "declined"}, "signer": ALICE.node_id, "me": BOB.node_id,
+         "public_key": keys["alice"]}, {"error": "signature"}, "invalid")
+
+    # sightings (spec 8.5)
+    sg = sighting()
+    vec("sighting", "signed", "Bob's sighting, checked by Alice",
+        {"document": sg, "signer": BOB.node_id, "me": ALICE.node_id, "public_key": BOB.public_key_b64},
+        {"signed_bytes": canonical({k: v for k, v in sg.items() if k != "sig"}).decode()}, "valid")
+    vec("sighting", "tampered-place", "The place changed after signing",
+        {"document": {**sg, "at": "Elsewhere"}, "signer": BOB.node_id, "me": ALICE.node_id,
+         "public_key": BOB.public_key_b64}, {"error": "signature"}, "invalid")
+    vec("sighting", "relayed", "Carol's genuine sighting, sent by Bob",
+        {"document": sign_document({**sg, "from": CAROL.node_id}, CAROL), "signer": BOB.node_id,
+         "me": ALICE.node_id, "public_key": BOB.public_key_b64}, {"error": "node that signed"}, "invalid")
+    vec("sighting", "after-signing", "Dated two days after it was signed",
+        {"document": sign_document({**sg, "when": "2026-11-26"}, BOB), "signer": BOB.node_id,
+         "me": ALICE.node_id, "public_key": BOB.public_key_b64}, {"error": "after it was signed"}, "invalid")
+    vec("sighting", "control-characters", "A place carrying a terminal escape",
+        {"document": sign_document({**sg, "at": "Market\u001b[2J"}, BOB), "signer": BOB.node_id,
+         "me": ALICE.node_id, "public_key": BOB.public_key_b64}, {"error": "at"}, "invalid")
+
+    # same-person links (spec 8.6)
+    lk, la = link(), link_answer()
+    vec("link", "signed", "Alice's link, checked by Bob",
+        {"kind": "link", "document": lk, "signer": ALICE.node_id, "me": BOB.node_id,
+         "public_key": ALICE.public_key_b64},
+        {"signed_bytes": canonical({k: v for k, v in lk.items() if k != "sig"}).decode()}, "valid")
+    vec("link", "swapped", "The two profiles swapped after signing",
+        {"kind": "link", "document": {**lk, "mine": lk["yours"], "yours": lk["mine"]}, "signer": ALICE.node_id,
+         "me": BOB.node_id, "public_key": ALICE.public_key_b64}, {"error": "signature"}, "invalid")
+    vec("link", "answer", "Bob's answer, checked by Alice",
+        {"kind": "link-answer", "document": la, "signer": BOB.node_id, "me": ALICE.node_id,
+         "public_key": BOB.public_key_b64},
+        {"signed_bytes": canonical({k: v for k, v in la.items() if k != "sig"}).decode()}, "valid")
+    vec("link", "answer-relayed", "Bob's answer, sent to Alice by Carol",
+        {"kind": "link-answer", "document": la, "signer": CAROL.node_id, "me": ALICE.node_id,
+         "public_key": CAROL.public_key_b64}, {"error": "node that signed"}, "invalid")
 
     # consent state from documents (pure)
     o1 = offer(ALICE, BOB, 8443)

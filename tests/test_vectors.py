@@ -13,6 +13,9 @@ from discnode.audit import _entry_hash
 from discnode.audithead import GENESIS, against, check_head, compare
 from discnode import namekey, oprf, wirejson
 from discnode.consent import derive
+from discnode.documents.proposal import check_outcome, check_proposal
+from discnode.documents.link import check as check_link
+from discnode.documents.sighting import check_sighting
 from discnode.errors import DiscnodeError
 from discnode.identity import b64u_decode, node_id_for, parse_node_id
 from discnode.signing import canonical, verify_document, verify_request
@@ -46,6 +49,16 @@ def run(family, vector):
         return run_audit_head(i)
     if family == "json":
         return {"value": wirejson.loads(base64.b64decode(i["base64"]))}
+    if family == "proposal":
+        check = check_proposal if i["document"].get("type") == "proposal" else check_outcome
+        doc = check(i["document"], i["signer"], i["me"], b64u_decode(i["public_key"]))
+        return {"signed_bytes": canonical({k: v for k, v in doc.items() if k != "sig"}).decode()}
+    if family == "sighting":
+        doc = check_sighting(i["document"], i["signer"], i["me"], b64u_decode(i["public_key"]))
+        return {"signed_bytes": canonical({k: v for k, v in doc.items() if k != "sig"}).decode()}
+    if family == "link":
+        doc = check_link(i["document"], i["kind"], i["signer"], i["me"], b64u_decode(i["public_key"]))
+        return {"signed_bytes": canonical({k: v for k, v in doc.items() if k != "sig"}).decode()}
     if family == "consent-state":
         agreement = derive(i["me"], i["peer"], i["documents"], dt.date.fromisoformat(i["today"]))
         return {"state": agreement.state.value}
@@ -89,7 +102,8 @@ def run_audit_head(i):
 
 def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
-    assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json", "match"}
+    assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json",
+                        "match", "proposal", "sighting", "link"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 
