@@ -461,6 +461,31 @@ def _signed_descriptor(nodes: Nodes, doc: Any) -> Any:
     return sign_document(doc, nodes.identity)
 
 
+#: Documents about the server's profiles (issue 12), and which member names the profile.
+ABOUT = {"proposal": "about", "sighting": "about", "link": "yours"}
+
+
+def _signed_about(nodes: Nodes, kind: str, doc: Any) -> Any:
+    """A generated proposal, sighting or link as the consenting peer would send it: from it, to the
+    server, about one of the server's profiles (ID-sought for a proposal), naming only the peer's
+    own profile, signed with its key; so that the handler's checks past the signature run."""
+    if not isinstance(doc, dict):
+        return doc
+    sought = [r[0] for r in nodes.server_home.db.execute(
+        "select id from profiles where status = 'id-sought' order by id")]
+    ids = sought if kind == "proposal" and sought else nodes.profile_ids()
+    doc = {**doc, "from": nodes.peer_home.node_id, "to": nodes.server_home.node_id,
+           ABOUT[kind]: ids[sum(map(ord, str(doc.get("id", "")))) % len(ids)]}
+    if kind == "proposal":
+        if doc.get("as") is not None:
+            doc["as"] = {**doc["as"], "origin": nodes.peer_home.node_id}
+        elif not str(doc.get("reason", "")).strip():
+            doc["reason"] = "known to us"
+    if kind == "sighting" and isinstance(doc.get("issued_at"), str):
+        doc["when"] = doc["issued_at"][:10]
+    return sign_document(doc, nodes.identity)
+
+
 def body_documents(nodes: Nodes, op: Operation, full: bool = False) -> st.SearchStrategy[Any]:
     """Schema-valid request documents for op: generated, and half the time in the peer's own name
     and signature (consent, descriptor, audit head), so that they get past the signature checks."""
@@ -468,6 +493,9 @@ def body_documents(nodes: Nodes, op: Operation, full: bool = False) -> st.Search
     docs = valid(wire_schema(op.body_schema), full)
     if op.body_schema == "consent":
         return st.one_of(docs, docs.map(lambda d: _signed_consent(nodes, d)))
+    if op.body_schema in ABOUT:
+        kind = op.body_schema
+        return st.one_of(docs, docs.map(lambda d: _signed_about(nodes, kind, d)))
     if op.body_schema == "audit-head":
         return st.one_of(docs, docs.map(lambda d: sign_document({**d, "node_id": nodes.peer_home.node_id},
                                                                nodes.identity) if isinstance(d, dict) else d))

@@ -43,6 +43,8 @@ def test_fuzzed_signed_requests_never_get_5xx_and_4xx_have_the_error_shape(tmp_p
             "POST /v1/descriptor", "POST /v1/consent"} <= set(results)
     for label, tally in results.items():
         assert tally.cases == 30 and tally.by_class["5xx"] == 0 and not tally.failures, (label, tally)
-        assert tally.by_class["2xx"] > 0 or label == "POST /v1/consent", (label, tally)
+        # An answer is taken only for a document the server itself sent: none, in a fuzz run.
+        answers = ("POST /v1/consent", "POST /v1/proposals/outcome", "POST /v1/links/answer")
+        assert tally.by_class["2xx"] > 0 or label in answers, (label, tally)
         assert tally.by_class["4xx"] > 0, (label, tally)
     assert len(results) >= 5
