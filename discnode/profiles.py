@@ -17,6 +17,7 @@ from . import audit, schemas, store
 from . import images as img
 from .errors import Conflict, InvalidInput
 from .home import Home, today
+from .identity import Identity
 from .signing import sign_document
 
 #: Retention: a profile must be reviewed this long after it was last written, or it stops being shared.
@@ -223,15 +224,20 @@ def identify(home: Home, profile_id: str, *, first_name: str, last_name: str, do
                        fields=sorted(fields))
 
 
-def seen(home: Home, profile_id: str, when: str, peer: str, sighting: str) -> bool:
+def seen(db: store.DB, identity: Identity, profile_id: str, when: str, peer: str, sighting: str) -> bool:
     """A partner's sighting moves the profile's last-seen date forward (never back); re-signed and
-    audited as `profile-last-seen`. True if it moved."""
-    existing = _own(home, profile_id)
+    audited as `profile-last-seen`, in the caller's transaction if it has one. True if it moved.
+    Takes the connection, not the Home: the peer API writes on its own writer thread."""
+    existing = store.get_profile(db, profile_id)
+    if existing["origin"] != identity.node_id:
+        raise InvalidInput("only the origin node can edit a profile")
     if existing["last_seen"] and existing["last_seen"] >= when:
         return False
-    record = build_record({"last_seen": when}, home.node_id, existing=existing)
-    _write_edit(home, record, "profile-last-seen", peer=peer, last_seen=when, was=existing["last_seen"],
-                sighting=sighting)
+    signed = sign_document(build_record({"last_seen": when}, identity.node_id, existing=existing), identity)
+    with store.write(db):
+        store.put_profiles(db, [signed], replace=True)
+        audit.append(db, "profile-last-seen", peer, id=profile_id, last_seen=when, was=existing["last_seen"],
+                     sighting=sighting)
     return True
 
 

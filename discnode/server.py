@@ -661,7 +661,7 @@ async def _partner_key(request: web.Request) -> tuple[str, bytes]:
     """The verified peer and its pinned key, if an agreement sharing profiles is active; else 403."""
     state = request.app[STATE]
     peer = await _require(request, "profiles")
-    key = peers.public_key(state.db, peer)
+    key = await state.sql.read(lambda db: peers.public_key(db, peer))
     if key is None:  # an active agreement means a pinned key; kept for the type checker
         raise Refused(f"no agreement with node {peer}")
     return peer, key
@@ -672,7 +672,7 @@ async def receive_proposal(request: web.Request) -> web.Response:
     state = request.app[STATE]
     peer, key = await _partner_key(request)
     doc = _json_body(request)
-    reply = proposals.receive(state.db, state.me, peer, key, doc)
+    reply = await state.sql.write(lambda db: proposals.receive(db, state.me, peer, key, doc))
     note(request, "proposal-received", id=reply["id"], about=doc["about"],
          **{"as": doc["as"]["id"] if doc["as"] else None})
     return web.json_response(reply)
@@ -682,7 +682,8 @@ async def receive_proposal_outcome(request: web.Request) -> web.Response:
     """The origin's signed outcome of a proposal this node sent it (section 8.4)."""
     state = request.app[STATE]
     peer, key = await _partner_key(request)
-    reply = proposals.receive_outcome(state.db, state.me, peer, key, _json_body(request))
+    doc = _json_body(request)
+    reply = await state.sql.write(lambda db: proposals.receive_outcome(db, state.me, peer, key, doc))
     note(request, "proposal-outcome-received", **reply)
     return web.json_response(reply)
 
@@ -691,7 +692,8 @@ async def receive_sighting(request: web.Request) -> web.Response:
     """A partner's sighting of one of our profiles it can see (section 8.5)."""
     state = request.app[STATE]
     peer, key = await _partner_key(request)
-    reply = sightings.receive(state.home, peer, key, _json_body(request))
+    doc = _json_body(request)
+    reply = await state.sql.write(lambda db: sightings.receive(db, state.home.identity, peer, key, doc))
     note(request, "sighting-received", id=reply["id"])
     return web.json_response(reply)
 
@@ -700,7 +702,8 @@ async def receive_link(request: web.Request) -> web.Response:
     """A partner's same-person link naming one of our profiles it can see (section 8.6)."""
     state = request.app[STATE]
     peer, key = await _partner_key(request)
-    reply = links.receive(state.db, state.me, peer, key, _json_body(request))
+    doc = _json_body(request)
+    reply = await state.sql.write(lambda db: links.receive(db, state.me, peer, key, doc))
     note(request, "link-received", **reply)
     return web.json_response(reply)
 
@@ -708,7 +711,8 @@ async def receive_link(request: web.Request) -> web.Response:
 async def receive_link_answer(request: web.Request) -> web.Response:
     state = request.app[STATE]
     peer, key = await _partner_key(request)
-    reply = links.receive_answer(state.db, state.me, peer, key, _json_body(request))
+    doc = _json_body(request)
+    reply = await state.sql.write(lambda db: links.receive_answer(db, state.me, peer, key, doc))
     note(request, "link-answer-received", **reply)
     return web.json_response(reply)
 

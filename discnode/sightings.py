@@ -18,6 +18,7 @@ from . import audit, peers, profiles, store
 from .documents.sighting import check_sighting, new_sighting
 from .errors import Conflict, InvalidInput, NotFound
 from .home import Home, today
+from .identity import Identity
 from .refs import parse_ref, require_active
 from .signing import document_hash
 
@@ -78,31 +79,32 @@ def by_hash(db: store.DB, digest: str) -> dict[str, Any]:
     return _view(rows[0])
 
 
-def receive(home: Home, peer: str, public_key: bytes, body: Any) -> dict[str, Any]:
+def receive(db: store.DB, identity: Identity, peer: str, public_key: bytes, body: Any) -> dict[str, Any]:
     """A partner's signed sighting of one of our profiles it may see now (the caller checked the
     agreement). Kept, and the profile's last-seen moved forward, in one transaction."""
-    doc = check_sighting(body, peer, home.node_id, public_key)
+    me = identity.node_id
+    doc = check_sighting(body, peer, me, public_key)
     try:
-        store.get_shareable(home.db, doc["about"], home.node_id, today())
+        store.get_shareable(db, doc["about"], me, today())
     except NotFound:
         raise NotFound(f"no shared profile {doc['about']}") from None
     digest = document_hash(doc)
-    held = _rows(home.db, "sender = ? AND id = ?", [peer, doc["id"]])
+    held = _rows(db, "sender = ? AND id = ?", [peer, doc["id"]])
     if held:
         if held[0]["hash"] != digest:
             raise Conflict("another sighting with that id was received")
         return {"id": doc["id"]}  # a re-delivery
     since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    taken = home.db.execute("SELECT count(*) FROM sightings WHERE sender = ? AND created >= ?",
+    taken = db.execute("SELECT count(*) FROM sightings WHERE sender = ? AND created >= ?",
                             [peer, since]).fetchone()[0]
     if taken >= MAX_PER_DAY:
         raise Conflict(f"{taken} sightings from you in the last 24 hours; try again later")
-    with store.write(home.db) as conn:
+    with store.write(db) as conn:
         conn.execute("INSERT INTO sightings (hash, id, sender, recipient, about, at, seen, doc, delivered, created) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                     [digest, doc["id"], peer, home.node_id, doc["about"], doc["at"], doc["when"], json.dumps(doc),
+                     [digest, doc["id"], peer, me, doc["about"], doc["at"], doc["when"], json.dumps(doc),
                       store.now_ts()])
-        profiles.seen(home, doc["about"], doc["when"], peer, doc["id"])
+        profiles.seen(db, identity, doc["about"], doc["when"], peer, doc["id"])
     return {"id": doc["id"]}
 
 
