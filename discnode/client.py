@@ -73,6 +73,29 @@ class _CertificateSeen(aiohttp.Fingerprint):
         self.tls_version = ssl_object.version() if ssl_object is not None else None
 
 
+class _OldTLS(aiohttp.ServerFingerprintMismatch):
+    """A pinned peer's connection negotiated a TLS version below 1.3. A subclass of aiohttp's
+    mismatch error because that is the one exception on which aiohttp closes the new connection
+    (rather than pooling it) when a fingerprint check fails."""
+
+    def __init__(self, version: str | None) -> None:
+        super().__init__(b"", b"", "", 0)
+        self.version = version
+
+
+class _Pinned(aiohttp.Fingerprint):
+    """The pinned certificate, and TLS 1.3 or later, on every new connection to a partner.
+    aiohttp builds its own client context for a fingerprint (which allows TLS 1.2), so the
+    version is checked here, on the live connection, as the spec's transport section requires."""
+
+    def check(self, transport: asyncio.Transport) -> None:
+        super().check(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        version = ssl_object.version() if ssl_object is not None else None
+        if version in (None, "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2"):
+            raise _OldTLS(version)
+
+
 def _redirect(status: int, where: str) -> Redirected:
     return Redirected(f"{where} answered with a redirect (HTTP {status}); discnode never follows redirects: "
                       "a peer's address is https://HOST:PORT of the node itself")
@@ -127,7 +150,7 @@ class PeerClient:
         # aiohttp pools connections by the identity of the `ssl` argument: one Fingerprint object per
         # pinned certificate, or no connection is ever reused (a TLS handshake per request, and an
         # idle connection left behind each time).
-        self._pins: dict[str, aiohttp.Fingerprint] = {}
+        self._pins: dict[str, _Pinned] = {}
 
     async def __aenter__(self) -> "PeerClient":
         return self
@@ -143,10 +166,10 @@ class PeerClient:
                 trust_env=False, auto_decompress=True)
         return self._session
 
-    def _pin(self, fingerprint: str) -> aiohttp.Fingerprint:
+    def _pin(self, fingerprint: str) -> "_Pinned":
         pin = self._pins.get(fingerprint)
         if pin is None:
-            pin = self._pins[fingerprint] = aiohttp.Fingerprint(bytes.fromhex(fingerprint))
+            pin = self._pins[fingerprint] = _Pinned(bytes.fromhex(fingerprint))
         return pin
 
     async def close(self) -> None:
@@ -203,6 +226,9 @@ class PeerClient:
                     raise _redirect(resp.status, f"{peer.name} at {peer.url}")
                 data = await read_limited(resp, MAX_RESPONSE)
                 return Reply(resp.status, data, resp.content_type, _retry_after(resp))
+        except _OldTLS as exc:
+            raise PeerError(f"{peer.name} at {peer.url} spoke {exc.version or 'no TLS'}; "
+                            "nodes speak TLS 1.3 or later") from None
         except aiohttp.ServerFingerprintMismatch:
             raise Unauthenticated(f"{peer.name} presented a TLS certificate that is not the pinned one") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

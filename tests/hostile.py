@@ -112,11 +112,14 @@ class HostilePeer(_Recorder):
         ctx.load_cert_chain(tls.tls_cert, tls.tls_key)
         self.loop.run(self._start(self.port, ctx))
 
-    def present(self, tls_home: Home) -> None:
-        """Restart on the same port presenting `tls_home`'s certificate (its descriptor unchanged)."""
+    def present(self, tls_home: Home, max_version: ssl.TLSVersion | None = None) -> None:
+        """Restart on the same port presenting `tls_home`'s certificate (its descriptor unchanged),
+        speaking TLS no later than `max_version` if given."""
         self.stop_listening()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(tls_home.tls_cert, tls_home.tls_key)
+        if max_version is not None:
+            ctx.maximum_version = max_version
         self.loop.run(self._start(self.port, ctx))
 
     async def _descriptor(self, request: web.Request) -> web.Response:

@@ -160,6 +160,18 @@ def test_a_partner_presenting_another_certificate_later_is_refused_on_every_requ
     assert "certificate" in r.err
 
 
+def test_a_partner_speaking_tls_1_2_with_its_pinned_certificate_is_refused(world: World) -> None:
+    import ssl
+    h = world.partner()
+    h.routes[("POST", "/v1/profiles/query")] = answer({"records": []})
+    h.present(h.home, max_version=ssl.TLSVersion.TLSv1_2)  # the right certificate, an old protocol
+    before = h.hits_on("POST", "/v1/profiles/query")
+    page = world.victim.cli("search", "--json").json
+    (status,) = [p for p in page["peers"] if p["node_id"] == h.node_id]
+    assert status["status"] != "ok" and "TLS 1.3" in status["error"], status
+    assert h.hits_on("POST", "/v1/profiles/query") == before  # refused before the request was sent
+
+
 def test_keepalive_to_a_partner_never_follows_a_redirect(world: World) -> None:
     from discnode import peers
     from discnode.client import PeerClient
