@@ -9,6 +9,7 @@ import re
 import aiohttp
 import pytest
 
+from tests.web_fixtures import HOSTILE as HOSTILE_NAME
 from tests.web_fixtures import WebNet, build, get, stop
 
 
@@ -130,3 +131,59 @@ def test_thumbnails_of_partners_come_from_the_ui_origin(net):
 
 def test_ui_listens_on_loopback_only(net):
     assert net.ui.runner.addresses == [("127.0.0.1", net.ui.port)]
+
+
+def _proposal_from_b(net: WebNet) -> tuple[str, str]:
+    """B proposes that an ID-sought profile of A's is B's profile named `<script>...` (real nodes,
+    real signatures); returns (A's profile ID, the proposal's ID)."""
+    from tests.web_fixtures import HOSTILE
+    x = net.a.cli("profile", "add", "--id-sought", "--age-min", "20", "--age-max", "30", "--json").json["id"]
+    mine = {r["first_name"]: r["id"] for r in net.b.cli("profile", "list", "--json").json}
+    sent = net.b.cli("propose", f"{net.a.node_id}:{x}", "--as", mine[HOSTILE], "--note", "known at Market St",
+                     "--json").json
+    assert sent["delivered"] is True
+    return x, sent["id"]
+
+
+def test_inbox_page_and_json_twin_list_a_partners_proposal_as_the_cli_does(net):
+    x, pid = _proposal_from_b(net)
+    jar, _ = login(net)
+    data = json.loads(get(net, "/inbox.json", jar=jar)[2])
+    cli_items = net.a.cli("inbox", "--json").json
+    assert [{k: i[k] for k in c} for i, c in zip(data["items"], cli_items)] == cli_items
+    assert len(data["items"]) == len(cli_items)
+    proposal = next(i for i in data["items"] if i["id"] == pid)
+    assert (proposal["kind"], proposal["from"], proposal["about"]) == ("proposal", net.b.node_id, x)
+    assert proposal["created"]
+    assert "offer" in {i["kind"] for i in data["items"]}  # C's offer, linked to the Partners page
+    status, _, html = get(net, "/inbox", jar=jar)
+    assert status == 200
+    assert f'action="/inbox/proposal/{pid}/confirm"'.encode() in html
+    assert f'formaction="/inbox/proposal/{pid}/decline"'.encode() in html
+    assert b'href="/partners">Answer it on the Partners page' in html
+    assert b'href="/inbox" class="here"' in html
+    assert b"<script>" not in html and b"&lt;script&gt;" in html  # B's person's name, escaped
+
+
+def test_inbox_post_without_csrf_changes_nothing_and_confirming_identifies_the_profile(net):
+    x, pid = _proposal_from_b(net)
+    jar, csrf = login(net)
+    url = f"/inbox/proposal/{pid}/confirm"
+    status, _, _ = get(net, url, jar=jar, method="POST", data={"reason": "seen"})
+    assert status == 403
+    status, _, _ = get(net, url, jar=jar, method="POST", data={"csrf": "wrong", "reason": "seen"})
+    assert status == 403
+    status, _, _ = get(net, url, jar=jar, method="POST", data={"csrf": csrf, "reason": "seen"},
+                       headers={"Origin": "http://evil.example"})
+    assert status == 403
+    assert net.a.cli("profile", "show", x, "--json").json["status"] == "id-sought"
+    assert pid in {i["id"] for i in json.loads(get(net, "/inbox.json", jar=jar)[2])["items"]}
+    status, headers, _ = get(net, url, jar=jar, method="POST", data={"csrf": csrf, "reason": "our PCSO knows her"})
+    assert (status, headers["Location"]) == (303, "/inbox")
+    shown = net.a.cli("profile", "show", x, "--json").json
+    assert shown["status"] == "identified" and shown["last_name"] == HOSTILE_NAME
+    assert pid not in {i["id"] for i in json.loads(get(net, "/inbox.json", jar=jar)[2])["items"]}
+    sent = {p["id"]: p for p in net.b.cli("proposal", "list", "--json").json}
+    assert (sent[pid]["state"], sent[pid]["outcome_reason"]) == ("confirmed", "our PCSO knows her")
+    status, _, _ = get(net, url, jar=jar, method="POST", data={"csrf": csrf, "reason": "again"})
+    assert status == 409  # already confirmed: a clear error, nothing changes

@@ -228,3 +228,33 @@ def test_screenshots_of_the_main_pages(browser, net, tmp_path):
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(out / f"web-{name}.png"), full_page=False)
         assert (out / f"web-{name}.png").stat().st_size > 10_000
+
+
+def test_confirm_a_partners_proposal_from_the_inbox(browser, net, tmp_path):
+    """B tells A who A's ID-sought person is; A's administrator sees it in the inbox, confirms it
+    with a reason, and the profile is identified. (Also docs/web-inbox.png, as the screenshots.)"""
+    x = cli(net.a, "profile", "add", "--id-sought", "--age-min", "20", "--age-max", "30", "--marks", "red coat",
+            "--json").json["id"]
+    bob = {r["first_name"]: r["id"] for r in cli(net.b, "profile", "list", "--json").json}["Bob05"]
+    pid = cli(net.b, "propose", f"{net.a.node_id}:{x}", "--as", bob, "--note", "known at Market St",
+              "--json").json["id"]
+    page, _ = logged_in(browser, net)
+    page.get_by_role("link", name="Inbox").click()
+    expect(page.locator("h1")).to_have_text("Inbox")
+    item = page.locator(f"#item-{pid}")
+    expect(item).to_contain_text(f"proposes profile {x} is Bob05 Partner")
+    expect(item).to_contain_text(net.b.node_id)
+    expect(page.locator("section.kind-offer")).to_contain_text("C BCRP offers to share")
+    expect(page.locator("section.kind-offer").get_by_role("link", name="Answer it on the Partners page")).to_be_visible()
+    out = Path(os.environ.get("DISCNODE_SCREENSHOTS") or tmp_path)
+    page.screenshot(path=str(out / "web-inbox.png"), full_page=False)
+    item.locator("input[name=reason]").fill("Our PCSO knows her from Market St")
+    item.get_by_role("button", name="Confirm: identify the profile").click()
+    expect(page).to_have_url(re.compile(r"/inbox$"))
+    expect(page.locator(f"#item-{pid}")).to_have_count(0)
+    page.goto(net.origin + f"/profile/{net.a.node_id}/{x}")
+    expect(page.locator("h1")).to_contain_text("Bob05 Partner")
+    shown = cli(net.a, "profile", "show", x, "--json").json
+    assert (shown["status"], shown["first_name"], shown["marks"]) == ("identified", "Bob05", "red coat")
+    sent = {p["id"]: p for p in cli(net.b, "proposal", "list", "--json").json}[pid]
+    assert (sent["state"], sent["outcome_reason"]) == ("confirmed", "Our PCSO knows her from Market St")

@@ -343,3 +343,63 @@ async def image_bytes(local: Local, origin: str, sha: str, *, thumb: bool) -> by
         for old in thumbs[: max(0, len(thumbs) - THUMB_CACHE)]:
             del local.cache[old]
     return data
+
+
+#: The inbox's groups, in the order the page shows them (review.inbox_kind's words), with what to
+#: do next for each.
+INBOX_GROUPS = (
+    ("proposal", "Proposals", "A partner believes it knows one of your ID-sought people. Confirm to identify "
+                              "the profile (its photos, incidents and exclusion are kept), or decline; "
+                              "either way the partner is told, with your reason."),
+    ("link", "Same-person links", "A partner believes one of its profiles and one of yours are the same person."),
+    ("sighting", "Sightings", "A partner saw the person in one of your profiles; the profile lists its sightings."),
+    ("offer", "Offers to share", "Check the node ID with the partnership by phone, then accept or reject it on "
+                                 "the Partners page."),
+    ("review", "Reviews due", "Profiles and agreements past or near their review date."),
+    ("reveal", "Reveal requests", "A match-only partner asks to see the profile behind a hit."),
+    ("undelivered", "Not yet delivered", "Documents you signed that a partner has not received yet; the node "
+                                         "sends them while `discnode serve` runs."),
+)
+
+
+def _inbox_next(item: Any, me: str) -> tuple[str | None, str]:
+    """Where in the UI an item is dealt with, and the link's words (None: only the CLI command,
+    item.action, does it; a proposal is answered on the inbox page itself)."""
+    from ..review import Kind
+    if item.kind is Kind.PROFILE:
+        return "/mine", "Review it on My profiles"
+    if item.kind is Kind.SIGHTING and PROFILE_ID.fullmatch(item.about):
+        return f"/profile/{me}/{item.about}", "Open the profile"
+    if item.kind is Kind.OFFER:
+        return "/partners", "Answer it on the Partners page"
+    if item.kind in (Kind.AGREEMENT, Kind.UNDELIVERED):
+        return "/partners", "See the Partners page"
+    return None, ""
+
+
+def inbox(local: Local) -> dict[str, Any]:
+    """The same queue, and the same items, as `discnode inbox --json` (review.queue), each with the
+    page that deals with it."""
+    from .. import review
+    home = local.home
+    own_profile = (review.Kind.PROPOSAL, review.Kind.SIGHTING, review.Kind.LINK, review.Kind.PROFILE)
+    items = [{**i.inbox_json(), **dict(zip(("href", "next"), _inbox_next(i, home.node_id))),
+              "about_href": f"/profile/{home.node_id}/{i.about}"
+              if i.kind in own_profile and PROFILE_ID.fullmatch(i.about) else None}
+             for i in review.queue(home.db, home.node_id, today())]
+    groups = [{"kind": kind, "title": title, "hint": hint, "items": [i for i in items if i["kind"] == kind]}
+              for kind, title, hint in INBOX_GROUPS]
+    known = {kind for kind, _, _ in INBOX_GROUPS}
+    other = [i for i in items if i["kind"] not in known]  # a kind added to review.py later still shows
+    if other:
+        groups.append({"kind": "other", "title": "Other", "hint": "", "items": other})
+    return {"node": {"name": home.config.name, "node_id": home.node_id}, "items": items,
+            "groups": [g for g in groups if g["items"]]}
+
+
+async def decide_proposal(local: Local, proposal_id: str, action: str, reason: str) -> dict[str, Any]:
+    """`discnode proposal confirm|decline`: the same function (peering.decide)."""
+    from ..peering import decide
+    if action not in ("confirm", "decline"):
+        raise InvalidInput("unknown action")
+    return await decide(local.home, proposal_id, action == "confirm", client=local.client, reason=reason)

@@ -163,6 +163,18 @@ async def audit_log(request: web.Request) -> web.Response:
     return render(request, "audit.html", pages.audit_log(_local(request), request.query))
 
 
+async def inbox(request: web.Request) -> web.Response:
+    return render(request, "inbox.html", pages.inbox(_local(request)))
+
+
+async def decide_proposal(request: web.Request) -> web.Response:
+    form = await request.post()
+    reason = form.get("reason", "")
+    m = request.match_info
+    await pages.decide_proposal(_local(request), m["id"], m["action"], reason if isinstance(reason, str) else "")
+    return see_other("/inbox")
+
+
 NODE = r"{%s:[A-Za-z2-7-]{20,40}}"
 ID = r"{id:[a-z2-7]{12}}"
 EXT = r"{ext:(\.json)?}"
@@ -187,3 +199,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"/partners/{NODE % 'node_id'}/revoke", confirm_revoke)
     r.add_post(f"/partners/{NODE % 'node_id'}/{{action:accept|reject|revoke}}", respond)
     r.add_get(f"/audit{EXT}", audit_log)
+    r.add_get(f"/inbox{EXT}", inbox)
+    r.add_post("/inbox/proposal/{id:[0-9a-f]{16}}/{action:confirm|decline}", decide_proposal)
