@@ -187,3 +187,17 @@ def test_inbox_post_without_csrf_changes_nothing_and_confirming_identifies_the_p
     assert (sent[pid]["state"], sent[pid]["outcome_reason"]) == ("confirmed", "our PCSO knows her")
     status, _, _ = get(net, url, jar=jar, method="POST", data={"csrf": csrf, "reason": "again"})
     assert status == 409  # already confirmed: a clear error, nothing changes
+
+
+def test_declining_from_the_inbox_needs_a_reason_and_tells_the_proposer(net):
+    x, pid = _proposal_from_b(net)
+    jar, csrf = login(net)
+    url = f"/inbox/proposal/{pid}/decline"
+    status, _, body = get(net, url, jar=jar, method="POST", data={"csrf": csrf, "reason": ""})
+    assert status == 400 and b"reason" in body
+    assert pid in {i["id"] for i in json.loads(get(net, "/inbox.json", jar=jar)[2])["items"]}
+    status, _, _ = get(net, url, jar=jar, method="POST", data={"csrf": csrf, "reason": "in custody that day"})
+    assert status == 303
+    assert net.a.cli("profile", "show", x, "--json").json["status"] == "id-sought"
+    sent = {p["id"]: p for p in net.b.cli("proposal", "list", "--json").json}
+    assert (sent[pid]["state"], sent[pid]["outcome_reason"]) == ("declined", "in custody that day")
