@@ -1009,9 +1009,19 @@ def level_two(ctx: typer.Context,
         output.console.print(f"\n[bold]{output.safe(g.name)}[/], born {output.safe(g.dob)}: "
                              f"{len(g.partnerships)} partnerships", highlight=False)
         for p in g.profiles:
-            output.line(f"  {p['origin']}:{p['id']}  {p['origin_name']}")
-        for hit in g.match_hits:  # a match-only partner's hit: a reference for `discnode reveal`
-            output.line(f"  {hit['node_id']}:{hit['ref']}  {hit['name']} (match-only; discnode reveal)")
+            if p.get("revealed_ref"):  # kept from `discnode reveal`: the holder's signed record
+                output.console.print(f"  {output.safe(p['origin'])}:{output.safe(p['id'])}  "
+                                     f"{output.safe(p['origin_name'])} (match-only, revealed: "
+                                     f"{output.safe(p['first_name'])} {output.safe(p['last_name'])}; "
+                                     f"reference {output.safe(p['origin'])}:{output.safe(p['revealed_ref'])})",
+                                     highlight=False, soft_wrap=True)
+            else:
+                output.line(f"  {p['origin']}:{p['id']}  {p['origin_name']}")
+        for hit in g.match_hits:  # a match-only partner's hit not revealed: a reference for `discnode reveal`
+            if not hit["revealed"]:
+                target = f"{output.safe(hit['node_id'])}:{output.safe(hit['ref'])}"
+                output.console.print(f"  {target}  {output.safe(hit['name'])} (match-only): hit, not revealed "
+                                     f"(discnode reveal {target})", highlight=False, soft_wrap=True)
         for link in shown["links"]:
             output.line(f"  link {link['mine']} = {link['theirs']}: {link['state']}")
         for pair in shown["suggested"]:

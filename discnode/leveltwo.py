@@ -44,7 +44,8 @@ class Group:
                 "match_hits": self.match_hits,
                 "profiles": [{"origin": p["origin"], "origin_name": p["origin_name"], "id": p["id"],
                               "first_name": p["first_name"], "last_name": p["last_name"],
-                              "last_seen": p["last_seen"]} for p in self.profiles]}
+                              "last_seen": p["last_seen"], "revealed_ref": p.get("revealed_ref")}
+                             for p in self.profiles]}
 
 
     def link_states(self, me: str, held: dict[str, str]) -> dict[str, Any]:
@@ -52,7 +53,8 @@ class Group:
         (`held`: links.states), or a suggestion to propose one. A declined pair is never suggested."""
         from .links import pair_key
         ours = [p for p in self.profiles if p["origin"] == me]
-        theirs = [p for p in self.profiles if p["origin"] != me]
+        # A revealed profile's holder shares only match with us: no links to propose to it.
+        theirs = [p for p in self.profiles if p["origin"] != me and not p.get("revealed_ref")]
         states, suggested = [], []
         for mine in ours:
             for other in theirs:
@@ -119,8 +121,10 @@ async def sweep_with_match(home: Home, min_partnerships: int = 2, timeout: float
     """`level-two --include-match`: the sweep, and match-only partners asked about the people it
     saw (one name each, the most widely known first, at most match_max: each counts against every
     match-only partner's daily quota). A hit counts that partnership in the person's group; the
-    profile stays with its holder until revealed (`discnode reveal`). Also returns each match-only
-    partner's status."""
+    profile stays with its holder until revealed (`discnode reveal`): once it was, the revealed
+    records this node kept (revealed.py, verified again) join the group, each with its holder's
+    partnership and the hit's reference. Also returns each match-only partner's status."""
+    from . import peers, revealed
     from .matchask import Person, ask, match_partners
 
     records, statuses = await walk(home, Query(status=("identified",), sort="name"), timeout=timeout)
@@ -132,9 +136,14 @@ async def sweep_with_match(home: Home, min_partnerships: int = 2, timeout: float
         partners = await ask(home, people)
         for partner in partners:
             for group, result in zip(asked, partner["results"]):
-                if result["result"] == "hit":
-                    group.match_hits.append({"node_id": partner["node_id"], "name": partner["name"],
-                                             "ref": result["ref"]})
+                if result["result"] != "hit":
+                    continue
+                shown = revealed.kept(home.db, peers.get(home.db, partner["node_id"]), result["ref"]) or []
+                group.match_hits.append({"node_id": partner["node_id"], "name": partner["name"],
+                                         "ref": result["ref"], "revealed": bool(shown)})
+                group.profiles += [{**r, "origin_name": partner["name"], "revealed_ref": result["ref"]}
+                                   for r in shown if r["id"] not in {p["id"] for p in group.profiles
+                                                                     if p["origin"] == r["origin"]}]
     found = [g for g in everyone if len(g.partnerships) >= min_partnerships]
     found.sort(key=lambda g: (-len(g.partnerships), fold(g.name), g.dob))
     return found, statuses, len(records), [{k: v for k, v in p.items() if k != "results"} for p in partners]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import audit, match, namekey, oprf, peers, schemas
+from . import audit, match, namekey, oprf, peers, revealed, schemas
 from .client import PeerClient
 from .dataview import verify_records
 from .errors import DiscnodeError, InvalidInput, PeerError, Refused
@@ -121,6 +121,7 @@ async def reveal(home: Home, target: str) -> dict[str, Any]:
         records, dropped, reason = verify_records(reply.get("records", []), peer)
         if dropped:
             raise PeerError(f"{peer.name} revealed a profile that failed verification: {reason}")
+        revealed.keep(home.db, node_id, ref, records)  # for level-two --include-match
     audit.append(home.db, "reveal-asked" if reply["state"] != "allowed" else "reveal-received", node_id,
                  ref=ref, request=reply["request"], state=reply["state"], ids=[r["id"] for r in records])
     return {"node_id": node_id, "name": peer.name, "ref": ref, "request": reply["request"],

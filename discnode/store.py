@@ -200,6 +200,13 @@ def _m011_links(db: "sqlite_utils.Database") -> None:
     db.table("links").create_index(["peer", "id"])
 
 
+def _m012_revealed(db: "sqlite_utils.Database") -> None:
+    # Written and read only by revealed.py: the signed records match-only partners revealed to this
+    # node, keyed by (holder, match reference). The holder's records, never this node's: never served.
+    db.table("revealed").create({"holder": str, "ref": str, "records": str, "received": str},
+                                pk=("holder", "ref"), not_null={"records", "received"})
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -212,6 +219,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("009_proposals", _m009_proposals),
     ("010_sightings", _m010_sightings),
     ("011_links", _m011_links),
+    ("012_revealed", _m012_revealed),
 ]
 
 

@@ -259,3 +259,87 @@ def test_the_holders_set_follows_its_profiles(network):
     b.cli("profile", "edit", pid, "--local-only")
     [hidden] = _result(_ask(a, "Newly", "Added", "1999-09-09"))
     assert hidden["result"] == "no-hit"
+
+
+def _add_mary(a):
+    a.cli("profile", "add", "--first-name", "Mary", "--last-name", "SMITH-JONES", "--dob", "2001-12-31")
+
+
+def _level_two_mary(a):
+    """A's Level Two with match-only partners, A holding Mary Smith-Jones as B does: her group, B's hit."""
+    found = a.cli("level-two", "--include-match", "--json").json
+    [group] = found["groups"]
+    [hit] = group["match_hits"]
+    return group, hit
+
+
+def test_level_two_says_a_hit_is_not_revealed_until_the_holder_allows_it(network):
+    a, b = _match_pair(network)
+    _add_mary(a)
+    group, hit = _level_two_mary(a)
+    target = f"{b.node_id}:{hit['ref']}"
+    assert hit["revealed"] is False and [p["origin"] for p in group["profiles"]] == [a.node_id]
+    assert f"{target}  B BCRP (match-only): hit, not revealed (discnode reveal {target})" \
+        in a.cli("level-two", "--include-match").out
+    assert a.cli("reveal", target, "--json").json["state"] == "pending"
+    group, hit = _level_two_mary(a)
+    assert hit["revealed"] is False and [p["origin"] for p in group["profiles"]] == [a.node_id]
+    assert "hit, not revealed" in a.cli("level-two", "--include-match").out
+
+
+def test_level_two_shows_a_revealed_profile_in_its_group_with_its_partnership(network):
+    a, b = _match_pair(network)
+    _add_mary(a)
+    _, hit = _level_two_mary(a)
+    target = f"{b.node_id}:{hit['ref']}"
+    request = a.cli("reveal", target, "--json").json["request"]
+    b.cli("reveal", "allow", request)
+    [record] = a.cli("reveal", target, "--json").json["records"]  # received, verified and kept
+    group, hit = _level_two_mary(a)
+    assert hit == {"node_id": b.node_id, "name": "B BCRP", "ref": target.split(":")[1], "revealed": True}
+    assert group["partnerships"] == ["A BCRP", "B BCRP"]
+    [revealed] = [p for p in group["profiles"] if p["origin"] == b.node_id]
+    assert revealed == {"origin": b.node_id, "origin_name": "B BCRP", "id": record["id"], "first_name": "Mary",
+                        "last_name": "Smith-Jones", "last_seen": record["last_seen"], "revealed_ref": hit["ref"]}
+    assert group["suggested"] == []  # no links to propose to a match-only partner
+    shown = a.cli("level-two", "--include-match").out
+    assert f"{b.node_id}:{record['id']}  B BCRP (match-only, revealed: Mary Smith-Jones; reference {target})" \
+        in shown
+    assert "not revealed" not in shown
+    assert b.home.db.execute("SELECT count(*) FROM reveal_requests").fetchone()[0] == 1  # no new request
+
+
+def test_a_kept_revealed_record_is_verified_again_before_it_is_shown(network):
+    a, b = _match_pair(network)
+    _add_mary(a)
+    _, hit = _level_two_mary(a)
+    target = f"{b.node_id}:{hit['ref']}"
+    b.cli("reveal", "allow", a.cli("reveal", target, "--json").json["request"])
+    a.cli("reveal", target)
+    [[kept]] = a.home.db.execute("SELECT records FROM revealed").fetchall()
+    a.home.db.execute("UPDATE revealed SET records = ?", [kept.replace("Smith-Jones", "Forged-Name")])
+    group, hit = _level_two_mary(a)
+    assert hit["revealed"] is False and [p["origin"] for p in group["profiles"]] == [a.node_id]
+    assert "Forged-Name" not in a.cli("level-two", "--include-match").out
+
+
+def test_a_revealed_record_is_never_served_to_a_third_partner(network):
+    a, b = _match_pair(network)
+    c = network.node("C")
+    network.agree(a, c)  # C shares profiles with A
+    _add_mary(a)
+    _, hit = _level_two_mary(a)
+    target = f"{b.node_id}:{hit['ref']}"
+    b.cli("reveal", "allow", a.cli("reveal", target, "--json").json["request"])
+    [record] = a.cli("reveal", target, "--json").json["records"]
+    assert a.home.db.execute("SELECT count(*) FROM revealed").fetchone()[0] == 1
+    found = c.cli("search", "--all", "--json").json
+    assert {r["origin"] for r in found["results"]} == {a.node_id}  # A's own Mary, and nothing of B's
+    assert record["id"] not in json.dumps(found) and b.node_id not in json.dumps(found)
+    status, body = send(a, "POST", "/v1/profiles/query",
+                        *signed(c.home.identity, a, "POST", "/v1/profiles/query", {}))
+    assert status == 200 and [r["origin"] for r in body["records"]] == [a.node_id]
+    assert record["id"] not in json.dumps(body) and "Smith-Jones" not in json.dumps(body)  # A's is SMITH-JONES
+    path = f"/v1/profiles/{record['id']}"
+    status, body = send(a, "GET", path, *signed(c.home.identity, a, "GET", path))
+    assert status == 404 and "Smith-Jones" not in json.dumps(body)
