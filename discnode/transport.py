@@ -33,7 +33,12 @@ from typing import Any, Callable
 RESERVED_FDS = 64
 #: asyncio accepts up to this many connections in one go (the listen backlog), before any of them
 #: is admitted or refused: their descriptors must fit too.
-ACCEPT_BURST = 100
+ACCEPT_BURST = 32
+#: Bursts whose descriptors can be open at once: asyncio admits a connection two loop turns after
+#: accepting it (a task step, then connection_made) and frees a refused one a turn later, while
+#: it goes on accepting a burst every turn. Counting one burst let 300 connections reach EMFILE
+#: at 256 descriptors about one run in six.
+BURSTS_IN_FLIGHT = 3
 #: Even with a large descriptor limit, more connections than this only cost memory (each TLS
 #: connection holds its buffers).
 MAX_TOTAL = 4096
@@ -46,8 +51,9 @@ def descriptor_limit() -> int:
 
 def connection_cap(nofile: int) -> int:
     """Connections the node holds at once, given its descriptor limit: three quarters of what is
-    left after the reserve and one accept burst, so that the cap is always reached before the limit."""
-    return max(8, min(MAX_TOTAL, (nofile - RESERVED_FDS - ACCEPT_BURST) * 3 // 4))
+    left after the reserve and the accept bursts in flight, so that the cap is always reached
+    before the limit."""
+    return max(8, min(MAX_TOTAL, (nofile - RESERVED_FDS - BURSTS_IN_FLIGHT * ACCEPT_BURST) * 3 // 4))
 
 
 @dataclass(frozen=True)
