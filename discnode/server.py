@@ -667,54 +667,52 @@ async def _partner_key(request: web.Request) -> tuple[str, bytes]:
     return peer, key
 
 
-async def receive_proposal(request: web.Request) -> web.Response:
-    """A partner's proposal about one of our ID-sought profiles it can see (section 8.4)."""
+async def _receive_document(request: web.Request, receive: Callable[[Any, NodeState, str, bytes, Any], Any],
+                            event: str, detail: Callable[[Any, Any], dict[str, Any]]) -> web.Response:
+    """A partner's signed document (proposal, outcome, sighting, link, answer): checked for an
+    active agreement sharing profiles, handed to its module on the writer thread, audited once."""
     state = request.app[STATE]
     peer, key = await _partner_key(request)
     doc = _json_body(request)
-    reply = await state.sql.write(lambda db: proposals.receive(db, state.me, peer, key, doc))
-    note(request, "proposal-received", id=reply["id"], about=doc["about"],
-         **{"as": doc["as"]["id"] if doc["as"] else None})
+    reply = await state.sql.write(lambda db: receive(db, state, peer, key, doc))
+    note(request, event, **detail(doc, reply))
     return web.json_response(reply)
+
+
+async def receive_proposal(request: web.Request) -> web.Response:
+    """A partner's proposal about one of our ID-sought profiles it can see (section 8.4)."""
+    return await _receive_document(
+        request, lambda db, st, peer, key, doc: proposals.receive(db, st.me, peer, key, doc), "proposal-received",
+        lambda doc, reply: {"id": reply["id"], "about": doc["about"],
+                            "as": doc["as"]["id"] if doc["as"] else None})
 
 
 async def receive_proposal_outcome(request: web.Request) -> web.Response:
     """The origin's signed outcome of a proposal this node sent it (section 8.4)."""
-    state = request.app[STATE]
-    peer, key = await _partner_key(request)
-    doc = _json_body(request)
-    reply = await state.sql.write(lambda db: proposals.receive_outcome(db, state.me, peer, key, doc))
-    note(request, "proposal-outcome-received", **reply)
-    return web.json_response(reply)
+    return await _receive_document(
+        request, lambda db, st, peer, key, doc: proposals.receive_outcome(db, st.me, peer, key, doc),
+        "proposal-outcome-received", lambda doc, reply: dict(reply))
 
 
 async def receive_sighting(request: web.Request) -> web.Response:
     """A partner's sighting of one of our profiles it can see (section 8.5)."""
-    state = request.app[STATE]
-    peer, key = await _partner_key(request)
-    doc = _json_body(request)
-    reply = await state.sql.write(lambda db: sightings.receive(db, state.home.identity, peer, key, doc))
-    note(request, "sighting-received", id=reply["id"])
-    return web.json_response(reply)
+    return await _receive_document(
+        request, lambda db, st, peer, key, doc: sightings.receive(db, st.home.identity, peer, key, doc),
+        "sighting-received", lambda doc, reply: {"id": reply["id"]})
 
 
 async def receive_link(request: web.Request) -> web.Response:
     """A partner's same-person link naming one of our profiles it can see (section 8.6)."""
-    state = request.app[STATE]
-    peer, key = await _partner_key(request)
-    doc = _json_body(request)
-    reply = await state.sql.write(lambda db: links.receive(db, state.me, peer, key, doc))
-    note(request, "link-received", **reply)
-    return web.json_response(reply)
+    return await _receive_document(
+        request, lambda db, st, peer, key, doc: links.receive(db, st.me, peer, key, doc), "link-received",
+        lambda doc, reply: dict(reply))
 
 
 async def receive_link_answer(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    peer, key = await _partner_key(request)
-    doc = _json_body(request)
-    reply = await state.sql.write(lambda db: links.receive_answer(db, state.me, peer, key, doc))
-    note(request, "link-answer-received", **reply)
-    return web.json_response(reply)
+    """A partner's answer to a same-person link this node proposed (section 8.6)."""
+    return await _receive_document(
+        request, lambda db, st, peer, key, doc: links.receive_answer(db, st.me, peer, key, doc),
+        "link-answer-received", lambda doc, reply: dict(reply))
 
 
 def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
