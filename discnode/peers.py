@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 
-from . import schemas, store
+from . import PROTOCOL_VERSION, schemas, store
 from .consent import Agreement, derive
 from .errors import Busy, InvalidInput, NotFound, RateLimited, Unauthenticated
 from .identity import b64u_decode, node_id_for
@@ -48,8 +48,18 @@ class Peer:
     descriptor: Mapping[str, Any]
 
 
+def _check_version(descriptor: Any) -> None:
+    """A node that speaks only a newer major version gets a reason an administrator can act on,
+    not a schema error (spec section 13)."""
+    v = descriptor.get("v") if isinstance(descriptor, dict) else None
+    if isinstance(v, int) and not isinstance(v, bool) and v > PROTOCOL_VERSION:
+        raise InvalidInput(f"that node speaks discnode protocol v{v} only; this node implements v{PROTOCOL_VERSION}. "
+                           "Upgrade discnode on this node (see the README, Upgrading) and try again.")
+
+
 def verify_descriptor(descriptor: Any, expect: str | None = None) -> Peer:
     """Check a node descriptor is well formed and self-signed by the key its node ID names."""
+    _check_version(descriptor)
     schemas.validate("descriptor", descriptor)
     peer_url(descriptor["url"], "descriptor url")
     key = b64u_decode(descriptor["public_key"])
