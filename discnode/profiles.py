@@ -97,9 +97,11 @@ def build_record(fields: dict[str, Any], origin: str, *, existing: dict[str, Any
         "ethnicity": "IC9", "build": "unknown", "height_cm": None, "marks": "", "notes": "", "tags": [],
         "incidents": [], "exclusion": None, "local_only": False, "created": now, "updated": now,
         "last_seen": None, "review_by": (on + dt.timedelta(days=DEFAULT_REVIEW_DAYS)).isoformat(),
-        "image": None,
+        "image": None, "revision": 0,
     }
-    record = {**base, **normalise(fields), "updated": now}
+    # Every write raises the revision, so that what a partner was sent can be named exactly
+    # (disclosures.py); a record from before revisions counts as revision 0.
+    record = {**base, **normalise(fields), "updated": now, "revision": int(base.get("revision", 0)) + 1}
     for key in TEXT_FIELDS:
         if record.get(key) is None:
             record[key] = ""

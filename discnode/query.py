@@ -211,8 +211,9 @@ class SQL:
         self.params.extend(params)
 
 
-def build_sql(query: Query, today: dt.date, *, served_by: str | None = None) -> tuple[str, list[Any]]:
-    """SELECT of the `record` column for one page. With served_by, only what that node may share:
+def build_sql(query: Query, today: dt.date, *, served_by: str | None = None, columns: str = "record"
+              ) -> tuple[str, list[Any]]:
+    """SELECT of the `record` column (or the given columns) for one page. With served_by, only what that node may share:
     its own records, not local-only, not past their review-by date."""
     sql = filters(query, today, served_by=served_by)
     column = SORT_COLUMNS[query.sort]
@@ -220,7 +221,7 @@ def build_sql(query: Query, today: dt.date, *, served_by: str | None = None) -> 
     if query.after is not None:
         sql.add(f"({column}, origin, id) {'<' if query.desc else '>'} (?, ?, ?)", *query.after)
     where = " AND ".join(sql.where) or "1"
-    text = (f"SELECT record FROM profiles WHERE {where} "
+    text = (f"SELECT {columns} FROM profiles WHERE {where} "
             f"ORDER BY {column} {direction}, origin {direction}, id {direction} LIMIT ?")
     return text, [*sql.params, query.limit]
 

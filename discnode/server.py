@@ -24,7 +24,8 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from . import audit, links, logs, match, peers, proposals, replay, schemas, sightings, store, wirejson, witness
+from . import (audit, disclosures, links, logs, match, peers, proposals, replay, schemas, sightings, store,
+               wirejson, witness)
 from .audithead import check_head
 from .consent import Agreement, check_incoming, check_supported
 from .fairshare import FairShare
@@ -496,8 +497,8 @@ async def query_profiles(request: web.Request) -> web.Response:
     state = request.app[STATE]
     peer = await _require(request, "profiles")
     query = Query.from_wire(_json_body(request))
-    records = await state.sql.read(lambda db: store.search_raw(db, query, today(), served_by=state.me))
-    note(request, "served", what="query", count=len(records))
+    records, served = await state.sql.read(lambda db: store.search_served(db, query, today(), state.me))
+    note(request, "served", what="query", count=len(records), records=served)
     # Stored records are already the signed JSON: send them as they are, unparsed.
     body = '{"records":[' + ",".join(records) + "]}"
     return web.Response(text=body, content_type="application/json")
@@ -526,7 +527,8 @@ async def get_profile(request: web.Request) -> web.Response:
         return record, [i["sha256"] for i in store.images_of(db, profile_id)] if shared_images else []
 
     record, images = await state.sql.read(read)
-    note(request, "served", what="profile", id=profile_id, count=1)
+    note(request, "served", what="profile", id=profile_id, count=1,
+         records=disclosures.encode([(profile_id, record.get("revision", 0))]))
     return web.json_response({"record": record, "images": images})
 
 
@@ -538,13 +540,14 @@ async def get_image(request: web.Request) -> web.Response:
     if size not in ("thumb", "full"):
         raise InvalidInput("size must be thumb or full")
 
-    def read(db: store.DB) -> bytes:
-        if not store.shareable_image(db, sha, state.me, today()):
+    def read(db: store.DB) -> tuple[bytes, list[tuple[str, int]]]:
+        holders = store.shareable_image(db, sha, state.me, today())
+        if not holders:
             raise NotFound("no such shared image")
-        return read_image(state.home.images_root, sha, thumb=size == "thumb")
+        return read_image(state.home.images_root, sha, thumb=size == "thumb"), holders
 
-    data = await state.sql.read(read)
-    note(request, "served", what=f"image-{size}", id=sha, count=1)
+    data, holders = await state.sql.read(read)
+    note(request, "served", what=f"image-{size}", id=sha, count=1, records=disclosures.encode(holders))
     return web.Response(body=data, content_type="image/jpeg")
 
 
@@ -625,7 +628,8 @@ async def match_reveal(request: web.Request) -> web.Response:
         records = await state.sql.read(read)
         reply["records"] = records
         note(request, "served", what="revealed", ref=ref, reveal_request=asked["id"],
-             ids=[r["id"] for r in records], count=len(records))
+             ids=[r["id"] for r in records], count=len(records),
+             records=disclosures.encode((r["id"], r.get("revision", 0)) for r in records))
     else:
         note(request, "reveal-asked", ref=ref, reveal_request=asked["id"], state=asked["state"])
     return web.json_response(reply)
@@ -909,6 +913,10 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
                 witness.checkpoint_if_due(side_home, checkpoint_every)
             except Exception:  # noqa: BLE001
                 log.exception("signing an audit checkpoint failed")
+            try:  # the disclosure index, off the serving path (disclosures.py)
+                disclosures.catch_up(side_home.db)
+            except Exception:  # noqa: BLE001
+                log.exception("indexing disclosures failed")
             try:
                 await deliver_pending(side_home, retry=retry)
             except Exception:  # noqa: BLE001 - keep retrying; each failure is logged

@@ -207,6 +207,20 @@ def _m012_revealed(db: "sqlite_utils.Database") -> None:
                                 pk=("holder", "ref"), not_null={"records", "received"})
 
 
+def _m013_disclosures(db: "sqlite_utils.Database") -> None:
+    # profiles.revision: the record's `revision` (0 for a record written before revisions), so that
+    # a served page can name what it disclosed without parsing the records.
+    # disclosures: written only by disclosures.py, an index of the audit log's `served` entries by
+    # profile (the entries are the record; this table is rebuilt from them and may lag behind).
+    db.execute("ALTER TABLE profiles ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
+    db.execute("UPDATE profiles SET revision = coalesce(json_extract(record, '$.revision'), 0)")
+    db.execute("CREATE TABLE disclosures (profile_id TEXT NOT NULL, seq INTEGER NOT NULL, peer TEXT NOT NULL, "
+               "revision INTEGER NOT NULL, what TEXT NOT NULL, ts TEXT NOT NULL, PRIMARY KEY (profile_id, seq)) "
+               "WITHOUT ROWID")
+    db.execute("CREATE TABLE disclosures_indexed (id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL)")
+    db.execute("INSERT INTO disclosures_indexed VALUES (1, 0)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -220,6 +234,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("010_sightings", _m010_sightings),
     ("011_links", _m011_links),
     ("012_revealed", _m012_revealed),
+    ("013_disclosures", _m013_disclosures),
 ]
 
 
@@ -294,7 +309,7 @@ def now_ts() -> str:
 
 FTS_COLUMNS = ("first_name", "last_name", "aliases_text", "marks", "notes")
 #: Fields that say nothing about the person: two records equal but for these are the same profile.
-NOT_CONTENT = ("id", "origin", "created", "updated", "review_by", "image", "sig")
+NOT_CONTENT = ("id", "origin", "created", "updated", "review_by", "image", "revision", "sig")
 
 
 def content_hash(record: dict[str, Any]) -> str:
@@ -316,7 +331,7 @@ def _columns(record: dict[str, Any]) -> dict[str, Any]:
         "local_only": int(record["local_only"]), "created": record["created"], "updated": record["updated"],
         "last_seen_key": record["last_seen"] or "", "review_by": record["review_by"], "image": record["image"],
         "record": json.dumps(record, separators=(",", ":"), sort_keys=True),
-        "content_hash": content_hash(record),
+        "content_hash": content_hash(record), "revision": record.get("revision", 0),
     }
 
 
@@ -386,6 +401,14 @@ def search_raw(db: DB, query: q.Query, today: dt.date, *, served_by: str | None 
     return [row[0] for row in db.execute(sql, params).fetchall()]
 
 
+def search_served(db: DB, query: q.Query, today: dt.date, served_by: str) -> tuple[list[str], str]:
+    """search_raw for a peer, with what the disclosure log names (disclosures.encode): each record's
+    "ID:REVISION", made by SQLite from the columns rather than parsed out of the records."""
+    sql, params = q.build_sql(query, today, served_by=served_by, columns="record, id || ':' || revision")
+    rows = db.execute(sql, params).fetchall()
+    return [row[0] for row in rows], " ".join(row[1] for row in rows)
+
+
 def profiles_due(db: DB, me: str, until: str) -> list[dict[str, Any]]:
     """This node's own profiles whose review-by date is on or before `until` (ISO), soonest first."""
     cur = db.execute("SELECT id, status, first_name, last_name, review_by, local_only FROM profiles "
@@ -427,13 +450,13 @@ def images_of(db: DB, profile_id: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def shareable_image(db: DB, sha256: str, me: str, today: dt.date) -> bool:
-    row = db.execute(
-        "SELECT 1 FROM images i JOIN profiles p ON p.id = i.profile_id WHERE i.sha256 = ? AND p.batch IS NULL "
-        "AND p.origin = ? "
-        "AND p.local_only = 0 AND p.review_by >= ? LIMIT 1", [sha256, me, today.isoformat()],
-    ).fetchone()
-    return row is not None
+def shareable_image(db: DB, sha256: str, me: str, today: dt.date) -> list[tuple[str, int]]:
+    """The (id, revision) of this node's profiles that may be served and hold the image (an image
+    served discloses each of them); empty if none may."""
+    return [(r[0], r[1]) for r in db.execute(
+        "SELECT p.id, p.revision FROM images i JOIN profiles p ON p.id = i.profile_id WHERE i.sha256 = ? "
+        "AND p.batch IS NULL AND p.origin = ? "
+        "AND p.local_only = 0 AND p.review_by >= ? ORDER BY p.id", [sha256, me, today.isoformat()])]
 
 
 # --- staged imports --------------------------------------------------------------------------

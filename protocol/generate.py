@@ -50,8 +50,9 @@ def descriptor(who: Identity, name: str, port: int, scopes: list[str] | None = N
     return sign_document(doc, who)
 
 
-def profile() -> dict[str, Any]:
-    return sign_document({
+def profile(revision: int | None = 3) -> dict[str, Any]:
+    """Jane Example's record at revision 3; revision=None: as a node from before revisions wrote it."""
+    record = {
         "id": "abcdefgh2345", "origin": ALICE.node_id, "status": "identified", "first_name": "Jane",
         "last_name": "Example", "aliases": ["JE"], "dob": "1990-02-03", "age_min": None, "age_max": None,
         "gender": "female", "ethnicity": "IC9", "build": "medium", "height_cm": 168,
@@ -61,7 +62,10 @@ def profile() -> dict[str, Any]:
         "exclusion": {"from": "2026-10-02", "until": "2027-10-01", "where": "all member premises"},
         "local_only": False, "created": NOW_TS, "updated": NOW_TS, "last_seen": "2026-10-01",
         "review_by": "2027-11-24", "image": "7d" * 32,
-    }, ALICE)
+    }
+    if revision is not None:
+        record["revision"] = revision
+    return sign_document(record, ALICE)
 
 
 def offer(frm: Identity, to: Identity, port: int, prev: str | None = None, at: str = NOW_TS) -> dict[str, Any]:
@@ -82,7 +86,8 @@ def audit_chain() -> tuple[list[dict[str, Any]], list[str]]:
         {"seq": 1, "ts": NOW_TS, "event": "consent-offer-received", "peer": BOB.node_id, "detail": {"state": "pending"}},
         {"seq": 2, "ts": NOW_TS, "event": "consent-accept-sent", "peer": BOB.node_id, "detail": {}},
         {"seq": 3, "ts": "2026-11-24T16:00:05Z", "event": "served", "peer": BOB.node_id,
-         "detail": {"method": "POST", "path": "/v1/profiles/query", "status": 200, "what": "query", "count": 1}},
+         "detail": {"method": "POST", "path": "/v1/profiles/query", "status": 200, "what": "query", "count": 1,
+                    "records": "abcdefgh2345:3"}},
     ]
     hashes, prev = [], GENESIS
     for e in entries:
@@ -212,6 +217,10 @@ def vectors() -> dict[str, dict[str, Any]]:
     reordered = dict(reversed(list(p.items())))
     vec("document", "member-order", "Member order does not matter: the canonical form is signed",
         {"document": reordered, "public_key": ALICE.public_key_b64}, {}, "valid")
+    old = profile(revision=None)
+    vec("document", "profile-without-revision", "A profile record from a node older than `revision`: still valid",
+        {"document": old, "public_key": ALICE.public_key_b64},
+        {"signed_bytes": canonical({k: v for k, v in old.items() if k != "sig"}).decode()}, "valid")
 
     # HTTP message signatures (RFC 9421) with Content-Digest (RFC 9530)
     url = "https://127.0.0.1:8443/v1/profiles/query"

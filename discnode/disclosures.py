@@ -1,0 +1,106 @@
+"""The disclosure log: which of this node's records went to which partner, and when.
+
+The record of a disclosure is the audit entry of the reply that carried it (spec section 9.1): a
+`served` entry names the partner, and its `records` member the profiles served, each with the
+revision it was at, as one string `"ID:REV ID:REV ..."`. One string rather than a list keeps the
+cost per reply to a few microseconds (the hash chain canonicalises every entry; a list of 50 pairs
+is 150 JSON values, a string is one) and the entry short (about 15 bytes a record).
+
+To answer "who received profile X" without reading the whole log, the `disclosures` table indexes
+those entries by profile. It is derived from the log, never the other way round: the serving path
+writes nothing but its one audit entry, and `catch_up` indexes the entries written since it last
+ran (the daemon calls it between deliveries; a profile's deletion calls it before asking). Readers
+(`of_profile`, `recipients`) read the index and the entries not yet indexed, so they never miss a
+disclosure and never write. This module holds the table's only reads and writes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from . import store
+
+#: The audit event of a reply that disclosed records (server.py), and the detail member naming them.
+SERVED = "served"
+FIELD = "records"
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """One reply that carried a profile (or one of its images) to a partner."""
+
+    peer: str       # the partner's node ID
+    ts: str         # when (the audit entry's time)
+    revision: int   # the profile's revision served (0: written before revisions)
+    seq: int        # the audit entry's number
+    what: str       # "query", "profile", "image-thumb", "image-full", "revealed"
+
+
+def encode(served: Iterable[tuple[str, int]]) -> str:
+    """The `records` member of a served entry: "ID:REV" pairs, space-separated."""
+    return " ".join(f"{pid}:{rev}" for pid, rev in served)
+
+
+def decode(text: str) -> Iterator[tuple[str, int]]:
+    """The pairs of a `records` member; a malformed pair (never written by this node) is skipped."""
+    for pair in text.split():
+        pid, _, rev = pair.partition(":")
+        if pid and rev.isdigit():
+            yield pid, int(rev)
+
+
+def _entries(db: store.DB, after: int) -> Iterator[tuple[str, int, str, int, str, str]]:
+    """(profile, seq, peer, revision, what, ts) of every disclosure in served entries after `after`."""
+    rows = db.execute("SELECT seq, ts, peer, detail FROM audit WHERE seq > ? AND event = ? ORDER BY seq",
+                      [after, SERVED])
+    for seq, ts, peer, detail in rows:
+        if f'"{FIELD}"' not in detail:  # most entries (facets, audit heads) name no record: skip the parse
+            continue
+        try:
+            parsed = json.loads(detail)
+        except ValueError:
+            continue
+        text = parsed.get(FIELD)
+        if isinstance(text, str):
+            what = str(parsed.get("what", ""))
+            for pid, rev in decode(text):
+                yield pid, seq, peer, rev, what, ts
+
+
+def _indexed_upto(db: store.DB) -> int:
+    row = db.execute("SELECT upto FROM disclosures_indexed WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def catch_up(db: store.DB) -> int:
+    """Index the served entries written since the last call, in one transaction; returns how many
+    disclosures it added. Safe to call from several processes: the watermark moves in the same
+    transaction as the rows."""
+    with store.write(db) as conn:
+        upto = _indexed_upto(db)
+        last = db.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0]
+        if last <= upto:
+            return 0
+        rows = [r for r in _entries(db, upto) if r[1] <= last]
+        conn.executemany("INSERT OR IGNORE INTO disclosures (profile_id, seq, peer, revision, what, ts) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("UPDATE disclosures_indexed SET upto = ? WHERE id = 1", [last])
+        return len(rows)
+
+
+def of_profile(db: store.DB, profile_id: str) -> list[Disclosure]:
+    """Every disclosure of the profile (any revision, its images included), oldest first."""
+    upto = _indexed_upto(db)
+    out = [Disclosure(peer, ts, rev, seq, what) for seq, peer, rev, what, ts in db.execute(
+        "SELECT seq, peer, revision, what, ts FROM disclosures WHERE profile_id = ? AND seq <= ? ORDER BY seq",
+        [profile_id, upto])]
+    out += [Disclosure(peer, ts, rev, seq, what) for pid, seq, peer, rev, what, ts in _entries(db, upto)
+            if pid == profile_id]
+    return out
+
+
+def recipients(db: store.DB, profile_id: str) -> set[str]:
+    """The partners that received any revision of the profile, or any of its images."""
+    return {d.peer for d in of_profile(db, profile_id)}
