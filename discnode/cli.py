@@ -553,7 +553,7 @@ def peer_add(ctx: typer.Context,
                                          help="Why data is shared (part of the signed terms)."),
              share: list[str] = typer.Option(["profiles", "images"], "--share",
                                              help="profiles, images; or match (match-only: hit or no-hit, "
-                                                  "no browsing)"),
+                                                  "no browsing); statistics (counts only, no identifiers)"),
              match_quota: Optional[int] = typer.Option(None, "--match-quota",
                                                        help="With --share match: names the partner may ask "
                                                             "about per day (default 100)."),

@@ -24,7 +24,7 @@ from .errors import Conflict, InvalidInput, Refused
 from .signing import document_hash
 
 #: Every share scope this implementation supports, advertised in its descriptor (`scopes`).
-SHARE_KINDS = ("profiles", "images", "match")
+SHARE_KINDS = ("profiles", "images", "match", "statistics")
 #: What an offer shares unless told otherwise; and what a descriptor without `scopes` supports
 #: (nodes from before scopes were advertised).
 DEFAULT_SHARE = ("profiles", "images")

@@ -743,6 +743,8 @@ def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     app.router.add_post("/v1/sightings", receive_sighting)
     app.router.add_post("/v1/links", receive_link)
     app.router.add_post("/v1/links/answer", receive_link_answer)
+    from . import server_statistics  # noqa: PLC0415 - it imports this module
+    server_statistics.register(app)
     return app
 
 

@@ -22,6 +22,8 @@ from discnode.consent import Action, Terms, derive, new_offer, new_response
 from discnode.documents.proposal import new_outcome, new_proposal
 from discnode.documents.link import new_answer, new_link
 from discnode.documents.sighting import new_sighting
+from discnode.documents.statistics import new_statistics
+from discnode.statistics import Incident, Window, release
 from discnode.identity import Identity, b64u, node_id_for
 from discnode import namekey, oprf
 from discnode.signing import (canonical, content_digest, document_hash, sign_document, sign_request,
@@ -122,6 +124,26 @@ def sighting() -> dict[str, Any]:
                         "0a1b2c3d4e5f6a7b")
 
 
+#: Bob's incidents for the statistics examples and vectors (spec 8.7): places as recorded.
+STATS_WINDOW = Window(dt.date(2024, 11, 25), dt.date(2026, 11, 22))
+
+
+def stats_incidents() -> list[Incident]:
+    week = [dt.date(2026, 11, 2), dt.date(2026, 11, 9), dt.date(2026, 11, 16)]
+    out = [Incident(week[0], "Example Stores, Market Street", ("shoplifting",))] * 6
+    out += [Incident(week[1], "Example Stores,  market street", ("shoplifting",))] * 2
+    out += [Incident(week[1], "The Crown, Bridge Road", ("shoplifting", "violence"))] * 5
+    out += [Incident(week[2], "Corner Shop", ("shoplifting",))] * 3       # a place under 5: other places
+    out += [Incident(week[2], "Bus station", ("shoplifting",))] * 2       # other places, with the above
+    out += [Incident(dt.date(2026, 10, 31), "The Crown, Bridge Road", ("drugs",))] * 2  # a fragment under 5: withheld
+    return out
+
+
+def statistics_reply() -> dict[str, Any]:
+    """Bob's released counts for Alice, a statistics-only partner."""
+    return new_statistics(BOB, ALICE.node_id, STATS_WINDOW, release(stats_incidents(), STATS_WINDOW), NOW_TS)
+
+
 def link() -> dict[str, Any]:
     """Alice tells Bob her profile and his describe one person (a Level Two group)."""
     return new_link(ALICE, BOB.node_id, "abcdefgh2345", "bcdefghi3456", NOW_TS, "1122334455667788")
@@ -169,6 +191,8 @@ def examples() -> dict[str, Any]:
         "link-answer.json": link_answer(),
         "link-reply.json": {"id": "1122334455667788", "state": "confirmed"},
         "sighting-reply.json": {"id": "0a1b2c3d4e5f6a7b"},
+        "statistics-request.json": {},
+        "statistics.json": statistics_reply(),
         "error.json": {"error": {"code": "refused", "message": "no active agreement to share profiles "
                                                               "(agreement is revoked)"}},
     }
@@ -367,6 +391,30 @@ def vectors() -> dict[str, dict[str, Any]]:
     vec("sighting", "control-characters", "A place carrying a terminal escape",
         {"document": sign_document({**sg, "at": "Market\u001b[2J"}, BOB), "signer": BOB.node_id,
          "me": ALICE.node_id, "public_key": BOB.public_key_b64}, {"error": "at"}, "invalid")
+
+    # statistics (spec 8.7)
+    st = statistics_reply()
+    bob = {"signer": BOB.node_id, "me": ALICE.node_id, "public_key": BOB.public_key_b64}
+    vec("statistics", "signed", "Bob's statistics reply, checked by Alice",
+        {"document": st, **bob}, {"signed_bytes": canonical({k: v for k, v in st.items() if k != "sig"}).decode()},
+        "valid")
+    vec("statistics", "tampered-total", "The counts changed after signing",
+        {"document": {**st, "total": st["total"] + 5}, **bob}, {"error": "signature"}, "invalid")
+    vec("statistics", "relayed", "Carol's genuine statistics, sent by Bob",
+        {"document": sign_document({**st, "from": CAROL.node_id}, CAROL), **bob}, {"error": "node that signed"},
+        "invalid")
+    vec("statistics", "small-count", "A count under 5, signed by its sender: refused whoever signed it",
+        {"document": sign_document({**st, "by_week": {**st["by_week"], "2026-W40": 3}}, BOB), **bob},
+        {"error": "by_week"}, "invalid")
+    vec("statistics", "inconsistent", "Places that do not add up to the total: not one release",
+        {"document": sign_document({**st, "by_area": st["by_area"][:1]}, BOB), **bob},
+        {"error": "adds up to"}, "invalid")
+    vec("statistics", "release", "Incidents as a node holds them (places as recorded) and the tables it "
+        "publishes: places and tag combinations under 5 become other (null); a week-and-month fragment under "
+        "5 is withheld everywhere; every count is then 0 or at least 5",
+        {"window": STATS_WINDOW.to_wire(),
+         "incidents": [{"date": i.date.isoformat(), "place": i.place, "tags": list(i.tags)} for i in stats_incidents()]},
+        release(stats_incidents(), STATS_WINDOW).to_wire(), "valid")
 
     # same-person links (spec 8.6)
     lk, la = link(), link_answer()

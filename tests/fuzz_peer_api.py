@@ -160,7 +160,8 @@ def _put(doc: Any, where: tuple[Any, ...], value: Any) -> Any:
     if not where:
         return value
     copy = dict(doc) if isinstance(doc, dict) else list(doc)
-    copy[where[0]] = _put(copy[where[0]], where[1:], value)
+    # A new member (the only place in an empty object) has no value to descend into.
+    copy[where[0]] = value if len(where) == 1 else _put(copy[where[0]], where[1:], value)
     return copy
 
 
@@ -272,7 +273,7 @@ class Nodes:
         limits = server.Limits(rate=1e9, burst=10**9, address_factor=1)
         self.servers = [self.run(server.start(h, limits)) for h in (self.server_home, self.peer_home)]
         self.run(peering.add_peer(self.peer_home, self.server_home.config.url, self.server_home.node_id,
-                                  Terms.default(today(), share=("profiles", "images", "match"),
+                                  Terms.default(today(), share=("profiles", "images", "match", "statistics"),
                                                 match_daily_quota=10_000)))
         self.run(peering.respond(self.server_home, self.peer_home.node_id, Action.ACCEPT))
         self.session: aiohttp.ClientSession = self.run(self._session())

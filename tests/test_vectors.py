@@ -16,6 +16,8 @@ from discnode.consent import derive
 from discnode.documents.proposal import check_outcome, check_proposal
 from discnode.documents.link import check as check_link
 from discnode.documents.sighting import check_sighting
+from discnode.documents.statistics import check_statistics
+from discnode.statistics import Incident, Window, release
 from discnode.errors import DiscnodeError
 from discnode.identity import b64u_decode, node_id_for, parse_node_id
 from discnode.signing import canonical, verify_document, verify_request
@@ -55,6 +57,14 @@ def run(family, vector):
         return {"signed_bytes": canonical({k: v for k, v in doc.items() if k != "sig"}).decode()}
     if family == "sighting":
         doc = check_sighting(i["document"], i["signer"], i["me"], b64u_decode(i["public_key"]))
+        return {"signed_bytes": canonical({k: v for k, v in doc.items() if k != "sig"}).decode()}
+    if family == "statistics":
+        if "incidents" in i:
+            window = Window(dt.date.fromisoformat(i["window"]["from"]), dt.date.fromisoformat(i["window"]["until"]))
+            return release([Incident(dt.date.fromisoformat(x["date"]), x["place"], tuple(x["tags"]))
+                            for x in i["incidents"]], window).to_wire()
+        doc = i["document"]
+        check_statistics(doc, i["signer"], i["me"], b64u_decode(i["public_key"]))
         return {"signed_bytes": canonical({k: v for k, v in doc.items() if k != "sig"}).decode()}
     if family == "link":
         doc = check_link(i["document"], i["kind"], i["signer"], i["me"], b64u_decode(i["public_key"]))
@@ -103,7 +113,7 @@ def run_audit_head(i):
 def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
     assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json",
-                        "match", "proposal", "sighting", "link"}
+                        "match", "proposal", "sighting", "link", "statistics"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 
