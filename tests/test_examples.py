@@ -54,7 +54,8 @@ def test_the_service_unit_runs_what_the_readme_installs():
     program, home = Path(exec_start[0]), exec_start[exec_start.index("--home") + 1]
     venv = program.parent.parent
     assert exec_start[-1] == "serve" and program.name == "discnode"
-    assert f"sudo python3 -m venv {venv} && sudo {venv}/bin/pip install" in readme
+    assert f"sudo python3 -m venv {venv} && sudo {venv}/bin/pip install -q --require-hashes -r requirements/service.lock" in readme
+    assert f"sudo {venv}/bin/pip install -q --no-deps ." in readme  # the lock pins every dependency
     assert f"sudo -u discnode {program} --home {home} init" in readme
     assert f"useradd --system --home {home}" in readme
     assert f"ReadWritePaths={home}" in unit and "User=discnode" in unit
