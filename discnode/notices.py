@@ -1,4 +1,4 @@
-"""Erasure and rectification reach recipients (spec section 8.7; UK GDPR Art 19).
+"""Erasure and rectification reach recipients (spec section 8.8; UK GDPR Art 19).
 
 The one module that writes the `notices` table. When this node deletes one of its profiles, makes
 it local-only, or corrects it, it signs a notice to every partner the disclosure log says received

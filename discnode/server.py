@@ -745,8 +745,8 @@ def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     app.router.add_post("/v1/links/answer", receive_link_answer)
     from . import server_statistics  # noqa: PLC0415 - it imports this module
     server_statistics.register(app)
-    from .notice_api import add_routes as add_notice_routes  # here: it imports this module
-    add_notice_routes(app)
+    from . import server_notices  # noqa: PLC0415 - it imports this module
+    server_notices.register(app)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Erasure and rectification reach recipients, with real nodes (spec 8.7): A deletes or corrects a
+"""Erasure and rectification reach recipients, with real nodes (spec 8.8): A deletes or corrects a
 profile B received; B drops what it kept of it, lists the files its administrator exported from
 it, and returns a signed receipt; a notice about another node's record, from a node that never
 was a partner, or replayed, changes nothing."""

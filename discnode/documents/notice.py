@@ -1,4 +1,4 @@
-"""Erasure and rectification notices, and their receipts (spec section 8.7): "the record of mine
+"""Erasure and rectification notices, and their receipts (spec section 8.8): "the record of mine
 you received is erased / corrected", from a profile's origin to every partner that received it
 (UK GDPR Art 19), and the partner's signed answer saying what it dropped. Pure: build, sign and
 check; notices.py stores them and acts on them."""

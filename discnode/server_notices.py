@@ -1,4 +1,4 @@
-"""The peer API's route for erasure and rectification notices (spec section 8.7): a partner's
+"""The peer API's route for erasure and rectification notices (spec section 8.8): a partner's
 notice about one of its own records, answered with this node's signed receipt. Registered on the
 app by server.create_app; the work is notices.receive's, on the writer thread."""
 
@@ -30,5 +30,5 @@ async def receive_notice(request: web.Request) -> web.Response:
     return web.json_response(receipt)
 
 
-def add_routes(app: web.Application) -> None:
+def register(app: web.Application) -> None:
     app.router.add_post(PATH, receive_notice)
