@@ -454,6 +454,11 @@ def profile_import(ctx: typer.Context, file: Path = typer.Argument(..., help="A 
     except KeyboardInterrupt:
         output.err_console.print("Import stopped: nothing was written.")
         raise typer.Exit(130) from None
+    if result.updated:  # corrections for the partners that received the old versions (notices.py)
+        from . import notices
+        from .peering import notify
+        if notices.undelivered(home.db, home.node_id):
+            _run(notify(home, client=_daemon_client()))
     if json_out:
         output.emit_json(result.to_json())
     else:

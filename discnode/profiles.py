@@ -187,7 +187,7 @@ def _own(home: Home, profile_id: str) -> dict[str, Any]:
     return existing
 
 
-def _notify(db: store.DB, home: Home, existing: dict[str, Any], record: dict[str, Any]) -> None:
+def notify_recipients(db: store.DB, identity: Identity, existing: dict[str, Any], record: dict[str, Any]) -> None:
     """Tell every partner that received an earlier revision (the disclosure log) that the record
     changed: a rectification, or an erasure if it just became local-only (those partners may no
     longer hold it). In the caller's transaction; peering delivers the notices."""
@@ -196,19 +196,19 @@ def _notify(db: store.DB, home: Home, existing: dict[str, Any], record: dict[str
     kind = notices.ERASURE if record["local_only"] else notices.RECTIFICATION
     recipients = disclosures.recipients(db, record["id"])
     if recipients:
-        notices.prepare(db, home.identity, record["id"], kind, record["revision"], recipients)
+        notices.prepare(db, identity, record["id"], kind, record["revision"], recipients)
 
 
 def _write_edit(home: Home, record: dict[str, Any], event: str, peer: str = "", *,
                 notify_from: dict[str, Any] | None = None, **detail: Any) -> dict[str, Any]:
     """Re-sign and store an edited record, with its audit entry, in one transaction; with
-    notify_from (the record before), notices to the partners that received it (_notify)."""
+    notify_from (the record before), notices to the partners that received it (notify_recipients)."""
     signed = _sign(home, record)
     with store.write(home.db):
         store.put_profiles(home.db, [signed], replace=True)
         audit.append(home.db, event, peer, id=record["id"], **detail)
         if notify_from is not None:
-            _notify(home.db, home, notify_from, record)
+            notify_recipients(home.db, home.identity, notify_from, record)
     return signed
 
 
@@ -368,7 +368,7 @@ def remove_image(home: Home, profile_id: str, which: str) -> dict[str, Any]:
         orphan = store.remove_image_row(conn, profile_id, sha)
         store.put_profiles(home.db, [signed], replace=True)
         audit.append(home.db, "image-removed", "", id=profile_id, sha256=sha)
-        _notify(home.db, home, existing, signed)
+        notify_recipients(home.db, home.identity, existing, signed)
     if orphan:
         img.remove(home.images_root, sha)
     return signed

@@ -202,3 +202,18 @@ def test_receipts_outstanding_are_shown_by_peer_list_until_the_partner_answers(a
 def _post(sender, target, doc):
     body, headers = signed(_identity(sender), target, "POST", PATH, doc)
     return "POST", PATH, body, headers
+
+
+def test_an_import_that_corrects_a_received_profile_sends_a_rectification(network, tmp_path):
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    sheet = tmp_path / "members.csv"
+    sheet.write_text("ref,first_name,last_name,notes\nNT-1,Ida,Imported,first version\nNT-2,Ned,Unseen,\n")
+    a.cli("profile", "import", str(sheet))
+    ids = {r["last_name"]: r["id"] for r in a.cli("profile", "list", "--json").json}
+    b.cli("profile", "show", f"{a.node_id}:{ids['Imported']}")  # B received Ida only
+    sheet.write_text("ref,first_name,last_name,notes\nNT-1,Ida,Imported,corrected\nNT-2,Ned,Unseen,changed\n")
+    assert a.cli("profile", "import", str(sheet), "--json").json["updated"] == 2
+    (sent,) = notices.sent_about(Home.open(a.cli.home).db, a.node_id, ids["Imported"])
+    assert (sent["to"], sent["kind"], sent["revision"], sent["receipt"]) == (b.node_id, "rectification", 2, True)
+    assert notices.sent_about(Home.open(a.cli.home).db, a.node_id, ids["Unseen"]) == []  # sent to nobody
