@@ -217,3 +217,40 @@ def test_an_import_that_corrects_a_received_profile_sends_a_rectification(networ
     (sent,) = notices.sent_about(Home.open(a.cli.home).db, a.node_id, ids["Imported"])
     assert (sent["to"], sent["kind"], sent["revision"], sent["receipt"]) == (b.node_id, "rectification", 2, True)
     assert notices.sent_about(Home.open(a.cli.home).db, a.node_id, ids["Unseen"]) == []  # sent to nobody
+
+
+def test_a_forged_receipt_is_not_kept_and_the_receipt_stays_outstanding(network, tmp_path):
+    """A hostile partner (a real server with its own identity) that received a record answers its
+    erasure notice with a receipt for another notice: not kept, audited, still owed."""
+    from aiohttp import web
+
+    from discnode.documents.notice import new_receipt
+    from discnode.signing import document_hash
+    from tests.hostile import HostilePeer, answer, post_signed
+
+    a = network.node("A")
+    hostile = HostilePeer(tmp_path / "hostiles", network.loop)
+    try:
+        hostile.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
+        a.cli("peer", "add", hostile.url, "--expect", hostile.node_id)
+        hostile.accept_from(a)
+        x = a.cli("profile", "add", "--first-name", "Xena", "--last-name", "Taken", "--json").json["id"]
+        status, reply = post_signed(network.loop, hostile.home.identity, a, "/v1/profiles/query", {})
+        assert status == 200 and [r["id"] for r in reply["records"]] == [x]
+
+        async def forged(request: web.Request) -> web.Response:
+            notice = await request.json()
+            lie = new_receipt(hostile.home.identity, notice, "00" * 32, {"checked": 1}, 0, now_ts())
+            return web.json_response(lie)
+        hostile.routes[("POST", PATH)] = forged
+        r = a.cli("profile", "delete", x, "--yes", "--json").json
+        assert (r["recipients"], r["notified"], r["receipts"]) == ([hostile.node_id], [hostile.node_id], [])
+        assert hostile.hits_on("POST", PATH) == 1
+        assert [e[1] for e in _events(a, "notice-receipt-invalid")] == [hostile.node_id]
+        assert _events(a, "notice-receipt-received") == []
+        assert {p["node_id"]: p["receipts_outstanding"] for p in a.cli("peer", "list", "--json").json} == {
+            hostile.node_id: 1}
+        sent = json.loads(_q(a, "SELECT doc FROM notices")[0][0])
+        assert document_hash(sent) != "00" * 32  # the lie named another notice
+    finally:
+        hostile.stop()
