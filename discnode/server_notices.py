@@ -25,6 +25,8 @@ async def receive_notice(request: web.Request) -> web.Response:
     doc = _json_body(request)
     got = await state.sql.write(lambda db: notices.receive(db, state.home.identity, peer, key, doc))
     receipt = got.receipt
+    if not got.again:
+        state.notice_taken(peer)
     note(request, "notice-received", id=receipt["notice"], about=receipt["about"]["id"], kind=receipt["kind"],
          dropped=receipt["dropped"], files=receipt["files"], again=got.again)
     return web.json_response(receipt)

@@ -254,3 +254,21 @@ def test_a_forged_receipt_is_not_kept_and_the_receipt_stays_outstanding(network,
         assert document_hash(sent) != "00" * 32  # the lie named another notice
     finally:
         hostile.stop()
+
+
+def test_a_notice_clears_the_daemons_cached_images_of_that_partner(abc):
+    """The daemon's web pages cache partners' images in memory: a notice taken drops that
+    partner's (server_notices calls NodeState.notice_taken, which serve wires to Local.forget)."""
+    from discnode import server
+    from discnode.localapi import Local
+
+    a, b, c, x, _y = abc
+    local = Local(Home.open(b.cli.home))
+    local.cache.update({("thumb", a.node_id, "1" * 64): (0, b"a"), ("full", a.node_id, "2" * 64): (0, b"a"),
+                        ("thumb", c.node_id, "3" * 64): (0, b"c"), ("facets", "q"): (0, {})})
+    taken: list[str] = []
+    b.running.runner.app[server.STATE].notice_taken = lambda origin: taken.append(origin) or local.forget(origin)
+    a.cli("profile", "delete", x, "--yes")
+    assert taken == [a.node_id]
+    assert set(local.cache) == {("thumb", c.node_id, "3" * 64)}  # C's stay; counts are counted afresh
+    local.home.close()
