@@ -8,7 +8,7 @@ Per reply of N records it times, on a real node database of 2,000 profiles: read
 (search_raw before, search_served now, which also has SQLite join each record's ID and revision
 into the `records` member), and appending the audit entry to the hash chain in a group commit of 20
 entries (as the server's writer does under load), per entry. Process CPU time (the machine is
-shared), median of --runs, before and after alternating in the same run.
+shared), median of --runs, before and after in the same run, alternating which goes first.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def measure(home: Home, runs: int, limit: int) -> dict[str, float]:
     today = dt.date.today()
     out: dict[str, list[float]] = {k: [] for k in ("read_before", "read_after", "encode", "audit_before",
                                                    "audit_after")}
-    for _ in range(runs):
+    for run in range(runs):
         texts: list[str] = []
         served = ""
 
@@ -63,8 +63,9 @@ def measure(home: Home, runs: int, limit: int) -> dict[str, float]:
             nonlocal served
             texts[:], served = store.search_served(home.db, query, today, home.node_id)
 
-        out["read_before"].append(timed(before_read))
-        out["read_after"].append(timed(after_read))
+        reads = [("read_before", before_read), ("read_after", after_read)]
+        for name, fn in reads if run % 2 else reversed(reads):  # alternate which goes first
+            out[name].append(timed(fn))
         # search_served's string is what goes into the entry; the pairs are joined by SQLite (inside
         # read_after); encode() is what the one-profile and image replies use.
         pairs = list(disclosures.decode(served))
@@ -73,8 +74,9 @@ def measure(home: Home, runs: int, limit: int) -> dict[str, float]:
         where = {"method": "POST", "path": "/v1/profiles/query", "status": 200}
         plain = [("served", PEER, {**where, "what": "query", "count": len(texts)})] * BATCH
         named = [("served", PEER, {**where, "what": "query", "count": len(texts), "records": encoded[0]})] * BATCH
-        out["audit_before"].append(timed(lambda: audit.append_many(home.db, plain)) / BATCH)
-        out["audit_after"].append(timed(lambda: audit.append_many(home.db, named)) / BATCH)
+        appends = [("audit_before", plain), ("audit_after", named)]
+        for name, entries in appends if run % 2 else reversed(appends):
+            out[name].append(timed(lambda: audit.append_many(home.db, entries)) / BATCH)
     return {k: statistics.median(v) * 1e6 for k, v in out.items()}
 
 

@@ -53,13 +53,27 @@ def load(db: store.DB, today: dt.date) -> frozenset[bytes]:
     return frozenset(row[0] for row in db.execute("SELECT digest FROM checked_records WHERE checked >= ?", [cutoff]))
 
 
-def remember(db: store.DB, digests: Iterable[bytes], today: dt.date) -> None:
+#: One record that passed every check: its digest, and the (origin, profile ID) it was, so that
+#: an erasure or rectification notice from that origin can forget it (notices.py).
+Check = tuple[bytes, str, str]
+
+
+def remember(db: store.DB, checks: Iterable[Check], today: dt.date) -> None:
     """Record digests of records that passed every check, and forget the expired ones."""
-    rows = [(d, today.isoformat()) for d in digests]
+    rows = [(d, today.isoformat(), origin, pid) for d, origin, pid in checks]
     cutoff = (today - dt.timedelta(days=MAX_AGE_DAYS)).isoformat()
     with store.write(db) as conn:
-        conn.executemany("INSERT OR IGNORE INTO checked_records (digest, checked) VALUES (?, ?)", rows)
+        conn.executemany("INSERT OR IGNORE INTO checked_records (digest, checked, origin, profile_id) "
+                         "VALUES (?, ?, ?, ?)", rows)
         conn.execute("DELETE FROM checked_records WHERE checked < ?", [cutoff])
+
+
+def forget(db: store.DB, origin: str, profile_id: str) -> int:
+    """Forget every check of the origin's profile (any revision): its next arrival is checked in
+    full. Returns how many were forgotten."""
+    with store.write(db) as conn:
+        return conn.execute("DELETE FROM checked_records WHERE origin = ? AND profile_id = ?",
+                            [origin, profile_id]).rowcount
 
 
 def count(db: store.DB) -> int:

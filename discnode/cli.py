@@ -304,6 +304,9 @@ def profile_edit(
                                    changes={k: v for k, v in changes.items() if k != "status"}, reason=reason)
     else:
         record = profiles.edit(home, profile_id, changes)
+    from . import notices
+    if notices.undelivered(home.db, home.node_id):  # a correction for partners that received it
+        _notify_now(home, profile_id)
     _print_profile(record, json_out)
 
 
@@ -393,11 +396,43 @@ def profile_delete(ctx: typer.Context, profile_id: str = typer.Argument(...),
         if not typer.confirm(f"Delete profile {profile_id} ({output.printable(name)}) and its "
                              f"{len(record['images'])} photo(s)? There is no undo", default=False):
             raise DiscnodeError("not deleted")
-    profiles.delete(home, profile_id)
+    recipients = profiles.delete(home, profile_id)
+    report = _notify_now(home, profile_id) if recipients else {"recipients": [], "notified": [], "receipts": []}
     if json_out:
-        output.emit_json({"deleted": profile_id})
-    else:
-        output.console.print(f"Deleted profile {output.safe(profile_id)}")
+        output.emit_json({"deleted": profile_id, **report})
+        return
+    output.console.print(f"Deleted profile {output.safe(profile_id)}")
+    _print_notified(home, report, "erasure")
+
+
+def _notify_now(home: Home, profile_id: str) -> dict[str, list[str]]:
+    """Deliver the notices about a profile now (peering.notify), and say where they stand: the
+    partners told (recipients), those that took the notice, those that returned a receipt."""
+    from . import notices
+    from .peering import notify
+
+    _run(notify(home, client=_daemon_client()))
+    latest = {n["to"]: n for n in notices.sent_about(home.db, home.node_id, profile_id) if not n["superseded"]}
+    return {"recipients": sorted(latest), "notified": sorted(p for p, n in latest.items() if n["delivered"]
+                                                              and not n["refusal"]),
+            "receipts": sorted(p for p, n in latest.items() if n["receipt"])}
+
+
+def _print_notified(home: Home, report: dict[str, list[str]], kind: str) -> None:
+    from . import peers
+
+    if not report["recipients"]:
+        output.console.print("No partner had received it: no notice to send.", highlight=False)
+        return
+    names = {p.node_id: p.name for p in peers.all_peers(home.db)}
+    waiting = [names.get(p, p) for p in report["recipients"] if p not in report["receipts"]]
+    output.console.print(
+        f"Partners that received it, sent an {kind} notice: {len(report['recipients'])}; notified now: "
+        f"{len(report['notified'])}; receipts returned: {len(report['receipts'])}", highlight=False)
+    if waiting:
+        output.console.print(output.safe("Receipts outstanding from: " + ", ".join(waiting)
+                                         + " (`discnode serve` keeps delivering; see `discnode peer list`)"),
+                             highlight=False)
 
 
 @profile_app.command("import")
@@ -419,6 +454,11 @@ def profile_import(ctx: typer.Context, file: Path = typer.Argument(..., help="A 
     except KeyboardInterrupt:
         output.err_console.print("Import stopped: nothing was written.")
         raise typer.Exit(130) from None
+    if result.updated:  # corrections for the partners that received the old versions (notices.py)
+        from . import notices
+        from .peering import notify
+        if notices.undelivered(home.db, home.node_id):
+            _run(notify(home, client=_daemon_client()))
     if json_out:
         output.emit_json(result.to_json())
     else:
@@ -669,21 +709,28 @@ def peer_list(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     """Known peers and the state of each agreement, and the node IDs you expect an offer from."""
     from . import peers
 
+    from . import notices
+
     home = open_home(ctx)
-    rows = peers.listing(home.db, home.node_id, today())
+    outstanding = notices.outstanding(home.db, home.node_id)
+    rows = [{**r, "receipts_outstanding": outstanding.get(r["node_id"], 0)}
+            for r in peers.listing(home.db, home.node_id, today())]
     if json_out:
         output.emit_json(rows)
         return
     # "unsent": our consent documents the partner has not received yet (`serve` keeps trying).
+    # "receipts owed": erasure and rectification notices it has not returned a receipt for.
     if output.narrow():  # the rest is in `peer show`; a node ID is never wrapped
-        output.table("Peers", ("node id", "name", "state", "review by", "unsent"),
-                     ([r["node_id"], r["name"], r["state"], r["review_by"], r["undelivered"] or ""] for r in rows),
+        output.table("Peers", ("node id", "name", "state", "review by", "unsent", "receipts owed"),
+                     ([r["node_id"], r["name"], r["state"], r["review_by"], r["undelivered"] or "",
+                       r["receipts_outstanding"] or ""] for r in rows),
                      whole=("node id",), nowrap=("review by",))
     else:
         output.table("Peers", ("node id", "name", "url", "state", "last acted", "review by", "shares", "unsent",
-                               "expected"),
+                               "receipts owed", "expected"),
                      ([r["node_id"], r["name"], r["url"], r["state"], r["last_actor"], r["review_by"],
-                       ", ".join(r["share"]), r["undelivered"] or "", "yes" if r["expected"] else ""] for r in rows),
+                       ", ".join(r["share"]), r["undelivered"] or "", r["receipts_outstanding"] or "",
+                       "yes" if r["expected"] else ""] for r in rows),
                      whole=("node id",), nowrap=("review by",))
     if any(r["state"] == "pending" for r in rows):
         output.console.print("Before accepting an offer, read its terms: discnode peer show NODE_ID", highlight=False)
@@ -695,9 +742,12 @@ def peer_show(ctx: typer.Context, node_id: str = typer.Argument(..., help="The p
     """One peer in full: the agreement's terms (purpose, what is shared, review date) and its history."""
     from . import peers
 
+    from . import notices
+
     home = open_home(ctx)
     info = peers.describe(home.db, home.node_id, peers.resolve(home.db, home.node_id, home.config.name, node_id),
                           today())
+    info["receipts_outstanding"] = notices.outstanding(home.db, home.node_id).get(info["node_id"], 0)
     if json_out:
         output.emit_json(info)
         return
@@ -714,6 +764,8 @@ def peer_show(ctx: typer.Context, node_id: str = typer.Argument(..., help="The p
         *([("match quota", f"{terms['match_daily_quota']} names a day")] if "match_daily_quota" in terms else []),
         ("not delivered", f"{info['undelivered']} document(s); `discnode serve` keeps trying"
          if info["undelivered"] else "none"),
+        ("receipts owed", f"{info['receipts_outstanding']} erasure or correction notice(s) without a receipt"
+         if info["receipts_outstanding"] else "none"),
         ("history", history or "none"),
     ])
 
@@ -903,6 +955,8 @@ def search(
             from .contactsheet import render
             from .dataview import thumbnails
             render(page.results, _run(thumbnails(home, page.results, timeout)), contact_sheet)
+            from .exports import register
+            register(home.db, contact_sheet, page.results, home.node_id)
     from . import audit
     audit.append(home.db, "search", "", query=query.to_wire(), results=len(page.results), all=all_pages,
                  contact_sheet=str(contact_sheet) if contact_sheet else None,
@@ -914,6 +968,9 @@ def search(
                         for r in page.results]
     if csv_out or json_out:
         _export_page(page, csv_out, out_file)
+        if out_file is not None:
+            from .exports import register
+            register(home.db, out_file, page.results, home.node_id)
         return
     print_page(home.config.name, page)
     if contact_sheet and page.results:

@@ -244,8 +244,8 @@ class Verdict:
     keep: list[int] = field(default_factory=list)
     dropped: int = 0
     reason: str = ""
-    #: Digests (checked.digest) of the records that passed a full check just now.
-    newly_checked: list[bytes] = field(default_factory=list)
+    #: The records that passed a full check just now: (checked.digest, origin, profile ID).
+    newly_checked: list[checked.Check] = field(default_factory=list)
     #: How many records the reply held, whether it held no float, and why it was refused, if it was.
     count: int = 0
     float_free: bool = False
@@ -260,8 +260,8 @@ class Screened:
     dropped: int = 0
     reason: str = ""
     float_free: bool = False
-    #: Digests (checked.digest) of the records that passed a full check just now.
-    newly_checked: list[bytes] = field(default_factory=list)
+    #: The records that passed a full check just now: (checked.digest, origin, profile ID).
+    newly_checked: list[checked.Check] = field(default_factory=list)
 
 
 def judge(records: list[Any], received: list[bytes], float_free: bool, peer: peers.Peer, query: Query, *,
@@ -282,7 +282,7 @@ def judge(records: list[Any], received: list[bytes], float_free: bool, peer: pee
                 digest = checked.digest(peer.public_key, received[index])
                 if digest not in known:
                     check_record(record, peer, float_free=float_free)
-                    verdict.newly_checked.append(digest)
+                    verdict.newly_checked.append((digest, peer.node_id, record["id"]))
         except (DiscnodeError, KeyError, TypeError) as exc:
             verdict.dropped, verdict.reason = verdict.dropped + 1, verdict.reason or str(exc) or "malformed record"
             continue
@@ -442,7 +442,7 @@ class _Stream:
     pending: asyncio.Task[list[dict[str, Any]]] | None = None
 
 
-def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], sink: list[bytes]) -> Screen:
+def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], sink: list[checked.Check]) -> Screen:
     """A walk's screener: every record checked in full (in the pool's worker processes, if any)
     unless in `known`, and the digests of the newly checked collected in sink. A worker judges
     the reply and sends back only a Verdict; meanwhile this process parses the same bytes itself
@@ -572,7 +572,7 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
     started = time.monotonic()
     known = checked.load(home.db, today()) if remember_checks and targets else frozenset()
     pool = _check_pool(workers, known) if targets else None
-    newly_checked: list[bytes] = []
+    newly_checked: list[checked.Check] = []
     checker = _full_screen(pool, known, newly_checked)
     try:
         firsts = await asyncio.gather(*(fetch(s) for s in streams))
@@ -643,9 +643,11 @@ async def fetch_profile(home: Home, ref: str, save_images: Path | None = None,
                     if hashlib.sha256(reply.body).hexdigest() != sha:
                         raise PeerError(f"{peer.name} sent image {sha[:12]} whose bytes have another hash")
                     fetched[sha] = reply.body
-            from .exports import private_dir, write_private
+            from .exports import private_dir, register, write_private
             private_dir(save_images)  # owner-only (exports.py)
             saved = [str(write_private(files[sha], data)) for sha, data in fetched.items()]
+            for path in saved:  # so that an erasure of this profile can name them (notices.py)
+                register(home.db, Path(path), good, home.node_id)
     out = {**good[0], "origin_name": peer.name, "images": images}
     return {**out, "saved_images": saved} if save_images else out
 

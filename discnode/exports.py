@@ -1,12 +1,19 @@
 """Files the node writes for an administrator outside its home (saved photos, contact sheets, CSV
 and JSON exports). They hold personal data, so they are readable by their owner alone whatever the
 umask: files 0600, and the folders made for them 0700. A folder that already existed is the
-administrator's own and is left as it is."""
+administrator's own and is left as it is.
+
+Every file written that holds partners' profiles is registered (`register`, the one writer of the
+exported_files table), so that when a partner erases or corrects a profile the node can tell its
+administrator which files hold it and should be deleted by hand (notices.py)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from . import store
 
 from .errors import InvalidInput
 
@@ -60,3 +67,27 @@ def write_private(path: Path, data: bytes) -> Path:
             raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return path
+
+
+def register(db: store.DB, path: Path, records: Iterable[Mapping[str, Any]], me: str) -> int:
+    """Note that the file at `path` holds these records (partners' ones: this node's own are its
+    own to manage). Returns how many were noted."""
+    rows = {(str(Path(path).resolve()), r["origin"], r["id"], int(r.get("revision", 0) or 0))
+            for r in records if r.get("origin") and r.get("origin") != me and r.get("id")}
+    if not rows:
+        return 0
+    with store.write(db) as conn:
+        conn.executemany("INSERT OR REPLACE INTO exported_files (path, origin, profile_id, revision, written) "
+                         "VALUES (?, ?, ?, ?, ?)", [(*row, store.now_ts()) for row in rows])
+    return len(rows)
+
+
+def holding(db: store.DB, origin: str, profile_id: str, below: int | None = None) -> list[str]:
+    """The files written here that hold the origin's profile (only at a revision below `below`, if
+    given), that still exist."""
+    sql = "SELECT path FROM exported_files WHERE origin = ? AND profile_id = ?"
+    params: list[Any] = [origin, profile_id]
+    if below is not None:
+        sql += " AND revision < ?"
+        params.append(below)
+    return [p for (p,) in db.execute(sql + " ORDER BY path", params) if Path(p).exists()]

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import audit, store
+from . import audit, disclosures, store
 from . import images as img
 from .errors import DiscnodeError, InvalidInput
 from .home import Home, today
-from .profiles import CSV_COLUMNS, MAX_REF, build_record
+from .profiles import CSV_COLUMNS, MAX_REF, build_record, notify_recipients
 from .signing import sign_document
 
 #: progress(phase, done, total): phase is "reading", "checking" or "writing".
@@ -111,6 +111,8 @@ class _Plan:
     rows: list[store.Staged] = field(default_factory=list)
     new_files: list[Path] = field(default_factory=list)
     result: Result = field(default_factory=Result)
+    #: Live profiles the import changes: (before, after), for the notices to their recipients.
+    changed: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
 
 def _check(home: Home, rows: list[dict[str, Any]], base: Path, plan: _Plan, progress: Progress) -> None:
@@ -146,8 +148,10 @@ def _check(home: Home, rows: list[dict[str, Any]], base: Path, plan: _Plan, prog
                 plan.result.duplicates += 1
             else:
                 hashes.add(digest)
-                plan.rows.append(store.Staged(sign_document(record, home.identity), ref, shas,
-                                              update=existing is not None))
+                signed = sign_document(record, home.identity)
+                plan.rows.append(store.Staged(signed, ref, shas, update=existing is not None))
+                if existing is not None:
+                    plan.changed.append((existing, signed))
                 plan.result.images += len(shas)
                 if existing is None:
                     plan.result.added += 1
@@ -195,6 +199,10 @@ def import_file(home: Home, path: Path, progress: Progress | None = None) -> Res
             # The count, not every ID: an import can be 150,000 rows; their `created` time names them.
             audit.append(home.db, "profiles-imported", "", file=Path(path).name, count=len(plan.rows),
                          added=plan.result.added, updated=plan.result.updated)
+            if plan.changed:  # corrections reach the partners that received the old versions
+                disclosures.catch_up(home.db)
+                for before, after in plan.changed:
+                    notify_recipients(home.db, home.identity, before, after)
         return plan.result
     except BaseException:
         # Ctrl-C included: take back everything this import wrote, then let the caller say so.

@@ -220,3 +220,10 @@ def pending_received(db: store.DB, me: str) -> list[dict[str, Any]]:
 
 def listing(db: store.DB) -> list[dict[str, Any]]:
     return [_view(r) for r in _rows(db, "1", [])]
+
+
+def forget(db: store.DB, peer: str, theirs: str) -> int:
+    """Drop every link (any state) to the partner's profile `theirs`: the partner erased it
+    (notices.py). Returns how many were dropped."""
+    with store.write(db) as conn:
+        return conn.execute("DELETE FROM links WHERE peer = ? AND theirs = ?", [peer, theirs]).rowcount

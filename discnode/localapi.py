@@ -70,6 +70,16 @@ class Local:
             self._warmer = asyncio.get_running_loop().create_task(self._keep_warm(), name="keep-partners-warm")
         return self._client
 
+    def forget(self, origin: str) -> int:
+        """Drop what the web pages cached of a partner's data (its images, and facet counts, which
+        may count its records): called when the partner erases or corrects a record (notices.py).
+        Returns how many entries went."""
+        gone = [k for k in self.cache if isinstance(k, tuple) and (k[0] == "facets" or
+                                                                    (len(k) == 3 and k[1] == origin))]
+        for key in gone:
+            del self.cache[key]
+        return len(gone)
+
     async def _keep_warm(self) -> None:
         """While the administrator is at work (a search in the last WARM_FOR seconds), keep
         WARM_CONNECTIONS pinned connections open to each active partner by fetching its

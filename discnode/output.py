@@ -152,6 +152,7 @@ def profile_fields(record: dict[str, Any], saved: Sequence[str] | None = None) -
         ("images", image_text),
         ("created", r["created"]),
         ("updated", r["updated"]),
+        *([("revision", str(r["revision"]))] if r.get("revision") else []),
     ]
     return pairs
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncContextManager, Callable
 
-from . import audit, links, peers, proposals, sightings, store, witness
+from . import audit, links, notices, peers, proposals, sightings, store, witness
 from .client import PeerClient, Reply, error_for
 from .consent import Action, Agreement, State, Terms, check_action, check_supported, new_offer, new_response
 from .errors import InvalidInput, NotFound, PeerError, Refused, Unauthenticated
@@ -156,6 +156,7 @@ PROPOSAL_OUTCOME_PATH = "/v1/proposals/outcome"
 SIGHTING_PATH = "/v1/sightings"
 LINK_PATH = "/v1/links"
 LINK_ANSWER_PATH = "/v1/links/answer"
+NOTICE_PATH = "/v1/notices"
 
 #: Where each kind of signed document goes, and the audit event if its peer refuses it.
 ROUTES = {**{kind: ("/v1/consent", "consent-delivery-refused") for kind in ("offer", "accept", "reject", "revoke")},
@@ -164,16 +165,19 @@ ROUTES = {**{kind: ("/v1/consent", "consent-delivery-refused") for kind in ("off
           "proposal-outcome": (PROPOSAL_OUTCOME_PATH, "proposal-outcome-delivery-refused"),
           "sighting": (SIGHTING_PATH, "sighting-delivery-refused"),
           "link": (LINK_PATH, "link-delivery-refused"),
-          "link-answer": (LINK_ANSWER_PATH, "link-answer-delivery-refused")}
+          "link-answer": (LINK_ANSWER_PATH, "link-answer-delivery-refused"),
+          "notice": (NOTICE_PATH, "notice-delivery-refused")}
 
 
 def outbox(home: Home) -> list[tuple[str, str, dict[str, Any]]]:
     """Every signed document waiting for its peer, as (hash, peer, document): consent documents
     not yet delivered, then this node's latest audit head for partners that lack it, then
-    proposals, their outcomes, sightings and links (only while the agreement is active)."""
+    proposals, their outcomes, sightings and links (only while the agreement is active); then
+    erasure and rectification notices (to every partner ever vouched for: notices.py)."""
     consent = [(h, d["to"], d) for h, d in peers.undelivered(home.db, home.node_id)]
     return (consent + witness.undelivered(home.db, home.node_id) + proposals.undelivered(home.db, home.node_id)
-            + sightings.undelivered(home.db, home.node_id) + links.undelivered(home.db, home.node_id))
+            + sightings.undelivered(home.db, home.node_id) + links.undelivered(home.db, home.node_id)
+            + notices.undelivered(home.db, home.node_id))
 
 
 def _mark_delivered(home: Home, digest: str, to: str, doc: dict[str, Any], refusal: str | None) -> None:
@@ -185,6 +189,8 @@ def _mark_delivered(home: Home, digest: str, to: str, doc: dict[str, Any], refus
         sightings.mark_delivered(home.db, digest, refusal)
     elif doc["type"] in ("link", "link-answer"):
         links.mark_delivered(home.db, digest, refusal)
+    elif doc["type"] == "notice":
+        notices.mark_delivered(home.db, digest, refusal)
     else:
         peers.mark_delivered(home.db, digest)
 
@@ -253,6 +259,8 @@ async def deliver_pending(home: Home, client: PeerClient | None = None, only: st
             if retry:
                 retry.succeeded(peer.node_id)
             _mark_delivered(home, digest, to, doc, None if delivered else reason)
+            if delivered and doc["type"] == "notice" and reply is not None:
+                _take_receipt(home, digest, peer, reply)
             if delivered:
                 report.sent += 1
                 outcome = (DELIVERED, "")
@@ -266,6 +274,26 @@ async def deliver_pending(home: Home, client: PeerClient | None = None, only: st
             if told:
                 report.outcomes[peer.node_id] = outcome
     return report
+
+
+def _take_receipt(home: Home, digest: str, peer: peers.Peer, reply: Reply) -> None:
+    """A notice's reply is the partner's signed receipt (notices.py). One that does not check is
+    not kept, and audited; the notice stays without a receipt (outstanding in `peer list`)."""
+    try:
+        notices.take_receipt(home.db, home.node_id, digest, peer.public_key, reply.json())
+    except (InvalidInput, Unauthenticated, PeerError) as exc:
+        log.warning("%s answered a notice without a valid receipt: %s", peer.name, exc)
+        audit.append(home.db, "notice-receipt-invalid", peer.node_id, reason=str(exc)[:300])
+
+
+async def notify(home: Home, client: PeerClient | None = None) -> dict[str, Any]:
+    """Deliver the notices waiting (after a delete or an edit) now; those whose partner cannot be
+    reached go when `serve` next can."""
+    waiting = {to for _, to, _ in notices.undelivered(home.db, home.node_id)}
+    async with _client(home, client, 3.0) as c:
+        for to in sorted(waiting):
+            await deliver_pending(home, c, only=to)
+    return {"notified": sorted(waiting - {to for _, to, _ in notices.undelivered(home.db, home.node_id)})}
 
 
 def _peer_message(reply: Reply) -> str:

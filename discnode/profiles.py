@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import audit, schemas, store
+from . import audit, disclosures, notices, schemas, store
 from . import images as img
 from .errors import Conflict, InvalidInput
 from .home import Home, today
@@ -187,19 +187,36 @@ def _own(home: Home, profile_id: str) -> dict[str, Any]:
     return existing
 
 
-def _write_edit(home: Home, record: dict[str, Any], event: str, peer: str = "", **detail: Any) -> dict[str, Any]:
-    """Re-sign and store an edited record, with its audit entry, in one transaction."""
+def notify_recipients(db: store.DB, identity: Identity, existing: dict[str, Any], record: dict[str, Any]) -> None:
+    """Tell every partner that received an earlier revision (the disclosure log) that the record
+    changed: a rectification, or an erasure if it just became local-only (those partners may no
+    longer hold it). In the caller's transaction; peering delivers the notices."""
+    if record["local_only"] and existing["local_only"]:
+        return  # not shared before, not shared now: whoever got it was told when it became local-only
+    kind = notices.ERASURE if record["local_only"] else notices.RECTIFICATION
+    recipients = disclosures.recipients(db, record["id"])
+    if recipients:
+        notices.prepare(db, identity, record["id"], kind, record["revision"], recipients)
+
+
+def _write_edit(home: Home, record: dict[str, Any], event: str, peer: str = "", *,
+                notify_from: dict[str, Any] | None = None, **detail: Any) -> dict[str, Any]:
+    """Re-sign and store an edited record, with its audit entry, in one transaction; with
+    notify_from (the record before), notices to the partners that received it (notify_recipients)."""
     signed = _sign(home, record)
     with store.write(home.db):
         store.put_profiles(home.db, [signed], replace=True)
         audit.append(home.db, event, peer, id=record["id"], **detail)
+        if notify_from is not None:
+            notify_recipients(home.db, home.identity, notify_from, record)
     return signed
 
 
 def edit(home: Home, profile_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Correct a profile; every partner that received it is sent a notice (notices.py)."""
     existing = _own(home, profile_id)
     record = build_record(changes, home.node_id, existing=existing)
-    return _write_edit(home, record, "profile-edited", fields=sorted(changes))
+    return _write_edit(home, record, "profile-edited", notify_from=existing, fields=sorted(changes))
 
 
 def identify(home: Home, profile_id: str, *, first_name: str, last_name: str, dob: str | None = None,
@@ -222,8 +239,8 @@ def identify(home: Home, profile_id: str, *, first_name: str, last_name: str, do
     if dob:
         fields.update(dob=dob, age_min=None, age_max=None)
     record = build_record(fields, home.node_id, existing=existing)
-    return _write_edit(home, record, "profile-identified", peer=peer, source=source, reason=reason,
-                       fields=sorted(fields))
+    return _write_edit(home, record, "profile-identified", peer=peer, notify_from=existing, source=source,
+                       reason=reason, fields=sorted(fields))
 
 
 def seen(db: store.DB, identity: Identity, profile_id: str, when: str, peer: str, sighting: str) -> bool:
@@ -351,17 +368,27 @@ def remove_image(home: Home, profile_id: str, which: str) -> dict[str, Any]:
         orphan = store.remove_image_row(conn, profile_id, sha)
         store.put_profiles(home.db, [signed], replace=True)
         audit.append(home.db, "image-removed", "", id=profile_id, sha256=sha)
+        notify_recipients(home.db, home.identity, existing, signed)
     if orphan:
         img.remove(home.images_root, sha)
     return signed
 
 
-def delete(home: Home, profile_id: str) -> None:
+def delete(home: Home, profile_id: str) -> list[str]:
+    """Delete a profile and its images. Every partner that received it (any revision, or one of its
+    images: the disclosure log) is sent a signed erasure notice, in the same transaction; peering
+    delivers them. Returns those partners' node IDs. Every way of deleting a profile comes here."""
     with store.write(home.db):
+        existing = store.get_profile(home.db, profile_id)
         unused = store.delete_profile(home.db, profile_id)
-        audit.append(home.db, "profile-deleted", "", id=profile_id)
+        disclosures.catch_up(home.db)
+        recipients = sorted(disclosures.recipients(home.db, profile_id))
+        audit.append(home.db, "profile-deleted", "", id=profile_id, notify=recipients)
+        notices.prepare(home.db, home.identity, profile_id, notices.ERASURE, int(existing.get("revision", 0)),
+                        recipients)
     for sha in unused:  # after the commit: a rolled-back delete must not lose its images
         img.remove(home.images_root, sha)
+    return recipients
 
 
 def show(home: Home, profile_id: str) -> dict[str, Any]:

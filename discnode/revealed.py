@@ -41,3 +41,27 @@ def kept(db: store.DB, holder: peers.Peer, ref: str) -> list[dict[str, Any]] | N
         return []
     good, _, _ = verify_records(records, holder)
     return good
+
+
+def forget(db: store.DB, holder: str, profile_id: str, below: int | None = None) -> int:
+    """Drop the holder's revealed record `profile_id` wherever it is kept (only revisions below
+    `below`, if given: a rectification); a reference left with no record goes. Returns how many
+    records were dropped."""
+    dropped = 0
+    with store.write(db) as conn:
+        for ref, text in conn.execute("SELECT ref, records FROM revealed WHERE holder = ?", [holder]).fetchall():
+            try:
+                records = json.loads(text)
+            except ValueError:
+                continue
+            keep = [r for r in records if not (isinstance(r, dict) and r.get("id") == profile_id and (
+                below is None or not isinstance(r.get("revision", 0), int) or r.get("revision", 0) < below))]
+            if len(keep) == len(records):
+                continue
+            dropped += len(records) - len(keep)
+            if keep:
+                conn.execute("UPDATE revealed SET records = ? WHERE holder = ? AND ref = ?",
+                             [json.dumps(keep, sort_keys=True), holder, ref])
+            else:
+                conn.execute("DELETE FROM revealed WHERE holder = ? AND ref = ?", [holder, ref])
+    return dropped

@@ -11,7 +11,9 @@ review` print it, and the inbox and `status` (later) are views of it. Kinds:
 - proposal: a partner's proposal identifying one of our ID-sought profiles, to confirm or decline;
 - sighting: a partner saw the person in one of our profiles (received in the last 14 days);
 - link: a partner proposes that one of our profiles and one of its own are the same person;
-- reveal: a match-only partner's request to see the profile behind a hit (private matching).
+- reveal: a match-only partner's request to see the profile behind a hit (private matching);
+- notice: a partner erased or corrected one of its profiles this node received (received in the last
+  30 days): what was dropped, and the files exported from it to delete by hand.
 
 `discnode inbox` shows the same queue with who each item is from and what it is about.
 
@@ -25,7 +27,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from . import links, peers, proposals, sightings, store
+from . import links, notices, peers, proposals, sightings, store
 from .consent import State
 
 #: How far ahead "near its review date" looks, unless told otherwise.
@@ -42,6 +44,7 @@ class Kind(str, enum.Enum):
     PROPOSAL = "proposal"
     SIGHTING = "sighting"
     LINK = "link"
+    NOTICE = "notice"
 
 
 #: What deals with each kind of item, in general (each item's `action` is the exact command).
@@ -54,6 +57,7 @@ HINTS = {
     Kind.LINK: "discnode link confirm LINK_ID  (or: link decline LINK_ID)",
     Kind.SIGHTING: "discnode profile show PROFILE_ID lists its sightings",
     Kind.PROPOSAL: "discnode proposal confirm PROPOSAL_ID [--reason TEXT]  (or: proposal decline ID --reason TEXT)",
+    Kind.NOTICE: "delete by hand the files it lists (exports of the erased or corrected profile)",
 }
 
 #: The inbox's word for each kind: a profile or an agreement due for review is a "review".
@@ -153,6 +157,23 @@ def link_item(view: Mapping[str, Any], names: Mapping[str, str]) -> Item:
                 sender=view["peer"], about=view["mine"], created=view["created"])
 
 
+def notice_item(view: Mapping[str, Any], names: Mapping[str, str]) -> Item:
+    """A partner's erasure or correction of its profile: the files exported from it are named so
+    that the administrator can delete them (the node cannot know where copies went from there)."""
+    sender = names.get(view["from"], view["from"])
+    what = "erased" if view["kind"] == notices.ERASURE else f"corrected (now revision {view['revision']})"
+    files = view["files"]
+    action = ("delete these files: " + "; ".join(files)) if files else "nothing to do: no file held it"
+    summary = f"{sender} {what} its profile {view['about']}"
+    dropped = ", ".join(f"{n} {k}" for k, n in view["dropped"].items() if n)
+    if dropped:
+        summary += f"; dropped here: {dropped}"
+    if files:
+        summary += f"; {len(files)} exported file(s) hold it, delete by hand: " + ", ".join(files)
+    return Item(Kind.NOTICE, view["id"], summary, None, False, action, sender=view["from"],
+                about=f"{view['from']}:{view['about']}", created=view["created"])
+
+
 def reveal_item(row: Mapping[str, Any], names: Mapping[str, str]) -> Item:
     """A pending reveal request: which partner asked to see which of our profiles."""
     peer = row["peer"]
@@ -178,13 +199,16 @@ def queue(db: store.DB, me: str, today: dt.date, *, days: int = DEFAULT_DAYS,
     if Kind.UNDELIVERED in wanted:
         items += [undelivered_item(digest, doc, names) for digest, doc in peers.undelivered(db, me)]
         items += [undelivered_item(digest, doc, names) for digest, _, doc in
-                  proposals.undelivered(db, me) + sightings.undelivered(db, me) + links.undelivered(db, me)]
+                  proposals.undelivered(db, me) + sightings.undelivered(db, me) + links.undelivered(db, me)
+                  + notices.undelivered(db, me)]
     if Kind.SIGHTING in wanted:
         items += [sighting_item(view, names) for view in sightings.recent(db, me)]
     if Kind.LINK in wanted:
         items += [link_item(view, names) for view in links.pending_received(db, me)]
     if Kind.PROPOSAL in wanted:
         items += [proposal_item(view, names) for view in proposals.pending_received(db, me)]
+    if Kind.NOTICE in wanted:
+        items += [notice_item(view, names) for view in notices.recent_received(db, me)]
     if Kind.REVEAL in wanted:
         from .match import reveals
         items += [reveal_item(row, names) for row in reveals(db) if row["state"] == "pending"]

@@ -86,6 +86,9 @@ class NodeState:
     #: Called with a peer's node ID when it shows it is back (it announced its descriptor), so that
     #: consent documents waiting for it go now rather than at the end of a retry back-off.
     peer_back: Callable[[str], None] = field(default=lambda node_id: None)
+    #: Called with a partner's node ID when it erased or corrected one of its records (a notice,
+    #: server_notices.py), so that the daemon's in-memory caches of its data (the web pages') go.
+    notice_taken: Callable[[str], None] = field(default=lambda origin: None)
     #: Marks the connection of a verified request as a peer's (see transport.Connections.admit).
     trust: Callable[[web.BaseRequest], None] = field(default=lambda request: None)
     #: This node's own set evaluated under each agreement's match key: (peer, offer hash) -> set.
@@ -745,6 +748,8 @@ def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     app.router.add_post("/v1/links/answer", receive_link_answer)
     from . import server_statistics  # noqa: PLC0415 - it imports this module
     server_statistics.register(app)
+    from . import server_notices  # noqa: PLC0415 - it imports this module
+    server_notices.register(app)
     return app
 
 
@@ -903,6 +908,10 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     def peer_back(node_id: str) -> None:
         side.call_soon_threadsafe(woken, node_id)
     running.runner.app[STATE].peer_back = peer_back
+
+    def notice_taken(origin: str) -> None:  # on this loop, as the web pages that fill the cache
+        local.local.forget(origin)
+    running.runner.app[STATE].notice_taken = notice_taken
 
     async def redeliver() -> None:
         from .peering import announce

@@ -128,3 +128,11 @@ def mark_delivered(db: store.DB, digest: str, refusal: str | None) -> None:
     with store.write(db) as conn:
         conn.execute("UPDATE sightings SET delivered = 1, refusal = ? WHERE hash = ?",
                      [refusal[:500] if refusal else None, digest])
+
+
+def forget_sent(db: store.DB, me: str, origin: str, about: str) -> int:
+    """Drop the sightings this node reported of the origin's profile `about` (delivered or not):
+    the origin erased it (notices.py). Returns how many were dropped."""
+    with store.write(db) as conn:
+        return conn.execute("DELETE FROM sightings WHERE sender = ? AND recipient = ? AND about = ?",
+                            [me, origin, about]).rowcount

@@ -221,6 +221,30 @@ def _m013_disclosures(db: "sqlite_utils.Database") -> None:
     db.execute("INSERT INTO disclosures_indexed VALUES (1, 0)")
 
 
+def _m014_erasure(db: "sqlite_utils.Database") -> None:
+    # checked_records (checked.py): which partner's profile each check was, so that a notice from
+    # that partner can forget it. Checks made before this migration have none; they expire within
+    # checked.MAX_AGE_DAYS, and a notice cannot reach them until then (said in the spec).
+    db.execute("ALTER TABLE checked_records ADD COLUMN origin TEXT")
+    db.execute("ALTER TABLE checked_records ADD COLUMN profile_id TEXT")
+    db.execute("CREATE INDEX checked_by_profile ON checked_records (origin, profile_id)")
+    # notices (notices.py): erasure and rectification notices this node sent (sender = itself),
+    # with the receipt each partner returned, and those it received (recipient = itself), with the
+    # receipt it returned and the exported files it listed for its administrator.
+    db.execute("CREATE TABLE notices (hash TEXT PRIMARY KEY, id TEXT NOT NULL, sender TEXT NOT NULL, "
+               "recipient TEXT NOT NULL, about TEXT NOT NULL, kind TEXT NOT NULL, revision INTEGER NOT NULL, "
+               "doc TEXT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0, refusal TEXT, superseded INTEGER NOT NULL "
+               "DEFAULT 0, receipt TEXT, receipt_at TEXT, files TEXT, created TEXT NOT NULL)")
+    db.execute("CREATE UNIQUE INDEX notices_by_sender ON notices (sender, id)")
+    db.execute("CREATE INDEX notices_by_recipient ON notices (recipient, delivered)")
+    db.execute("CREATE INDEX notices_about ON notices (about)")
+    # exported_files (exports.py): which partners' profiles each file written for the
+    # administrator holds (photos, CSV and JSON exports, contact sheets), at which revision.
+    db.execute("CREATE TABLE exported_files (path TEXT NOT NULL, origin TEXT NOT NULL, profile_id TEXT NOT NULL, "
+               "revision INTEGER NOT NULL, written TEXT NOT NULL, PRIMARY KEY (path, origin, profile_id))")
+    db.execute("CREATE INDEX exported_by_profile ON exported_files (origin, profile_id)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -235,6 +259,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("011_links", _m011_links),
     ("012_revealed", _m012_revealed),
     ("013_disclosures", _m013_disclosures),
+    ("014_erasure", _m014_erasure),
 ]
 
 

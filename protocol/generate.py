@@ -24,6 +24,7 @@ from discnode.documents.link import new_answer, new_link
 from discnode.documents.sighting import new_sighting
 from discnode.documents.statistics import new_statistics
 from discnode.statistics import Incident, Window, release
+from discnode.documents.notice import new_notice, new_receipt
 from discnode.identity import Identity, b64u, node_id_for
 from discnode import namekey, oprf
 from discnode.signing import (canonical, content_digest, document_hash, sign_document, sign_request,
@@ -154,6 +155,19 @@ def link_answer() -> dict[str, Any]:
     return new_answer(BOB, lk, document_hash(lk), "confirmed", "2026-11-24T17:00:00Z")
 
 
+def notice(kind: str = "erasure", revision: int = 3) -> dict[str, Any]:
+    """Alice tells Bob, who received her profile, that she erased (or corrected) it."""
+    return new_notice(ALICE, BOB.node_id, "abcdefgh2345", kind, revision, NOW_TS, "9a8b7c6d5e4f3a2b")
+
+
+def receipt() -> dict[str, Any]:
+    """Bob's receipt for Alice's erasure notice: what he dropped, and how many exported files he
+    asked his administrator to delete."""
+    n = notice()
+    return new_receipt(BOB, n, document_hash(n), {"checked": 1, "links": 1, "sightings": 1, "revealed": 0}, 2,
+                       "2026-11-24T16:00:01Z")
+
+
 def examples() -> dict[str, Any]:
     o = offer(ALICE, BOB, 8443)
     head, older = audit_heads()
@@ -193,6 +207,9 @@ def examples() -> dict[str, Any]:
         "sighting-reply.json": {"id": "0a1b2c3d4e5f6a7b"},
         "statistics-request.json": {},
         "statistics.json": statistics_reply(),
+        "notice.json": notice(),
+        "notice.rectification.json": notice("rectification", 4),
+        "receipt.json": receipt(),
         "error.json": {"error": {"code": "refused", "message": "no active agreement to share profiles "
                                                               "(agreement is revoked)"}},
     }
@@ -373,6 +390,38 @@ def vectors() -> dict[str, dict[str, Any]]:
     vec("proposal", "outcome-flipped", "The outcome changed from confirmed to declined after signing",
         {"document": {**o, "outcome": "declined"}, "signer": ALICE.node_id, "me": BOB.node_id,
          "public_key": keys["alice"]}, {"error": "signature"}, "invalid")
+
+    # notices and receipts (spec 8.7)
+    n, r = notice(), receipt()
+    vec("notice", "erasure", "Alice's erasure notice, checked by Bob",
+        {"document": n, "signer": ALICE.node_id, "me": BOB.node_id, "public_key": ALICE.public_key_b64},
+        {"signed_bytes": canonical({k: v for k, v in n.items() if k != "sig"}).decode()}, "valid")
+    fix = notice("rectification", 4)
+    vec("notice", "rectification", "Alice's rectification notice (the record is now at revision 4), checked by Bob",
+        {"document": fix, "signer": ALICE.node_id, "me": BOB.node_id, "public_key": ALICE.public_key_b64},
+        {"signed_bytes": canonical({k: v for k, v in fix.items() if k != "sig"}).decode()}, "valid")
+    vec("notice", "tampered-kind", "Changed from rectification to erasure after signing",
+        {"document": {**fix, "kind": "erasure"}, "signer": ALICE.node_id, "me": BOB.node_id,
+         "public_key": ALICE.public_key_b64}, {"error": "signature"}, "invalid")
+    vec("notice", "another-origin", "Carol's notice about Alice's record: a node erases only its own records",
+        {"document": sign_document({**n, "from": CAROL.node_id}, CAROL), "signer": CAROL.node_id,
+         "me": BOB.node_id, "public_key": CAROL.public_key_b64}, {"error": "own records"}, "invalid")
+    vec("notice", "relayed", "Alice's genuine notice, sent by Carol",
+        {"document": n, "signer": CAROL.node_id, "me": BOB.node_id, "public_key": CAROL.public_key_b64},
+        {"error": "node that signed"}, "invalid")
+    vec("notice", "misaddressed", "Addressed to Carol, delivered to Bob",
+        {"document": sign_document({**n, "to": CAROL.node_id}, ALICE), "signer": ALICE.node_id,
+         "me": BOB.node_id, "public_key": ALICE.public_key_b64}, {"error": "another node"}, "invalid")
+    receipt_input = {"document": r, "signer": BOB.node_id, "me": ALICE.node_id, "public_key": BOB.public_key_b64,
+                     "notice": n, "notice_hash": document_hash(n)}
+    vec("notice", "receipt", "Bob's receipt, checked by Alice against the notice she sent him", receipt_input,
+        {"signed_bytes": canonical({k: v for k, v in r.items() if k != "sig"}).decode()}, "valid")
+    vec("notice", "receipt-other-notice", "A receipt for another notice (its hash differs)",
+        {**receipt_input, "document": sign_document({**r, "notice_hash": "00" * 32}, BOB)},
+        {"error": "not for this notice"}, "invalid")
+    vec("notice", "receipt-from-another-node", "Carol's receipt for the notice Alice sent Bob",
+        {**receipt_input, "document": sign_document({**r, "from": CAROL.node_id}, CAROL), "signer": CAROL.node_id,
+         "public_key": CAROL.public_key_b64}, {"error": "node the notice was sent to"}, "invalid")
 
     # sightings (spec 8.5)
     sg = sighting()

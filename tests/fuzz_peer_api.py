@@ -487,6 +487,17 @@ def _signed_about(nodes: Nodes, kind: str, doc: Any) -> Any:
     return sign_document(doc, nodes.identity)
 
 
+def _signed_notice(nodes: Nodes, doc: Any) -> Any:
+    """A generated notice as the partner would send it: from it, to the server, about a record of
+    its own (any ID), signed with its key; so that the handler acts on it and answers a receipt."""
+    if not isinstance(doc, dict):
+        return doc
+    about = doc.get("about") if isinstance(doc.get("about"), dict) else {}
+    doc = {**doc, "from": nodes.peer_home.node_id, "to": nodes.server_home.node_id,
+           "about": {**about, "origin": nodes.peer_home.node_id}}
+    return sign_document(doc, nodes.identity)
+
+
 def body_documents(nodes: Nodes, op: Operation, full: bool = False) -> st.SearchStrategy[Any]:
     """Schema-valid request documents for op: generated, and half the time in the peer's own name
     and signature (consent, descriptor, audit head), so that they get past the signature checks."""
@@ -497,6 +508,8 @@ def body_documents(nodes: Nodes, op: Operation, full: bool = False) -> st.Search
     if op.body_schema in ABOUT:
         kind = op.body_schema
         return st.one_of(docs, docs.map(lambda d: _signed_about(nodes, kind, d)))
+    if op.body_schema == "notice":
+        return st.one_of(docs, docs.map(lambda d: _signed_notice(nodes, d)))
     if op.body_schema == "audit-head":
         return st.one_of(docs, docs.map(lambda d: sign_document({**d, "node_id": nodes.peer_home.node_id},
                                                                nodes.identity) if isinstance(d, dict) else d))

@@ -20,16 +20,16 @@ def test_digest_changes_with_the_key_the_bytes_or_the_rules(monkeypatch):
 def test_load_finds_what_was_remembered_and_expiry_forgets_it(home):
     day = dt.date(2026, 11, 24)
     old, new = b"o" * 32, b"n" * 32
-    checked.remember(home.db, [old], day)
+    checked.remember(home.db, [(old, "N", "p")], day)
     assert checked.load(home.db, day) == {old}
     assert checked.load(home.db, day + dt.timedelta(days=checked.MAX_AGE_DAYS + 1)) == set()  # expired
-    checked.remember(home.db, [new], day + dt.timedelta(days=checked.MAX_AGE_DAYS + 1))
+    checked.remember(home.db, [(new, "N", "p")], day + dt.timedelta(days=checked.MAX_AGE_DAYS + 1))
     assert checked.count(home.db) == 1  # the expired one is gone from disk too
     assert checked.load(home.db, day + dt.timedelta(days=checked.MAX_AGE_DAYS + 1)) == {new}
 
 
 def test_remembering_twice_keeps_the_first_check_date(home):
     day = dt.date(2026, 11, 24)
-    checked.remember(home.db, [b"x" * 32], day)
-    checked.remember(home.db, [b"x" * 32], day + dt.timedelta(days=20))
+    checked.remember(home.db, [(b"x" * 32, "N", "p")], day)
+    checked.remember(home.db, [(b"x" * 32, "N", "p")], day + dt.timedelta(days=20))
     assert checked.load(home.db, day + dt.timedelta(days=checked.MAX_AGE_DAYS + 1)) == set()

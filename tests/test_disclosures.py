@@ -46,6 +46,7 @@ def test_profiles_carry_a_revision_that_every_edit_raises(abc):
     a.cli("profile", "edit", x, "--notes", "seen twice")
     a.cli("profile", "edit", x, "--incident", "2026-01-02|Boots|theft|took razors")
     assert a.cli("profile", "show", x, "--json").json["revision"] == 3
+    assert "revision" in a.cli("profile", "show", x).out
 
 
 def test_disclosure_entry_names_the_records_served(abc):

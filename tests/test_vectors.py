@@ -18,6 +18,7 @@ from discnode.documents.link import check as check_link
 from discnode.documents.sighting import check_sighting
 from discnode.documents.statistics import check_statistics
 from discnode.statistics import Incident, Window, release
+from discnode.documents.notice import check_notice, check_receipt
 from discnode.errors import DiscnodeError
 from discnode.identity import b64u_decode, node_id_for, parse_node_id
 from discnode.signing import canonical, verify_document, verify_request
@@ -66,6 +67,11 @@ def run(family, vector):
         doc = i["document"]
         check_statistics(doc, i["signer"], i["me"], b64u_decode(i["public_key"]))
         return {"signed_bytes": canonical({k: v for k, v in doc.items() if k != "sig"}).decode()}
+    if family == "notice":
+        key = b64u_decode(i["public_key"])
+        doc = (check_notice(i["document"], i["signer"], i["me"], key) if i["document"].get("type") == "notice"
+               else check_receipt(i["document"], i["signer"], i["me"], key, i["notice"], i["notice_hash"]))
+        return {"signed_bytes": canonical({k: v for k, v in doc.items() if k != "sig"}).decode()}
     if family == "link":
         doc = check_link(i["document"], i["kind"], i["signer"], i["me"], b64u_decode(i["public_key"]))
         return {"signed_bytes": canonical({k: v for k, v in doc.items() if k != "sig"}).decode()}
@@ -113,7 +119,7 @@ def run_audit_head(i):
 def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
     assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json",
-                        "match", "proposal", "sighting", "link", "statistics"}
+                        "match", "proposal", "sighting", "link", "statistics", "notice"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 

@@ -1,0 +1,36 @@
+"""The peer API's route for erasure and rectification notices (spec section 8.8): a partner's
+notice about one of its own records, answered with this node's signed receipt. Registered on the
+app by server.create_app; the work is notices.receive's, on the writer thread."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import notices, peers
+from .errors import Refused
+from .server import PEER, STATE, _json_body, note
+
+PATH = "/v1/notices"
+
+
+async def receive_notice(request: web.Request) -> web.Response:
+    """Unlike other documents, taken from a partner whose agreement has ended too (it may hold this
+    node's records no longer, but this node may hold its records still): notices.receive requires
+    only that an agreement was once in force."""
+    state = request.app[STATE]
+    peer = request[PEER]
+    key = await state.sql.read(lambda db: peers.public_key(db, peer))
+    if key is None:  # a verified request means a pinned key; kept for the type checker
+        raise Refused(f"no agreement with node {peer}")
+    doc = _json_body(request)
+    got = await state.sql.write(lambda db: notices.receive(db, state.home.identity, peer, key, doc))
+    receipt = got.receipt
+    if not got.again:
+        state.notice_taken(peer)
+    note(request, "notice-received", id=receipt["notice"], about=receipt["about"]["id"], kind=receipt["kind"],
+         dropped=receipt["dropped"], files=receipt["files"], again=got.again)
+    return web.json_response(receipt)
+
+
+def register(app: web.Application) -> None:
+    app.router.add_post(PATH, receive_notice)
