@@ -67,7 +67,7 @@ def agree_match_only(asker: Home, holder: Home, quota: int) -> None:
                                         store.now_ts()), holder.identity)
     for me, other in ((asker, holder), (holder, asker)):
         for doc in (offer, accept):
-            peers.add_document(me.db, other.node_id, doc, delivered=True, own_key=me.identity.public_key)
+            peers.add_document(me.db, other.node_id, doc, delivered=True, own=me.identity)
 
 
 def names_to_ask(holder: Home, count: int, seed: int) -> tuple[list[Person], int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 
 from . import store
@@ -47,12 +47,16 @@ def append_many(db: store.DB, entries: list[tuple[str, str, dict[str, Any]]]) ->
     return seqs
 
 
-def entries(db: store.DB, limit: int | None = None, peer: str | None = None) -> list[dict[str, Any]]:
+def entries(db: store.DB, limit: int | None = None, peer: str | None = None,
+            also: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The latest entries, oldest first; with peer, only those about it (and about the node IDs in
+    `also`: the ones it replaced, spec 4.7)."""
     sql = "SELECT seq, ts, event, peer, detail, hash FROM audit"
     params: list[Any] = []
     if peer:
-        sql += " WHERE peer = ?"
-        params.append(peer)
+        wanted = [peer, *also]
+        sql += f" WHERE peer IN ({', '.join('?' * len(wanted))})"
+        params += wanted
     sql += " ORDER BY seq DESC"
     if limit:
         sql += " LIMIT ?"

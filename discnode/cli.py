@@ -86,17 +86,24 @@ def init(ctx: typer.Context,
          public_url: str = typer.Option("", help="URL peers should use, if not https://HOST:PORT."),
          announce: bool = typer.Option(False, "--announce", help="Announce the node on the local network (mDNS) "
                                                                  "while it serves, on the interfaces it listens on."),
+         next_key_out: Optional[Path] = typer.Option(None, "--next-key-out",
+                                                     help="Where to write the committed next key, for the safe "
+                                                          "(outside the home; default: beside it)."),
          json_out: bool = JsonOpt) -> None:
-    """Create this partnership's node: identity key, TLS certificate, database."""
+    """Create this partnership's node: identity key, committed next key, TLS certificate, database."""
     home = Home.create(_home_path(ctx), Config(name=name, host=host, port=port, public_url=public_url,
-                                               announce=announce))
+                                               announce=announce), next_key_out)
     if json_out:
-        output.emit_json(home.summary())
+        output.emit_json({**home.summary(), "next_key_file": str(home.next_key_file)})
     else:
         output.console.print(f"Created node [bold]{output.safe(name)}[/] in {output.safe(home.path)}")
         output.console.print(f"Node ID: [bold green]{home.node_id}[/]")
         output.console.print("Give this ID to partner administrators by phone or in person; "
                              "they check it when they add you.")
+        output.console.print(f"The NEXT key is in {output.safe(home.next_key_file)}. Move it to the safe now (a "
+                             "USB stick kept there, or a printed copy), then delete it from this machine: it is "
+                             "needed, once, for `discnode key rotate --next-key FILE`, and without it a stolen "
+                             "key cannot be replaced by a rotation (README, section 7).", highlight=False)
 
 
 @app.command("id")
@@ -767,6 +774,10 @@ def peer_show(ctx: typer.Context, node_id: str = typer.Argument(..., help="The p
         ("receipts owed", f"{info['receipts_outstanding']} erasure or correction notice(s) without a receipt"
          if info["receipts_outstanding"] else "none"),
         ("history", history or "none"),
+        *[(f"replaces {old['node_id']}", output.Lines(
+            [f"replaced {old['replaced']}; that agreement is {old['state']}"]
+            + [f"{d['issued_at']}  {d['type']} by {d['by']}" for d in old["documents"]]))
+          for old in info["replaces"]],
     ])
 
 
@@ -802,7 +813,8 @@ def audit_cmd(ctx: typer.Context,
               checkpoint: bool = typer.Option(False, "--checkpoint", help="Sign the log's head now, keep it, and "
                                               "give it to every partner."),
               limit: int = typer.Option(50, help="How many of the latest entries to show."),
-              peer: Optional[str] = typer.Option(None, help="Only entries about this node ID."),
+              peer: Optional[str] = typer.Option(None, help="Only entries about this node ID (and the IDs it "
+                                                 "replaced: `peer replace`)."),
               timeout: float = typer.Option(3.0, help="Seconds to wait for each partner (--verify, --checkpoint)."),
               json_out: bool = JsonOpt) -> None:
     """The access log: every peer request served or refused, every consent change."""
@@ -819,7 +831,9 @@ def audit_cmd(ctx: typer.Context,
     if verify:
         _audit_verify(home, timeout, json_out)
         return
-    rows = audit.entries(home.db, limit=limit, peer=peer)
+    from .keys import predecessors
+    also = [old["node_id"] for old in predecessors(home.db, peer)] if peer else []
+    rows = audit.entries(home.db, limit=limit, peer=peer, also=also)
     if json_out:
         output.emit_json(rows)
         return
@@ -1343,6 +1357,7 @@ def _click_exceptions() -> Any:
 
 
 from . import cli_match  # noqa: E402,F401 - registers `match` and `reveal` on the app
+from . import cli_keys  # noqa: E402,F401 - registers `key` and `peer replace` on the app
 
 
 @functools.cache

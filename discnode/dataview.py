@@ -33,6 +33,7 @@ from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Sequence
 
 from . import checked, peers, schemas, store, untrusted, wirejson
 from .client import PeerClient
+from .documents.succession import KeyPeriod
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
@@ -92,9 +93,28 @@ def check_record(record: dict[str, Any], peer: peers.Peer, *, float_free: bool =
     caller has already computed it."""
     check_origin(record, peer)
     schemas.validate("profile", record)
-    verify_signature(*(signed or signed_message(record, plain=float_free)), peer.public_key)
+    message, sig = signed or signed_message(record, plain=float_free)
+    try:
+        verify_signature(message, sig, peer.public_key)
+    except Unauthenticated:
+        # Signed before the origin rotated its key (spec 4.6): by a former key, while it was valid.
+        # The record's `updated` is when its origin last signed it.
+        if not any(p.valid_at(record["updated"]) for p in _verifies(message, sig, peer.former_keys)):
+            raise
     if record["local_only"]:
         raise InvalidInput("local-only record served")
+
+
+def _verifies(message: bytes, sig: str, periods: Iterable[KeyPeriod]) -> list[KeyPeriod]:
+    """The key periods whose key verifies the signature."""
+    out = []
+    for period in periods:
+        try:
+            verify_signature(message, sig, period.public_key)
+            out.append(period)
+        except Unauthenticated:
+            continue
+    return out
 
 
 def verify_records(records: Any, peer: peers.Peer) -> tuple[list[dict[str, Any]], int, str]:

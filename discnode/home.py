@@ -1,7 +1,9 @@
 """The node's home folder: config.toml, identity key, TLS certificate, database and images.
 
     HOME/config.toml        [node] name, host, port, public_url, announce (plain settings; no secrets)
-    HOME/identity.key       Ed25519 seed, base64url, mode 0600
+    HOME/identity.key       Ed25519 seed, base64url, mode 0600 (the *current* key: see keys.py)
+    (not in HOME)           the committed next key, written by init and `key rotate` beside the home
+                            for the administrator to move to the safe (spec 4.6)
     HOME/tls.key, tls.crt   the HTTPS key (0600) and self-signed certificate
     HOME/discnode.db        SQLite (WAL), shared by `serve` and the other commands
     HOME/images/            content-addressed JPEGs and thumbnails
@@ -21,10 +23,11 @@ from typing import Any
 import platformdirs
 import tomli_w
 
-from . import PROTOCOL_VERSION, schemas, store
+from . import PROTOCOL_VERSION, keys, schemas, store
+from .documents.succession import new_inception, verify_chain
 from .errors import Conflict, InvalidInput, NotFound
 from .identity import (Identity, certificate_fingerprint, load_identity, make_tls_certificate,
-                       save_identity, write_secret)
+                       save_identity, save_next_key, write_secret)
 from .consent import SHARE_KINDS
 from .signing import sign_document
 from .untrusted import peer_url
@@ -72,17 +75,37 @@ class Home:
 
     # --- creation and opening ---
 
+    #: Where `create` wrote the committed next key (for init to tell the administrator).
+    next_key_file: Path | None = None
+
     @classmethod
-    def create(cls, path: Path, config: Config) -> "Home":
+    def create(cls, path: Path, config: Config, next_key_file: Path | None = None) -> "Home":
+        """A new node, with its inception key event committing to a next key, which is written to
+        next_key_file (default: beside the home, never inside it) for the administrator to keep
+        offline."""
         config = config.validated()
         path = Path(path)
         if (path / "config.toml").exists() or (path / "identity.key").exists():
             raise Conflict(f"{path} already holds a node; refusing to overwrite it")
+        if next_key_file is None:
+            next_key_file = default_next_key_file(path)
+            next_key_file.parent.mkdir(parents=True, exist_ok=True)  # the home's own parent, as mkdir below
+        next_key_file = Path(next_key_file)
+        if next_key_file.exists():
+            raise Conflict(f"{next_key_file} exists; refusing to overwrite it (move it to the safe, or give "
+                           "--next-key-out)")
+        if next_key_file.resolve().is_relative_to(path.resolve()):
+            raise InvalidInput("the next key must not be kept in the node home: a thief who copies the home "
+                               "would hold it too; give --next-key-out outside it")
+        if not next_key_file.parent.is_dir():
+            raise InvalidInput(f"cannot write the next key to {next_key_file}: no folder {next_key_file.parent}")
         existed = path.exists()
+        wrote_next = False
         try:
             path.mkdir(parents=True, exist_ok=True)
             os.chmod(path, 0o700)
             identity = Identity.generate()
+            following = Identity.generate()
             save_identity(identity, path / "identity.key")
             cert, key = make_tls_certificate(identity.node_id, config.host)
             write_secret(path / "tls.key", key)
@@ -91,9 +114,18 @@ class Home:
             home = cls(path)
             home.write_config(config)
             store.migrate(home.db)
+            keys.record(home.db, verify_chain([new_inception(identity, following.public_key, store.now_ts())]),
+                        own=True)
+            save_next_key(following, next_key_file, identity.node_id)
+            wrote_next = True
+            home.next_key_file = next_key_file
             return home
         except BaseException:
             # init is all or nothing: leave no half-made node behind.
+            if wrote_next:
+                next_key_file.unlink(missing_ok=True)
+            if "home" in locals():
+                home.close()
             if existed:
                 for name in ("identity.key", "tls.key", "tls.crt", "config.toml", "discnode.db",
                              "discnode.db-wal", "discnode.db-shm"):
@@ -134,7 +166,25 @@ class Home:
 
     @cached_property
     def identity(self) -> Identity:
-        return load_identity(self.path / "identity.key")
+        """The current key, named by the node's key history (if it has one: nodes made before key
+        events have none, and their ID is their only key's fingerprint)."""
+        key = load_identity(self.path / "identity.key")
+        events = keys.own_events(self.db)
+        if not events:
+            return key
+        held = keys.periods(events)[-1].public_key
+        if held != key.public_key:
+            raise InvalidInput(f"{self.path / 'identity.key'} is not the key this node's key history names as "
+                               "current (a copy from before a key rotation?); restore the current key")
+        return Identity(key.signing_key, inception_id=events[0]["node_id"])
+
+    def key_events(self) -> list[dict[str, Any]]:
+        return keys.own_events(self.db)
+
+    def reload_identity(self) -> None:
+        """Forget the cached key, ID and certificate after a rotation or a reset."""
+        for cached in ("identity", "node_id", "tls_fingerprint"):
+            self.__dict__.pop(cached, None)
 
     @cached_property
     def node_id(self) -> str:
@@ -177,6 +227,9 @@ class Home:
             "issued_at": store.now_ts(),
             "scopes": list(SHARE_KINDS),
         }
+        events = self.key_events()
+        if events:
+            doc["key_events"] = events
         signed = sign_document(doc, self.identity)
         schemas.validate("descriptor", signed)
         return signed
@@ -190,6 +243,12 @@ class Home:
         if "db" in self.__dict__:
             self.db.conn.close()
             del self.__dict__["db"]
+
+
+def default_next_key_file(home: Path) -> Path:
+    """Beside the home, never in it: `HOME-next-key.txt`."""
+    home = Path(home).absolute()
+    return home.parent / f"{home.name}-next-key.txt"
 
 
 def today() -> dt.date:

@@ -84,6 +84,9 @@ class Identity:
     use, and kept: every signed request and every served query reads them."""
 
     signing_key: nacl.signing.SigningKey
+    #: The node ID when this key is not the node's first (after a succession, spec 4.6): the
+    #: fingerprint of the inception key, which stays the ID. None: this key's own fingerprint.
+    inception_id: str | None = None
 
     @classmethod
     def generate(cls) -> "Identity":
@@ -103,7 +106,7 @@ class Identity:
 
     @cached_property
     def node_id(self) -> str:
-        return node_id_for(self.public_key)
+        return self.inception_id or node_id_for(self.public_key)
 
     def sign(self, message: bytes) -> bytes:
         return self.signing_key.sign(message).signature
@@ -131,6 +134,27 @@ def save_identity(identity: Identity, path: Path) -> None:
 
 def load_identity(path: Path) -> Identity:
     return Identity.from_seed(b64u_decode(path.read_text().strip()))
+
+
+def save_next_key(identity: Identity, path: Path, node_id: str) -> None:
+    """The committed next key, for the safe: one line of base64url after comment lines that say
+    what it is, so that a printed copy can be typed back in."""
+    write_secret(path, (f"# discnode NEXT key for node {node_id}: keep it offline (a safe, a printed copy)\n"
+                        "# Needed once, for `discnode key rotate --next-key FILE`. Not the current key.\n"
+                        f"{b64u(bytes(identity.signing_key))}\n").encode())
+
+
+def load_next_key(path: Path) -> Identity:
+    """A next-key file (save_next_key), comment lines ignored; InvalidInput if it is not one."""
+    try:
+        lines = [line.strip() for line in path.read_text().splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read the next-key file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    seeds = [line for line in lines if line and not line.startswith("#")]
+    seed = b64u_decode(seeds[0]) if len(seeds) == 1 else b""
+    if len(seed) != 32:
+        raise InvalidInput(f"{path} is not a discnode key file (one line of 43 base64url characters)")
+    return Identity.from_seed(seed)
 
 
 def make_tls_certificate(node_id: str, host: str) -> tuple[bytes, bytes]:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncContextManager, Callable
 
-from . import audit, links, notices, peers, proposals, sightings, store, witness
+from . import audit, keys, links, notices, peers, proposals, rotation, sightings, store, witness
 from .client import PeerClient, Reply, error_for
 from .consent import Action, Agreement, State, Terms, check_action, check_supported, new_offer, new_response
 from .errors import InvalidInput, NotFound, PeerError, Refused, Unauthenticated
@@ -43,7 +43,7 @@ async def add_peer(home: Home, url: str, expect: str, terms: Terms, client: Peer
             check_action(current, Action.OFFER)
             offer = sign_document(new_offer(home.node_id, peer.node_id, terms, home.descriptor(), store.now_ts(),
                                             current.offer_hash), home.identity)
-            peers.add_document(home.db, peer.node_id, offer, delivered=False, own_key=home.identity.public_key)
+            peers.add_document(home.db, peer.node_id, offer, delivered=False, own=home.identity)
             audit.append(home.db, "consent-offer-sent", peer.node_id, terms=terms.to_wire(), url=url)
         report = await deliver_pending(home, c, only=peer.node_id)
     return {**_state(home, peer.node_id), **report.about(peer.node_id)}
@@ -59,7 +59,7 @@ async def respond(home: Home, node_id: str, action: Action, client: PeerClient |
         assert agreement.offer_hash is not None  # every state that allows these has an offer
         doc = sign_document(new_response(action, home.node_id, node_id, agreement.offer_hash, store.now_ts()),
                             home.identity)
-        peers.add_document(home.db, node_id, doc, delivered=False, own_key=home.identity.public_key)
+        peers.add_document(home.db, node_id, doc, delivered=False, own=home.identity)
         audit.append(home.db, f"consent-{action.value}-sent", node_id)
     async with _client(home, client, 3.0) as c:
         report = await deliver_pending(home, c, only=node_id)
@@ -166,18 +166,21 @@ ROUTES = {**{kind: ("/v1/consent", "consent-delivery-refused") for kind in ("off
           "sighting": (SIGHTING_PATH, "sighting-delivery-refused"),
           "link": (LINK_PATH, "link-delivery-refused"),
           "link-answer": (LINK_ANSWER_PATH, "link-answer-delivery-refused"),
-          "notice": (NOTICE_PATH, "notice-delivery-refused")}
+          "notice": (NOTICE_PATH, "notice-delivery-refused"),
+          "descriptor": ("/v1/descriptor", "key-history-delivery-refused")}
 
 
 def outbox(home: Home) -> list[tuple[str, str, dict[str, Any]]]:
     """Every signed document waiting for its peer, as (hash, peer, document): consent documents
     not yet delivered, then this node's latest audit head for partners that lack it, then
     proposals, their outcomes, sightings and links (only while the agreement is active); then
-    erasure and rectification notices (to every partner ever vouched for: notices.py)."""
+    erasure and rectification notices (to every partner ever vouched for: notices.py). First of
+    all, this node's descriptor for partners that lack the head of its key history (rotation.py):
+    after a rotation they verify the rest by the new key it names."""
     consent = [(h, d["to"], d) for h, d in peers.undelivered(home.db, home.node_id)]
-    return (consent + witness.undelivered(home.db, home.node_id) + proposals.undelivered(home.db, home.node_id)
-            + sightings.undelivered(home.db, home.node_id) + links.undelivered(home.db, home.node_id)
-            + notices.undelivered(home.db, home.node_id))
+    return (rotation.outbox(home) + consent + witness.undelivered(home.db, home.node_id)
+            + proposals.undelivered(home.db, home.node_id) + sightings.undelivered(home.db, home.node_id)
+            + links.undelivered(home.db, home.node_id) + notices.undelivered(home.db, home.node_id))
 
 
 def _mark_delivered(home: Home, digest: str, to: str, doc: dict[str, Any], refusal: str | None) -> None:
@@ -191,6 +194,8 @@ def _mark_delivered(home: Home, digest: str, to: str, doc: dict[str, Any], refus
         links.mark_delivered(home.db, digest, refusal)
     elif doc["type"] == "notice":
         notices.mark_delivered(home.db, digest, refusal)
+    elif doc["type"] == "descriptor":
+        keys.mark_head_delivered(home.db, to, digest)
     else:
         peers.mark_delivered(home.db, digest)
 
@@ -380,3 +385,46 @@ async def discover(home: Home, seconds: float) -> list[dict[str, Any]]:
                         row["warning"] = f"descriptor at {node.url} refused: {exc}"
             out.append(row)
     return out
+
+
+async def replace_peer(home: Home, old_id: str, url: str, expect: str, client: PeerClient | None = None
+                       ) -> dict[str, Any]:
+    """A partner lost both its current and its committed next key and made a new node (spec 4.7).
+    After its new ID is confirmed by phone: pin the new node, revoke the agreement with the old ID
+    here at once (whoever holds its key gets nothing more), record the replacement so that the
+    old agreement's documents, audit and links stay attached to the new ID, and offer the new node
+    the old agreement's terms. Its administrator must accept: only its own new key can consent."""
+    old_id, expect = parse_node_id(old_id), parse_node_id(expect)
+    if old_id == expect:
+        raise InvalidInput("the new node ID is the old one: for a key rotation nothing needs replacing")
+    if expect == home.node_id or old_id == home.node_id:
+        raise InvalidInput("that is this node's own ID")
+    peers.get(home.db, old_id)
+    if keys.replaced_by(home.db, old_id):
+        raise InvalidInput(f"{old_id} was already replaced by {keys.replaced_by(home.db, old_id)}")
+    old = peers.agreement(home.db, home.node_id, old_id, today())
+    if old.offer is None:
+        raise InvalidInput(f"there is no agreement with {old_id} to carry over; use `discnode peer add`")
+    async with _client(home, client) as c:
+        peer = await c.fetch_descriptor(url, expect)
+        check_supported(old.offer["terms"]["share"], peer.descriptor)
+        terms = Terms.default(today(), share=old.offer["terms"]["share"], purpose=old.offer["terms"]["purpose"],
+                              match_daily_quota=old.offer["terms"].get("match_daily_quota")).checked(today())
+        with store.write(home.db):
+            if old.state in (State.OFFERED, State.PENDING, State.ACTIVE, State.LAPSED):
+                assert old.offer_hash is not None  # every state that allows a revoke has an offer
+                revoke = sign_document(new_response(Action.REVOKE, home.node_id, old_id, old.offer_hash,
+                                                    store.now_ts()), home.identity)
+                peers.add_document(home.db, old_id, revoke, delivered=False, own=home.identity)
+                audit.append(home.db, "consent-revoke-sent", old_id, reason=f"replaced by {peer.node_id}")
+            peers.remember(home.db, peer.descriptor)
+            keys.replace(home.db, old_id, peer.node_id, url)
+            current = peers.agreement(home.db, home.node_id, peer.node_id, today())
+            check_action(current, Action.OFFER)
+            offer = sign_document(new_offer(home.node_id, peer.node_id, terms, home.descriptor(), store.now_ts(),
+                                            current.offer_hash), home.identity)
+            peers.add_document(home.db, peer.node_id, offer, delivered=False, own=home.identity)
+            audit.append(home.db, "peer-replaced", peer.node_id, old=old_id, url=url)
+            audit.append(home.db, "consent-offer-sent", peer.node_id, terms=terms.to_wire(), url=url)
+        report = await deliver_pending(home, c, only=peer.node_id)
+    return {**_state(home, peer.node_id), **report.about(peer.node_id), "replaces": old_id}

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 
-from . import PROTOCOL_VERSION, schemas, store
+from . import PROTOCOL_VERSION, audit, keys, schemas, store
 from .consent import Agreement, derive
+from .documents.succession import KeyPeriod, verify_chain
 from .errors import Busy, InvalidInput, NotFound, RateLimited, Unauthenticated
-from .identity import b64u_decode, node_id_for
+from .identity import Identity, b64u_decode, node_id_for
 from .signing import document_hash, verify_document
 from .untrusted import peer_url
 
@@ -46,6 +47,9 @@ class Peer:
     public_key: bytes
     tls_fingerprint: str
     descriptor: Mapping[str, Any]
+    #: The node's earlier keys, with the periods they were valid in (spec 4.6): records and
+    #: documents it signed with them then still verify. Empty for a node that never rotated.
+    former_keys: tuple[KeyPeriod, ...] = ()
 
 
 def _check_version(descriptor: Any) -> None:
@@ -58,12 +62,21 @@ def _check_version(descriptor: Any) -> None:
 
 
 def verify_descriptor(descriptor: Any, expect: str | None = None) -> Peer:
-    """Check a node descriptor is well formed and self-signed by the key its node ID names."""
+    """Check a node descriptor is well formed and self-signed by the key its node ID names: its
+    only key's fingerprint, or, with a key history, the current key of a chain whose inception
+    key's fingerprint is the node ID."""
     _check_version(descriptor)
     schemas.validate("descriptor", descriptor)
     peer_url(descriptor["url"], "descriptor url")
     key = b64u_decode(descriptor["public_key"])
-    if len(key) != 32 or node_id_for(key) != descriptor["node_id"]:
+    events = descriptor.get("key_events")
+    if events is not None:
+        chain = verify_chain(events)
+        if chain.node_id != descriptor["node_id"]:
+            raise Unauthenticated("descriptor's node ID is not the one its key history names")
+        if chain.current != key:
+            raise Unauthenticated("descriptor's key is not the current key of its key history")
+    elif len(key) != 32 or node_id_for(key) != descriptor["node_id"]:
         raise Unauthenticated("descriptor's node ID is not the fingerprint of its key")
     verify_document(descriptor, key)
     if expect is not None and descriptor["node_id"] != expect:
@@ -80,12 +93,19 @@ def _peer_from_row(row: Mapping[str, Any]) -> Peer:
                 row["tls_fingerprint"], json.loads(row["descriptor"]))
 
 
+def _with_history(db: store.DB, peer: Peer) -> Peer:
+    former = keys.history(db, peer.node_id)[:-1]
+    if not former:
+        return peer
+    return Peer(peer.node_id, peer.name, peer.url, peer.public_key, peer.tls_fingerprint, peer.descriptor, former)
+
+
 def get(db: store.DB, node_id: str) -> Peer:
     row = db.execute("SELECT * FROM peers WHERE node_id = ?", [node_id]).fetchone()
     if row is None:
         raise NotFound(f"no peer {node_id}; `discnode peer list` shows the known ones")
     cols = [d[0] for d in db.execute("SELECT * FROM peers LIMIT 0").description]
-    return _peer_from_row(dict(zip(cols, row)))
+    return _with_history(db, _peer_from_row(dict(zip(cols, row))))
 
 
 def public_key(db: store.DB, node_id: str) -> bytes | None:
@@ -96,7 +116,34 @@ def public_key(db: store.DB, node_id: str) -> bytes | None:
 def all_peers(db: store.DB) -> list[Peer]:
     cur = db.execute("SELECT * FROM peers ORDER BY name, node_id")
     cols = [d[0] for d in cur.description]
-    return [_peer_from_row(dict(zip(cols, r))) for r in cur.fetchall()]
+    return [_with_history(db, _peer_from_row(dict(zip(cols, r)))) for r in cur.fetchall()]
+
+
+def keys_for(db: store.DB, node_id: str, when: Any) -> list[bytes]:
+    """The keys that may have signed a document of node_id dated `when` (its issued_at): the
+    pinned key, and within their periods the keys it had before a rotation (spec 4.6). The pinned
+    key is tried first; an earlier key only for a date inside its period (so never, after a
+    succession's grace period, for a document dated after it)."""
+    pinned = public_key(db, node_id)
+    out = [pinned] if pinned is not None else []
+    if isinstance(when, str):
+        out += [k for k in keys.keys_at(db, node_id, when) if k not in out]
+    return out
+
+
+def verify_by_peer(db: store.DB, node_id: str, doc: Mapping[str, Any], when: Any = None) -> bytes:
+    """Verify a document node_id signed (dated `when`, default its issued_at) with whichever of its
+    keys was valid then; the key, or Unauthenticated."""
+    candidates = keys_for(db, node_id, doc.get("issued_at") if when is None else when)
+    if not candidates:
+        raise Unauthenticated(f"unknown signer {node_id}")
+    for key in candidates:
+        try:
+            verify_document(doc, key)
+            return key
+        except Unauthenticated:
+            continue
+    raise Unauthenticated("document signature does not verify")
 
 
 def admit_offer(db: store.DB, me: str, node_id: str, address: str) -> None:
@@ -126,8 +173,10 @@ def remember(db: store.DB, descriptor: Mapping[str, Any], *, stranger_ok: bool =
     held one (both carry the node's own signature, so either is genuine)."""
     peer = verify_descriptor(descriptor)
     now = store.now_ts()
+    events = descriptor.get("key_events")
     with store.write(db) as conn:
-        row = conn.execute("SELECT descriptor FROM peers WHERE node_id = ?", [peer.node_id]).fetchone()
+        row = conn.execute("SELECT descriptor, public_key FROM peers WHERE node_id = ?", [peer.node_id]).fetchone()
+        rotated = _adopt_key_history(db, peer, events, row[1] if row else None)
         if row is None:
             if not stranger_ok:
                 raise NotFound(f"no peer {peer.node_id}")
@@ -139,13 +188,35 @@ def remember(db: store.DB, descriptor: Mapping[str, Any], *, stranger_ok: bool =
         else:
             if offered_from is not None:
                 conn.execute("UPDATE peers SET offered_from = ? WHERE node_id = ?", [offered_from, peer.node_id])
-            if not _supersedes(descriptor, json.loads(row[0])):
+            if not rotated and not _supersedes(descriptor, json.loads(row[0])):
                 return get(db, peer.node_id)
-            conn.execute("UPDATE peers SET name = ?, url = ?, tls_fingerprint = ?, descriptor = ?, updated = ? "
-                         "WHERE node_id = ?",
-                         [peer.name, peer.url, peer.tls_fingerprint, json.dumps(dict(descriptor)), now,
-                          peer.node_id])
+            conn.execute("UPDATE peers SET name = ?, url = ?, public_key = ?, tls_fingerprint = ?, descriptor = ?, "
+                         "updated = ? WHERE node_id = ?",
+                         [peer.name, peer.url, descriptor["public_key"], peer.tls_fingerprint,
+                          json.dumps(dict(descriptor)), now, peer.node_id])
+            if rotated:
+                audit.append(db, "peer-key-rotated", peer.node_id, seq=len(events) - 1,
+                             old_key=row[1], new_key=descriptor["public_key"])
     return get(db, peer.node_id)
+
+
+def _adopt_key_history(db: store.DB, peer: Peer, events: Any, pinned: str | None) -> bool:
+    """Check a verified descriptor's key history against what this node holds for that peer, and
+    store its new events (inside the caller's transaction). True if it names a new current key.
+    Refused (Unauthenticated, nothing changed): a history that does not continue the one held (a
+    rollback or a forgery), and a descriptor without history for a node whose history is held.
+    A first history for a node pinned before it had one is taken as it is: its inception key is
+    the pinned key (the node ID is its fingerprint), and pre-rotation protects that node from the
+    moment this node holds its commitment (threat model, residual risks)."""
+    held = keys.events_of(db, peer.node_id)
+    if events is None:
+        if held:
+            raise Unauthenticated(f"descriptor of {peer.node_id} carries no key history, but this node holds one "
+                                  "for it (a rollback to an old key?); nothing changed")
+        return False
+    chain = verify_chain(events)
+    keys.record(db, chain)
+    return pinned is not None and pinned != events[-1]["key"]
 
 
 def is_expected(db: Any, node_id: str) -> bool:
@@ -176,17 +247,17 @@ def _supersedes(new: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
 
 
 def add_document(db: store.DB, peer: str, doc: Mapping[str, Any], *, delivered: bool,
-                 own_key: bytes | None = None) -> str:
+                 own: Identity | None = None) -> str:
     """Store a consent document after checking its schema and its signer's signature (the peer's
-    pinned key, or with own_key, this node's own)."""
+    keys, or with own, this node's own current key)."""
     schemas.validate("consent", doc)
-    if {doc["from"], doc["to"]} != {peer, node_id_for(own_key) if own_key else doc["to"]} or peer not in (
+    if {doc["from"], doc["to"]} != {peer, own.node_id if own else doc["to"]} or peer not in (
             doc["from"], doc["to"]):
         raise InvalidInput("consent document is not between this node and that peer")
-    signer_key = own_key if own_key and doc["from"] != peer else public_key(db, doc["from"])
-    if signer_key is None:
-        raise Unauthenticated(f"unknown signer {doc['from']}")
-    verify_document(doc, signer_key)
+    if own and doc["from"] != peer:
+        verify_document(doc, own.public_key)
+    else:
+        verify_by_peer(db, doc["from"], doc)
     digest = document_hash(doc)
     with store.write(db) as conn:
         conn.execute(
@@ -267,6 +338,20 @@ def describe(db: store.DB, me: str, node_id: str, today: dt.date) -> dict[str, A
     document between us, oldest first, with whether ours have been delivered."""
     peer = get(db, node_id)
     agreement_ = agreement(db, me, node_id, today)
+    history = _history(db, me, node_id)
+    # A partner that lost both keys and was replaced (spec 4.7): the old agreements' histories
+    # stay attached to the new ID.
+    replaces = [{**old, "state": agreement(db, me, old["node_id"], today).state.value,
+                 "documents": _history(db, me, old["node_id"])} for old in keys.predecessors(db, node_id)]
+    return {"replaces": replaces, "node_id": peer.node_id, "name": peer.name, "url": peer.url, "tls_fingerprint": peer.tls_fingerprint,
+            "state": agreement_.state.value,
+            "last_actor": ("us" if agreement_.last_actor == me else "them") if agreement_.last_actor else None,
+            "terms": _terms(agreement_, me),
+            "undelivered": sum(1 for h in history if h["delivered"] is False),
+            "documents": history}
+
+
+def _history(db: store.DB, me: str, node_id: str) -> list[dict[str, Any]]:
     history = []
     # In the order they were stored: issued_at has one-second resolution, and a history must not
     # show a revoke before the offer it ends.
@@ -276,12 +361,7 @@ def describe(db: store.DB, me: str, node_id: str, today: dt.date) -> dict[str, A
         ours = doc["from"] == me
         history.append({"type": doc["type"], "by": "us" if ours else "them", "issued_at": doc["issued_at"],
                         "delivered": bool(delivered) if ours else None})
-    return {"node_id": peer.node_id, "name": peer.name, "url": peer.url, "tls_fingerprint": peer.tls_fingerprint,
-            "state": agreement_.state.value,
-            "last_actor": ("us" if agreement_.last_actor == me else "them") if agreement_.last_actor else None,
-            "terms": _terms(agreement_, me),
-            "undelivered": sum(1 for h in history if h["delivered"] is False),
-            "documents": history}
+    return history
 
 
 def resolve(db: store.DB, me: str, my_name: str, text: str) -> str:

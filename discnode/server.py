@@ -24,9 +24,10 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from . import (audit, disclosures, links, logs, match, peers, proposals, replay, schemas, sightings, store,
-               wirejson, witness)
+from . import (audit, disclosures, keys, links, logs, match, peers, proposals, replay, schemas, sightings,
+               store, wirejson, witness)
 from .audithead import check_head
+from .documents.succession import verify_chain
 from .consent import Agreement, check_incoming, check_supported
 from .fairshare import FairShare
 from .errors import (Busy, DiscnodeError, InvalidInput, NotFound, RateLimited, Refused, TooLarge,
@@ -310,8 +311,30 @@ async def size_middleware(request: web.Request, handler: Callable[[web.Request],
     return await handler(request)
 
 
-def _lookup(db: store.DB, request: web.Request, body: bytes, unknown: list[str]) -> Callable[[str], bytes | None]:
+def _rotation_keys(db: store.DB, request: web.Request, body: bytes, key_id: str, now: float) -> list[bytes]:
+    """Keys other than the pinned one that may sign a request from key_id now: its former keys
+    whose grace period has not ended; and, for an announced descriptor (POST /v1/descriptor), the
+    current key of the key history it carries, if that history verifies and continues the one
+    held (how a rotation reaches a partner: the request is signed by the new key)."""
+    pinned = peers.public_key(db, key_id)
+    when = dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = [k for k in keys.keys_at(db, key_id, when) if k != pinned]
+    if request.path == "/v1/descriptor" and pinned is not None:
+        try:
+            doc = wirejson.loads(body)
+            if isinstance(doc, dict) and doc.get("node_id") == key_id and "key_events" in doc:
+                fresh = peers.verify_descriptor(doc)
+                keys.check_continues(db, verify_chain(doc["key_events"]))
+                out.append(fresh.public_key)
+        except DiscnodeError:
+            pass
+    return out
+
+
+def _lookup(db: store.DB, request: web.Request, body: bytes, unknown: list[str], asked: list[str]
+            ) -> Callable[[str], bytes | None]:
     def lookup(key_id: str) -> bytes | None:
+        asked.append(key_id)
         key = peers.public_key(db, key_id)
         if key is None and request.path == "/v1/consent":
             # A first offer from a node we have never heard of carries its own signed descriptor,
@@ -352,8 +375,22 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         unknown: list[str] = []
 
         def verify(db: store.DB) -> Any:
-            return verify_request(request.method, str(request.url), request.headers, body,
-                                  _lookup(db, request, body, unknown), state.me, now=now)
+            asked: list[str] = []
+            try:
+                return verify_request(request.method, str(request.url), request.headers, body,
+                                      _lookup(db, request, body, unknown, asked), state.me, now=now)
+            except Unauthenticated:
+                if unknown or not asked:
+                    raise
+                # A partner that rotated its key (spec 4.6): its former key within the grace
+                # period, or the new key its announced descriptor's history proves.
+                for key in _rotation_keys(db, request, body, asked[0], now):
+                    try:
+                        return verify_request(request.method, str(request.url), request.headers, body,
+                                              lambda key_id: key if key_id == asked[0] else None, state.me, now=now)
+                    except Unauthenticated:
+                        continue
+                raise
         try:
             verified = await state.sql.read(verify)
         except Unauthenticated:
@@ -447,10 +484,9 @@ async def consent(request: web.Request) -> web.Response:
         if doc["type"] == "offer":
             key = peers.verify_descriptor(doc["descriptor"]).public_key
         else:
-            pinned = peers.public_key(db, peer)
-            if pinned is None:
+            if peers.public_key(db, peer) is None:
                 raise Refused(f"no agreement with node {peer}")
-            key = pinned
+            key = peers.verify_by_peer(db, peer, doc)
         verify_document(doc, key)
         check_incoming(peers.agreement(db, state.me, peer, today()), doc, state.me)
         with store.write(db):  # all or nothing: no peer row without its offer
@@ -642,10 +678,9 @@ async def receive_audit_head(request: web.Request) -> web.Response:
     """A partner's signed audit head, to witness (section 9.4)."""
     state = request.app[STATE]
     peer = await _require(request)
-    key = await state.sql.read(lambda db: peers.public_key(db, peer))
-    if key is None:  # an active agreement means a pinned key; kept for the type checker
-        raise Refused(f"no agreement with node {peer}")
-    doc = check_head(_json_body(request), peer, key)
+    body = _json_body(request)
+    key = await state.sql.read(lambda db: _signer_key(db, peer, body))
+    doc = check_head(body, peer, key)
 
     def keep(db: store.DB) -> tuple[Any, dict[str, Any]]:
         return witness.receive(db, peer, doc), witness.held_for(db, peer)
@@ -664,14 +699,25 @@ async def witnessed_audit_head(request: web.Request) -> web.Response:
     return web.json_response(held)
 
 
-async def _partner_key(request: web.Request) -> tuple[str, bytes]:
-    """The verified peer and its pinned key, if an agreement sharing profiles is active; else 403."""
+def _signer_key(db: store.DB, peer: str, doc: Any) -> bytes:
+    """The key of `peer` that signed doc: its pinned key, or (after a rotation, spec 4.6) the
+    former key valid at the document's issued_at if that is the one its signature verifies with.
+    A document that verifies with neither gets the pinned key, for its module to refuse."""
+    pinned = peers.public_key(db, peer)
+    if pinned is None:  # an active agreement means a pinned key; kept for the type checker
+        raise Refused(f"no agreement with node {peer}")
+    if isinstance(doc, dict) and isinstance(doc.get("sig"), str):
+        with contextlib.suppress(DiscnodeError):
+            return peers.verify_by_peer(db, peer, doc)
+    return pinned
+
+
+async def _partner_key(request: web.Request, doc: Any) -> tuple[str, bytes]:
+    """The verified peer and the key that signed its document, if an agreement sharing profiles
+    is active; else 403."""
     state = request.app[STATE]
     peer = await _require(request, "profiles")
-    key = await state.sql.read(lambda db: peers.public_key(db, peer))
-    if key is None:  # an active agreement means a pinned key; kept for the type checker
-        raise Refused(f"no agreement with node {peer}")
-    return peer, key
+    return peer, await state.sql.read(lambda db: _signer_key(db, peer, doc))
 
 
 async def _receive_document(request: web.Request, receive: Callable[[Any, NodeState, str, bytes, Any], Any],
@@ -679,8 +725,8 @@ async def _receive_document(request: web.Request, receive: Callable[[Any, NodeSt
     """A partner's signed document (proposal, outcome, sighting, link, answer): checked for an
     active agreement sharing profiles, handed to its module on the writer thread, audited once."""
     state = request.app[STATE]
-    peer, key = await _partner_key(request)
     doc = _json_body(request)
+    peer, key = await _partner_key(request, doc)
     reply = await state.sql.write(lambda db: receive(db, state, peer, key, doc))
     note(request, event, **detail(doc, reply))
     return web.json_response(reply)
@@ -834,6 +880,31 @@ async def start(home: Home, limits: Limits = Limits(), *, host: str | None = Non
     return Running(runner, server, bound, connections)
 
 
+def follow_rotation(side_home: Home, state: NodeState, loop: asyncio.AbstractEventLoop,
+                    local: Any = None) -> str:
+    """After `discnode key rotate` ran while this daemon serves (spec 4.6): the delivery thread's
+    home (side_home) and, on the serving loop, the peer API's descriptor and the local API's client
+    move to the new key, without a restart. A new node ID (`discnode key reset`) needs a restart:
+    logged, nothing changed. Returns "same", "rotated" or "new-id"."""
+    events = keys.own_events(side_home.db)
+    if not events or keys.periods(events)[-1].public_key == side_home.identity.public_key:
+        return "same"
+    if events[0]["node_id"] != state.me:
+        log.warning("this node has a new ID (discnode key reset): restart discnode serve")
+        return "new-id"
+    side_home.reload_identity()
+
+    def apply() -> None:
+        state.home.reload_identity()
+        state.descriptor = state.home.descriptor()
+        client = getattr(getattr(local, "local", None), "_client", None)
+        if client is not None:
+            client.identity = state.home.identity
+        log.info("key rotated: now signing with key %d of this node", len(events) - 1)
+    loop.call_soon_threadsafe(apply)
+    return "rotated"
+
+
 async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: bool = True,
                         deliver_every: float = 30.0, checkpoint_every: float = witness.CHECKPOINT_EVERY,
                         ui_port: int = 0, stop_requested: Callable[[], bool] = lambda: False) -> None:
@@ -919,7 +990,13 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
             await announce(side_home)
         except Exception:  # noqa: BLE001
             log.exception("announcing the descriptor failed")
+        new_id = False  # after `key reset`, only a restart helps: said once
         while True:
+            try:
+                if not new_id:
+                    new_id = follow_rotation(side_home, running.runner.app[STATE], loop, local) == "new-id"
+            except Exception:  # noqa: BLE001
+                log.exception("taking up a rotated key failed")
             try:
                 witness.checkpoint_if_due(side_home, checkpoint_every)
             except Exception:  # noqa: BLE001

@@ -245,6 +245,24 @@ def _m014_erasure(db: "sqlite_utils.Database") -> None:
     db.execute("CREATE INDEX exported_by_profile ON exported_files (origin, profile_id)")
 
 
+def _m018_succession(db: "sqlite_utils.Database") -> None:
+    # Written and read only by keys.py. key_events: every verified key event (inception,
+    # successions) of this node (own = 1) and of its peers, by node ID and sequence number.
+    # peer_replacements: `peer replace OLD URL --expect NEW`, the local record that attaches the
+    # old node's agreement history to the new one (spec 4.7).
+    db.table("key_events").create(
+        {"node_id": str, "seq": int, "own": int, "key": str, "hash": str, "doc": str, "received": str},
+        pk=("node_id", "seq"), not_null={"own", "key", "hash", "doc", "received"})
+    db.table("key_events").create_index(["own", "seq"])
+    db.table("peer_replacements").create(
+        {"old_id": str, "new_id": str, "replaced": str, "url": str}, pk="old_id",
+        not_null={"new_id", "replaced", "url"})
+    db.table("peer_replacements").create_index(["new_id"])
+    # Which head of this node's own key history each partner has taken (delivered through the outbox).
+    db.table("key_head_delivered").create({"peer": str, "head": str, "delivered": str}, pk="peer",
+                                          not_null={"head", "delivered"})
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -260,6 +278,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("012_revealed", _m012_revealed),
     ("013_disclosures", _m013_disclosures),
     ("014_erasure", _m014_erasure),
+    ("018_succession", _m018_succession),
 ]
 
 
@@ -383,6 +402,22 @@ def put_profiles(db: DB, records: Iterable[dict[str, Any]], *, replace: bool = F
             n += 1
             if on_each:
                 on_each()
+    return n
+
+
+def reissue(db: DB, origin: str, resign: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """Re-sign every live profile of `origin` (a node given a new identity, `discnode key reset`):
+    resign returns the record under its new origin and signature. In the caller's transaction."""
+    n = 0
+    with write(db) as conn:
+        for (raw,) in conn.execute("SELECT record FROM profiles WHERE origin = ? AND batch IS NULL", [origin]
+                                   ).fetchall():
+            cols = _columns(resign(json.loads(raw)))
+            conn.execute("UPDATE profiles SET origin = ?, record = ?, content_hash = ?, updated = ?, revision = ? "
+                         "WHERE id = ? AND batch IS NULL",
+                         [cols["origin"], cols["record"], cols["content_hash"], cols["updated"], cols["revision"],
+                          cols["id"]])
+            n += 1
     return n
 
 

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import audit, peers, schemas, store
+from . import audit, keys, peers, schemas, store
 from .audithead import Finding, Outcome, against, check_head, compare, new_head, retained
 from .client import PeerClient, error_for
 from .errors import DiscnodeError, InvalidInput, Refused, Unauthenticated
@@ -164,11 +164,24 @@ class Report:
                 "partners": self.partners, "unchecked": self.unchecked}
 
 
-def _ours(docs: list[Any], me: str, key: bytes) -> list[dict[str, Any]]:
+def _check_own(db: store.DB, doc: Any, me: str, key: bytes) -> dict[str, Any]:
+    """One of this node's own heads: signed by its current key, or by a former key (spec 4.6)
+    while that key was valid, at the head's issued_at."""
+    when = doc.get("issued_at") if isinstance(doc, dict) else None
+    former = [k for k in keys.own_keys_at(db, when) if k != key] if isinstance(when, str) else []
+    for candidate in former:
+        try:
+            return check_head(doc, me, candidate)
+        except DiscnodeError:
+            continue
+    return check_head(doc, me, key)
+
+
+def _ours(db: store.DB, docs: list[Any], me: str, key: bytes) -> list[dict[str, Any]]:
     out = []
     for doc in docs:
         try:
-            out.append(check_head(doc, me, key))
+            out.append(_check_own(db, doc, me, key))
         except DiscnodeError:
             continue
     return out
@@ -198,7 +211,7 @@ async def verify(home: Home, client: PeerClient | None = None, timeout: float = 
     mine = []
     for doc in own_checkpoints(db, me):
         try:
-            mine.append(check_head(doc, me, key))
+            mine.append(_check_own(db, doc, me, key))
         except DiscnodeError:
             report.findings.append(Finding("forged", doc.get("entries", 0), "a checkpoint",
                                            f"a checkpoint of {doc.get('issued_at')} is not signed by this node"))
@@ -225,8 +238,8 @@ async def verify(home: Home, client: PeerClient | None = None, timeout: float = 
             row.update(status=status, error=str(answer))
             report.unchecked.append(f"{peer.name} ({peer.node_id}): {answer}")
         else:
-            latest = _ours(answer["heads"], me, key)
-            evidence = _ours([e["head"] for e in answer["evidence"]], me, key)
+            latest = _ours(db, answer["heads"], me, key)
+            evidence = _ours(db, [e["head"] for e in answer["evidence"]], me, key)
             bad = len(answer["heads"]) + len(answer["evidence"]) - len(latest) - len(evidence)
             if bad:  # not signed by this node: a partner cannot speak for this node's log
                 report.unchecked.append(f"{peer.name} ({peer.node_id}) returned {bad} head(s) this node "

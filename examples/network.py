@@ -65,8 +65,7 @@ def agree_offline(hub: Home, node: Home) -> None:
                                         store.now_ts()), node.identity)
     for me, other in ((hub, node), (node, hub)):
         for doc in (offer, accept):
-            own = me.identity.public_key
-            peers.add_document(me.db, other.node_id, doc, delivered=True, own_key=own)
+            peers.add_document(me.db, other.node_id, doc, delivered=True, own=me.identity)
 
 
 def generate(root: Path, nodes: int, per_node: int, *, base_port: int = 21000, seed: int = 1,

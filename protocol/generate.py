@@ -25,6 +25,7 @@ from discnode.documents.sighting import new_sighting
 from discnode.documents.statistics import new_statistics
 from discnode.statistics import Incident, Window, release
 from discnode.documents.notice import new_notice, new_receipt
+from discnode.documents import succession as keyev
 from discnode.identity import Identity, b64u, node_id_for
 from discnode import namekey, oprf
 from discnode.signing import (canonical, content_digest, document_hash, sign_document, sign_request,
@@ -168,6 +169,71 @@ def receipt() -> dict[str, Any]:
                        "2026-11-24T16:00:01Z")
 
 
+#: Alice's successive keys in the key-event vectors: her own test key, then Bob's and Carol's test
+#: keys standing in for her second and third, then a fixed test-only seed as the committed fourth.
+ALICE_KEYS = [ALICE, BOB, CAROL, Identity.from_seed(bytes(range(32)))]
+T1, T2 = "2027-11-24T16:00:00Z", "2028-11-24T16:00:00Z"
+
+
+def key_chain() -> list[dict[str, Any]]:
+    """Alice's inception and two successions (spec 4.6): grace of 72 hours, then of 0."""
+    k0, k1, k2, k3 = ALICE_KEYS
+    inception = keyev.new_inception(k0, k1.public_key, NOW_TS)
+    first = keyev.new_succession(inception, k0, k1, k2.public_key, T1, dt.timedelta(hours=72))
+    second = keyev.new_succession(first, k1, k2, k3.public_key, T2, dt.timedelta(0))
+    return [inception, first, second]
+
+
+def rotated_descriptor() -> dict[str, Any]:
+    doc = {k: v for k, v in descriptor(ALICE, "Alice BCRP", 8443, ["profiles", "images", "match"]).items()
+           if k != "sig"}
+    doc.update(public_key=CAROL.public_key_b64, key_events=key_chain(), issued_at=T2)
+    return sign_document(doc, CAROL)
+
+
+def key_event_vectors(vec: Any) -> None:
+    chain = key_chain()
+    inception, first, second = chain
+    k0, k1, k2, _ = ALICE_KEYS
+    state = keyev.verify_chain(chain)
+    vec("key-event", "two-rotations", "Alice's inception and two successions: a valid chain; the node ID "
+        "stays the fingerprint of the first key", {"events": chain},
+        {"node_id": ALICE.node_id, "current_key": CAROL.public_key_b64, "next": state.next_digest,
+         "keys": [{"seq": p.seq, "public_key": b64u(p.public_key), "valid_from": p.valid_from,
+                   "valid_until": p.valid_until} for p in state.keys]}, "valid")
+    body = keyev._body(first)
+    wrong_counter = {**first, "countersig": b64u(CAROL.sign(body))}
+    vec("key-event", "wrong-countersignature", "The first succession countersigned by a key other than the "
+        "incoming one", {"events": [inception, wrong_counter]},
+        {"error": "not countersigned by the incoming key"}, "invalid")
+    thief = {k: v for k, v in first.items() if k not in ("sig", "countersig")}
+    thief.update(key=CAROL.public_key_b64)  # a key of the thief's own: not the committed one
+    thief_body = keyev._body(thief)
+    thief.update(sig=b64u(k0.sign(thief_body)), countersig=b64u(CAROL.sign(thief_body)))
+    vec("key-event", "not-revealing-committed-key", "A thief holding the current key signs a succession to a "
+        "key of their own (signed by the stolen key, countersigned by theirs)", {"events": [inception, thief]},
+        {"error": "does not reveal the key committed"}, "invalid")
+    unsigned = {**first, "sig": b64u(CAROL.sign(body))}
+    vec("key-event", "not-signed-by-outgoing-key", "The first succession signed by a key other than the "
+        "outgoing one", {"events": [inception, unsigned]}, {"error": "not signed by the outgoing key"}, "invalid")
+    vec("key-event", "fork-of-prev", "The second succession names a previous event that is not the first "
+        "succession (a fork)", {"events": [inception, first, {**second, "prev": "00" * 32}]},
+        {"error": "does not follow the one before it"}, "invalid")
+    for slug, description, who, when, result, expected in (
+        ("old-key-within-grace", "A document signed by the first key, dated within the first succession's "
+         "grace period", k0, "2027-11-27T15:59:59Z", "valid", {"public_key": k0.public_key_b64}),
+        ("old-key-after-grace", "A document signed by the first key, dated when the first succession's grace "
+         "period has ended", k0, "2027-11-27T16:00:00Z", "invalid", {"error": "not signed by a key"}),
+        ("second-key-zero-grace", "A document signed by the second key, dated at the second succession (its "
+         "grace period is 0)", k1, T2, "invalid", {"error": "not signed by a key"}),
+    ):
+        doc = sign_document({"type": "revoke", "from": ALICE.node_id, "to": BOB.node_id, "offer": "ab" * 32,
+                             "issued_at": when}, who)
+        vec("key-event", slug, description, {"events": chain, "document": doc}, expected, result)
+    # Self-check: the generator's expectations hold for this implementation.
+    assert keyev.check_signed_at(state, sign_document({"issued_at": T2}, k2), T2) == k2.public_key
+
+
 def examples() -> dict[str, Any]:
     o = offer(ALICE, BOB, 8443)
     head, older = audit_heads()
@@ -176,6 +242,9 @@ def examples() -> dict[str, Any]:
         "audit-head-reply.json": {"heads": [older, head], "evidence": [
             {"flag": "rollback", "head": new_head(ALICE, 1, "e3" * 32, "2026-11-24T18:00:00Z")}]},
         "descriptor.json": descriptor(ALICE, "Alice BCRP", 8443, ["profiles", "images", "match"]),
+        "descriptor.rotated.json": rotated_descriptor(),
+        "key-event.inception.json": key_chain()[0],
+        "key-event.succession.json": key_chain()[1],
         "consent.offer-match.json": sign_document(new_offer(
             ALICE.node_id, BOB.node_id, Terms(share=("match",), review_by="2027-11-24", match_daily_quota=100),
             descriptor(ALICE, "Alice BCRP", 8443, ["profiles", "images", "match"]), NOW_TS, None) | {"id": "0f1e2d3c4b5a6978"},
@@ -517,6 +586,7 @@ def vectors() -> dict[str, dict[str, Any]]:
             got = derive(i["me"], i["peer"], i["documents"], dt.date.fromisoformat(i["today"])).state.value
             assert got == v["expected"]["state"], (name, got)
     match_vectors(vec)
+    key_event_vectors(vec)
     assert node_id_for(bytes.fromhex(KEYS["alice"]["public_key_hex"])) == ALICE.node_id
     assert b64u(ALICE.public_key) == ALICE.public_key_b64
     return out

@@ -454,11 +454,12 @@ def _signed_consent(nodes: Nodes, doc: Any) -> Any:
 
 
 def _signed_descriptor(nodes: Nodes, doc: Any) -> Any:
-    """A generated descriptor in the consenting peer's name and key (so it verifies)."""
+    """A generated descriptor in the consenting peer's name and key, with its key history (spec
+    4.6: the server holds it, and refuses a descriptor without it), so that it verifies."""
     if not isinstance(doc, dict):
         return doc
     own = nodes.peer_home.descriptor()
-    doc = {**doc, "node_id": own["node_id"], "public_key": own["public_key"]}
+    doc = {**doc, "node_id": own["node_id"], "public_key": own["public_key"], "key_events": own["key_events"]}
     return sign_document(doc, nodes.identity)
 
 

@@ -56,6 +56,7 @@ def test_node_id_and_keys_are_derived_once_per_identity(monkeypatch, tmp_path):
     fresh = Home.open(home.path)
     calls.clear()
     ids = {fresh.node_id for _ in range(50)} | {fresh.identity.node_id for _ in range(50)}
-    assert ids == {real(fresh.identity.public_key)} and len(calls) == 1
+    # A node with a key history takes its ID from its inception (no fingerprint to compute at all).
+    assert ids == {real(fresh.identity.public_key)} and len(calls) <= 1
     assert fresh.identity.crypto_private_key() is fresh.identity.crypto_private_key()
     assert fresh.identity.public_key is fresh.identity.public_key

@@ -20,7 +20,8 @@ from discnode.documents.statistics import check_statistics
 from discnode.statistics import Incident, Window, release
 from discnode.documents.notice import check_notice, check_receipt
 from discnode.errors import DiscnodeError
-from discnode.identity import b64u_decode, node_id_for, parse_node_id
+from discnode.documents import succession
+from discnode.identity import b64u, b64u_decode, node_id_for, parse_node_id
 from discnode.signing import canonical, verify_document, verify_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,18 @@ def run(family, vector):
         return {"state": agreement.state.value}
     if family == "match":
         return run_match(i)
+    if family == "key-event":
+        return run_key_event(i)
     raise AssertionError(f"unknown vector family {family}")
+
+
+def run_key_event(i):
+    state = succession.verify_chain(i["events"])
+    if "document" in i:
+        return {"public_key": b64u(succession.check_signed_at(state, i["document"], i["document"]["issued_at"]))}
+    return {"node_id": state.node_id, "current_key": b64u(state.current), "next": state.next_digest,
+            "keys": [{"seq": p.seq, "public_key": b64u(p.public_key), "valid_from": p.valid_from,
+                      "valid_until": p.valid_until} for p in state.keys]}
 
 
 def run_match(i):
@@ -119,7 +131,7 @@ def run_audit_head(i):
 def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
     assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json",
-                        "match", "proposal", "sighting", "link", "statistics", "notice"}
+                        "match", "proposal", "sighting", "link", "statistics", "notice", "key-event"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 
