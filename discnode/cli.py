@@ -139,6 +139,14 @@ def _print_profile(record: dict[str, Any], json_out: bool, saved: list[str] | No
             output.line(f"Saved {path}")  # whole, to copy: not folded into the table
 
 
+GRADING_OPT = typer.Option(
+    None, "--grading", help="3x5x2 grading SOURCE/INTELLIGENCE/HANDLING: source 1-3, intelligence A-E, handling P "
+                            "(sharing permitted) or C:CONDITION,... (shared only with partners accepting every "
+                            "condition). Default for a new profile: 2/C/P.")
+MINOR_REASON_OPT = typer.Option(None, "--minor-reason", help="Why the profile of someone under 18 is held: "
+                                                             "required for them (reviewed within 6 months).")
+
+
 @profile_app.command("add")
 def profile_add(
     ctx: typer.Context,
@@ -160,13 +168,19 @@ def profile_add(
     image: list[Path] = typer.Option([], "--image", help="Photo (JPEG, PNG or WebP); the first is primary."),
     id_sought: bool = typer.Option(False, "--id-sought", help="Not yet identified."),
     local_only: bool = typer.Option(False, "--local-only", help="Never share this profile with any peer."),
+    incident: list[str] = typer.Option([], "--incident", help="An incident: 'YYYY-MM-DD|place|type|summary', "
+                                                              "optionally '|GRADING'; repeat for more."),
+    grading: Optional[str] = GRADING_OPT,
+    minor_reason: Optional[str] = MINOR_REASON_OPT,
     json_out: bool = JsonOpt,
 ) -> None:
     """Add a profile."""
     fields = _profile_fields(first_name=first_name, last_name=last_name, gender=gender, ethnicity=ethnicity,
                              build=build, dob=dob, age_min=age_min, age_max=age_max, height_cm=height_cm,
                              aliases=alias, tags=tag, marks=marks, notes=notes, last_seen=last_seen,
-                             review_by=review_by)
+                             review_by=review_by, grading=grading, minor_reason=minor_reason)
+    if incident:
+        fields["incidents"] = [profiles.parse_incident(text) for text in incident]
     fields["status"] = "id-sought" if id_sought else "identified"
     fields["local_only"] = local_only
     record = profiles.add(open_home(ctx), fields, image)
@@ -257,13 +271,16 @@ def profile_edit(
     remove_tag: list[str] = typer.Option([], help="Remove an offence tag."),
     remove_alias: list[str] = typer.Option([], help="Remove an alias."),
     rename_alias: list[str] = typer.Option([], help="Correct an alias: 'OLD|NEW'."),
-    incident: list[str] = typer.Option([], help="Add an incident: 'YYYY-MM-DD|place|type|summary'."),
+    incident: list[str] = typer.Option([], help="Add an incident: 'YYYY-MM-DD|place|type|summary', optionally "
+                                                "'|GRADING' (e.g. |1/B/P)."),
     edit_incident: list[str] = typer.Option([], help="Replace incident N (from 1, in the order `profile show` lists them): "
                                                     "'N|YYYY-MM-DD|place|type|summary'."),
     remove_incident: list[int] = typer.Option([], help="Remove incident N (from 1, in the order `profile show` lists them)."),
     exclusion: Optional[str] = typer.Option(None, help="Set the exclusion notice: 'FROM|UNTIL|where', or '' to clear."),
     remove_exclusion: bool = typer.Option(False, "--remove-exclusion", help="Remove the exclusion notice."),
     local_only: Optional[bool] = typer.Option(None, "--local-only/--shared", help="Never share / share."),
+    grading: Optional[str] = GRADING_OPT,
+    minor_reason: Optional[str] = MINOR_REASON_OPT,
     reason: str = typer.Option("", help="Why (recorded in the audit log when identifying someone)."),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -273,7 +290,8 @@ def profile_edit(
     current = store.get_profile(home.db, profile_id)
     changes = _profile_fields(first_name=first_name, last_name=last_name, gender=gender, ethnicity=ethnicity,
                               build=build, status=status, dob=dob, height_cm=height_cm, marks=marks,
-                              notes=notes, last_seen=last_seen, review_by=review_by, local_only=local_only)
+                              notes=notes, last_seen=last_seen, review_by=review_by, local_only=local_only,
+                              grading=grading, minor_reason=minor_reason)
     if add_tag or remove_tag:
         tags = [t for t in current["tags"] if t not in remove_tag]
         changes["tags"] = tags + [t for t in add_tag if t not in tags]
@@ -317,11 +335,8 @@ def profile_edit(
     _print_profile(record, json_out)
 
 
-def _incident(text: str) -> dict[str, str]:
-    parts = text.split("|")
-    if len(parts) != 4:
-        raise InvalidInput(f"incident {text!r}: expected 'YYYY-MM-DD|place|type|summary'")
-    return dict(zip(("date", "place", "type", "summary"), (p.strip() for p in parts)))
+def _incident(text: str) -> dict[str, Any]:
+    return profiles.parse_incident(text)
 
 
 _DAYS_OPT = typer.Option(None, "--days", help="Listing: how many days ahead counts as near (default 30). "
@@ -599,8 +614,15 @@ def peer_add(ctx: typer.Context,
              purpose: str = typer.Option("Prevention and detection of crime against member businesses",
                                          help="Why data is shared (part of the signed terms)."),
              share: list[str] = typer.Option(["profiles", "images"], "--share",
-                                             help="profiles, images; or match (match-only: hit or no-hit, "
-                                                  "no browsing); statistics (counts only, no identifiers)"),
+                                             help="profiles, images; with profiles also ethnicity (special "
+                                                  "category), minors (profiles of under-18s), conditional "
+                                                  "(records graded C, with --handling-condition); or match "
+                                                  "(match-only: hit or no-hit, no browsing); statistics (counts "
+                                                  "only, no identifiers). See the README."),
+             handling_condition: list[str] = typer.Option(
+                 [], "--handling-condition", help="With --share conditional: a handling condition the partner "
+                                                  "accepts (repeat): refer-to-originator, not-evidential, "
+                                                  "staff-only, no-onward-alerts."),
              match_quota: Optional[int] = typer.Option(None, "--match-quota",
                                                        help="With --share match: names the partner may ask "
                                                             "about per day (default 100)."),
@@ -623,7 +645,7 @@ def peer_add(ctx: typer.Context,
         raise InvalidInput("give the peer's URL and --expect NODE_ID (or --discovered NODE_ID)")
     if not 1 <= review_days <= 3 * 365:
         raise InvalidInput("review-days must be 1 to 1095")
-    terms = Terms.default(today(), review_days, purpose, share, match_quota)
+    terms = Terms.default(today(), review_days, purpose, share, match_quota, handling_condition or None)
     _print_peer_state(_run(add_peer(home, url, expect, terms)), json_out, "Offered sharing to")
 
 
@@ -769,6 +791,7 @@ def peer_show(ctx: typer.Context, node_id: str = typer.Argument(..., help="The p
         ("purpose", terms.get("purpose", "")), ("shares", terms.get("share", "")),
         ("review by", terms.get("review_by", "")), ("offered by", offered),
         *([("match quota", f"{terms['match_daily_quota']} names a day")] if "match_daily_quota" in terms else []),
+        *([("C records under", ", ".join(terms["handling_conditions"]))] if "handling_conditions" in terms else []),
         ("not delivered", f"{info['undelivered']} document(s); `discnode serve` keeps trying"
          if info["undelivered"] else "none"),
         ("receipts owed", f"{info['receipts_outstanding']} erasure or correction notice(s) without a receipt"
@@ -999,7 +1022,7 @@ CSV_COLUMNS = ("reference", "partnership", "status", "first_name", "last_name", 
 
 def _csv_row(r: dict[str, Any]) -> list[Any]:
     return [f"{r['origin']}:{r['id']}", r["origin_name"], r["status"], r["first_name"], r["last_name"],
-            "; ".join(r["aliases"]), r["dob"], r["age_min"], r["age_max"], r["gender"], r["ethnicity"], r["build"],
+            "; ".join(r["aliases"]), r["dob"], r["age_min"], r["age_max"], r["gender"], r.get("ethnicity", "withheld"), r["build"],
             r["height_cm"], "; ".join(r["tags"]), r["last_seen"], (r.get("exclusion") or {}).get("until"),
             r["review_by"]]
 
@@ -1136,6 +1159,9 @@ def print_statuses(statuses: Any) -> None:
         name = output.printable(p.name)
         name = output.safe(name.ljust(width) if len(name) <= width else name[: width - 1] + "…")
         detail = f" ({output.safe(p.error)})" if p.error else ""
+        withheld = getattr(p, "withheld", None)
+        if withheld:  # its terms do not share these: a filter on them gets no rows from it
+            detail += f"; {', '.join(withheld)} withheld by its terms"
         output.console.print(f"  [{colour}]{p.status:<11}[/] {name} {p.count:>5} rows "
                              f"{p.ms:>6} ms{detail}", highlight=False)
 

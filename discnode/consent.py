@@ -19,12 +19,14 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from . import PROTOCOL_VERSION
+from . import PROTOCOL_VERSION, schemas
 from .errors import Conflict, InvalidInput, Refused
 from .signing import document_hash
 
 #: Every share scope this implementation supports, advertised in its descriptor (`scopes`).
-SHARE_KINDS = ("profiles", "images", "match", "statistics")
+SHARE_KINDS = ("profiles", "images", "match", "statistics", "ethnicity", "minors", "conditional")
+#: Scopes that widen what `profiles` serves (handling.py): each only with `profiles`.
+WIDENING = ("ethnicity", "minors", "conditional")
 #: What an offer shares unless told otherwise; and what a descriptor without `scopes` supports
 #: (nodes from before scopes were advertised).
 DEFAULT_SHARE = ("profiles", "images")
@@ -69,15 +71,19 @@ class Terms:
     review_by: str = ""
     #: Names a match-only partner may ask about per UTC day (only with the `match` scope).
     match_daily_quota: int | None = None
+    #: Handling conditions under which the partner takes records graded C (only with `conditional`).
+    handling_conditions: tuple[str, ...] | None = None
 
     @classmethod
     def default(cls, today: dt.date, days: int = DEFAULT_TERM_DAYS, purpose: str = DEFAULT_PURPOSE,
-                share: Iterable[str] = DEFAULT_SHARE, match_daily_quota: int | None = None) -> "Terms":
+                share: Iterable[str] = DEFAULT_SHARE, match_daily_quota: int | None = None,
+                handling_conditions: Iterable[str] | None = None) -> "Terms":
         share = tuple(share)
         if "match" in share and match_daily_quota is None:
             match_daily_quota = DEFAULT_MATCH_QUOTA
+        conditions = None if handling_conditions is None else tuple(sorted(set(handling_conditions))) or None
         return cls(purpose, share, (today + dt.timedelta(days=days)).isoformat(),
-                   match_daily_quota).checked(today)
+                   match_daily_quota, conditions).checked(today)
 
     def checked(self, today: dt.date) -> "Terms":
         if not self.purpose.strip() or len(self.purpose) > 500:
@@ -91,6 +97,17 @@ class Terms:
                 raise InvalidInput(f"the match daily quota must be 1 to {MAX_MATCH_QUOTA} names")
         elif self.match_daily_quota is not None:
             raise InvalidInput("a match daily quota is only for agreements that share match")
+        for scope in WIDENING:
+            if scope in self.share and "profiles" not in self.share:
+                raise InvalidInput(f"{scope} can only be shared with profiles")
+        if "conditional" in self.share:
+            if not self.handling_conditions:
+                raise InvalidInput("sharing conditional (records graded C) needs the handling conditions the "
+                                   "partner accepts (--handling-condition)")
+            for code in self.handling_conditions:
+                schemas.check_code("handling_condition", code, "handling condition")
+        elif self.handling_conditions:
+            raise InvalidInput("handling conditions are only for agreements that share conditional")
         try:
             review = dt.date.fromisoformat(self.review_by)
         except ValueError:
@@ -105,6 +122,8 @@ class Terms:
         wire: dict[str, Any] = {"purpose": self.purpose, "share": list(self.share), "review_by": self.review_by}
         if self.match_daily_quota is not None:
             wire["match_daily_quota"] = self.match_daily_quota
+        if self.handling_conditions:
+            wire["handling_conditions"] = sorted(self.handling_conditions)
         return wire
 
 
@@ -143,6 +162,10 @@ class Agreement:
     @property
     def match_daily_quota(self) -> int:
         return int(self.offer["terms"].get("match_daily_quota", 0)) if self.offer and self.active else 0
+
+    @property
+    def handling_conditions(self) -> tuple[str, ...]:
+        return tuple(self.offer["terms"].get("handling_conditions", ())) if self.offer and self.active else ()
 
     @property
     def review_by(self) -> str | None:

@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Sequence
 
-from . import checked, peers, schemas, store, untrusted, wirejson
+from . import checked, handling, peers, schemas, store, untrusted, wirejson
+from .consent import scopes_of
 from .client import PeerClient
 from .documents.succession import KeyPeriod
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
@@ -52,6 +53,8 @@ class SourceStatus:
     ms: int = 0
     dropped: int = 0
     error: str = ""
+    #: Fields this partnership withholds from this node under their agreement (handling.py).
+    withheld: list[str] = field(default_factory=list)
     #: Whether the last reply held no floats (internal: lets record checks take the fast path).
     float_free: bool = field(default=False, repr=False, compare=False)
 
@@ -344,9 +347,10 @@ async def _inline_screen(body: bytes, peer: peers.Peer, query: Query) -> Screene
 
 
 async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: float,
-               screener: Screen = _inline_screen) -> tuple[list[dict[str, Any]], SourceStatus]:
+               screener: Screen = _inline_screen, withheld: list[str] | None = None
+               ) -> tuple[list[dict[str, Any]], SourceStatus]:
     started = time.monotonic()
-    status = SourceStatus(peer.node_id, peer.name, "ok")
+    status = SourceStatus(peer.node_id, peer.name, "ok", withheld=list(withheld or []))
     try:
         reply = await asyncio.wait_for(
             client.request(peer, "POST", "/v1/profiles/query", query.to_wire(), timeout=timeout), timeout)
@@ -373,6 +377,13 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
     finally:
         status.ms = int((time.monotonic() - started) * 1000)
     return [], status
+
+
+def withheld_by(home: Home, peer: peers.Peer) -> list[str]:
+    """The fields a partner withholds from this node: those their agreement does not share, if
+    the partner's node knows to withhold them (an older node, without the scope, serves them)."""
+    audience = peers.audience(home.db, home.node_id, peer.node_id, today())
+    return [f for f in audience.withheld if handling.WITHHOLDABLE[f] in scopes_of(peer.descriptor)]
 
 
 def active_peers(home: Home) -> list[peers.Peer]:
@@ -409,7 +420,8 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
     owned_client = client is None
     client = client or PeerClient(home.identity, timeout=timeout)
     try:
-        answers = await asyncio.gather(*(_ask(client, p, query, timeout) for p in targets))
+        answers = await asyncio.gather(*(_ask(client, p, query, timeout, withheld=withheld_by(home, p))
+                                         for p in targets))
     finally:
         if owned_client:
             await client.close()
@@ -552,7 +564,8 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
     client = client or PeerClient(home.identity, timeout=timeout)
     page = replace(query, limit=page_size, after=None)
     streams = ([_Stream(0, SourceStatus(home.node_id, home.config.name, "ok"))] if own else []) + [
-        _Stream(i + 1, SourceStatus(p.node_id, p.name, "ok"), p) for i, p in enumerate(targets)]
+        _Stream(i + 1, SourceStatus(p.node_id, p.name, "ok", withheld=withheld_by(home, p)), p)
+        for i, p in enumerate(targets)]
     by_index = {s.index: s for s in streams}
 
     async def fetch(stream: _Stream) -> list[dict[str, Any]]:

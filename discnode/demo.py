@@ -58,6 +58,10 @@ def build(root: Path, per_node: int, seed: int = 2026) -> list[DemoNode]:
         for i in range(per_node):
             fields = people.fields()
             fields["local_only"] = i == 0  # every node keeps one profile to itself
+            if letter == "B" and i == 1:
+                # Midcity's intelligence came with a condition: Northtown's agreement accepts it,
+                # Southport's does not, so Southport never sees this profile.
+                fields["grading"] = CONDITIONAL_GRADING
             profiles.add(home, fields, image_data=[portrait(seed * 1000 + n * 100 + i)])
         level_two = {**LEVEL_TWO, "last_seen": f"2026-0{n + 7}-1{n}"}
         profiles.add(home, level_two, image_data=[portrait(7)])
@@ -65,9 +69,19 @@ def build(root: Path, per_node: int, seed: int = 2026) -> list[DemoNode]:
     return nodes
 
 
-async def agree(offerer: DemoNode, accepter: DemoNode) -> None:
+#: Northtown and Midcity signed a full data sharing agreement: special category data (ethnicity),
+#: children's profiles, and records graded C under "refer to originator". Midcity and Southport
+#: share profiles, photos and children's profiles only: each withholds ethnicity from the other.
+FULL_TERMS = {"share": ("profiles", "images", "ethnicity", "minors", "conditional"),
+              "handling_conditions": ("refer-to-originator",)}
+BASIC_TERMS = {"share": ("profiles", "images", "minors")}
+CONDITIONAL_GRADING = "2/B/C:refer-to-originator"
+
+
+async def agree(offerer: DemoNode, accepter: DemoNode, terms: dict[str, Any]) -> None:
     async with PeerClient(offerer.home.identity) as client:
-        await add_peer(offerer.home, accepter.home.config.url, accepter.home.node_id, Terms.default(today()), client)
+        await add_peer(offerer.home, accepter.home.config.url, accepter.home.node_id,
+                       Terms.default(today(), **terms), client)
     await respond(accepter.home, offerer.home.node_id, Action.ACCEPT)
 
 
@@ -85,7 +99,8 @@ async def show(nodes: list[DemoNode], root: Path, query: Query) -> dict[str, Any
         sheet = root / f"contact-sheet-{node.letter}.png"
         if page.results:
             render(page.results, await thumbnails(node.home, page.results), sheet)
-        summary[node.letter] = {"sees": origins, "rows": len(everything.results), "contact_sheet": str(sheet)}
+        summary[node.letter] = {"sees": origins, "rows": len(everything.results), "contact_sheet": str(sheet),
+                                "ethnicity_withheld_by": sorted(p.name for p in everything.peers if p.withheld)}
         output.console.print()
     return summary
 
@@ -103,9 +118,10 @@ async def run(root: Path, per_node: int, wait: bool, temporary: bool = False) ->
     try:
         a, b, c = nodes
         with con.status("Making the agreements through the real protocol (signed offers and accepts)..."):
-            await agree(a, b)
-            await agree(b, c)
-        con.print("Agreements made: A<->B, B<->C (A and C have none).\n")
+            await agree(a, b, FULL_TERMS)
+            await agree(b, c, BASIC_TERMS)
+        con.print("Agreements made: A<->B (profiles, photos, ethnicity, children, records graded C under "
+                  "refer-to-originator), B<->C (profiles, photos, children: no ethnicity). A and C have none.\n")
         summary = await show(nodes, root, Query(sort="last-seen", desc=True, limit=12))
 
         # What A cannot see: C is not in A's view, and C refuses A outright.
@@ -120,7 +136,9 @@ async def run(root: Path, per_node: int, wait: bool, temporary: bool = False) ->
             f"{c.home.config.name}'s profiles, though Midcity shares with both.\n"
             f"A query straight from Northtown to Southport gets HTTP {reply.status} (refused, and "
             f"logged in Southport's audit).\nLocal-only profiles (one per node) appear only in their own "
-            f"node's view.", title="What Northtown cannot see", border_style="yellow"))
+            f"node's view.\nSouthport sees Midcity's profiles without ethnicity (their agreement does not "
+            f"share it), and not the one Midcity graded C.", title="What Northtown cannot see",
+            border_style="yellow"))
         from .leveltwo import sweep
         found, _, looked_at = await sweep(b.home)
         for group in found:

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from . import schemas
 from .errors import DiscnodeError
+from .handling import Audience
 from .query import Query, filters
 
 FIELDS = ("gender", "ethnicity", "build", "status", "tags")
@@ -50,11 +51,12 @@ class Counts:
 
 
 def count(db: Any, query: Query, today: dt.date, *, served_by: str | None = None,
-          origin: str | None = None) -> Counts:
+          origin: str | None = None, audience: Audience = Audience()) -> Counts:
     """The counts of one database's records matching `query`'s filters (its cursor and page size
-    play no part). With served_by, only what that node may share, as in query.build_sql; with
-    origin, only that node's records (a node's own Dataview rows: local-only ones too)."""
-    sql = filters(query, today, served_by=served_by)
+    play no part). With served_by, only what that node may serve to `audience`, as in
+    query.build_sql, and no ethnicity counts unless the audience may see ethnicity; with origin,
+    only that node's records (a node's own Dataview rows: local-only ones too)."""
+    sql = filters(query, today, served_by=served_by, audience=audience)
     if origin is not None:
         sql.add("origin = ?", origin)
     where = " AND ".join(sql.where) or "1"
@@ -73,6 +75,8 @@ def count(db: Any, query: Query, today: dt.date, *, served_by: str | None = None
             out.total = n
         else:
             out.facets[name][code] = n
+    if served_by is not None and not audience.ethnicity:
+        out.facets["ethnicity"] = {}  # withheld: counted by nobody, not even as "unknown"
     return out
 
 
@@ -95,19 +99,22 @@ class SourceCounts:
     total: int | None = None
     ms: int = 0
     error: str = ""
+    #: Fields this source withholds under its agreement: its counts of them are not in the total.
+    withheld: list[str] = field(default_factory=list)
 
 
 async def across(own: tuple[str, str, Counts] | None, targets: Iterable[Any], query: Query, client: Any,
-                 timeout: float) -> tuple[Counts, list[SourceCounts]]:
+                 timeout: float, withheld: Any = None) -> tuple[Counts, list[SourceCounts]]:
     """Ask every target peer for its counts, in parallel, each under its own deadline, and add them
-    to this node's own (own = (node_id, name, counts), or None if this node is filtered out)."""
+    to this node's own (own = (node_id, name, counts), or None if this node is filtered out).
+    withheld(peer): the fields that peer withholds (dataview.withheld_by), to report with it."""
     from .errors import PeerTimeout
 
     wire = {k: v for k, v in query.to_wire().items() if k not in ("after", "limit")}
 
     async def ask(peer: Any) -> tuple[SourceCounts, Counts | None]:
         started = time.monotonic()
-        status = SourceCounts(peer.node_id, peer.name, "ok")
+        status = SourceCounts(peer.node_id, peer.name, "ok", withheld=list(withheld(peer)) if withheld else [])
         got = None
         try:
             reply = await asyncio.wait_for(

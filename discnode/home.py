@@ -140,7 +140,8 @@ class Home:
         home = cls(path)
         if not (home.path / "config.toml").exists():
             raise NotFound(f"no node at {home.path}; run `discnode init --name NAME` first (or pass --home)")
-        store.migrate(home.db)
+        if "016_handling" in store.migrate(home.db):
+            store.sign_missing_views(home.db, home.identity)
         return home
 
     def write_config(self, config: Config) -> None:

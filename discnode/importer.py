@@ -31,7 +31,7 @@ from . import audit, disclosures, store
 from . import images as img
 from .errors import DiscnodeError, InvalidInput
 from .home import Home, today
-from .profiles import CSV_COLUMNS, MAX_REF, build_record, notify_recipients
+from .profiles import CSV_COLUMNS, MAX_REF, build_record, check_minor, notify_recipients
 from .signing import sign_document
 
 #: progress(phase, done, total): phase is "reading", "checking" or "writing".
@@ -131,6 +131,7 @@ def _check(home: Home, rows: list[dict[str, Any]], base: Path, plan: _Plan, prog
             refs_seen[ref] = n
             existing, old_hash = by_ref.get(ref, (None, "")) if ref else (None, "")
             record = build_record(row, me, existing=existing, now=now, on=on)
+            check_minor(record, on)
             shas = []
             for path in paths:
                 (image,) = _load_image(path)
@@ -149,7 +150,8 @@ def _check(home: Home, rows: list[dict[str, Any]], base: Path, plan: _Plan, prog
             else:
                 hashes.add(digest)
                 signed = sign_document(record, home.identity)
-                plan.rows.append(store.Staged(signed, ref, shas, update=existing is not None))
+                (_, withheld), = store.withheld_views([signed], home.identity)
+                plan.rows.append(store.Staged(signed, ref, shas, update=existing is not None, withheld=withheld))
                 if existing is not None:
                     plan.changed.append((existing, signed))
                 plan.result.images += len(shas)

@@ -50,7 +50,7 @@ def _own_shared_or_mine(db: store.DB, me: str, profile_id: str, peer: str | None
             raise InvalidInput(f"{profile_id} is not one of this node's own profiles")
         return
     try:
-        store.get_shareable(db, profile_id, me, today())
+        store.get_shareable(db, profile_id, me, today(), peers.audience(db, me, peer, today()))
     except NotFound:
         raise NotFound(f"no shared profile {profile_id}") from None
 

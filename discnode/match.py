@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from . import namekey, oprf, store
+from . import query as q
+from .handling import Audience
 from .errors import Conflict, InvalidInput, NotFound, RateLimited
 
 #: Blinded elements in one evaluate request: one name each.
@@ -61,11 +63,14 @@ def key_for(db: store.DB, peer: str, offer_hash: str) -> bytes:
 
 def own_keys(db: store.DB, me: str, today: dt.date) -> dict[bytes, list[str]]:
     """Every Level Two key of this node's own shareable, identified profiles with a date of birth,
-    and the profiles that carry it. Local-only and unreviewed profiles are left out, as for search."""
+    and the profiles that carry it. Local-only and unreviewed profiles are left out, as for search,
+    and so are minors' and C-graded ones (handling.py): a match-only partner's terms share neither."""
     out: dict[bytes, list[str]] = {}
-    rows = db.execute("SELECT id, record FROM profiles WHERE batch IS NULL AND origin = ? AND local_only = 0 "
-                      "AND review_by >= ? AND status = 'identified' AND dob IS NOT NULL AND dob != ''",
-                      [me, today.isoformat()]).fetchall()
+    sql = q.SQL()
+    sql.add("batch IS NULL")
+    q.shareable(sql, me, today, Audience())
+    rows = db.execute(f"SELECT id, record FROM profiles WHERE {' AND '.join(sql.where)} "
+                      "AND status = 'identified' AND dob IS NOT NULL AND dob != ''", sql.params).fetchall()
     for profile_id, record in rows:
         for key in namekey.keys(json.loads(record)):
             out.setdefault(key, []).append(profile_id)

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from . import handling
 from .text import printable
 
 # emoji=False: ':police_car:' in a partner's text is shown as typed, not as a picture.
@@ -137,12 +138,15 @@ def profile_fields(record: dict[str, Any], saved: Sequence[str] | None = None) -
         ("aliases", r.get("aliases") or "none"),
         ("born", born),
         ("gender", r["gender"]),
-        ("ethnicity", r["ethnicity"]),
+        ("ethnicity", r["ethnicity"] if "ethnicity" in r else "withheld: the agreement with this partnership "
+                                                               "does not share ethnicity"),
         ("build", r["build"]),
         ("height", f"{r['height_cm']} cm" if r.get("height_cm") else "unknown"),
         ("marks", r.get("marks") or ""),
         ("offences", r.get("tags") or "none"),
+        ("grading", grading_text(r)),
         ("incidents", Lines(f"{i['date']}  {i['type']} at {i['place']}" + (f": {i['summary']}" if i["summary"] else "")
+                            + f"  [{handling.format_grading(handling.grading_of(i))}]"
                             for i in r.get("incidents") or []) or "none"),
         ("excluded", f"{exclusion['from']} to {exclusion['until']}: {exclusion['where']}" if exclusion else "no"),
         ("notes", r.get("notes") or ""),
@@ -154,7 +158,20 @@ def profile_fields(record: dict[str, Any], saved: Sequence[str] | None = None) -
         ("updated", r["updated"]),
         *([("revision", str(r["revision"]))] if r.get("revision") else []),
     ]
+    from .home import today
+    if handling.is_minor(r, today()):
+        pairs.insert(5, ("under 18", f"yes: {r.get('minor_reason') or '(no reason recorded)'}"))
     return pairs
+
+
+def grading_text(r: dict[str, Any]) -> str:
+    """The profile's 3x5x2 grading, and the conditions the whole record is shared under."""
+    grading = handling.grading_of(r)
+    text = handling.format_grading(grading) + ("" if "grading" in r else " (not graded: read as 2/C/P)")
+    conditions = handling.conditions_of(r)
+    if conditions and conditions != grading["conditions"]:
+        text += f"; shared only under {', '.join(conditions)} (its incidents' conditions too)"
+    return text
 
 
 def line(text: str) -> None:
@@ -216,7 +233,7 @@ def profile_row(r: dict[str, Any]) -> list[Any]:
     else:
         born = f"~{r['age_min'] or '?'}-{r['age_max'] or '?'}y" if r["age_min"] or r["age_max"] else ""
     sex = {"male": "M", "female": "F"}.get(r["gender"], "?")
-    look = f"{sex} {r['ethnicity']} {r['build']}"
+    look = f"{sex} {r.get('ethnicity', '--')} {r['build']}"  # --: withheld by the partnership's terms
     tags = ", ".join(r["tags"])
     if narrow():
         return [r["id"], name, f"{look} {born}".rstrip(), r["last_seen"] or "", tags]

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from . import PROTOCOL_VERSION, audit, keys, schemas, store
 from .consent import Agreement, derive
 from .documents.succession import KeyPeriod, verify_chain
+from .handling import Audience
 from .errors import Busy, InvalidInput, NotFound, RateLimited, Unauthenticated
 from .identity import Identity, b64u_decode, node_id_for
 from .signing import document_hash, verify_document
@@ -275,6 +276,11 @@ def documents(db: store.DB, peer: str) -> list[dict[str, Any]]:
 
 def agreement(db: store.DB, me: str, peer: str, today: dt.date) -> Agreement:
     return derive(me, peer, documents(db, peer), today)
+
+
+def audience(db: store.DB, me: str, peer: str, today: dt.date) -> Audience:
+    """What this node may serve `peer` under their agreement (handling.py)."""
+    return Audience.of_agreement(agreement(db, me, peer, today))
 
 
 def vouched_for(db: store.DB, me: str, peer: str) -> bool:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import audit, disclosures, notices, schemas, store
+from . import audit, disclosures, handling, notices, schemas, store
 from . import images as img
 from .errors import Conflict, InvalidInput
 from .home import Home, today
@@ -27,7 +27,7 @@ INT_FIELDS = ("age_min", "age_max", "height_cm")
 TEXT_FIELDS = ("first_name", "last_name", "marks", "notes")
 FIELD_COLUMNS = ("first_name", "last_name", "status", "gender", "ethnicity", "build", "dob", "age_min",
                  "age_max", "height_cm", "aliases", "tags", "marks", "notes", "last_seen", "review_by",
-                 "local_only")
+                 "local_only", "grading", "minor_reason")
 EDITABLE = set(FIELD_COLUMNS) | {"incidents", "exclusion"}
 #: Columns of an import file (CSV header, or JSON keys); README.md documents each one.
 CSV_COLUMNS = ("ref", *FIELD_COLUMNS, "incidents", "exclusion", "images")
@@ -64,18 +64,29 @@ def normalise(fields: dict[str, Any]) -> dict[str, Any]:
                 continue
             elif key == "incidents":
                 value = [parse_incident(line) for line in value.splitlines() if line.strip()]
+            elif key == "grading":
+                if not value:
+                    continue  # an import row without one keeps the profile's (or gets the default)
+                value = handling.parse_grading(value)
             elif key == "exclusion":
                 value = parse_exclusion(value) if value else None
         out[key] = value
     return out
 
 
-def parse_incident(text: str) -> dict[str, str]:
-    """'YYYY-MM-DD|place|type|summary' (the CLI's --incident, one per line in a CSV cell)."""
+INCIDENT_FORM = "'YYYY-MM-DD|place|type|summary' or 'YYYY-MM-DD|place|type|summary|GRADING'"
+
+
+def parse_incident(text: str) -> dict[str, Any]:
+    """'YYYY-MM-DD|place|type|summary', optionally '|GRADING' (handling.parse_grading: e.g. 1/A/P):
+    the CLI's --incident, one per line in a CSV cell. Without a grading the incident reads as 2/C/P."""
     parts = text.split("|")
-    if len(parts) != 4:
-        raise InvalidInput(f"incident {text[:80]!r}: expected 'YYYY-MM-DD|place|type|summary'")
-    return dict(zip(("date", "place", "type", "summary"), (p.strip() for p in parts)))
+    if len(parts) not in (4, 5):
+        raise InvalidInput(f"incident {text[:80]!r}: expected {INCIDENT_FORM}")
+    incident: dict[str, Any] = dict(zip(("date", "place", "type", "summary"), (p.strip() for p in parts[:4])))
+    if len(parts) == 5:
+        incident["grading"] = handling.parse_grading(parts[4])
+    return incident
 
 
 def parse_exclusion(text: str) -> dict[str, str]:
@@ -97,14 +108,26 @@ def build_record(fields: dict[str, Any], origin: str, *, existing: dict[str, Any
         "ethnicity": "IC9", "build": "unknown", "height_cm": None, "marks": "", "notes": "", "tags": [],
         "incidents": [], "exclusion": None, "local_only": False, "created": now, "updated": now,
         "last_seen": None, "review_by": (on + dt.timedelta(days=DEFAULT_REVIEW_DAYS)).isoformat(),
-        "image": None, "revision": 0,
+        "image": None, "revision": 0, "grading": dict(handling.DEFAULT_GRADING), "minor_reason": "",
     }
+    changes = normalise(fields)
     # Every write raises the revision, so that what a partner was sent can be named exactly
     # (disclosures.py); a record from before revisions counts as revision 0.
-    record = {**base, **normalise(fields), "updated": now, "revision": int(base.get("revision", 0)) + 1}
+    record = {**base, **changes, "updated": now, "revision": int(base.get("revision", 0)) + 1}
     for key in TEXT_FIELDS:
         if record.get(key) is None:
             record[key] = ""
+    # Conditions sorted and checked against their code list (the schema checks the rest, below).
+    if isinstance(record.get("grading"), dict):
+        record["grading"] = handling.checked_grading(record["grading"])
+    for incident in record["incidents"] if isinstance(record["incidents"], list) else ():
+        if isinstance(incident, dict) and isinstance(incident.get("grading"), dict):
+            incident["grading"] = handling.checked_grading(incident["grading"])
+    if isinstance(record.get("minor_reason"), str):
+        record["minor_reason"] = record["minor_reason"].strip()
+    if handling.is_minor(record, on) and "review_by" not in changes:
+        # A child's profile is reviewed within 6 months (however long an adult's would be).
+        record["review_by"] = handling.minor_review_by(record, on)
     validate(record)
     return record
 
@@ -134,6 +157,17 @@ def _sign(home: Home, record: dict[str, Any]) -> dict[str, Any]:
     return sign_document(record, home.identity)
 
 
+def check_minor(record: dict[str, Any], on: dt.date | None = None) -> None:
+    """What an administrator writes (add, edit, identify, import) must give a minor's profile its
+    reason, and a review within 6 months; InvalidInput, nothing written, otherwise."""
+    on = on or today()
+    handling.check_minor(record, on)
+    if handling.is_minor(record, on) and record["review_by"] > (
+            on + dt.timedelta(days=handling.MINOR_REVIEW_DAYS)).isoformat():
+        raise InvalidInput(f"the profile of someone under 18 is reviewed within {handling.MINOR_REVIEW_DAYS} days: "
+                           f"review-by {record['review_by']} is later")
+
+
 # --- operations on the node ------------------------------------------------------------------
 
 
@@ -160,7 +194,7 @@ def _store_with_images(home: Home, record: dict[str, Any], images: list[img.Proc
             record["image"] = images[0].sha256
         signed = _sign(home, record)
         with store.write(home.db) as conn:
-            store.put_profiles(home.db, [signed], replace=replace)
+            store.put_profiles(home.db, [signed], replace=replace, identity=home.identity)
             for image in images:
                 store.add_image_row(conn, record["id"], image.sha256, image.meta)
             audit.append(home.db, event, "", id=record["id"], **(
@@ -177,6 +211,7 @@ def add(home: Home, fields: dict[str, Any], image_paths: Iterable[Path] = (),
     # All refusals happen before anything is written.
     images = load_images(image_paths) + [img.process(data) for data in image_data]
     record = build_record(fields, home.node_id)
+    check_minor(record)
     return _store_with_images(home, record, images, replace=False, event="profile-added")
 
 
@@ -205,7 +240,7 @@ def _write_edit(home: Home, record: dict[str, Any], event: str, peer: str = "", 
     notify_from (the record before), notices to the partners that received it (notify_recipients)."""
     signed = _sign(home, record)
     with store.write(home.db):
-        store.put_profiles(home.db, [signed], replace=True)
+        store.put_profiles(home.db, [signed], replace=True, identity=home.identity)
         audit.append(home.db, event, peer, id=record["id"], **detail)
         if notify_from is not None:
             notify_recipients(home.db, home.identity, notify_from, record)
@@ -216,6 +251,7 @@ def edit(home: Home, profile_id: str, changes: dict[str, Any]) -> dict[str, Any]
     """Correct a profile; every partner that received it is sent a notice (notices.py)."""
     existing = _own(home, profile_id)
     record = build_record(changes, home.node_id, existing=existing)
+    check_minor(record)
     return _write_edit(home, record, "profile-edited", notify_from=existing, fields=sorted(changes))
 
 
@@ -239,6 +275,7 @@ def identify(home: Home, profile_id: str, *, first_name: str, last_name: str, do
     if dob:
         fields.update(dob=dob, age_min=None, age_max=None)
     record = build_record(fields, home.node_id, existing=existing)
+    check_minor(record)
     return _write_edit(home, record, "profile-identified", peer=peer, notify_from=existing, source=source,
                        reason=reason, fields=sorted(fields))
 
@@ -254,7 +291,7 @@ def seen(db: store.DB, identity: Identity, profile_id: str, when: str, peer: str
         return False
     signed = sign_document(build_record({"last_seen": when}, identity.node_id, existing=existing), identity)
     with store.write(db):
-        store.put_profiles(db, [signed], replace=True)
+        store.put_profiles(db, [signed], replace=True, identity=identity)
         audit.append(db, "profile-last-seen", peer, id=profile_id, last_seen=when, was=existing["last_seen"],
                      sighting=sighting)
     return True
@@ -265,6 +302,8 @@ def set_review_by(home: Home, profile_id: str, review_by: dt.date, reason: str) 
     if not reason.strip() or len(reason) > 500:
         raise InvalidInput("give the review's reason (1 to 500 characters)")
     existing = _own(home, profile_id)
+    if handling.is_minor(existing, today()):
+        review_by = min(review_by, today() + dt.timedelta(days=handling.MINOR_REVIEW_DAYS))
     record = build_record({"review_by": review_by.isoformat()}, home.node_id, existing=existing)
     return _write_edit(home, record, "profile-reviewed", reason=reason.strip(),
                        review_by=review_by.isoformat(), was=existing["review_by"])
@@ -366,7 +405,7 @@ def remove_image(home: Home, profile_id: str, which: str) -> dict[str, Any]:
     signed = _sign(home, record)
     with store.write(home.db) as conn:
         orphan = store.remove_image_row(conn, profile_id, sha)
-        store.put_profiles(home.db, [signed], replace=True)
+        store.put_profiles(home.db, [signed], replace=True, identity=home.identity)
         audit.append(home.db, "image-removed", "", id=profile_id, sha256=sha)
         notify_recipients(home.db, home.identity, existing, signed)
     if orphan:

@@ -125,7 +125,7 @@ def receive(db: store.DB, me: str, peer: str, public_key: bytes, body: Any) -> d
     shared with that partner now (the caller has checked the agreement is active)."""
     doc = check_proposal(body, peer, me, public_key)
     try:
-        record = store.get_shareable(db, doc["about"], me, today())
+        record = store.get_shareable(db, doc["about"], me, today(), peers.audience(db, me, peer, today()))
     except NotFound:
         raise NotFound(f"no shared profile {doc['about']}") from None
     if record["status"] != "id-sought":

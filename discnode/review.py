@@ -27,7 +27,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from . import links, notices, peers, proposals, sightings, store
+from . import handling, links, notices, peers, proposals, sightings, store
 from .consent import State
 
 #: How far ahead "near its review date" looks, unless told otherwise.
@@ -102,6 +102,8 @@ def _sort_key(item: Item) -> tuple[str, str, str]:
 
 def profile_item(row: Mapping[str, Any], today: dt.date) -> Item:
     name = f"{row['last_name']}, {row['first_name']}" if row["status"] == "identified" else "ID-sought"
+    if handling.is_minor({"dob": row.get("dob") or None, "age_max": row.get("age_max")}, today):
+        name += ", under 18: reviewed every 6 months"
     overdue = row["review_by"] < today.isoformat()
     if not overdue:
         state = "review due"

@@ -130,6 +130,7 @@ def reset(home: Home, next_key_out: Path | None = None) -> dict[str, Any]:
             count = store.reissue(home.db, old_id, lambda record: sign_document(
                 {**record, "origin": new_id, "updated": now, "revision": int(record.get("revision", 0)) + 1},
                 identity))
+            store.sign_missing_views(home.db, identity)  # their views without ethnicity too (handling.py)
             audit.append(home.db, "key-reset", "", old=old_id, new=new_id, profiles=count)
             save_next_key(following, following_tmp, new_id)
             for name, path in staged.items():

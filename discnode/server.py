@@ -30,6 +30,7 @@ from .audithead import check_head
 from .documents.succession import verify_chain
 from .consent import Agreement, check_incoming, check_supported
 from .fairshare import FairShare
+from .handling import Audience
 from .errors import (Busy, DiscnodeError, InvalidInput, NotFound, RateLimited, Refused, TooLarge,
                      Unauthenticated)
 from .home import DESCRIPTOR_PATH, Home, today
@@ -536,7 +537,8 @@ async def query_profiles(request: web.Request) -> web.Response:
     state = request.app[STATE]
     peer = await _require(request, "profiles")
     query = Query.from_wire(_json_body(request))
-    records, served = await state.sql.read(lambda db: store.search_served(db, query, today(), state.me))
+    audience = Audience.of_agreement(await state.agreement(peer))
+    records, served = await state.sql.read(lambda db: store.search_served(db, query, today(), state.me, audience))
     note(request, "served", what="query", count=len(records), records=served)
     # Stored records are already the signed JSON: send them as they are, unparsed.
     body = '{"records":[' + ",".join(records) + "]}"
@@ -548,9 +550,10 @@ async def count_facets(request: web.Request) -> web.Response:
     from .facets import count
 
     state = request.app[STATE]
-    await _require(request, "profiles")
+    peer = await _require(request, "profiles")
     query = Query.from_wire(_json_body(request))
-    counts = await state.sql.read(lambda db: count(db, query, today(), served_by=state.me))
+    audience = Audience.of_agreement(await state.agreement(peer))
+    counts = await state.sql.read(lambda db: count(db, query, today(), served_by=state.me, audience=audience))
     note(request, "served", what="facets", count=counts.total)
     return web.json_response(counts.to_wire())
 
@@ -559,10 +562,12 @@ async def get_profile(request: web.Request) -> web.Response:
     state = request.app[STATE]
     peer = await _require(request, "profiles")
     profile_id = request.match_info["profile_id"]
-    shared_images = "images" in (await state.agreement(peer)).share
+    agreement = await state.agreement(peer)
+    shared_images = "images" in agreement.share
+    audience = Audience.of_agreement(agreement)
 
     def read(db: store.DB) -> tuple[dict[str, Any], list[str]]:
-        record = store.get_shareable(db, profile_id, state.me, today())
+        record = store.get_shareable(db, profile_id, state.me, today(), audience)
         return record, [i["sha256"] for i in store.images_of(db, profile_id)] if shared_images else []
 
     record, images = await state.sql.read(read)
@@ -579,8 +584,10 @@ async def get_image(request: web.Request) -> web.Response:
     if size not in ("thumb", "full"):
         raise InvalidInput("size must be thumb or full")
 
+    audience = Audience.of_agreement(await state.agreement(peer))
+
     def read(db: store.DB) -> tuple[bytes, list[tuple[str, int]]]:
-        holders = store.shareable_image(db, sha, state.me, today())
+        holders = store.shareable_image(db, sha, state.me, today(), audience)
         if not holders:
             raise NotFound("no such shared image")
         return read_image(state.home.images_root, sha, thumb=size == "thumb"), holders
@@ -649,7 +656,9 @@ async def match_reveal(request: web.Request) -> web.Response:
     body = _json_body(request)
     schemas.validate("match-reveal", body)
     ref = body["ref"]
-    evaluated, keys = await _match_set(state, peer, await state.agreement(peer))
+    agreement = await state.agreement(peer)
+    audience = Audience.of_agreement(agreement)
+    evaluated, keys = await _match_set(state, peer, agreement)
     profiles = evaluated.profiles_for(ref, keys)
     if not profiles:
         raise NotFound(f"no match reference {ref} under this agreement")
@@ -660,7 +669,7 @@ async def match_reveal(request: web.Request) -> web.Response:
             records = []
             for profile_id in asked["profiles"]:
                 try:
-                    records.append(store.get_shareable(db, profile_id, state.me, today()))
+                    records.append(store.get_shareable(db, profile_id, state.me, today(), audience))
                 except NotFound:  # made local-only or deleted since it was allowed
                     continue
             return records
@@ -930,6 +939,7 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     # Failed handshakes and the like are logged by asyncio itself, as often as a stranger likes.
     logs.guard(logging.getLogger("asyncio"), one_line=True)
     logs.guard(log)
+    store.sign_missing_views(home.db, home.identity)  # rows a crash left unsigned after migration 016
     running = await start(home, limits)
     caps = running.connections.limits
     log.info("at most %d connections (%d per address; file descriptors: %d)", caps.total, caps.per_address,

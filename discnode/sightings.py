@@ -85,7 +85,7 @@ def receive(db: store.DB, identity: Identity, peer: str, public_key: bytes, body
     me = identity.node_id
     doc = check_sighting(body, peer, me, public_key)
     try:
-        store.get_shareable(db, doc["about"], me, today())
+        store.get_shareable(db, doc["about"], me, today(), peers.audience(db, me, peer, today()))
     except NotFound:
         raise NotFound(f"no shared profile {doc['about']}") from None
     digest = document_hash(doc)

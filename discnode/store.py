@@ -18,11 +18,14 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
+from . import handling
 from . import query as q
 from .errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     import sqlite_utils
+
+    from .identity import Identity
 
 
 class DB:
@@ -263,6 +266,15 @@ def _m018_succession(db: "sqlite_utils.Database") -> None:
                                           not_null={"head", "delivered"})
 
 
+def _m016_handling(db: "sqlite_utils.Database") -> None:
+    # handling.py: each row's signed withheld view (the record without ethnicity; '' until signed,
+    # and never served in the full record's place) and the conditions of its C gradings (a JSON
+    # array, '[]' for none), which decide to whom it is served. Rows written before this migration
+    # get their withheld views from profiles.sign_missing_views, run when the node opens.
+    db.execute("ALTER TABLE profiles ADD COLUMN record_withheld TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE profiles ADD COLUMN handling_conditions TEXT NOT NULL DEFAULT '[]'")  # none graded yet
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -279,6 +291,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("013_disclosures", _m013_disclosures),
     ("014_erasure", _m014_erasure),
     ("018_succession", _m018_succession),
+    ("016_handling", _m016_handling),
 ]
 
 
@@ -362,7 +375,7 @@ def content_hash(record: dict[str, Any]) -> str:
 
 
 
-def _columns(record: dict[str, Any]) -> dict[str, Any]:
+def _columns(record: dict[str, Any], withheld: dict[str, Any] | None = None) -> dict[str, Any]:
     exclusion = record.get("exclusion") or {}
     return {
         "id": record["id"], "origin": record["origin"], "status": record["status"],
@@ -376,16 +389,44 @@ def _columns(record: dict[str, Any]) -> dict[str, Any]:
         "last_seen_key": record["last_seen"] or "", "review_by": record["review_by"], "image": record["image"],
         "record": json.dumps(record, separators=(",", ":"), sort_keys=True),
         "content_hash": content_hash(record), "revision": record.get("revision", 0),
+        "record_withheld": json.dumps(withheld, separators=(",", ":"), sort_keys=True) if withheld else "",
+        "handling_conditions": handling.conditions_column(record),
     }
 
 
+def withheld_views(records: Iterable[dict[str, Any]], identity: "Identity | None") -> Iterator[
+        tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Each record with its signed withheld view (handling.py), if it is identity's own record."""
+    from .signing import sign_document
+    for record in records:
+        own = identity is not None and record["origin"] == identity.node_id
+        yield record, sign_document(handling.withheld_view(record), identity) if own else None
+
+
+def sign_missing_views(db: DB, identity: "Identity") -> int:
+    """Sign the withheld views of this node's rows that lack one (rows written before migration
+    016), in one transaction; returns how many. Until then such a row is served only to partners
+    whose agreement shares ethnicity."""
+    me = identity.node_id
+    rows = db.execute("SELECT id, record FROM profiles WHERE record_withheld = '' AND origin = ?", [me]).fetchall()
+    if not rows:
+        return 0
+    with write(db) as conn:
+        for (pid, text), (_, view) in zip(rows, withheld_views((json.loads(t) for _, t in rows), identity)):
+            conn.execute("UPDATE profiles SET record_withheld = ? WHERE id = ?",
+                         [json.dumps(view, separators=(",", ":"), sort_keys=True), pid])
+    return len(rows)
+
+
 def put_profiles(db: DB, records: Iterable[dict[str, Any]], *, replace: bool = False,
-                 on_each: Callable[[], None] | None = None) -> int:
-    """Insert (or with replace, update) validated, signed records, all in one transaction."""
+                 on_each: Callable[[], None] | None = None, identity: "Identity | None" = None) -> int:
+    """Insert (or with replace, update) validated, signed records, all in one transaction. With
+    identity, its own records' withheld views are signed and stored with them (without, they are
+    served only to partners whose agreement shares ethnicity)."""
     n = 0
     with write(db) as conn:
-        for record in records:
-            cols = _columns(record)
+        for record, withheld in withheld_views(records, identity):
+            cols = _columns(record, withheld)
             names = ", ".join(cols)
             marks = ", ".join("?" * len(cols))
             if replace:
@@ -413,8 +454,9 @@ def reissue(db: DB, origin: str, resign: Callable[[dict[str, Any]], dict[str, An
         for (raw,) in conn.execute("SELECT record FROM profiles WHERE origin = ? AND batch IS NULL", [origin]
                                    ).fetchall():
             cols = _columns(resign(json.loads(raw)))
-            conn.execute("UPDATE profiles SET origin = ?, record = ?, content_hash = ?, updated = ?, revision = ? "
-                         "WHERE id = ? AND batch IS NULL",
+            # The withheld view is signed afresh by the caller (sign_missing_views), never kept stale.
+            conn.execute("UPDATE profiles SET origin = ?, record = ?, content_hash = ?, updated = ?, revision = ?, "
+                         "record_withheld = '' WHERE id = ? AND batch IS NULL",
                          [cols["origin"], cols["record"], cols["content_hash"], cols["updated"], cols["revision"],
                           cols["id"]])
             n += 1
@@ -428,12 +470,15 @@ def get_profile(db: DB, profile_id: str) -> dict[str, Any]:
     return json.loads(row[0])
 
 
-def get_shareable(db: DB, profile_id: str, me: str, today: dt.date) -> dict[str, Any]:
-    row = db.execute(
-        "SELECT record FROM profiles WHERE id = ? AND batch IS NULL AND origin = ? AND local_only = 0 "
-        "AND review_by >= ?",
-        [profile_id, me, today.isoformat()],
-    ).fetchone()
+def get_shareable(db: DB, profile_id: str, me: str, today: dt.date,
+                  audience: handling.Audience = handling.Audience()) -> dict[str, Any]:
+    """One of this node's records as `audience` may be served it (its view), or NotFound."""
+    sql = q.SQL()
+    sql.add("id = ?", profile_id)
+    sql.add("batch IS NULL")
+    q.shareable(sql, me, today, audience)
+    row = db.execute(f"SELECT {q.record_column(audience)} FROM profiles WHERE {' AND '.join(sql.where)}",
+                     sql.params).fetchone()
     if row is None:
         raise NotFound(f"no shared profile {profile_id!r}")
     return json.loads(row[0])
@@ -450,28 +495,31 @@ def delete_profile(db: DB, profile_id: str) -> list[str]:
                 if conn.execute("SELECT 1 FROM images WHERE sha256 = ?", [h]).fetchone() is None]
 
 
-def search(db: DB, query: q.Query, today: dt.date, *,
-           served_by: str | None = None) -> list[dict[str, Any]]:
-    return [json.loads(text) for text in search_raw(db, query, today, served_by=served_by)]
+def search(db: DB, query: q.Query, today: dt.date, *, served_by: str | None = None,
+           audience: handling.Audience = handling.Audience()) -> list[dict[str, Any]]:
+    return [json.loads(text) for text in search_raw(db, query, today, served_by=served_by, audience=audience)]
 
 
-def search_raw(db: DB, query: q.Query, today: dt.date, *, served_by: str | None = None) -> list[str]:
-    """The page's records as the JSON text they are stored as (the peer API sends them unparsed)."""
-    sql, params = q.build_sql(query, today, served_by=served_by)
+def search_raw(db: DB, query: q.Query, today: dt.date, *, served_by: str | None = None,
+               audience: handling.Audience = handling.Audience()) -> list[str]:
+    """The page's records as the JSON text they are stored as (the peer API sends them unparsed).
+    With served_by, only what that node may serve to `audience`, in the view it may see."""
+    sql, params = q.build_sql(query, today, served_by=served_by, audience=audience)
     return [row[0] for row in db.execute(sql, params).fetchall()]
 
 
-def search_served(db: DB, query: q.Query, today: dt.date, served_by: str) -> tuple[list[str], str]:
+def search_served(db: DB, query: q.Query, today: dt.date, served_by: str,
+                  audience: handling.Audience = handling.Audience()) -> tuple[list[str], str]:
     """search_raw for a peer, with what the disclosure log names (disclosures.encode): each record's
     "ID:REVISION", made by SQLite from the columns rather than parsed out of the records."""
-    sql, params = q.build_sql(query, today, served_by=served_by, columns="record, id || ':' || revision")
+    sql, params = q.build_sql(query, today, served_by=served_by, audience=audience, columns="id || ':' || revision")
     rows = db.execute(sql, params).fetchall()
     return [row[0] for row in rows], " ".join(row[1] for row in rows)
 
 
 def profiles_due(db: DB, me: str, until: str) -> list[dict[str, Any]]:
     """This node's own profiles whose review-by date is on or before `until` (ISO), soonest first."""
-    cur = db.execute("SELECT id, status, first_name, last_name, review_by, local_only FROM profiles "
+    cur = db.execute("SELECT id, status, first_name, last_name, review_by, local_only, dob, age_max FROM profiles "
                      "WHERE origin = ? AND review_by <= ? ORDER BY review_by, id", [me, until])
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
@@ -510,13 +558,16 @@ def images_of(db: DB, profile_id: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def shareable_image(db: DB, sha256: str, me: str, today: dt.date) -> list[tuple[str, int]]:
-    """The (id, revision) of this node's profiles that may be served and hold the image (an image
-    served discloses each of them); empty if none may."""
+def shareable_image(db: DB, sha256: str, me: str, today: dt.date,
+                    audience: handling.Audience = handling.Audience()) -> list[tuple[str, int]]:
+    """The (id, revision) of this node's profiles that may be served to `audience` and hold the
+    image (an image served discloses each of them); empty if none may."""
+    sql = q.SQL()
+    sql.add("id IN (SELECT profile_id FROM images WHERE sha256 = ?)", sha256)
+    sql.add("batch IS NULL")
+    q.shareable(sql, me, today, audience)
     return [(r[0], r[1]) for r in db.execute(
-        "SELECT p.id, p.revision FROM images i JOIN profiles p ON p.id = i.profile_id WHERE i.sha256 = ? "
-        "AND p.batch IS NULL AND p.origin = ? "
-        "AND p.local_only = 0 AND p.review_by >= ? ORDER BY p.id", [sha256, me, today.isoformat()])]
+        f"SELECT id, revision FROM profiles WHERE {' AND '.join(sql.where)} ORDER BY id", sql.params)]
 
 
 # --- staged imports --------------------------------------------------------------------------
@@ -541,6 +592,8 @@ class Staged:
     ref: str
     images: list[tuple[str, dict[str, Any]]]  # (sha256, meta) of image files already saved
     update: bool = False
+    #: The record's signed withheld view (handling.py).
+    withheld: dict[str, Any] | None = None
 
 
 def begin_import(db: DB) -> int:
@@ -554,7 +607,7 @@ def stage(db: DB, batch: int, rows: Sequence[Staged]) -> None:
     """One step: these rows, in one short transaction, invisible until `publish`."""
     with write(db) as conn:
         for row in rows:
-            cols = _columns(row.record)
+            cols = _columns(row.record, row.withheld)
             if row.update:
                 conn.execute("INSERT OR REPLACE INTO import_updates (batch, id, columns, images) VALUES (?, ?, ?, ?)",
                              [batch, row.record["id"], json.dumps(cols), json.dumps(row.images)])

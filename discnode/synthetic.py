@@ -13,7 +13,7 @@ from typing import Any
 from faker import Faker
 from PIL import Image, ImageDraw
 
-from . import schemas
+from . import handling, schemas
 
 SKIN = [(241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (255, 219, 172), (92, 58, 33)]
 HAIR = [(20, 20, 20), (90, 60, 30), (200, 170, 90), (150, 40, 20), (120, 120, 120)]
@@ -37,6 +37,14 @@ def portrait(seed: int, size: tuple[int, int] = (240, 300)) -> bytes:
     out = io.BytesIO()
     img.save(out, "JPEG", quality=85)
     return out.getvalue()
+
+
+#: Why a partnership holds a child's profile (the synthetic 16- and 17-year-olds carry one).
+MINOR_REASONS = [
+    "Repeat thefts from member stores; parents informed; police youth liaison officer aware",
+    "Threatening staff with a weapon; held on police advice while a youth referral is made",
+    "Excluded after repeated abuse to staff; reviewed with the youth offending team",
+]
 
 
 class People:
@@ -83,6 +91,9 @@ class People:
         else:
             born = today - dt.timedelta(days=rnd.randint(16 * 365, 70 * 365))
             fields["dob"] = born.isoformat()
+        if handling.is_minor(fields, dt.datetime.now(dt.timezone.utc).date()):
+            # Picked without drawing from rnd: every later person stays as it was for a seed.
+            fields["minor_reason"] = MINOR_REASONS[len(first) % len(MINOR_REASONS)]
         if rnd.random() < 0.2:
             start = today - dt.timedelta(days=rnd.randint(0, 300))
             fields["exclusion"] = {"from": start.isoformat(),

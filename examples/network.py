@@ -48,7 +48,7 @@ def make_node(root: Path, index: int, name: str, port: int, count: int, seed: in
         records.append(sign_document(record, home.identity))
         links.append((record["id"], face))
     with store.write(home.db) as conn:
-        store.put_profiles(home.db, records)
+        store.put_profiles(home.db, records, identity=home.identity)  # with their withheld views
         for profile_id, face in links:
             store.add_image_row(conn, profile_id, face.sha256, face.meta)
     home.close()
@@ -59,7 +59,10 @@ def agree_offline(hub: Home, node: Home) -> None:
     """A complete, signed A<->B agreement, stored on both sides, without the network."""
     for me, other in ((hub, node), (node, hub)):
         peers.remember(me.db, other.descriptor())
-    offer = sign_document(new_offer(hub.node_id, node.node_id, Terms.default(today()), hub.descriptor(),
+    # A full agreement: ethnicity (the Dataview filters on it) and minors (synthetic people include
+    # 16- and 17-year-olds), so that a hub's view holds every shareable profile, as the baselines do.
+    terms = Terms.default(today(), share=("profiles", "images", "ethnicity", "minors"))
+    offer = sign_document(new_offer(hub.node_id, node.node_id, terms, hub.descriptor(),
                                     store.now_ts(), None), hub.identity)
     accept = sign_document(new_response(Action.ACCEPT, node.node_id, hub.node_id, document_hash(offer),
                                         store.now_ts()), node.identity)

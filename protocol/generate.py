@@ -26,6 +26,7 @@ from discnode.documents.statistics import new_statistics
 from discnode.statistics import Incident, Window, release
 from discnode.documents.notice import new_notice, new_receipt
 from discnode.documents import succession as keyev
+from discnode.handling import withheld_view
 from discnode.identity import Identity, b64u, node_id_for
 from discnode import namekey, oprf
 from discnode.signing import (canonical, content_digest, document_hash, sign_document, sign_request,
@@ -62,14 +63,69 @@ def profile(revision: int | None = 3) -> dict[str, Any]:
         "gender": "female", "ethnicity": "IC9", "build": "medium", "height_cm": 168,
         "marks": "rose tattoo, left wrist", "notes": "", "tags": ["shoplifting"],
         "incidents": [{"date": "2026-10-01", "place": "Example Stores, High Street", "type": "theft",
-                       "summary": "Left without paying for razors"}],
+                       "summary": "Left without paying for razors",
+                       "grading": {"source": 1, "intelligence": "A", "handling": "P", "conditions": []}}],
         "exclusion": {"from": "2026-10-02", "until": "2027-10-01", "where": "all member premises"},
         "local_only": False, "created": NOW_TS, "updated": NOW_TS, "last_seen": "2026-10-01",
         "review_by": "2027-11-24", "image": "7d" * 32,
+        "grading": {"source": 2, "intelligence": "B", "handling": "P", "conditions": []}, "minor_reason": "",
     }
     if revision is not None:
         record["revision"] = revision
     return sign_document(record, ALICE)
+
+
+def withheld(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's withheld view (section 8.9), signed by its origin."""
+    return sign_document(withheld_view(record), ALICE)
+
+
+def profile_view_vectors(vec: Any) -> None:
+    """protocol/vectors/profile-view: which view of a record a partner is served under its
+    agreement's scopes (section 8.9), and that the withheld view verifies."""
+    adult = profile()
+    child = sign_document({**{k: v for k, v in adult.items() if k != "sig"}, "id": "kidkidkid234", "dob": "2009-11-25",
+                           "minor_reason": "Repeat thefts; parents informed", "review_by": "2027-05-20"}, ALICE)
+    conditional = sign_document({**{k: v for k, v in adult.items() if k != "sig"}, "id": "condcond2345",
+                                 "grading": {"source": 2, "intelligence": "B", "handling": "C",
+                                             "conditions": ["refer-to-originator"]}}, ALICE)
+    key = ALICE.public_key_b64
+
+    def case(slug: str, description: str, record: dict[str, Any], share: list[str], served: str, *,
+             conditions: list[str] | None = None, today: str = "2026-11-24") -> None:
+        terms: dict[str, Any] = {"share": share}
+        if conditions is not None:
+            terms["handling_conditions"] = conditions
+        expected: dict[str, Any] = {"served": served}
+        if served == "withheld":
+            expected["view"] = withheld(record)
+        vec("profile-view", slug, description, {"record": record, "withheld_view": withheld(record),
+                                                "terms": terms, "today": today, "public_key": key}, expected, "valid")
+
+    case("withheld", "Terms without ethnicity: the withheld view, which verifies with the origin's key", adult,
+         ["profiles", "images"], "withheld")
+    case("ethnicity", "Terms sharing ethnicity: the full record", adult, ["profiles", "images", "ethnicity"], "full")
+    case("minor-not-shared", "A 16-year-old's record under terms without minors: not served", child,
+         ["profiles", "images", "ethnicity"], "none")
+    case("minor-shared", "The same record under terms with minors (and without ethnicity)", child,
+         ["profiles", "minors"], "withheld")
+    case("eighteenth-birthday", "Born 2008-11-24: an adult on 2026-11-24, served without minors",
+         sign_document({**{k: v for k, v in adult.items() if k != "sig"}, "dob": "2008-11-24"}, ALICE),
+         ["profiles"], "withheld")
+    case("day-before-eighteen", "Born 2008-11-25: still a minor on 2026-11-24",
+         sign_document({**{k: v for k, v in adult.items() if k != "sig"}, "dob": "2008-11-25",
+                        "minor_reason": "Threatened staff"}, ALICE), ["profiles"], "none")
+    case("conditional-not-accepted", "A C record under terms without conditional: not served", conditional,
+         ["profiles", "ethnicity"], "none")
+    case("conditional-other-conditions", "A C record under conditional terms that do not list its condition",
+         conditional, ["profiles", "conditional", "ethnicity"], "none", conditions=["staff-only"])
+    case("conditional-accepted", "A C record under terms accepting its condition", conditional,
+         ["profiles", "conditional", "ethnicity"], "full", conditions=["not-evidential", "refer-to-originator"])
+    forged = {**withheld(adult), "ethnicity": "IC9"}
+    forged.pop("withheld")
+    vec("profile-view", "withheld-view-refilled", "A withheld view with ethnicity put back: the signature fails",
+        {"record": adult, "withheld_view": forged, "terms": {"share": ["profiles"]}, "today": "2026-11-24",
+         "public_key": key}, {"error": "signature"}, "invalid")
 
 
 def offer(frm: Identity, to: Identity, port: int, prev: str | None = None, at: str = NOW_TS) -> dict[str, Any]:
@@ -245,6 +301,12 @@ def examples() -> dict[str, Any]:
         "descriptor.rotated.json": rotated_descriptor(),
         "key-event.inception.json": key_chain()[0],
         "key-event.succession.json": key_chain()[1],
+        "consent.offer-handling.json": sign_document(new_offer(
+            ALICE.node_id, BOB.node_id, Terms(share=("profiles", "images", "ethnicity", "minors", "conditional"),
+                                              review_by="2027-11-24", handling_conditions=("refer-to-originator",)),
+            descriptor(ALICE, "Alice BCRP", 8443, ["profiles", "images", "match", "ethnicity", "minors", "conditional"]),
+            NOW_TS, None) | {"id": "1a2b3c4d5e6f7081"}, ALICE),
+        "profile.withheld.json": withheld(profile()),
         "consent.offer-match.json": sign_document(new_offer(
             ALICE.node_id, BOB.node_id, Terms(share=("match",), review_by="2027-11-24", match_daily_quota=100),
             descriptor(ALICE, "Alice BCRP", 8443, ["profiles", "images", "match"]), NOW_TS, None) | {"id": "0f1e2d3c4b5a6978"},
@@ -331,6 +393,8 @@ def vectors() -> dict[str, dict[str, Any]]:
     vec("document", "profile-without-revision", "A profile record from a node older than `revision`: still valid",
         {"document": old, "public_key": ALICE.public_key_b64},
         {"signed_bytes": canonical({k: v for k, v in old.items() if k != "sig"}).decode()}, "valid")
+
+    profile_view_vectors(vec)
 
     # HTTP message signatures (RFC 9421) with Content-Digest (RFC 9530)
     url = "https://127.0.0.1:8443/v1/profiles/query"

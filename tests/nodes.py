@@ -83,8 +83,12 @@ class Network:
         self.nodes.append(node)
         return node.start() if start else node
 
-    def agree(self, a: Node, b: Node) -> None:
-        a.cli("peer", "add", b.url, "--expect", b.node_id)
+    def agree(self, a: Node, b: Node, *share: str, conditions: tuple[str, ...] = ()) -> None:
+        """An agreement offered by a, accepted by b; sharing `share` (default: profiles, images)
+        and, with `conditional`, taking records graded C under `conditions`."""
+        scopes = [arg for scope in share for arg in ("--share", scope)]
+        extra = [arg for code in conditions for arg in ("--handling-condition", code)]
+        a.cli("peer", "add", b.url, "--expect", b.node_id, *scopes, *extra)
         b.cli("peer", "accept", a.node_id)
 
     def stop(self) -> None:

@@ -21,9 +21,9 @@ QUERY = "/v1/profiles/query"
 @pytest.fixture
 def ab(network):
     a, b = network.node("A"), network.node("B")
-    network.agree(a, b)
+    network.agree(a, b, "profiles", "images", "minors")  # the 2015 one is a child's profile
     add_profiles(b, 2, args=["--dob", "1990-01-01"])
-    add_profiles(b, 1, args=["--dob", "2015-01-01"])
+    add_profiles(b, 1, args=["--dob", "2015-01-01", "--minor-reason", "Held on police advice"])
     return a, b
 
 

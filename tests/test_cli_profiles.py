@@ -126,7 +126,7 @@ def _write_csv(path, rows):
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["first_name", "last_name", "status", "gender", "ethnicity", "build",
                                            "dob", "age_min", "age_max", "height_cm", "aliases", "tags", "marks",
-                                           "last_seen", "local_only"])
+                                           "last_seen", "local_only", "minor_reason"])
         w.writeheader()
         w.writerows(rows)
 

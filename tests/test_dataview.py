@@ -170,10 +170,11 @@ def test_hung_and_dead_peers_do_not_hold_the_view(network):
 
 
 def _tamper(node, fn):
+    """Alter the view a partner is served: without ethnicity, under the default terms (handling.py)."""
     db = node.home.db
-    rid, record = db.execute("select id, record from profiles limit 1").fetchone()
+    rid, record = db.execute("select id, record_withheld from profiles limit 1").fetchone()
     with write(db):
-        db.execute("update profiles set record = ? where id = ?", [json.dumps(fn(json.loads(record))), rid])
+        db.execute("update profiles set record_withheld = ? where id = ?", [json.dumps(fn(json.loads(record))), rid])
 
 
 @pytest.mark.parametrize("how, words", [
@@ -228,7 +229,7 @@ def test_contact_sheet_and_remote_profile(abc, tmp_path):
 def test_large_pages_arrive_whole(network):
     """A page of 200 long records is ~1 MB: it comes in many TCP reads and must be read to the end."""
     a, b = network.node("A"), network.node("B")
-    network.agree(a, b)
+    network.agree(a, b, "profiles", "images", "minors")  # synthetic people include 16- and 17-year-olds
     from discnode import profiles
     from discnode.synthetic import People
     people = People(5)
@@ -362,9 +363,9 @@ def test_a_record_resent_in_other_bytes_is_checked_again_and_a_changed_signature
     first, _ = asyncio.run(walk(a.home, Query(), workers=0))
     assert checked.count(a.home.db) == PEOPLE
     db = b.home.db
-    (rid, text), (other_id, other) = db.execute("select id, record from profiles order by id limit 2").fetchall()
-    with write(db):  # same record, other bytes: members reversed, spaced out
-        db.execute("update profiles set record = ? where id = ?",
+    (rid, text), (other_id, other) = db.execute("select id, record_withheld from profiles order by id limit 2").fetchall()
+    with write(db):  # same record, other bytes: members reversed, spaced out (the view served: handling.py)
+        db.execute("update profiles set record_withheld = ? where id = ?",
                    [json.dumps(dict(reversed(list(json.loads(text).items()))), indent=1), rid])
     again, statuses = asyncio.run(walk(a.home, Query(), workers=0))
     assert again == first and {s.status for s in statuses} == {"ok"}
@@ -372,7 +373,7 @@ def test_a_record_resent_in_other_bytes_is_checked_again_and_a_changed_signature
     record = json.loads(other)
     sig = record["sig"]
     with write(db):
-        db.execute("update profiles set record = ? where id = ?",
+        db.execute("update profiles set record_withheld = ? where id = ?",
                    [json.dumps({**record, "sig": ("A" if sig[0] != "A" else "B") + sig[1:]}), other_id])
     third, statuses = asyncio.run(walk(a.home, Query(), workers=0))
     b_status = next(s for s in statuses if s.node_id == b.node_id)

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from discnode import schemas, store
 from discnode.dataview import merge, next_cursor
+from discnode.handling import Audience
 from discnode.identity import Identity
 from discnode.profiles import build_record
 from discnode.query import Query, apply_cursor
@@ -37,14 +38,20 @@ def world(tmp_path_factory):
             if i % 7 == 0:  # ties on the sort values, across nodes too
                 fields.update(last_name="Smith", first_name="Sam", last_seen="2026-01-01", incidents=[])
             records.append(sign_document(build_record(fields, ident.node_id), ident))
-        store.put_profiles(db, records)
+        store.put_profiles(db, records, identity=ident)
         store.put_profiles(combined, [r for r in records if not r["local_only"]])
         sources.append((ident.node_id, db))
     return sources, combined
 
 
+#: Partners whose agreements share ethnicity and minors (synthetic people include 16- and
+#: 17-year-olds): served everything the single database holds (handling.py narrows it otherwise).
+EVERYTHING = Audience(ethnicity=True, minors=True)
+
+
 def federated(sources, query):
-    return merge([store.search(db, query, TODAY, served_by=origin) for origin, db in sources], query)
+    return merge([store.search(db, query, TODAY, served_by=origin, audience=EVERYTHING) for origin, db in sources],
+                 query)
 
 
 def reference(combined, query):

@@ -27,8 +27,13 @@ def test_demo_shows_three_dataviews_and_a_never_sees_c(tmp_path):
     assert summary["a_sees_c_rows"] == 0 and summary["a_to_c_status"] == 403
     # Midcity sees Dale Wanderer in all three; the synthetic people never collide by chance.
     assert [(g["name"], len(g["partnerships"])) for g in summary["level_two"]] == [("Dale Wanderer", 3)]
-    # Each node: its 5 + Dale; peers' shared rows exclude one local-only each.
-    assert summary["A"]["rows"] == 6 + 5 and summary["B"]["rows"] == 6 + 5 + 5
+    # Each node: its 5 + Dale; peers' shared rows exclude one local-only each; Southport does not
+    # see the profile Midcity graded C (its agreement takes no conditional records).
+    assert summary["A"]["rows"] == 6 + 5 and summary["B"]["rows"] == 6 + 5 + 5 and summary["C"]["rows"] == 6 + 4
+    # Northtown and Midcity share ethnicity; Midcity and Southport withhold it from each other.
+    assert summary["A"]["ethnicity_withheld_by"] == [] and summary["B"]["ethnicity_withheld_by"] == ["Southport BCRP"]
+    assert summary["C"]["ethnicity_withheld_by"] == ["Midcity BCRP"]
+    assert "ethnicity withheld by its terms" in out
     for node in "ABC":
         assert (tmp_path / "demo" / f"contact-sheet-{node}.png").stat().st_size > 10_000
 

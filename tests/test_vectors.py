@@ -11,7 +11,7 @@ import pytest
 
 from discnode.audit import _entry_hash
 from discnode.audithead import GENESIS, against, check_head, compare
-from discnode import namekey, oprf, wirejson
+from discnode import handling, namekey, oprf, schemas, wirejson
 from discnode.consent import derive
 from discnode.documents.proposal import check_outcome, check_proposal
 from discnode.documents.link import check as check_link
@@ -83,6 +83,8 @@ def run(family, vector):
         return run_match(i)
     if family == "key-event":
         return run_key_event(i)
+    if family == "profile-view":
+        return run_profile_view(i)
     raise AssertionError(f"unknown vector family {family}")
 
 
@@ -93,6 +95,21 @@ def run_key_event(i):
     return {"node_id": state.node_id, "current_key": b64u(state.current), "next": state.next_digest,
             "keys": [{"seq": p.seq, "public_key": b64u(p.public_key), "valid_from": p.valid_from,
                       "valid_until": p.valid_until} for p in state.keys]}
+
+
+def run_profile_view(i):
+    """Which view of a record a partner is served (section 8.9), each view checked as a receiver would."""
+    key = b64u_decode(i["public_key"])
+    verify_document(i["record"], key)
+    verify_document(i["withheld_view"], key)
+    schemas.validate("profile", i["withheld_view"])
+    assert {k: v for k, v in i["withheld_view"].items() if k != "sig"} == handling.withheld_view(i["record"])
+    audience = handling.Audience.of(i["terms"]["share"], i["terms"].get("handling_conditions", ()))
+    if not audience.may_see(i["record"], dt.date.fromisoformat(i["today"])):
+        return {"served": "none"}
+    if audience.ethnicity:
+        return {"served": "full"}
+    return {"served": "withheld", "view": i["withheld_view"]}
 
 
 def run_match(i):
@@ -131,7 +148,7 @@ def run_audit_head(i):
 def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
     assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json",
-                        "match", "proposal", "sighting", "link", "statistics", "notice", "key-event"}
+                        "match", "proposal", "sighting", "link", "statistics", "notice", "key-event", "profile-view"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 

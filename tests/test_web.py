@@ -201,3 +201,23 @@ def test_declining_from_the_inbox_needs_a_reason_and_tells_the_proposer(net):
     assert net.a.cli("profile", "show", x, "--json").json["status"] == "id-sought"
     sent = {p["id"]: p for p in net.b.cli("proposal", "list", "--json").json}
     assert (sent[pid]["state"], sent[pid]["outcome_reason"]) == ("declined", "in custody that day")
+
+
+def test_web_dataview_says_which_partnerships_withheld_ethnicity(net):
+    """B's agreement with A does not share ethnicity: the facet panel says so, B's rows and profile
+    page show it as withheld, and a filter on ethnicity shows only A's own rows."""
+    jar, _ = login(net)
+    data = json.loads(get(net, "/dataview.json", jar=jar)[2])
+    assert data["ethnicity_withheld_by"] == ["B BCRP"]
+    sources = {s["node_id"]: s for s in data["partnerships"]}
+    assert sources[net.b.node_id]["withheld"] == ["ethnicity"] and sources[net.a.node_id]["withheld"] == []
+    assert sum(row["count"] for row in data["facets"]["ethnicity"]) == sources[net.a.node_id]["total"] == 3
+    theirs = [r for r in data["results"] if r["origin"] == net.b.node_id]
+    assert theirs and all(r["ethnicity_shown"] == "withheld" and r["grading_text"] == "2/C/P" for r in theirs)
+    page = get(net, "/dataview", jar=jar)[2].decode()
+    assert "Ethnicity withheld by B BCRP" in page
+    filtered = json.loads(get(net, "/dataview.json?ethnicity=IC3", jar=jar)[2])
+    assert filtered["results"] and {r["origin"] for r in filtered["results"]} == {net.a.node_id}
+    profile = get(net, f"/profile/{net.b.node_id}/{theirs[0]['id']}", jar=jar)[2].decode()
+    assert "withheld: the agreement with this partnership does not share ethnicity" in profile
+    assert "2/C/P" in profile

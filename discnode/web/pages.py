@@ -16,9 +16,9 @@ from urllib.parse import urlencode
 
 from multidict import MultiDict, MultiDictProxy
 
-from .. import audit, facets, peers, profiles, schemas, store
+from .. import audit, facets, handling, peers, profiles, schemas, store
 from ..consent import ALLOWED, Action
-from ..dataview import active_peers, cursor_secret, fetch_profile
+from ..dataview import active_peers, cursor_secret, fetch_profile, withheld_by
 from ..dataview import search as federated_search
 from ..errors import InvalidInput, NotFound, Refused
 from ..home import today
@@ -85,7 +85,16 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
     shown = {k: v for k, v in record.items() if k != "sig"}
     name = f"{record['first_name']} {record['last_name']}".strip()
     return {**shown, "display_name": name or "ID sought", "href": f"/profile/{record['origin']}/{record['id']}",
-            "thumb": thumb_url(record)}
+            "thumb": thumb_url(record), **_handling(record)}
+
+
+def _handling(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the Dataview shows of a record's grading, age and withheld fields."""
+    return {"grading_text": handling.format_grading(handling.grading_of(record)),
+            "graded": "grading" in record,
+            "conditions": handling.conditions_of(record),
+            "minor": handling.is_minor(record, today()),
+            "ethnicity_shown": record.get("ethnicity", "withheld")}
 
 
 async def _counts(local: Local, query: Query, wanted: set[str], *, paging: bool
@@ -100,7 +109,8 @@ async def _counts(local: Local, query: Query, wanted: set[str], *, paging: bool
     own = None
     if not wanted or home.node_id in wanted:
         own = (home.node_id, home.config.name, facets.count(home.db, query, today(), origin=home.node_id))
-    result = await facets.across(own, targets, query, local.client, local.timeout)
+    result = await facets.across(own, targets, query, local.client, local.timeout,
+                                 withheld=lambda peer: withheld_by(home, peer))
     local.cache[("facets", key)] = (time.monotonic() + FACET_SECONDS, result)
     if len(local.cache) > 200:
         now = time.monotonic()
@@ -132,6 +142,7 @@ async def dataview(local: Local, params: Params) -> dict[str, Any]:
                         "facets_status": c.status if c else "none", "facets_error": c.error if c else "",
                         "href": href, "selected": selected})
     uncounted = [s.name for s in counted if s.status != "ok"]
+    withholding = [s.name for s in page.peers if s.withheld]
     view = "list" if params.get("view") == "list" else "grid"
     return {
         "node": {"name": home.config.name, "node_id": home.node_id},
@@ -139,7 +150,7 @@ async def dataview(local: Local, params: Params) -> dict[str, Any]:
         "form": {k: params.getall(k, []) for k in FILTERS},
         "codes": {"sort": {c: schemas.code_labels("sort").get(c, c) for c in schemas.codes("sort")}},
         "results": [_row(r) for r in page.results],
-        "total": counts.total, "uncounted": uncounted,
+        "total": counts.total, "uncounted": uncounted, "ethnicity_withheld_by": withholding,
         "facets": facet_rows, "partnerships": sources,
         "next": _href(params, view=view, cursor=page.next_cursor) if page.next_cursor else None,
         "first": _href(params, view=view) if cursor else None,
@@ -163,7 +174,10 @@ async def profile(local: Local, origin: str, profile_id: str) -> dict[str, Any]:
         provenance = {"partnership": record["origin_name"], "node_id": origin, "own": False,
                       "signature": "checked: signed by the partnership's pinned key; schema and origin checked"}
     past_review = record["review_by"] < today().isoformat()
-    return {"profile": {k: v for k, v in record.items() if k != "sig"}, "provenance": provenance,
+    shown = {k: v for k, v in record.items() if k != "sig"}
+    shown["incidents"] = [{**i, "grading_text": handling.format_grading(handling.grading_of(i))}
+                          for i in record["incidents"]]
+    return {"profile": {**shown, **_handling(record)}, "provenance": provenance,
             "images": [{"sha256": sha, "thumb": f"/thumb/{origin}/{sha}", "full": f"/image/{origin}/{sha}"}
                        for sha in record["images"] if SHA256.fullmatch(sha)],
             "past_review": past_review, "labels": _labels()}
@@ -192,13 +206,15 @@ def profile_form(local: Local, profile_id: str | None) -> dict[str, Any]:
     record = store.get_profile(local.home.db, profile_id) if profile_id else None
     if record and record["origin"] != local.home.node_id:
         raise Refused("only this node's own profiles can be edited")
-    return {"profile": record, "codes": {name: schemas.code_labels(code) for name, code in
-                                         (("gender", "gender"), ("ethnicity", "ethnicity"), ("build", "build"),
-                                          ("status", "status"), ("tags", "offence_tag"))}}
+    return {"profile": record,
+            "grading_text": handling.format_grading(handling.grading_of(record)) if record else "",
+            "codes": {name: schemas.code_labels(code) for name, code in
+                      (("gender", "gender"), ("ethnicity", "ethnicity"), ("build", "build"),
+                       ("status", "status"), ("tags", "offence_tag"), ("handling_condition", "handling_condition"))}}
 
 
 TEXT_INPUTS = ("first_name", "last_name", "status", "gender", "ethnicity", "build", "dob", "age_min", "age_max",
-               "height_cm", "aliases", "marks", "notes", "last_seen", "review_by")
+               "height_cm", "aliases", "marks", "notes", "last_seen", "review_by", "grading", "minor_reason")
 
 
 def fields_from_form(form: Mapping[str, Any], tags: list[str]) -> dict[str, Any]:
