@@ -316,3 +316,18 @@ def test_an_import_with_a_malformed_grading_or_reason_is_refused_cleanly(cli, tm
     path.write_text(json.dumps([{"first_name": "A", "last_name": "B", **row}]))
     r = cli("profile", "import", str(path), ok=False)
     assert "row 1" in r.err and "nothing was imported" in r.err and "Traceback" not in r.err
+
+
+def test_a_partner_cannot_report_a_sighting_of_a_profile_kept_from_it(child):
+    """Documents about a profile follow the same rules as serving it: without `minors`, a partner's
+    sighting of a child's profile is refused as if the profile did not exist."""
+    from discnode.documents.sighting import new_sighting
+    a, b, kid, adult = child
+    path = "/v1/sightings"
+    seen = today().isoformat()
+    about_kid = new_sighting(a.home.identity, b.node_id, kid["id"], "Market", seen, f"{seen}T12:00:00Z")
+    status, reply = send(b, "POST", path, *signed(a.home.identity, b, "POST", path, about_kid))
+    assert status == 404 and "no shared profile" in reply["error"]["message"]
+    about_adult = new_sighting(a.home.identity, b.node_id, adult["id"], "Market", seen, f"{seen}T12:00:00Z")
+    status, _ = send(b, "POST", path, *signed(a.home.identity, b, "POST", path, about_adult))
+    assert status == 200
