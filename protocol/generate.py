@@ -72,7 +72,7 @@ def profile(revision: int | None = 3) -> dict[str, Any]:
     }
     if revision is not None:
         record["revision"] = revision
-    else:  # a node from before revisions wrote no gradings nor reasons either (section 8.8: read as 2/C/P)
+    else:  # a node from before revisions wrote no gradings nor reasons either (section 8.9: read as 2/C/P)
         del record["grading"], record["minor_reason"], record["incidents"][0]["grading"]
     return sign_document(record, ALICE)
 
