@@ -1384,6 +1384,7 @@ def _click_exceptions() -> Any:
 
 from . import cli_match  # noqa: E402,F401 - registers `match` and `reveal` on the app
 from . import cli_keys  # noqa: E402,F401 - registers `key` and `peer replace` on the app
+from . import cli_report  # noqa: E402,F401 - registers `report` on the app
 
 
 @functools.cache

@@ -201,3 +201,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"/audit{EXT}", audit_log)
     r.add_get(f"/inbox{EXT}", inbox)
     r.add_post("/inbox/proposal/{id:[0-9a-f]{16}}/{action:confirm|decline}", decide_proposal)
+    from . import report_views  # noqa: PLC0415 - it imports this module
+    report_views.add_routes(app)
