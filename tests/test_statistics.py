@@ -271,3 +271,16 @@ def test_a_reply_that_is_altered_or_misaddressed_is_refused(stats_pair):
 def _jpeg() -> bytes:
     from discnode.synthetic import portrait
     return portrait(1)
+
+
+def test_records_of_other_origins_in_the_database_are_never_counted(stats_pair):
+    a, b = stats_pair
+    _, before = ask(a, b)
+    foreign = profiles.build_record({"status": "identified", "first_name": "Not", "last_name": "Ours",
+                                     "incidents": [{"date": last_monday().isoformat(), "place": "Boots, High St",
+                                                    "type": "theft", "summary": ""}] * 9}, a.node_id)
+    from discnode.signing import sign_document
+    from discnode import store
+    store.put_profiles(b.home.db, [sign_document(foreign, a.home.identity)])
+    _, after = ask(a, b)
+    assert after["total"] == before["total"] and after["by_area"] == before["by_area"]
