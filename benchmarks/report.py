@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
@@ -65,6 +66,40 @@ def agree_statistics(hub: Home, node: Home) -> None:
     for me, other in ((hub, node), (node, hub)):
         for doc in (offer, accept):
             peers.add_document(me.db, other.node_id, doc, delivered=True, own_key=me.identity.public_key)
+
+
+@contextlib.contextmanager
+def running(root: Path, nodes: int, total: int, profiles: int, batch: int = 10) -> Iterator[localnet.Net]:
+    """As localnet.running, but starting the daemons `batch` at a time, each batch up before the
+    next: 100 `discnode serve` processes started at once on 2 shared cores can take longer than
+    localnet's wait to open their ports."""
+    base_port = 23000 + (os.getpid() % 100) * 120
+    hub_all, paths = network.generate(root / "net", total, profiles, base_port=base_port)
+    hub_small = Home.create(root / "net" / "hub-small", Config(name="Report Hub BCRP", host="127.0.0.1",
+                                                               port=base_port + total + 1))
+    for path in paths[:nodes]:
+        node = Home.open(path)
+        network.agree_offline(hub_small, node)
+        node.close()
+    hub_small.close()
+    procs: list[subprocess.Popen] = []
+    try:
+        for start in range(0, len(paths), batch):
+            group = paths[start:start + batch]
+            procs += [localnet._serve(path) for path in group]
+            for path, proc in zip(group, procs[start:]):
+                localnet._wait_for(path, proc, "port", timeout=900)
+            print(f"  {len(procs)} partnerships serving (load {localnet.load()})", flush=True)
+        yield localnet.Net(root, hub_small.path, hub_all, root, paths, procs)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def shareable(path: Path, node_id: str) -> list[dict[str, Any]]:
@@ -110,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=30, help="partnerships in the report")
     parser.add_argument("--stats-nodes", type=int, default=100, help="statistics-only partnerships")
     parser.add_argument("--profiles", type=int, default=600)
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="3 + 6 partnerships x 40 profiles, 2 runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "report.json")
@@ -130,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="discnode-report-bench-") as tmp:
-        with localnet.running(Path(tmp), args.nodes, total, args.profiles) as net:
+        with running(Path(tmp), args.nodes, total, args.profiles) as net:
             names = {}
             for path in net.partners:
                 home = Home.open(path)

@@ -548,14 +548,16 @@ def _check_pool(workers: int | None, known: AbstractSet[bytes]) -> ProcessPoolEx
 
 async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, page_size: int = 200,
                partnerships: Iterable[str] = (), client: PeerClient | None = None, workers: int | None = None,
-               remember_checks: bool = True) -> tuple[list[dict[str, Any]], list[SourceStatus]]:
+               remember_checks: bool = True, on_source_done: Callable[[SourceStatus], None] | None = None
+               ) -> tuple[list[dict[str, Any]], list[SourceStatus]]:
     """Every matching profile across the Dataview, in order: a streaming k-way merge in which each
     source is paged on its own, from its own last key, and asked for its next page only when its
     buffer runs low. Each record crosses the network about once, where paging the merged view
     (`search` with a cursor) fetches up to one page per peer for every page shown. Every record is
     fully checked, in `workers` processes (default: one per CPU; 0 checks in this process), except
     those checked by an earlier walk (checked.py; remember_checks=False neither uses nor adds to
-    that record)."""
+    that record). on_source_done(status) is called once for each source, when it has sent its last
+    page (or failed): for a progress bar."""
     query = query.checked()
     wanted = {parse_node_id(p) for p in partnerships}
     targets = [p for p in active_peers(home) if not wanted or p.node_id in wanted]
@@ -574,6 +576,8 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
         finally:
             # Each source's own elapsed time: from the start of the walk to its last answer.
             stream.status.ms = int((time.monotonic() - started) * 1000)
+            if not stream.more and on_source_done is not None:
+                on_source_done(stream.status)
 
     async def fetch_page(stream: _Stream) -> list[dict[str, Any]]:
         q = replace(page, after=stream.after)

@@ -242,11 +242,8 @@ async def gather(home: Any, period: Period, *, timeout: float = 3.0, client: Any
             on_source(s.name, s.status)
 
     async def walked() -> tuple[list[dict[str, Any]], list[Any]]:
-        got = await walk(home, Query(), timeout=timeout, client=client)
-        if on_source:
-            for status in got[1]:
-                on_source(status.name, status.status)
-        return got
+        return await walk(home, Query(), timeout=timeout, client=client,
+                          on_source_done=(lambda st: on_source(st.name, st.status)) if on_source else None)
     started = time.monotonic()
     (records, statuses), stats = await asyncio.gather(
         walked(), ask(home, stats_partners, timeout=timeout, client=client, on_done=done))

@@ -200,3 +200,11 @@ def test_the_web_report_page_its_json_twin_and_its_chart_files(trio, tmp_path):
         assert get(_Net(), "/report.json?weeks=x", jar=jar)[0] == 400
     finally:
         a.loop.run(running.stop())
+
+
+def test_the_progress_callback_hears_from_every_source_once(trio):
+    a, b, c, since, until = trio
+    heard: list[tuple[str, str]] = []
+    data = a.loop.run(report.gather(a.home, report.Period(since, until), on_source=lambda n, s: heard.append((n, s))))
+    assert sorted(heard) == [("A BCRP", "ok"), ("B BCRP", "ok"), ("C BCRP", "ok")]
+    assert report.total_sources(a.home) == 3 and data["incidents"]["count"] > 0
