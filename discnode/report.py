@@ -308,7 +308,8 @@ CHARTS = ("by_week", "by_month", "by_tag", "by_partnership")
 
 def chart_figure(report: dict[str, Any], name: str) -> Any:
     """One chart as a matplotlib Figure (the object API, no pyplot: no global state, so pages may
-    draw in threads). matplotlib is imported here, not at start-up: most commands never draw."""
+    draw in threads). matplotlib is imported here, not at start-up: most commands never draw.
+    Labels are partners' text: drawn as typed (parse_math=False), never read as TeX."""
     from matplotlib.figure import Figure
 
     if name == "by_week":
@@ -334,15 +335,15 @@ def chart_figure(report: dict[str, Any], name: str) -> Any:
     axes = figure.subplots()
     if horizontal:
         axes.barh(range(len(values)), values, color="#3b6ea5")
-        axes.set_yticks(range(len(labels)), labels)
+        axes.set_yticks(range(len(labels)), labels, parse_math=False)
         axes.invert_yaxis()
         axes.set_xlabel("incidents")
     else:
         axes.bar(range(len(values)), values, color="#3b6ea5")
-        axes.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+        axes.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8, parse_math=False)
         axes.set_ylabel("incidents")
     period = report["period"]
-    axes.set_title(f"{title}, {period['since']} to {period['until']}")
+    axes.set_title(f"{title}, {period['since']} to {period['until']}", parse_math=False)
     return figure
 
 

@@ -208,3 +208,11 @@ def test_the_progress_callback_hears_from_every_source_once(trio):
     data = a.loop.run(report.gather(a.home, report.Period(since, until), on_source=lambda n, s: heard.append((n, s))))
     assert sorted(heard) == [("A BCRP", "ok"), ("B BCRP", "ok"), ("C BCRP", "ok")]
     assert report.total_sources(a.home) == 3 and data["incidents"]["count"] > 0
+
+
+def test_a_partnership_name_is_drawn_as_typed_never_parsed():
+    data = {"period": {"since": "2026-10-26", "until": "2026-11-22"}, "by_week": [], "by_month": [], "by_tag": [],
+            "by_partnership": [{"name": "Evil $\\frac{$ BCRP", "count": 3}, {"name": "<script>", "count": 1}]}
+    svg = report.chart_bytes(data, "by_partnership", "svg")
+    assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg" and b"<script" not in svg
+    assert report.chart_bytes(data, "by_partnership", "png").startswith(b"\x89PNG")
