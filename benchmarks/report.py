@@ -68,12 +68,33 @@ def agree_statistics(hub: Home, node: Home) -> None:
             peers.add_document(me.db, other.node_id, doc, delivered=True, own_key=me.identity.public_key)
 
 
+def free_ports(count: int) -> int:
+    """A first port from which `count` ports are free now (other sessions run benchmarks too)."""
+    import random
+    import socket
+    for _ in range(200):
+        base = random.randrange(12000, 32000 - count)  # below the ephemeral range (32768-60999)
+        try:
+            socks = []
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no run of free ports")
+
+
 @contextlib.contextmanager
 def running(root: Path, nodes: int, total: int, profiles: int, batch: int = 10) -> Iterator[localnet.Net]:
     """As localnet.running, but starting the daemons `batch` at a time, each batch up before the
     next: 100 `discnode serve` processes started at once on 2 shared cores can take longer than
     localnet's wait to open their ports."""
-    base_port = 23000 + (os.getpid() % 100) * 120
+    base_port = free_ports(total + 2)
     hub_all, paths = network.generate(root / "net", total, profiles, base_port=base_port)
     hub_small = Home.create(root / "net" / "hub-small", Config(name="Report Hub BCRP", host="127.0.0.1",
                                                                port=base_port + total + 1))
@@ -160,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"name": name, "runs": len(times), "p50_ms": round(p50, 1), "p95_ms": round(pct(times, 95), 1),
                      "cpu_p50_ms": round(pct(CPU[cpu], 50), 1) if cpu else None,
                      "load_1min": [round(min(loads), 1), round(max(loads), 1)], "note": note})
-        print(f"  {name}: p50 {p50:.0f} ms over {len(times)} (load {min(loads):.1f}-{max(loads):.1f})", flush=True)
+        print(f"  {name}: p50 {p50:.0f} ms over {len(times)} (load {min(loads):.1f}-{max(loads):.1f})"
+              f"{f'; CPU p50 {pct(CPU[cpu], 50):.0f} ms' if cpu else ''}", flush=True)
         return p50
 
     started = time.monotonic()
@@ -227,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             window = statistics.Window.ending_before(today())
             stats_home = Home.open(stats_hub.path)
             asked, local, sloads = [], [], []
+            # Warm-up, not timed: each daemon's first statistics request compiles that message's
+            # schema validators (a one-off per process; 100 at once on 2 shared cores is slow).
+            warm = asyncio.run(statsask.ask(stats_home, timeout=120.0))
+            print(f"  warm-up: {sum(g.status == 'ok' for g in warm)} of {len(warm)} ok", flush=True)
             for _ in range(args.runs):
                 sloads.append(os.getloadavg()[0])
                 t = time.perf_counter()
