@@ -26,6 +26,7 @@ How (pure: `release`), and why this and not independent rounding of each cell:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -47,21 +48,33 @@ class Incident:
     def spelling(self) -> str:
         """The place as recorded, with runs of spaces as one and no control characters (a
         reply's text goes to partners' terminals and pages)."""
-        return " ".join("".join(ch for ch in self.place if ch.isprintable() or ch.isspace()).split()) or "(blank)"
+        return _spelling(self.place)
 
     @property
     def area(self) -> str:
         """Places are grouped as recorded, ignoring case and runs of spaces."""
-        return self.spelling.casefold()
+        return _spelling(self.place).casefold()
 
     @property
     def week(self) -> str:
-        year, week, _ = self.date.isocalendar()
-        return f"{year}-W{week:02d}"
+        return _week(self.date)
 
     @property
     def month(self) -> str:
         return self.date.strftime("%Y-%m")
+
+
+# Cached: a node's incidents share few places and days, and release() asks for them again on
+# every pass (this was most of a reply's CPU time).
+@functools.lru_cache(maxsize=8192)
+def _spelling(place: str) -> str:
+    return " ".join("".join(ch for ch in place if ch.isprintable() or ch.isspace()).split()) or "(blank)"
+
+
+@functools.lru_cache(maxsize=1024)
+def _week(day: dt.date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
 
 
 @dataclass(frozen=True)
