@@ -65,7 +65,7 @@ def agree_statistics(hub: Home, node: Home) -> None:
                                         store.now_ts()), node.identity)
     for me, other in ((hub, node), (node, hub)):
         for doc in (offer, accept):
-            peers.add_document(me.db, other.node_id, doc, delivered=True, own_key=me.identity.public_key)
+            peers.add_document(me.db, other.node_id, doc, delivered=True, own=me.identity)
 
 
 def free_ports(count: int) -> int:
