@@ -1418,3 +1418,4 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", "interrupted", 130, as_json)
     sys.exit(code if isinstance(code, int) else 0)
+from . import cli_evidence  # noqa: E402,F401 - registers `export` and `verify` on the app

@@ -24,7 +24,10 @@ from .errors import Conflict, InvalidInput, Refused
 from .signing import document_hash
 
 #: Every share scope this implementation supports, advertised in its descriptor (`scopes`).
-SHARE_KINDS = ("profiles", "images", "match", "statistics", "ethnicity", "minors", "conditional")
+#: `evidence` grants no endpoint: it is the partner's consent that its records, shared under
+#: `profiles`, may be disclosed to police in an evidence export (evidence.py); without it an export
+#: carries only a reference to them.
+SHARE_KINDS = ("profiles", "images", "match", "statistics", "ethnicity", "minors", "conditional", "evidence")
 #: Scopes that widen what `profiles` serves (handling.py): each only with `profiles`.
 WIDENING = ("ethnicity", "minors", "conditional")
 #: What an offer shares unless told otherwise; and what a descriptor without `scopes` supports
@@ -92,6 +95,8 @@ class Terms:
             raise InvalidInput(f"share must list one or more of {', '.join(SHARE_KINDS)}")
         if "images" in self.share and "profiles" not in self.share:
             raise InvalidInput("images can only be shared with profiles")
+        if "evidence" in self.share and "profiles" not in self.share:
+            raise InvalidInput("evidence (disclosure to police) can only be agreed with profiles")
         if "match" in self.share:
             if self.match_daily_quota is None or not 1 <= self.match_daily_quota <= MAX_MATCH_QUOTA:
                 raise InvalidInput(f"the match daily quota must be 1 to {MAX_MATCH_QUOTA} names")

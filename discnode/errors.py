@@ -109,3 +109,11 @@ class PeerTimeout(PeerError):
 
     status = 504
     code = "peer_timeout"
+
+
+class Tampered(DiscnodeError):
+    """The evidence does not verify: it is not what its signers signed and its exporter wrote."""
+
+    status = 400
+    exit_code = 9
+    code = "tampered"
