@@ -27,6 +27,7 @@ from discnode.statistics import Incident, Window, release
 from discnode.documents.notice import new_notice, new_receipt
 from discnode.documents import succession as keyev
 from discnode.handling import withheld_view
+from discnode.documents import evidence
 from discnode.identity import Identity, b64u, node_id_for
 from discnode import namekey, oprf
 from discnode.signing import (canonical, content_digest, document_hash, sign_document, sign_request,
@@ -128,6 +129,83 @@ def profile_view_vectors(vec: Any) -> None:
     vec("profile-view", "withheld-view-refilled", "A withheld view with ethnicity put back: the signature fails",
         {"record": adult, "withheld_view": forged, "terms": {"share": ["profiles"]}, "today": "2026-11-24",
          "public_key": key}, {"error": "signature"}, "invalid")
+#: An 8x8 JPEG (Pillow, quality 50), fixed here so that the example bundle does not depend on the
+#: encoder's version.
+EVIDENCE_JPEG = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERXRTc4UG1RV19iZ2hnPk1xeXBk"
+    "eFxlZ2P/2wBDARESEhgVGC8aGi9jQjhCY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2P/wAARCAAIAAgD"
+    "ASIAAhEBAxEB/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKB"
+    "kaEII0KxwRVS0fAkM2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZ"
+    "mqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/8QAHwEAAwEBAQEBAQEBAQAAAAAAAAECAwQF"
+    "BgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAECAxEEBSExBhJBUQdhcRMiMoEIFEKRobHBCSMzUvAVYnLRChYkNOEl8RcYGRomJygpKjU2Nzg5"
+    "OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6goOEhYaHiImKkpOUlZaXmJmaoqOkpaanqKmqsrO0tba3uLm6wsPExcbHyMnK0tPU1dbX"
+    "2Nna4uPk5ebn6Onq8vP09fb3+Pn6/9oADAMBAAIRAxEAPwCaiiiuI9Q//9k=")
+
+
+def evidence_bundle() -> dict[str, Any]:
+    """Alice exports her own record (with its image) and Bob's (under an agreement with the
+    evidence term; no image); Carol's record, under an agreement without it, is a reference."""
+    import hashlib
+    scopes = ["profiles", "images", "match", "evidence"]
+    sha = hashlib.sha256(EVIDENCE_JPEG).hexdigest()
+    own = sign_document({**profile(), "image": sha}, ALICE)
+    bobs = sign_document({**profile(), "id": "bcdefghi2345", "origin": BOB.node_id, "first_name": "Joe",
+                          "last_name": "Sample", "aliases": [], "dob": "1985-06-07", "gender": "male",
+                          "image": None}, BOB)
+    carols = sign_document({**profile(), "id": "cdefghij2345", "origin": CAROL.node_id, "image": None}, CAROL)
+    selection = {"filters": {"tags": ["shoplifting"], "sort": "name"}, "partnerships": [], "profiles": []}
+    return evidence.build(ALICE, descriptor(ALICE, "Alice BCRP", 8443, scopes), NOW_TS, selection,
+                          [descriptor(ALICE, "Alice BCRP", 8443, scopes), descriptor(BOB, "Bob BCRP", 9443, scopes)],
+                          [(own, evidence.image_entry(sha, EVIDENCE_JPEG)), (bobs, None)],
+                          [evidence.reference(carols, descriptor(CAROL, "Carol BCRP", 7443),
+                                              "the agreement with this partnership does not allow disclosure to "
+                                              "police (no evidence scope); ask the partnership for the record")])
+
+
+def evidence_vectors(vec: Any) -> None:
+    good = evidence_bundle()
+    text = evidence.encode(good).decode()
+
+    def file(bundle: dict[str, Any]) -> str:
+        return evidence.encode(bundle).decode()
+
+    vec("evidence", "valid", "A bundle as exported: two records (one with its image) and one reference; the "
+        "file is exactly the RFC 8785 form of the bundle", {"file": text},
+        {"records": 2, "images": 1, "references": 1, "digest": good["digest"]}, "valid")
+    changed = copy.deepcopy(good)
+    changed["records"][1]["record"]["last_name"] = "Sampel"
+    vec("evidence", "record-changed", "One letter of a record changed (file re-canonicalised): the origin's "
+        "signature no longer verifies", {"file": file(changed)}, {"error": "origin's signature does not verify"},
+        "invalid")
+    changed = copy.deepcopy(good)
+    jpeg = bytearray(EVIDENCE_JPEG)
+    jpeg[300] ^= 1
+    changed["records"][0]["image"]["jpeg"] = b64u(bytes(jpeg))
+    vec("evidence", "image-changed", "One bit of the image changed: its SHA-256 is not the one the signed record names",
+        {"file": file(changed)}, {"error": "image's bytes do not have the SHA-256"}, "invalid")
+    changed = copy.deepcopy(good)
+    changed["digest"] = "0" + good["digest"][1:] if good["digest"][0] != "0" else "1" + good["digest"][1:]
+    vec("evidence", "digest-changed", "The whole-bundle digest changed", {"file": file(changed)},
+        {"error": "whole-bundle digest does not match"}, "invalid")
+    changed = copy.deepcopy(good)
+    del changed["references"][0]
+    changed["digest"] = evidence.digest_of(changed)
+    vec("evidence", "reference-removed", "A reference removed and the digest recomputed: the exporter's signature "
+        "no longer verifies", {"file": file(changed)}, {"error": "exporter's signature"}, "invalid")
+    sig = good["sig"]
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spelt = sig[:-1] + last[last.index(sig[-1]) ^ 1]  # same bytes: differs in the unused low bits
+    vec("evidence", "signature-spelling", "The exporter's signature spelt with other unused bits in its last "
+        "base64url character (decodes to the same bytes): refused", {"file": file({**good, "sig": spelt})},
+        {"error": "exporter's signature"}, "invalid")
+    vec("evidence", "not-canonical", "The valid bundle, indented: the same JSON value, but not the RFC 8785 bytes "
+        "it was written as", {"file": json.dumps(good, indent=1)}, {"error": "RFC 8785"}, "invalid")
+    changed = copy.deepcopy(good)
+    changed["origins"] = [d for d in good["origins"] if d["node_id"] != BOB.node_id]
+    changed["digest"] = evidence.digest_of(changed)
+    changed = sign_document(changed, ALICE)
+    vec("evidence", "origin-missing", "Bob's descriptor left out (the exporter re-signed): Bob's record has no key "
+        "to verify it", {"file": file(changed)}, {"error": "no descriptor"}, "invalid")
 
 
 def offer(frm: Identity, to: Identity, port: int, prev: str | None = None, at: str = NOW_TS) -> dict[str, Any]:
@@ -315,6 +393,7 @@ def examples() -> dict[str, Any]:
             ALICE),
         **match_examples(),
         "profile.json": profile(),
+        "evidence-bundle.json": evidence_bundle(),
         "query.json": {"text": "example", "gender": ["female"], "ethnicity": ["IC1", "IC9"], "build": ["medium"],
                        "status": ["identified"], "tags": ["shoplifting"], "age_min": 18, "age_max": 45,
                        "excluded": True, "sort": "last-seen", "desc": True, "limit": 50,
@@ -655,6 +734,7 @@ def vectors() -> dict[str, dict[str, Any]]:
     key_event_vectors(vec)
     assert node_id_for(bytes.fromhex(KEYS["alice"]["public_key_hex"])) == ALICE.node_id
     assert b64u(ALICE.public_key) == ALICE.public_key_b64
+    evidence_vectors(vec)
     return out
 
 

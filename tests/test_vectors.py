@@ -19,6 +19,7 @@ from discnode.documents.sighting import check_sighting
 from discnode.documents.statistics import check_statistics
 from discnode.statistics import Incident, Window, release
 from discnode.documents.notice import check_notice, check_receipt
+from discnode.documents.evidence import verify as verify_evidence
 from discnode.errors import DiscnodeError
 from discnode.documents import succession
 from discnode.identity import b64u, b64u_decode, node_id_for, parse_node_id
@@ -85,6 +86,10 @@ def run(family, vector):
         return run_key_event(i)
     if family == "profile-view":
         return run_profile_view(i)
+    if family == "evidence":
+        verified = verify_evidence(i["file"].encode())
+        return {"records": verified.records, "images": verified.images, "references": verified.references,
+                "digest": verified.digest}
     raise AssertionError(f"unknown vector family {family}")
 
 
@@ -148,7 +153,7 @@ def run_audit_head(i):
 def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
     assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json",
-                        "match", "proposal", "sighting", "link", "statistics", "notice", "key-event", "profile-view"}
+                        "match", "proposal", "sighting", "link", "statistics", "notice", "key-event", "profile-view", "evidence"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 
