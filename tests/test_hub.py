@@ -1,0 +1,111 @@
+"""The national hub (issue 14): a node run by the NBCS or a police force is just another partner,
+under the same bilateral rules. What partnership A shares with the hub, the hub cannot pass to a
+third node C that has its own agreement with the hub: it serves only its own records."""
+
+import pytest
+
+from tests.nodes import send, signed
+
+
+def _add(node, first, last, *args):
+    return node.cli("profile", "add", "--first-name", first, "--last-name", last, "--tag", "shoplifting",
+                    *args, "--json").json
+
+
+@pytest.fixture
+def hub_network(network, tmp_path):
+    """A shares profiles and images with the hub; C has its own agreement with the hub; A and C
+    have none. Each holds records of its own; A's has a photo."""
+    from tests.conftest import jpeg_with_gps
+    a, hub, c = network.node("A"), network.node("Hub"), network.node("C")
+    a.cli("peer", "add", hub.url, "--expect", hub.node_id, "--share", "profiles", "--share", "images")
+    hub.cli("peer", "accept", a.node_id)
+    hub.cli("peer", "add", c.url, "--expect", c.node_id, "--share", "profiles", "--share", "images")
+    c.cli("peer", "accept", hub.node_id)
+    a_record = _add(a, "Alys", "Apartner", "--image", jpeg_with_gps(tmp_path / "a.jpg"))
+    hub_record = _add(hub, "Harry", "Hubsown")
+    _add(c, "Cara", "Cee")
+    return a, hub, c, a_record, hub_record
+
+
+def test_the_hub_sees_a_partnerships_profiles(hub_network):
+    a, hub, c, a_record, _ = hub_network
+    seen = {r["last_name"]: r["origin"] for r in hub.cli("search", "--all", "--json").json["results"]}
+    assert seen == {"Apartner": a.node_id, "Hubsown": hub.node_id, "Cee": c.node_id}
+
+
+def test_the_hub_cannot_pass_a_partnerships_profiles_to_a_third_node(hub_network):
+    a, hub, c, a_record, hub_record = hub_network
+    # C's Dataview: its own and the hub's own records; none of A's, by page or by walk.
+    for args in ((), ("--all",)):
+        results = c.cli("search", *args, "--json").json["results"]
+        assert {r["last_name"] for r in results} == {"Cee", "Hubsown"}
+        assert a.node_id not in {r["origin"] for r in results}
+    # Asked directly, the hub serves C nothing of A's: not the record, not its photo, not a count.
+    for method, path, payload in (("GET", f"/v1/profiles/{a_record['id']}", None),
+                                  ("GET", f"/v1/images/{a_record['image']}?size=full", None)):
+        status, _ = send(hub, method, path,
+                         *signed(c.home.identity, hub, method, path, payload))
+        assert status == 404, path
+    status, body = send(hub, "POST", "/v1/profiles/facets",
+                        *signed(c.home.identity, hub, "POST", "/v1/profiles/facets", {}))
+    assert status == 200 and body["total"] == 1
+    status, body = send(hub, "POST", "/v1/profiles/query",
+                        *signed(c.home.identity, hub, "POST", "/v1/profiles/query", {"text": "Apartner"}))
+    assert status == 200 and body["records"] == []
+    # Nor can C reach A itself: no agreement between them.
+    status, _ = send(a, "POST", "/v1/profiles/query", *signed(c.home.identity, a, "POST", "/v1/profiles/query", {}))
+    assert status == 403
+    # And C's evidence export holds nothing of A's, not even a reference.
+    export = c.cli("export", c.cli.home.parent / "c-bundle.json", "--tag", "shoplifting", "--json").json
+    assert all(a.node_id not in ref for ref in export["records"] + export["references"])
+
+
+def test_a_hub_that_kept_a_partnerships_records_still_never_serves_them(hub_network):
+    """Were A's signed record in the hub's own database, the hub would not serve it: it serves only
+    records whose origin is itself."""
+    import datetime as dt
+    from discnode import store
+    from discnode.query import Query
+    a, hub, c, a_record, _ = hub_network
+    signed_record = store.search(a.home.db, Query(text="Apartner"), dt.date.today())[0]
+    store.put_profiles(hub.home.db, [signed_record])  # a hub that kept what it received
+    results = c.cli("search", "--all", "--json").json
+    assert a.node_id not in {r["origin"] for r in results["results"]}
+    assert "Apartner" not in {r["last_name"] for r in results["results"]}
+
+
+def test_the_hub_exports_a_partnerships_records_only_under_the_evidence_term(hub_network):
+    a, hub, c, a_record, _ = hub_network
+    path = hub.cli.home.parent / "hub-bundle.json"
+    export = hub.cli("export", path, "--tag", "shoplifting", "--json").json
+    assert f"{a.node_id}:{a_record['id']}" in export["references"]
+    assert f"{a.node_id}:{a_record['id']}" not in export["records"]
+
+
+def test_a_hub_that_relays_a_partnerships_records_is_caught_by_the_third_node(hub_network, network, tmp_path):
+    """A hub altered to relay: it answers C's queries with A's genuine signed record beside its own.
+    C drops A's (its origin is not the node that sent it) and says so; the hub's own record stays."""
+    import datetime as dt
+    from aiohttp import web
+    from discnode import store
+    from discnode.query import Query
+    from tests.hostile import HostilePeer
+    a, _, c, _, _ = hub_network
+    relay = HostilePeer(tmp_path / "relay", network.loop, "Relaying Hub")
+    try:
+        c.cli("peer", "add", relay.url, "--expect", relay.node_id)
+        relay.accept_from(c)
+        own = relay.add_profile(first_name="Rita", last_name="Relayown")
+        a_signed = store.search(a.home.db, Query(text="Apartner"), dt.date.today())[0]
+
+        async def relayed(request: web.Request) -> web.Response:
+            return web.json_response({"records": sorted([a_signed, own], key=lambda r: r["last_name"].lower())})
+        relay.routes[("POST", "/v1/profiles/query")] = relayed
+        found = c.cli("search", "--all", "--json").json
+        names = {r["last_name"] for r in found["results"]}
+        assert "Relayown" in names and "Apartner" not in names
+        [status] = [p for p in found["peers"] if p["node_id"] == relay.node_id]
+        assert status["status"] == "invalid" and status["dropped"] == 1 and "another origin" in status["error"]
+    finally:
+        relay.stop()
