@@ -143,6 +143,7 @@ def test_partner_without_evidence_scope_appears_only_as_a_reference(network, tmp
     from discnode.signing import document_hash
     signed = json.loads(record[0])
     assert ref["origin"] == b.node_id and ref["id"] == signed["id"] and ref["updated"] == signed["updated"]
+    assert ref["revision"] == signed["revision"]
     assert ref["record_digest"] == document_hash(signed)
     assert ref["origin_name"] == "B BCRP" and ref["origin_url"] == b.url and "ask" in ref["reason"]
     b_home.close()

@@ -41,9 +41,12 @@ def image_entry(sha256: str, jpeg: bytes | None, omitted: str = "") -> dict[str,
 def reference(record: Mapping[str, Any], origin: Mapping[str, Any], reason: str) -> dict[str, Any]:
     """Where a partner's record is, and how to tell it is the one meant, without what it says:
     police ask its origin (the partnership named here) for it."""
-    return {"origin": record["origin"], "origin_name": origin["name"], "origin_url": origin["url"],
-            "id": record["id"], "updated": record["updated"], "record_digest": document_hash(record),
-            "reason": reason}
+    ref = {"origin": record["origin"], "origin_name": origin["name"], "origin_url": origin["url"],
+           "id": record["id"], "updated": record["updated"], "record_digest": document_hash(record),
+           "reason": reason}
+    if "revision" in record:  # absent from records of nodes older than revisions
+        ref["revision"] = record["revision"]
+    return ref
 
 
 def build(identity: Identity, exporter: Mapping[str, Any], created_at: str, selection: Mapping[str, Any],
