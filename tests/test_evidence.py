@@ -163,6 +163,9 @@ def test_partner_images_without_images_scope_are_carried_by_digest_only(network,
     assert len(result["records"]) == 2 and result["images"] == 1 and result["images_omitted"] == 1
     verified = doc.verify(path.read_bytes())
     assert verified.images == 1 and verified.images_omitted == 1
+    human = " ".join(a.cli("export", tmp_path / "again.json", "--tag", "shoplifting").out.split())
+    assert "2 record(s) with their origins' signatures, 1 image(s), 1 image(s) by digest only" in human
+    assert "Recorded in the audit log as a disclosure" in human
 
 
 def test_export_by_reference_and_audited_as_a_disclosure(network, tmp_path):
