@@ -156,6 +156,20 @@ def test_an_old_offer_does_not_allow_evidence_and_evidence_needs_profiles(networ
     assert "evidence" in err
 
 
+def test_an_offer_of_evidence_without_profiles_is_invalid_on_the_wire():
+    from discnode import schemas
+    from discnode.errors import InvalidInput
+    from pathlib import Path
+    offer = json.loads((Path(__file__).parent.parent / "protocol" / "examples" / "consent.offer.json").read_text())
+    schemas.validate("consent", offer)
+    for share in (["evidence"], ["images", "evidence"]):
+        offer["terms"]["share"] = share
+        with pytest.raises(InvalidInput):
+            schemas.validate("consent", offer)
+    offer["terms"]["share"] = ["profiles", "evidence"]
+    schemas.validate("consent", offer)
+
+
 def test_partner_images_without_images_scope_are_carried_by_digest_only(network, tmp_path):
     a, b = _partners(network, tmp_path, images=False)
     path = tmp_path / "bundle.json"
