@@ -70,6 +70,13 @@ def test_a_hub_that_kept_a_partnerships_records_still_never_serves_them(hub_netw
     a, hub, c, a_record, _ = hub_network
     signed_record = store.search(a.home.db, Query(text="Apartner"), dt.date.today())[0]
     store.put_profiles(hub.home.db, [signed_record])  # a hub that kept what it received
+    # The hub's own reply, as sent: only its own records.
+    status, body = send(hub, "POST", "/v1/profiles/query",
+                        *signed(c.home.identity, hub, "POST", "/v1/profiles/query", {"limit": 200}))
+    assert status == 200 and {r["origin"] for r in body["records"]} == {hub.node_id}
+    status, _ = send(hub, "GET", f"/v1/profiles/{a_record['id']}",
+                     *signed(c.home.identity, hub, "GET", f"/v1/profiles/{a_record['id']}"))
+    assert status == 404
     results = c.cli("search", "--all", "--json").json
     assert a.node_id not in {r["origin"] for r in results["results"]}
     assert "Apartner" not in {r["last_name"] for r in results["results"]}
@@ -109,3 +116,55 @@ def test_a_hub_that_relays_a_partnerships_records_is_caught_by_the_third_node(hu
         assert status["status"] == "invalid" and status["dropped"] == 1 and "another origin" in status["error"]
     finally:
         relay.stop()
+
+
+def _incidents(node, profile_id, n, day, place="High Street Co-op"):
+    args = [x for _ in range(n) for x in ("--incident", f"{day}|{place}|theft|Left without paying")]
+    node.cli("profile", "edit", profile_id, *args)
+
+
+def _statistics(node):
+    """What `node` gets from each of its statistics-only partners (statsask, as the report asks)."""
+    import asyncio
+    from discnode import statsask
+    from discnode.home import Home
+    home = Home.open(node.cli.home)
+    try:
+        return {s.node_id: s for s in asyncio.run(statsask.ask(home, timeout=10))}
+    finally:
+        home.close()
+
+
+def test_the_hub_cannot_pass_a_partnerships_statistics_to_a_third_node(network):
+    """A shares only statistics with the hub, B its profiles; C has a statistics-only agreement
+    with the hub. The hub gets A's counts and B's records, and answers C with counts of its own
+    incidents only: none of A's, none of B's."""
+    import datetime as dt
+    a, b, hub, c = network.node("A"), network.node("B"), network.node("Hub"), network.node("C")
+    a.cli("peer", "add", hub.url, "--expect", hub.node_id, "--share", "statistics")
+    hub.cli("peer", "accept", a.node_id)
+    b.cli("peer", "add", hub.url, "--expect", hub.node_id, "--share", "profiles")
+    hub.cli("peer", "accept", b.node_id)
+    hub.cli("peer", "add", c.url, "--expect", c.node_id, "--share", "statistics")
+    c.cli("peer", "accept", hub.node_id)
+    day = (dt.date.today() - dt.timedelta(days=14)).isoformat()  # inside the last complete weeks
+    _incidents(a, _add(a, "Alys", "Apartner")["id"], 10, day)
+    _incidents(b, _add(b, "Bryn", "Bpartner")["id"], 20, day)
+    _incidents(hub, _add(hub, "Harry", "Hubsown")["id"], 5, day)
+
+    at_hub = _statistics(hub)
+    assert set(at_hub) == {a.node_id, c.node_id} and at_hub[a.node_id].status == "ok"
+    assert at_hub[a.node_id].tables.total == 10
+    assert {r["origin"] for r in hub.cli("search", "--all", "--json").json["results"]} == {hub.node_id, b.node_id}
+
+    at_c = _statistics(c)
+    assert set(at_c) == {hub.node_id} and at_c[hub.node_id].status == "ok"
+    assert at_c[hub.node_id].tables.total == 5  # the hub's own incidents: not 15 with A's, nor 35 with B's
+    # A statistics-only partner of the hub gets nothing else from it, and nothing from A or B.
+    status, _ = send(hub, "POST", "/v1/profiles/query",
+                     *signed(c.home.identity, hub, "POST", "/v1/profiles/query", {}))
+    assert status == 403
+    for origin in (a, b):
+        status, _ = send(origin, "POST", "/v1/statistics", *signed(c.home.identity, origin, "POST",
+                                                                   "/v1/statistics", {}))
+        assert status == 403
