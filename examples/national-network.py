@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import socket
@@ -29,9 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from discnode import consent, peers, profiles, server, store
+from discnode import peers, profiles, server, statistics, statsask, store
 from discnode.consent import Action, Terms, new_offer, new_response
 from discnode.home import Config, Home, today
+from discnode.query import Query
 from discnode.signing import document_hash, sign_document
 from discnode.synthetic import People
 
@@ -51,16 +53,31 @@ def free_port() -> int:
 
 
 def make_node(path: Path, name: str, port: int, count: int, seed: int) -> Home:
+    """A node with `count` synthetic profiles, and one more whose incidents cluster on one recent day
+    at one place, so that its statistics release has counts (a count under 5 is never released)."""
     home = Home.create(path, Config(name=name, host="127.0.0.1", port=port))
     people = People(seed)
     now = store.now_ts()
+    day = (today() - dt.timedelta(days=10)).isoformat()
     records = []
-    for _ in range(count):
+    for n in range(count + 1):
         fields = people.fields()
         fields["local_only"] = False
+        if n == count:
+            fields["incidents"] = [{"date": day, "place": "Market Street", "type": "theft",
+                                    "summary": "Left without paying"}] * (5 + seed % 5)
+            fields["last_seen"] = day
         records.append(sign_document(profiles.build_record(fields, home.node_id, now=now), home.identity))
     store.put_profiles(home.db, records)
     return home
+
+
+def direct_count(home: Home, kind: str) -> int:
+    """What the hub should see of this partnership, counted at the partnership itself."""
+    if kind == "profiles":
+        return len(store.search(home.db, Query(limit=200), today(), served_by=home.node_id))
+    window = statistics.Window.ending_before(today())
+    return statistics.release(statistics.own_incidents(home.db, home.node_id, today(), window), window).total
 
 
 def agree(partnership: Home, hub: Home, share: tuple[str, ...]) -> None:
@@ -111,44 +128,70 @@ def shared_with(hub: Home, node_ids: list[str]) -> dict[str, tuple[str, ...]]:
     return {n: peers.agreement(hub.db, hub.node_id, n, today()).share for n in node_ids}
 
 
-def hub_view(hub_path: Path, timeout: float) -> dict[str, set[str]]:
-    """Which partnerships the hub's own view covers, by what: profiles (records in its Dataview)."""
+def hub_view(hub_path: Path, timeout: float) -> dict[str, dict[str, int]]:
+    """What the hub sees of each partnership: profiles (records in its Dataview, by the real
+    `discnode search --all`) and statistics (released totals, by the statistics client)."""
     found = discnode(hub_path, "search", "--all", "--timeout", str(timeout))
     hub_id = discnode(hub_path, "id")["node_id"]
-    answered = {p["node_id"] for p in found["peers"] if p["status"] == "ok" and p["node_id"] != hub_id}
-    origins = {r["origin"] for r in found["results"]} - {hub_id}
-    return {"profiles": answered | origins}
+    seen = {p["node_id"]: 0 for p in found["peers"] if p["status"] == "ok" and p["node_id"] != hub_id}
+    for record in found["results"]:
+        if record["origin"] != hub_id:
+            seen[record["origin"]] = seen.get(record["origin"], 0) + 1
+    hub = Home.open(hub_path)
+    try:
+        replies = asyncio.run(statsask.ask(hub, timeout=timeout))
+    finally:
+        hub.close()
+    counted = {r.node_id: r.tables.total for r in replies if r.status == "ok" and r.tables is not None}
+    return {"profiles": seen, "statistics": counted}
 
 
 def run(partnerships: int, per: int, root: Path, timeout: float, log: Any = print) -> dict[str, Any]:
     started = time.monotonic()
-    if "statistics" not in consent.SHARE_KINDS:
-        raise SystemExit("this discnode has no statistics scope")
     hub = make_node(root / "hub", "National Hub (NBCS)", free_port(), per, 0)
-    homes, choice = [hub], {}
+    homes, choice, expected = [hub], {}, {"profiles": {}, "statistics": {}}
     for i in range(1, partnerships + 1):
+        kind = choice_of(i)
         node = make_node(root / f"p{i:03d}", f"Partnership {i:03d}", free_port(), per, i)
-        choice[node.node_id] = choice_of(i)
-        if choice_of(i) != "nothing":
-            agree(node, hub, SHARES[choice_of(i)])
+        choice[node.node_id] = kind
+        if kind != "nothing":
+            agree(node, hub, SHARES[kind])
+            expected[kind][node.node_id] = direct_count(node, kind)
         homes.append(node)
-    log(f"built {partnerships} partnerships x {per} profiles and a hub in {time.monotonic() - started:.1f} s")
+    log(f"built {partnerships} partnerships x {per + 1} profiles and a hub in {time.monotonic() - started:.1f} s")
     servers = Servers()
     try:
         servers.start(homes)
-        log(f"started {len(homes)} nodes")
+        log(f"started {len(homes)} nodes on one event loop")
         view = hub_view(hub.path, timeout)
     finally:
         servers.stop()
         for home in homes:
             home.close()
-    expected = {kind: {n for n, c in choice.items() if c == kind} for kind in ("profiles", "statistics")}
-    report = {"partnerships": partnerships, "profiles_each": per,
-              "chose": {kind: sum(1 for c in choice.values() if c == kind) for kind in CHOICES},
-              "covered": {kind: len(view.get(kind, ())) for kind in expected},
-              "exact": all(view.get(kind, set()) == expected[kind] for kind in view),
-              "seconds": round(time.monotonic() - started, 1)}
-    return report
+    chose = {kind: sum(1 for c in choice.values() if c == kind) for kind in CHOICES}
+    nothing = {n for n, c in choice.items() if c == "nothing"}
+    rows = {kind: {"chose": chose[kind], "covered": len(view[kind]),
+                   "same_partnerships": set(view[kind]) == set(expected[kind]),
+                   "figures_equal_direct_count": view[kind] == expected[kind],
+                   "figure": sum(view[kind].values())} for kind in ("profiles", "statistics")}
+    leaked = sorted(nothing & (set(view["profiles"]) | set(view["statistics"])))
+    return {"partnerships": partnerships, "profiles_each": per + 1, "rows": rows,
+            "nothing": {"chose": chose["nothing"], "seen_by_hub": len(leaked)},
+            "exact": all(r["figures_equal_direct_count"] for r in rows.values()) and not leaked,
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"\nThe hub's view of {report['partnerships']} partnerships ({report['profiles_each']} profiles each):")
+    print(f"  {'shares with the hub':22} {'chose':>6} {'hub sees':>9} {'figure':>8}  equal to a direct count")
+    for kind, row in report["rows"].items():
+        what = "records" if kind == "profiles" else "incidents"
+        print(f"  {kind:22} {row['chose']:>6} {row['covered']:>9} {row['figure']:>8}  "
+              f"{'yes' if row['figures_equal_direct_count'] else 'NO'} ({what})")
+    print(f"  {'nothing':22} {report['nothing']['chose']:>6} {report['nothing']['seen_by_hub']:>9}")
+    print(("The hub's view covers exactly the partnerships that consented, each as far as it consented."
+           if report["exact"] else "MISMATCH: the hub's view is not exactly what the partnerships consented to.")
+          + f" ({report['seconds']} s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,10 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="national-") as tmp:
         root = args.dir or Path(tmp)
         report = run(args.partnerships, args.profiles, root, args.timeout, log=(lambda _: None) if args.json else print)
-    print(json.dumps(report, indent=2) if args.json else report)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
     return 0 if report["exact"] else 1
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.exit(main())

@@ -168,3 +168,23 @@ def test_the_hub_cannot_pass_a_partnerships_statistics_to_a_third_node(network):
         status, _ = send(origin, "POST", "/v1/statistics", *signed(c.home.identity, origin, "POST",
                                                                    "/v1/statistics", {}))
         assert status == 403
+
+
+def test_national_network_example_fast_mode(tmp_path):
+    """examples/national-network.py with 6 partnerships: the hub's view covers exactly the two that
+    share profiles and the two that share statistics, with figures equal to direct counts, and
+    nothing of the two that share nothing."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "examples" / "national-network.py"
+    done = subprocess.run([sys.executable, str(script), "--partnerships", "6", "--dir", str(tmp_path / "net"),
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["exact"] is True
+    for kind in ("profiles", "statistics"):
+        row = report["rows"][kind]
+        assert row["chose"] == row["covered"] == 2 and row["same_partnerships"] and row["figure"] > 0
+    assert report["nothing"] == {"chose": 2, "seen_by_hub": 0}
