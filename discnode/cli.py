@@ -618,7 +618,8 @@ def peer_add(ctx: typer.Context,
                                                   "category), minors (profiles of under-18s), conditional "
                                                   "(records graded C, with --handling-condition); or match "
                                                   "(match-only: hit or no-hit, no browsing); statistics (counts "
-                                                  "only, no identifiers). See the README."),
+                                                  "only, no identifiers); evidence (with profiles: each may disclose "
+                                                  "the other's records to police in `discnode export`). See the README."),
              handling_condition: list[str] = typer.Option(
                  [], "--handling-condition", help="With --share conditional: a handling condition the partner "
                                                   "accepts (repeat): refer-to-originator, not-evidential, "
