@@ -10,14 +10,17 @@ Every node is real: its own home (keys, TLS certificate, SQLite), its own peer A
 loopback. To start 101 of them cheaply they share one process and one event loop (as the tests'
 nodes do) instead of 101 `discnode serve` daemons; the agreements are real signed offers and
 accepts, written into both nodes' databases directly (as examples/network.py does) rather than
-sent, so that the network is ready in seconds. The hub's view is taken by the real `discnode`
-command, in its own process, over the network. Synthetic people only (Faker).
+sent, so that the network is ready in seconds. The hub's view is taken by the real `discnode report`
+in its own process, over the network (on a discnode without `report`: `discnode search --all` and
+the statistics client), and each figure is checked against a direct count at the partnership.
+Synthetic people only (Faker).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import datetime as dt
 import json
 import os
@@ -72,10 +75,14 @@ def make_node(path: Path, name: str, port: int, count: int, seed: int) -> Home:
     return home
 
 
-def direct_count(home: Home, kind: str) -> int:
-    """What the hub should see of this partnership, counted at the partnership itself."""
+def direct_count(home: Home, kind: str, period: dict[str, Any] | None) -> int:
+    """What the hub should see of this partnership, counted at the partnership itself: the records
+    it serves (or, for a report, their incidents in the report's period), or its released total."""
     if kind == "profiles":
-        return len(store.search(home.db, Query(limit=200), today(), served_by=home.node_id))
+        served = store.search(home.db, Query(limit=200), today(), served_by=home.node_id)
+        if period is None:
+            return len(served)
+        return sum(1 for r in served for i in r["incidents"] if period["since"] <= i["date"] <= period["until"])
     window = statistics.Window.ending_before(today())
     return statistics.release(statistics.own_incidents(home.db, home.node_id, today(), window), window).total
 
@@ -128,9 +135,23 @@ def shared_with(hub: Home, node_ids: list[str]) -> dict[str, tuple[str, ...]]:
     return {n: peers.agreement(hub.db, hub.node_id, n, today()).share for n in node_ids}
 
 
-def hub_view(hub_path: Path, timeout: float) -> dict[str, dict[str, int]]:
-    """What the hub sees of each partnership: profiles (records in its Dataview, by the real
-    `discnode search --all`) and statistics (released totals, by the statistics client)."""
+def has_report() -> bool:
+    return importlib.util.find_spec("discnode.report") is not None
+
+
+def hub_view(hub_path: Path, timeout: float) -> tuple[dict[str, dict[str, int]], dict[str, Any] | None]:
+    """What the hub sees of each partnership, and the report period if any. With `discnode report`:
+    the partnerships its report covers by kind (profiles: incidents in the period, from their
+    records; statistics: the released total of their window). Without it: `discnode search --all`
+    (profiles: records) and the statistics client (statistics: released totals)."""
+    if has_report():
+        report = discnode(hub_path, "report", "--timeout", str(timeout))
+        ok = {kind: {s["node_id"] for s in report["sources"] if s["kind"] == kind and s["status"] == "ok"}
+              for kind in ("profiles", "statistics")}
+        counts = {r["node_id"]: r["count"] for r in report["by_partnership"]}
+        totals = {r["node_id"]: r["window_total"] for r in report["statistics_partners"]}
+        return ({"profiles": {n: counts.get(n, 0) for n in ok["profiles"]},
+                 "statistics": {n: totals[n] for n in ok["statistics"]}}, report["period"])
     found = discnode(hub_path, "search", "--all", "--timeout", str(timeout))
     hub_id = discnode(hub_path, "id")["node_id"]
     seen = {p["node_id"]: 0 for p in found["peers"] if p["status"] == "ok" and p["node_id"] != hub_id}
@@ -143,7 +164,7 @@ def hub_view(hub_path: Path, timeout: float) -> dict[str, dict[str, int]]:
     finally:
         hub.close()
     counted = {r.node_id: r.tables.total for r in replies if r.status == "ok" and r.tables is not None}
-    return {"profiles": seen, "statistics": counted}
+    return {"profiles": seen, "statistics": counted}, None
 
 
 def run(partnerships: int, per: int, root: Path, timeout: float, log: Any = print) -> dict[str, Any]:
@@ -156,14 +177,17 @@ def run(partnerships: int, per: int, root: Path, timeout: float, log: Any = prin
         choice[node.node_id] = kind
         if kind != "nothing":
             agree(node, hub, SHARES[kind])
-            expected[kind][node.node_id] = direct_count(node, kind)
         homes.append(node)
     log(f"built {partnerships} partnerships x {per + 1} profiles and a hub in {time.monotonic() - started:.1f} s")
     servers = Servers()
     try:
         servers.start(homes)
         log(f"started {len(homes)} nodes on one event loop")
-        view = hub_view(hub.path, timeout)
+        view, period = hub_view(hub.path, timeout)
+        for node in homes[1:]:
+            kind = choice[node.node_id]
+            if kind != "nothing":
+                expected[kind][node.node_id] = direct_count(node, kind, period)
     finally:
         servers.stop()
         for home in homes:
@@ -176,16 +200,19 @@ def run(partnerships: int, per: int, root: Path, timeout: float, log: Any = prin
                    "figure": sum(view[kind].values())} for kind in ("profiles", "statistics")}
     leaked = sorted(nothing & (set(view["profiles"]) | set(view["statistics"])))
     return {"partnerships": partnerships, "profiles_each": per + 1, "rows": rows,
+            "by": "discnode report" if period else "discnode search --all and the statistics client",
             "nothing": {"chose": chose["nothing"], "seen_by_hub": len(leaked)},
             "exact": all(r["figures_equal_direct_count"] for r in rows.values()) and not leaked,
             "seconds": round(time.monotonic() - started, 1)}
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print(f"\nThe hub's view of {report['partnerships']} partnerships ({report['profiles_each']} profiles each):")
+    print(f"\nThe hub's view of {report['partnerships']} partnerships ({report['profiles_each']} profiles each), "
+          f"by {report['by']}:")
     print(f"  {'shares with the hub':22} {'chose':>6} {'hub sees':>9} {'figure':>8}  equal to a direct count")
     for kind, row in report["rows"].items():
-        what = "records" if kind == "profiles" else "incidents"
+        what = ("incidents in the report's period" if report["by"] == "discnode report" else "records") \
+            if kind == "profiles" else "incidents released"
         print(f"  {kind:22} {row['chose']:>6} {row['covered']:>9} {row['figure']:>8}  "
               f"{'yes' if row['figures_equal_direct_count'] else 'NO'} ({what})")
     print(f"  {'nothing':22} {report['nothing']['chose']:>6} {report['nothing']['seen_by_hub']:>9}")
