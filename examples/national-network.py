@@ -49,10 +49,24 @@ def choice_of(index: int) -> str:
     return CHOICES[index % len(CHOICES)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Ports:
+    """Loopback ports for the nodes, below Linux's ephemeral range (32768 up), where the kernel never
+    hands out ports to outgoing connections or to port-0 binds: a free port taken from the
+    ephemeral range can be someone else's by the time 101 servers start. Each is checked free."""
+
+    def __init__(self) -> None:
+        self.next = 22000 + (os.getpid() % 40) * 250
+
+    def take(self) -> int:
+        while self.next < 32768:
+            port, self.next = self.next, self.next + 1
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+        raise SystemExit("no free loopback port below 32768")
 
 
 def make_node(path: Path, name: str, port: int, count: int, seed: int) -> Home:
@@ -110,9 +124,14 @@ class Servers:
         self.running: list[server.Running] = []
 
     def start(self, homes: list[Home]) -> None:
-        async def go() -> list[server.Running]:
-            return list(await asyncio.gather(*(server.start(h) for h in homes)))
-        self.running = asyncio.run_coroutine_threadsafe(go(), self.loop).result(300)
+        """Start them all; if any fails, the others are kept in `running` so that stop() ends them."""
+        async def go() -> list[Any]:
+            return list(await asyncio.gather(*(server.start(h) for h in homes), return_exceptions=True))
+        started = asyncio.run_coroutine_threadsafe(go(), self.loop).result(300)
+        self.running = [r for r in started if isinstance(r, server.Running)]
+        failed = [r for r in started if isinstance(r, BaseException)]
+        if failed:
+            raise SystemExit(f"{len(failed)} node(s) did not start: {failed[0]}")
 
     def stop(self) -> None:
         async def go() -> None:
@@ -169,11 +188,12 @@ def hub_view(hub_path: Path, timeout: float) -> tuple[dict[str, dict[str, int]],
 
 def run(partnerships: int, per: int, root: Path, timeout: float, log: Any = print) -> dict[str, Any]:
     started = time.monotonic()
-    hub = make_node(root / "hub", "National Hub (NBCS)", free_port(), per, 0)
+    ports = Ports()
+    hub = make_node(root / "hub", "National Hub (NBCS)", ports.take(), per, 0)
     homes, choice, expected = [hub], {}, {"profiles": {}, "statistics": {}}
     for i in range(1, partnerships + 1):
         kind = choice_of(i)
-        node = make_node(root / f"p{i:03d}", f"Partnership {i:03d}", free_port(), per, i)
+        node = make_node(root / f"p{i:03d}", f"Partnership {i:03d}", ports.take(), per, i)
         choice[node.node_id] = kind
         if kind != "nothing":
             agree(node, hub, SHARES[kind])
