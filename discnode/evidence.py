@@ -118,6 +118,7 @@ async def collect(home: Home, *, query: Query | None, partnerships: list[str], r
                   timeout: float) -> tuple[dict[str, Any], Exported]:
     """The signed bundle of the selection, and what it holds (its path not yet set)."""
     day = today()
+    mine = home.descriptor()  # one descriptor of this node, as exporter and as origin
     async with PeerClient(home.identity, timeout=timeout) as client:
         records, sources = await _select(home, query, partnerships, refs, timeout, client)
         origins: dict[str, dict[str, Any]] = {}
@@ -129,7 +130,7 @@ async def collect(home: Home, *, query: Query | None, partnerships: list[str], r
         for record in records:
             origin = record["origin"]
             if origin == home.node_id:
-                origins.setdefault(origin, home.descriptor())
+                origins.setdefault(origin, mine)
                 sha = record["image"]
                 image = None
                 if sha:
@@ -163,7 +164,7 @@ async def collect(home: Home, *, query: Query | None, partnerships: list[str], r
                 task.cancel()
     selection = {"filters": _filters(query), "partnerships": sorted(partnerships),
                  "profiles": [f"{n}:{p}" for n, p in refs]}
-    bundle = doc.build(home.identity, home.descriptor(), store.now_ts(), selection, origins.values(), included,
+    bundle = doc.build(home.identity, mine, store.now_ts(), selection, origins.values(), included,
                        references)
     carried = [i["image"] for i in bundle["records"] if i["image"]]
     return bundle, Exported(Path(), bundle["digest"], [f"{i['record']['origin']}:{i['record']['id']}"
