@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from discnode import peers, profiles, server, statistics, statsask, store
+from discnode import handling, peers, profiles, server, statistics, statsask, store
 from discnode.consent import Action, Terms, new_offer, new_response
 from discnode.home import Config, Home, today
 from discnode.query import Query
@@ -42,7 +42,9 @@ from discnode.synthetic import People
 
 #: What each partnership shares with the hub, in turn.
 CHOICES = ("profiles", "statistics", "nothing")
-SHARES = {"profiles": ("profiles", "images"), "statistics": ("statistics",)}
+#: A partnership that shares profiles shares them whole: with ethnicity and minors (spec 8.9), so that
+#: the hub is served every shareable record, as a direct count at the partnership counts them.
+SHARES = {"profiles": ("profiles", "images", "ethnicity", "minors"), "statistics": ("statistics",)}
 
 
 def choice_of(index: int) -> str:
@@ -85,7 +87,7 @@ def make_node(path: Path, name: str, port: int, count: int, seed: int) -> Home:
                                     "summary": "Left without paying"}] * (5 + seed % 5)
             fields["last_seen"] = day
         records.append(sign_document(profiles.build_record(fields, home.node_id, now=now), home.identity))
-    store.put_profiles(home.db, records)
+    store.put_profiles(home.db, records, identity=home.identity)  # with their withheld views (spec 8.9)
     return home
 
 
@@ -93,7 +95,9 @@ def direct_count(home: Home, kind: str, period: dict[str, Any] | None) -> int:
     """What the hub should see of this partnership, counted at the partnership itself: the records
     it serves (or, for a report, their incidents in the report's period), or its released total."""
     if kind == "profiles":
-        served = store.search(home.db, Query(limit=200), today(), served_by=home.node_id)
+        hub = next(p.node_id for p in peers.all_peers(home.db))
+        audience = handling.Audience.of_agreement(peers.agreement(home.db, home.node_id, hub, today()))
+        served = store.search(home.db, Query(limit=200), today(), served_by=home.node_id, audience=audience)
         if period is None:
             return len(served)
         return sum(1 for r in served for i in r["incidents"] if period["since"] <= i["date"] <= period["until"])
@@ -111,7 +115,7 @@ def agree(partnership: Home, hub: Home, share: tuple[str, ...]) -> None:
                                         store.now_ts()), hub.identity)
     for me, other in ((partnership, hub), (hub, partnership)):
         for doc in (offer, accept):
-            peers.add_document(me.db, other.node_id, doc, delivered=True, own_key=me.identity.public_key)
+            peers.add_document(me.db, other.node_id, doc, delivered=True, own=me.identity)
 
 
 class Servers:
