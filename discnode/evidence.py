@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import audit, images, peers, store, untrusted
+from . import audit, handling, images, peers, store, untrusted
 from .client import PeerClient
 from .dataview import fetch_profile, walk
 from .documents import evidence as doc
@@ -37,6 +37,10 @@ from .query import Query
 #: Images fetched from partners at once.
 IMAGE_FETCHES = 8
 #: Why a partner's record is a reference, as the bundle says it.
+#: The handling condition (codes.schema.json) under which a record is intelligence only.
+NOT_EVIDENTIAL = "not-evidential"
+NOT_EVIDENTIAL_REASON = ("its origin graded it not-evidential (intelligence only, not used as evidence without "
+                         "the originator's agreement); ask the partnership")
 NO_EVIDENCE_TERM = ("the agreement with this partnership does not allow disclosure to police (no evidence "
                     "scope); ask the partnership for the record")
 
@@ -129,6 +133,13 @@ async def collect(home: Home, *, query: Query | None, partnerships: list[str], r
         fetches: list[tuple[int, asyncio.Task[dict[str, str]]]] = []
         for record in records:
             origin = record["origin"]
+            if NOT_EVIDENTIAL in handling.conditions_of(record):
+                # Graded "intelligence only" by its origin (own or partner's): never evidence here.
+                descriptor = mine if origin == home.node_id else peers.get(home.db, origin).descriptor
+                if origin != home.node_id:
+                    kinds.setdefault(origin, "reference")
+                references.append(doc.reference(record, descriptor, NOT_EVIDENTIAL_REASON))
+                continue
             if origin == home.node_id:
                 origins.setdefault(origin, mine)
                 sha = record["image"]

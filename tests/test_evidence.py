@@ -222,3 +222,23 @@ def test_verify_refuses_what_is_not_a_bundle(cli, tmp_path):
         err = cli("verify", path, ok=False).err
         assert reason in err and "Traceback" not in err
     assert "cannot read" in cli("verify", tmp_path / "missing.json", ok=False).err
+
+
+def test_a_record_graded_not_evidential_appears_only_as_a_reference(network, tmp_path):
+    """A partner's record under the evidence term, but graded C:not-evidential by its origin (and
+    shared under conditional terms that accept that condition): a reference, not evidence."""
+    a, b = network.node("A"), network.node("B")
+    a.cli("peer", "add", b.url, "--expect", b.node_id, "--share", "profiles", "--share", "evidence",
+          "--share", "conditional", "--handling-condition", "not-evidential")
+    b.cli("peer", "accept", a.node_id)
+    b.cli("profile", "add", "--first-name", "Ivy", "--last-name", "Intel", "--tag", "shoplifting",
+          "--grading", "2/B/C:not-evidential")
+    b.cli("profile", "add", "--first-name", "Eve", "--last-name", "Evident", "--tag", "shoplifting")
+    assert {r["last_name"] for r in a.cli("search", "--all", "--json").json["results"]} == {"Intel", "Evident"}
+    path = tmp_path / "bundle.json"
+    result = _export(a, path)
+    assert len(result["records"]) == 1 and len(result["references"]) == 1
+    text = path.read_text()
+    assert "Evident" in text and "Intel" not in text
+    assert "not-evidential" in json.loads(text)["references"][0]["reason"]
+    doc.verify(path.read_bytes())
