@@ -80,7 +80,7 @@ def _central(root: Path, paths: list[Path]) -> Path:
 
 @contextlib.contextmanager
 def running(root: Path, nodes: int, total: int, profiles: int, log: callable = print) -> Iterator[Net]:
-    base_port = 20000 + (os.getpid() % 100) * 120
+    base_port = network.free_ports(total + 2)
     started = time.monotonic()
     hub_all, paths = network.generate(root / "net", total, profiles, base_port=base_port)
     hub_small = Home.create(root / "net" / "hub-small", Config(name="Small Hub BCRP", host="127.0.0.1",

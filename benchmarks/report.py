@@ -68,33 +68,12 @@ def agree_statistics(hub: Home, node: Home) -> None:
             peers.add_document(me.db, other.node_id, doc, delivered=True, own=me.identity)
 
 
-def free_ports(count: int) -> int:
-    """A first port from which `count` ports are free now (other sessions run benchmarks too)."""
-    import random
-    import socket
-    for _ in range(200):
-        base = random.randrange(12000, 32000 - count)  # below the ephemeral range (32768-60999)
-        try:
-            socks = []
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no run of free ports")
-
-
 @contextlib.contextmanager
 def running(root: Path, nodes: int, total: int, profiles: int, batch: int = 10) -> Iterator[localnet.Net]:
     """As localnet.running, but starting the daemons `batch` at a time, each batch up before the
     next: 100 `discnode serve` processes started at once on 2 shared cores can take longer than
     localnet's wait to open their ports."""
-    base_port = free_ports(total + 2)
+    base_port = network.free_ports(total + 2)
     hub_all, paths = network.generate(root / "net", total, profiles, base_port=base_port)
     hub_small = Home.create(root / "net" / "hub-small", Config(name="Report Hub BCRP", host="127.0.0.1",
                                                                port=base_port + total + 1))

@@ -55,6 +55,29 @@ def make_node(root: Path, index: int, name: str, port: int, count: int, seed: in
     return home.path
 
 
+
+def free_ports(count: int) -> int:
+    """A first port from which `count` loopback ports are free now, below Linux's ephemeral range
+    (32768 up), where the kernel never hands ports to outgoing connections; other processes (and
+    other benchmark runs) may be using any fixed range."""
+    import random
+    import socket
+    for _ in range(200):
+        base = random.randrange(12000, 32000 - count)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise SystemExit(f"no {count} free loopback ports in a row below 32000")
+
 def agree_offline(hub: Home, node: Home) -> None:
     """A complete, signed A<->B agreement, stored on both sides, without the network."""
     for me, other in ((hub, node), (node, hub)):
