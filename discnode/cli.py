@@ -556,19 +556,28 @@ def serve(ctx: typer.Context,
 @app.command()
 def ui(ctx: typer.Context,
        open_browser: bool = typer.Option(False, "--open", help="Open it in this machine's web browser."),
+       account: str = typer.Option("", "--as", help="The named account the session acts as (audit entries "
+                                   "name it); default: your operating-system user."),
        json_out: bool = JsonOpt) -> None:
     """The web Dataview: print a one-time login URL for it (the node must be running: `discnode serve`)."""
     from .fastpath import request
+    from .localapi import account_name
 
     home = open_home(ctx)
-    reply = request(home.path, "ui-login")
+    if account:
+        account = account_name(account, None)  # checked here too, so that a bad name is one clear line
+    # Without --as, the daemon names the account after the socket's peer credentials, not our say-so.
+    reply = request(home.path, "ui-login", **({"account": account} if account else {}))
     if reply is None:
         raise DiscnodeError("the node is not running here; start it with `discnode serve`, then run this again")
+    if "url" not in reply:
+        raise InvalidInput(str(reply.get("error", "the node refused the login request")))
     url = reply["url"]
     if json_out:
-        output.emit_json({"url": url})
+        output.emit_json({"url": url, "account": reply.get("account", account)})
     else:
-        output.console.print("Open this address in a browser on this machine (it works once, for 5 minutes):")
+        output.console.print(f"Open this address in a browser on this machine (it works once, for 5 minutes); "
+                             f"you act as {output.safe(reply.get('account', account))}:")
         output.console.print(url, highlight=False, soft_wrap=True)
     if open_browser:
         import webbrowser
@@ -862,16 +871,16 @@ def audit_cmd(ctx: typer.Context,
         output.emit_json(rows)
         return
     if not output.narrow():
-        output.table("Audit log", ("seq", "time", "event", "peer", "detail"),
-                     ([r["seq"], r["ts"], r["event"], r["peer"], _compact(r["detail"])] for r in rows),
-                     whole=("peer", "time", "event"))
+        output.table("Audit log", ("seq", "time", "event", "by", "peer", "detail"),
+                     ([r["seq"], r["ts"], r["event"], r["actor"], r["peer"], _compact(r["detail"])] for r in rows),
+                     whole=("peer", "time", "event", "by"))
         return
     # Narrow: one entry per paragraph (a five-column table at 80 columns folds every cell).
     from . import peers as peers_
     names = {p.node_id: p.name for p in peers_.all_peers(home.db)}
     output.console.print(f"[bold]Audit log[/]: the latest {len(rows)} entries, oldest first", highlight=False)
     for r in rows:
-        output.line(f"#{r['seq']}  {r['ts']}  {r['event']}")
+        output.line(f"#{r['seq']}  {r['ts']}  {r['event']}" + (f"  by {r['actor']}" if r["actor"] else ""))
         if r["peer"]:
             output.block(f"peer {r['peer']}" + (f" ({names[r['peer']]})" if r["peer"] in names else ""), indent=4)
         if r["detail"]:
@@ -1399,8 +1408,13 @@ def main(argv: list[str] | None = None) -> None:
     click = _click_exceptions()
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
+    from .audit import ACTOR, acting, os_user
+    # Who acted, for every audit entry this command writes: this process's user, unless the
+    # daemon already set the user its socket's peer credentials name (forward.py).
+    actor = ACTOR.get() or os_user()
     try:
-        code = _command()(args=args, prog_name="discnode", standalone_mode=False)
+        with acting(actor):
+            code = _command()(args=args, prog_name="discnode", standalone_mode=False)
     except DiscnodeError as exc:
         _fail(exc.code, str(exc), exc.exit_code, as_json)
     except click.NoArgsIsHelpError as exc:
