@@ -72,8 +72,7 @@ def append_many(db: store.DB, entries: list[tuple[str, str, dict[str, Any]]]) ->
     """Append entries in one transaction (the server's group commit); returns their numbers."""
     seqs = []
     with store.write(db) as conn:
-        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+        seq, prev = head(db)
         ts = store.now_ts()
         actor = ACTOR.get()
         for event, peer, detail in entries:
@@ -109,7 +108,7 @@ def entries(db: store.DB, limit: int | None = None, peer: str | None = None,
 def head(db: store.DB) -> tuple[int, str]:
     """The number of the last entry and its hash: what a signed head states."""
     row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    return (row[0], row[1]) if row else (0, GENESIS)
+    return (row[0], row[1]) if row else archived_through(db)
 
 
 def hash_at(db: store.DB, seq: int) -> str | None:

@@ -374,7 +374,9 @@ def profile_review(ctx: typer.Context,
         ahead = review.DEFAULT_DAYS if days is None else days
         if not 0 <= ahead <= review.MAX_DAYS:
             raise InvalidInput(f"--days must be 0 to {review.MAX_DAYS}")
-        items = review.queue(home.db, home.node_id, today(), days=ahead, kinds=[review.Kind.PROFILE])
+        items = review.queue(home.db, home.node_id, today(), days=ahead,
+                             kinds=[review.Kind.PROFILE, review.Kind.RETENTION],
+                             retention_months=home.config.retention_months)
         _print_review(items, json_out, f"Profiles past or within {ahead} days of their review date: {len(items)}")
         return
     extend = profiles.DEFAULT_REVIEW_DAYS if days is None else days
@@ -400,7 +402,7 @@ def review_cmd(ctx: typer.Context, days: Optional[int] = typer.Option(None, "--d
     if not 0 <= ahead <= review.MAX_DAYS:
         raise InvalidInput(f"--days must be 0 to {review.MAX_DAYS}")
     home = open_home(ctx)
-    items = review.queue(home.db, home.node_id, today(), days=ahead)
+    items = review.queue(home.db, home.node_id, today(), days=ahead, retention_months=home.config.retention_months)
     _print_review(items, json_out, f"Review queue: {len(items)} item(s)")
 
 
@@ -730,10 +732,11 @@ def address(ctx: typer.Context,
     if host is None and port is None and public_url is None and announce is None:
         raise InvalidInput("give --host, --port, --public-url or --announce/--no-announce")
     current = home.config
-    config = Config(name=current.name, host=current.host if host is None else host,
-                    port=current.port if port is None else port,
-                    public_url=current.public_url if public_url is None else public_url,
-                    announce=current.announce if announce is None else announce).validated()
+    import dataclasses
+    config = dataclasses.replace(current, host=current.host if host is None else host,
+                                 port=current.port if port is None else port,
+                                 public_url=current.public_url if public_url is None else public_url,
+                                 announce=current.announce if announce is None else announce).validated()
     home.write_config(config)
     from . import audit
     audit.append(home.db, "address-changed", "", url=config.url, announce=config.announce)
@@ -918,7 +921,9 @@ def _audit_verify(home: Home, timeout: float, json_out: bool) -> None:
     else:
         checked = [p for p in report.partners if p["status"] == "checked"]
         if report.ok:
-            output.console.print(f"Audit log intact: {report.entries} entries, hash chain verified, "
+            archived = (f" (entries before {report.entries - report.chain_entries + 1} archived in "
+                        f"{report.archives} file(s), verified from their signed head)") if report.archives else ""
+            output.console.print(f"Audit log intact: {report.entries} entries{archived}, hash chain verified, "
                                  f"consistent with {report.checkpoints} checkpoint(s) and with the heads "
                                  f"{len(checked)} of {len(report.partners)} partner(s) witnessed.", highlight=False)
         for finding in report.findings:
@@ -1328,7 +1333,7 @@ def inbox(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     from . import review
 
     home = open_home(ctx)
-    items = review.queue(home.db, home.node_id, today())
+    items = review.queue(home.db, home.node_id, today(), retention_months=home.config.retention_months)
     if json_out:
         output.emit_json([i.inbox_json() for i in items])
         return
@@ -1395,6 +1400,7 @@ def _click_exceptions() -> Any:
 from . import cli_match  # noqa: E402,F401 - registers `match` and `reveal` on the app
 from . import cli_keys  # noqa: E402,F401 - registers `key` and `peer replace` on the app
 from . import cli_report  # noqa: E402,F401 - registers `report` on the app
+from . import cli_retention  # noqa: E402,F401 - registers `retention`
 
 
 @functools.cache
