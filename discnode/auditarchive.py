@@ -78,7 +78,11 @@ def archive(home: Home, before: str) -> Archived | None:
     # The file is complete on disk before any entry leaves the table; if the transaction below
     # fails, the next run writes the same file again.
     write_private(home.path / FOLDER / name, ("\n".join(lines) + "\n").encode())
+    from . import disclosures
+
     with store.write(db) as conn:
+        # The disclosure index is derived from `served` entries: it must hold them before they go.
+        disclosures.catch_up(db)
         conn.execute("INSERT INTO audit_archives (upto, first, head, file, checkpoint, created) "
                      "VALUES (?, ?, ?, ?, ?, ?)", [upto, first, rows[-1][7], name, json.dumps(checkpoint),
                                                    store.now_ts()])
