@@ -1401,6 +1401,7 @@ from . import cli_match  # noqa: E402,F401 - registers `match` and `reveal` on t
 from . import cli_keys  # noqa: E402,F401 - registers `key` and `peer replace` on the app
 from . import cli_report  # noqa: E402,F401 - registers `report` on the app
 from . import cli_retention  # noqa: E402,F401 - registers `retention`
+from . import cli_subject  # noqa: E402,F401 - registers `subject-access`
 
 
 @functools.cache
