@@ -1402,6 +1402,7 @@ from . import cli_keys  # noqa: E402,F401 - registers `key` and `peer replace` o
 from . import cli_report  # noqa: E402,F401 - registers `report` on the app
 from . import cli_retention  # noqa: E402,F401 - registers `retention`
 from . import cli_subject  # noqa: E402,F401 - registers `subject-access`
+from . import cli_terms  # noqa: E402,F401 - registers `peer terms`
 
 
 @functools.cache
