@@ -304,7 +304,7 @@ def audit_log(local: Local, params: Params) -> dict[str, Any]:
     verdict = audit.verify(home.db)
     return {"node": {"name": home.config.name, "node_id": home.node_id}, "peer": peer,
             "verify": {"ok": verdict.ok, "entries": verdict.entries, "first_bad": verdict.first_bad,
-                       "reason": verdict.reason},
+                       "reason": verdict.reason, "archived": audit.archived_through(home.db)[0]},
             "entries": [{**e, "detail_text": _detail(e["detail"])}
                         for e in reversed(audit.entries(home.db, limit=limit, peer=peer))]}
 
