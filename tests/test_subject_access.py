@@ -82,9 +82,14 @@ def test_by_name_and_date_of_birth_finds_the_profile_by_name_or_alias(shared, tm
 
 def test_disclosures_stay_in_the_answer_after_the_audit_log_is_archived(shared, tmp_path):
     a, b, pid = shared
+    a.cli("search", "anything")  # an entry after the served one, so that the served one is archived
     h = Home.open(a.cli.home)
     try:
-        assert auditarchive.archive(h, "9999-01-01T00:00:00Z") is not None  # every entry but the last
+        served = [e["seq"] for e in audit.entries(h.db) if e["event"] == "served" and e["peer"] == b.node_id
+                  and pid in e["detail"].get("records", "")]
+        archived = auditarchive.archive(h, "9999-01-01T00:00:00Z")  # every entry but the last
+        assert served and archived is not None and archived.upto >= max(served)
+        assert not [e for e in audit.entries(h.db) if e["seq"] in served]
     finally:
         h.close()
     out = tmp_path / "after"

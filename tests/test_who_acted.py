@@ -44,6 +44,9 @@ def test_a_forwarded_command_names_the_user_of_the_socket_peer_credentials(netwo
         got = fastpath._exchange(a.cli.home, {"op": "cli", "argv": ["search", "--json"], "width": 80, "tty": False,
                                                "actor": "web:mallory", "user": "mallory"}, 60)
         assert got is not None and got[0]["code"] == 0
+        # The daemon checks an account name itself, whatever the command line checked.
+        refused = fastpath.request(a.cli.home, "ui-login", account="\x1b[31mroot")
+        assert refused is not None and "url" not in refused and "account name" in refused["error"]
     finally:
         network.loop.run(running.stop())
     (entry,) = _entries(a.cli.home, "search")
