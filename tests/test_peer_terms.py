@@ -61,6 +61,12 @@ def test_peer_terms_states_the_match_quota_and_this_nodes_lawful_basis(network):
     assert "Legitimate interests" in a.cli("peer", "terms", b.node_id).out
 
 
+def test_every_scope_this_node_supports_has_its_data_items_described():
+    from discnode import agreementdoc
+    from discnode.consent import SHARE_KINDS
+    assert set(SHARE_KINDS) <= set(agreementdoc.DATA_ITEMS)
+
+
 def test_a_revoked_agreement_says_so_and_who_ended_it(network):
     a, b = _agree(network, "Tackling shop theft")
     b.cli("peer", "revoke", a.node_id)
