@@ -121,6 +121,18 @@ def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return header, [json.loads(line) for line in lines[1:]]
 
 
+def archived_entries(home: Home) -> list[dict[str, Any]]:
+    """The entries of every archive file in place, oldest first (for subject access); an archive
+    that cannot be read is skipped here: `audit --verify` is what reports it."""
+    out: list[dict[str, Any]] = []
+    for record in archives(home.db):
+        try:
+            out += _read(home.path / FOLDER / record["file"])[1]
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def verify_file(path: Path, record: dict[str, Any], follows: str, me: str, key: bytes) -> tuple[Finding | None, dict[int, str]]:
     """One archive file against its record in `audit_archives` and the head of the archive before it."""
     first, upto = record["first"], record["upto"]

@@ -11,7 +11,8 @@ For each profile: the record as stored (incidents and exclusion notice inside it
 the sightings partners reported of it, the proposals and same-person links about it, every
 disclosure of it to a partner (disclosures.py: to whom, when, which revision; from the index, so
 disclosures whose audit entries were archived are still there), and the audit entries of local
-actions on it (who added, edited, viewed or reviewed it; from the live log). Files are written
+actions on it (who added, edited, viewed or reviewed it; from the live log and the archive files
+in place). Files are written
 owner-only (exports.py), and the request itself is audited: who, which profiles, where.
 
 `gather` reads the node; `render_html` is pure; `write_bundle` does the I/O.
@@ -28,7 +29,7 @@ from typing import Any
 
 import jinja2
 
-from . import audit, disclosures, links, peers, proposals, sightings, store
+from . import audit, auditarchive, disclosures, links, peers, proposals, sightings, store
 from . import images as img
 from .errors import InvalidInput, NotFound
 from .exports import private_dir, write_private
@@ -62,16 +63,22 @@ def find(db: store.DB, me: str, name: str, dob: str) -> list[str]:
     return out
 
 
-def _local_history(db: store.DB, profile_id: str) -> list[dict[str, Any]]:
-    """Audit entries of local actions on the profile (who added, changed, viewed it), oldest first."""
+def _about(detail: Any, profile_id: str) -> bool:
+    return isinstance(detail, dict) and (detail.get("id") == profile_id or profile_id in (detail.get("ids") or ()))
+
+
+def _local_history(home: Home, profile_id: str, archived: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Audit entries of local actions on the profile (who added, changed, viewed it), oldest first:
+    from the archive files in place, then the live log."""
+    out = [{"seq": e["seq"], "ts": e["ts"], "event": e["event"], "by": e.get("actor", ""), "detail": e["detail"],
+            "archived": True} for e in archived if e.get("peer") == "" and _about(e.get("detail"), profile_id)]
     # The ID is 12 base32 characters, so this LIKE cannot match another ID's text.
-    rows = db.execute("SELECT seq, ts, event, actor, detail FROM audit WHERE peer = '' AND detail LIKE ? "
-                      "ORDER BY seq", [f'%"{profile_id}"%']).fetchall()
-    out = []
+    rows = home.db.execute("SELECT seq, ts, event, actor, detail FROM audit WHERE peer = '' AND detail LIKE ? "
+                           "ORDER BY seq", [f'%"{profile_id}"%']).fetchall()
     for seq, ts, event, actor, detail in rows:
         parsed = json.loads(detail)
-        if parsed.get("id") == profile_id or profile_id in (parsed.get("ids") or ()):
-            out.append({"seq": seq, "ts": ts, "event": event, "by": actor, "detail": parsed})
+        if _about(parsed, profile_id):
+            out.append({"seq": seq, "ts": ts, "event": event, "by": actor, "detail": parsed, "archived": False})
     return out
 
 
@@ -79,6 +86,7 @@ def gather(home: Home, profile_ids: list[str]) -> dict[str, Any]:
     """The answer for these profiles (each must be this node's own)."""
     db, me = home.db, home.node_id
     names = {p.node_id: p.name for p in peers.all_peers(db)}
+    archived = auditarchive.archived_entries(home)
     people = []
     for pid in profile_ids:
         record = store.get_profile(db, pid)
@@ -94,7 +102,7 @@ def gather(home: Home, profile_ids: list[str]) -> dict[str, Any]:
             "links": [link for link in links.listing(db) if link["mine"] == pid],
             "disclosures": [{"to": d.peer, "to_name": names.get(d.peer, ""), "when": d.ts, "revision": d.revision,
                              "what": d.what, "audit_entry": d.seq} for d in disclosures.of_profile(db, pid)],
-            "history": _local_history(db, pid),
+            "history": _local_history(home, pid, archived),
         })
     return {"type": "subject-access", "node_id": me, "partnership": home.config.name,
             "generated": store.now_ts(), "profiles": people}

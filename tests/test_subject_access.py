@@ -96,6 +96,9 @@ def test_disclosures_stay_in_the_answer_after_the_audit_log_is_archived(shared, 
     a.cli("subject-access", pid, "--out", str(out))
     (person,) = _bundle(out)[0]["profiles"]
     assert b.node_id in {d["to"] for d in person["disclosures"]}
+    # Who added and edited it, from the archive file.
+    assert [(h["event"], h["archived"]) for h in person["history"]][:2] == [("profile-added", True),
+                                                                           ("profile-edited", True)]
 
 
 @pytest.mark.parametrize("args, words", [
