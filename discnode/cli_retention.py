@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from . import auditarchive, output, retention
-from .cli import JsonOpt, app, open_home
+from .cli import JsonOpt, _notify_now, app, open_home
 from .errors import InvalidInput
 from .home import today
 
@@ -30,14 +30,24 @@ def retention_cmd(ctx: typer.Context,
     before = auditarchive.cutoff(on, config.audit_months) if config.audit_months else None
     if apply:
         outcome = retention.apply(home, on, source="command")
+        # Erasure notices to the partners that received them, now (as `profile delete`); those
+        # not reachable get them from `discnode serve`.
+        told = {pid: _notify_now(home, pid) for pid, recipients in outcome.recipients.items() if recipients}
         archived = auditarchive.archive_due(home, on)
         if json_out:
-            output.emit_json({**outcome.to_json(), "audit_archived": archived and archived.to_json()})
+            result = outcome.to_json()
+            for row in result["deleted"]:
+                row.update({k: v for k, v in told.get(row["id"], {}).items() if k != "recipients"})
+            output.emit_json({**result, "audit_archived": archived and archived.to_json()})
             return
         output.console.print(f"Deleted {len(outcome.deleted)} profile(s) past the {config.retention_months}-month "
                              "retention ceiling.", highlight=False)
         for s in outcome.deleted:
             output.line(f"  {s.id}  {s.name}  ({s.basis} {s.since}; kept until {s.until})")
+            if s.id in told:
+                report = told[s.id]
+                output.line(f"    erasure notice to {len(report['recipients'])} partner(s) that received it: "
+                            f"{len(report['notified'])} took it now, {len(report['receipts'])} receipt(s)")
         for s, error in outcome.failed:
             output.err_console.print(f"Not deleted: {s.id}: {output.printable(error)}", highlight=False, markup=False)
         if archived:

@@ -7,9 +7,10 @@ notice must not lose its subject). A review (`discnode profile review ID --reaso
 with its reason) keeps it until the next review date, past the ceiling if need be: that hold is
 the one table this module writes, `retention_holds`. Profiles within NOTICE_DAYS of their
 ceiling are in the review queue; what passes it unreviewed is deleted through profiles.delete,
-the library's one delete path (so that whatever it does on deleting, e.g. telling the partners
-that received the profile, happens here too), by the daemon every RUN_EVERY seconds and by
-`discnode retention --apply`. Each deletion is audited as `retention-expired`, then `profile-deleted`.
+the library's one delete path, which sends every partner that received the profile (the
+disclosure log) a signed erasure notice, by the daemon every RUN_EVERY seconds (its delivery loop
+sends the notices) and by `discnode retention --apply` (which sends them at once, as `profile
+delete` does). Each deletion is audited as `retention-expired`, then `profile-deleted`.
 
 Dates and the ceiling arithmetic are pure (`add_months`, `ceiling`); `due`, `hold` and `apply` use the node.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import audit, store
@@ -116,9 +117,11 @@ def hold(db: store.DB, profile_id: str, until: dt.date, reason: str) -> None:
 class Outcome:
     deleted: list[Standing]
     failed: list[tuple[Standing, str]]
+    #: Profile ID to the partners that had received it, each sent an erasure notice (notices.py).
+    recipients: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"deleted": [s.to_json() for s in self.deleted],
+        return {"deleted": [{**s.to_json(), "recipients": self.recipients.get(s.id, [])} for s in self.deleted],
                 "failed": [{**s.to_json(), "error": error} for s, error in self.failed]}
 
 
@@ -134,7 +137,8 @@ def apply(home: Home, today: dt.date, *, source: str) -> Outcome:
         audit.append(home.db, "retention-expired", "", id=standing.id, basis=standing.basis, since=standing.since,
                      until=standing.until, months=months, source=source)
         try:
-            profiles.delete(home, standing.id)
+            # The library's one delete path: it queues an erasure notice to every recipient.
+            outcome.recipients[standing.id] = profiles.delete(home, standing.id)
         except DiscnodeError as exc:  # e.g. deleted meanwhile; the next run tries again
             outcome.failed.append((standing, str(exc)))
             continue

@@ -140,3 +140,44 @@ def test_the_ceiling_counts_from_the_latest_of_incident_creation_and_exclusion()
     assert retention.ceiling("2020-05-01T10:00:00Z", "2021-01-10", "2022-06-30", 24, None)[2].isoformat() == "2024-06-30"
     assert retention.ceiling("2020-05-01T10:00:00Z", None, None, 24, "2030-01-01")[2].isoformat() == "2030-01-01"
     assert retention.ceiling("2020-05-01T10:00:00Z", None, None, 24, "2021-01-01")[2].isoformat() == "2022-05-01"
+
+
+def test_a_profile_past_the_ceiling_is_deleted_and_its_recipients_are_told(network):
+    """Retention deletes through the library's delete path: the partner that received the profile
+    gets an erasure notice, drops what it kept of it, and returns a receipt; one that never
+    received it is not told."""
+    from discnode import notices
+
+    a, b, c = network.node("A"), network.node("B"), network.node("C")
+    network.agree(a, b)
+    network.agree(a, c)
+    old = _person(a.cli, "Old", _ago(30))
+    b.cli("search", "--all", "--partnership", a.node_id)  # B receives (and checks) A's profile
+    h = Home.open(b.cli.home)
+    try:
+        held = h.db.execute("SELECT count(*) FROM checked_records WHERE origin = ? AND profile_id = ?",
+                            [a.node_id, old]).fetchone()[0]
+    finally:
+        h.close()
+    assert held >= 1
+    done = a.cli("retention", "--apply", "--json").json
+    (deleted,) = done["deleted"]
+    assert deleted["id"] == old and deleted["recipients"] == [b.node_id]
+    assert deleted["notified"] == [b.node_id] and deleted["receipts"] == [b.node_id]
+    h = Home.open(a.cli.home)
+    try:
+        (sent,) = notices.sent_about(h.db, a.node_id, old)
+        deleted_entry = [e for e in audit.entries(h.db) if e["event"] == "profile-deleted"][-1]
+    finally:
+        h.close()
+    assert (sent["to"], sent["kind"], sent["receipt"]) == (b.node_id, "erasure", True)
+    assert deleted_entry["detail"]["notify"] == [b.node_id]
+    h = Home.open(b.cli.home)
+    try:
+        assert h.db.execute("SELECT count(*) FROM checked_records WHERE origin = ? AND profile_id = ?",
+                            [a.node_id, old]).fetchone()[0] == 0
+    finally:
+        h.close()
+    assert [e["peer"] for e in _events(a.cli.home, "notice-sent")] == [b.node_id]  # C never received it
+    text = a.cli("retention", "--apply").out
+    assert "Deleted 0 profile(s)" in text
