@@ -10,7 +10,8 @@ aliases too and takes every profile it matches) writes, into a new folder:
 For each profile: the record as stored (incidents and exclusion notice inside it), its photos,
 the sightings partners reported of it, the proposals and same-person links about it, every
 disclosure of it to a partner (disclosures.py: to whom, when, which revision; from the index, so
-disclosures whose audit entries were archived are still there), and the audit entries of local
+disclosures whose audit entries were archived are still there), the rectification notices sent
+to those partners and their receipts (notices.py), and the audit entries of local
 actions on it (who added, edited, viewed or reviewed it; from the live log and the archive files
 in place). Files are written
 owner-only (exports.py), and the request itself is audited: who, which profiles, where.
@@ -29,7 +30,7 @@ from typing import Any
 
 import jinja2
 
-from . import audit, auditarchive, disclosures, links, peers, proposals, sightings, store
+from . import audit, auditarchive, disclosures, links, notices, peers, proposals, sightings, store
 from . import images as img
 from .errors import InvalidInput, NotFound
 from .exports import private_dir, write_private
@@ -102,6 +103,7 @@ def gather(home: Home, profile_ids: list[str]) -> dict[str, Any]:
             "links": [link for link in links.listing(db) if link["mine"] == pid],
             "disclosures": [{"to": d.peer, "to_name": names.get(d.peer, ""), "when": d.ts, "revision": d.revision,
                              "what": d.what, "audit_entry": d.seq} for d in disclosures.of_profile(db, pid)],
+            "notices": [{**n, "to_name": names.get(n["to"], "")} for n in notices.sent_about(db, me, pid)],
             "history": _local_history(home, pid, archived),
         })
     return {"type": "subject-access", "node_id": me, "partnership": home.config.name,

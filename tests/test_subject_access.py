@@ -49,6 +49,7 @@ def test_a_subject_access_bundle_lists_a_disclosure_to_b_and_holds_the_profile_i
     assert to_b and to_b[0]["to_name"] == "B BCRP" and to_b[0]["revision"] == person["profile"]["revision"]
     assert to_b[0]["when"] and to_b[0]["audit_entry"] > 0
     assert [h["event"] for h in person["history"]][:2] == ["profile-added", "profile-edited"]
+    assert person["notices"] == []  # not corrected since B received it
     assert all(h["by"].startswith("os:") for h in person["history"])
     # The page: readable, self-contained, every value escaped.
     assert b.node_id in html and "B BCRP" in html and "took two bottles of gin" in html
@@ -64,6 +65,17 @@ def test_a_subject_access_bundle_lists_a_disclosure_to_b_and_holds_the_profile_i
         h.close()
     assert entry["detail"]["ids"] == [pid] and entry["detail"]["to"] == str(out.resolve())
     assert entry["actor"].startswith("os:")
+
+
+def test_a_correction_after_a_disclosure_is_in_the_answer_with_its_receipt(shared, tmp_path):
+    a, b, pid = shared
+    a.cli("profile", "edit", pid, "--notes", "corrected: the earlier notes were wrong")
+    out = tmp_path / "corrected"
+    a.cli("subject-access", pid, "--out", str(out))
+    answer, html = _bundle(out)
+    (notice,) = answer["profiles"][0]["notices"]
+    assert (notice["to"], notice["kind"], notice["receipt"]) == (b.node_id, "rectification", True)
+    assert "rectification" in html
 
 
 def test_by_name_and_date_of_birth_finds_the_profile_by_name_or_alias(shared, tmp_path):
