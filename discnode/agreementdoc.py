@@ -3,7 +3,8 @@ sharing agreement the ICO's data sharing code lists (parties, purpose, data item
 retention, review, termination), for `discnode peer terms NODE_ID`.
 
 Only what both nodes signed is stated as agreed: the parties (the offer names both node IDs and
-carries the offerer's signed descriptor), purpose, scopes shared, match quota, review date; and
+carries the offerer's signed descriptor), purpose, scopes shared, match quota, handling conditions,
+review date; and
 when each side signed. The terms of protocol v1 carry no lawful basis and no retention period, so
 those sections say what *this node* applies (its config.toml), marked as this node's policy and
 not signed terms. Termination is what the protocol itself guarantees (spec section 7).
@@ -29,9 +30,14 @@ ENV = jinja2.Environment(loader=jinja2.PackageLoader("discnode", "templates"), a
 #: What each scope shares: the data items, in an administrator's words.
 DATA_ITEMS = {
     "profiles": "Offender profiles the sharing partnership created and has not marked local-only, while within "
-                "their review date: names and aliases, date of birth or approximate age, gender, ethnicity code, "
-                "build, height, distinguishing marks, notes, offence tags, incidents (date, place, type, summary), "
-                "exclusion notice, date last seen. Each record is signed by the partnership that created it.",
+                "their review date: names and aliases, date of birth or approximate age, gender, build, height, "
+                "distinguishing marks, notes, offence tags, incidents (date, place, type, summary), exclusion "
+                "notice, date last seen, handling codes. Each record is signed by the partnership that created "
+                "it. Without the scopes below: no ethnicity, no profile of a person under 18, no record graded C.",
+    "ethnicity": "Each shared profile's ethnicity code (special category data), to search and count by.",
+    "minors": "Profiles of people under 18 (each with its recorded reason and a short review period).",
+    "conditional": "Records graded C whose every handling condition is one of those listed here, which the "
+                   "receiving partnership undertakes to honour: {conditions}.",
     "images": "Photographs of those profiles (JPEG, re-encoded, metadata stripped), full size and thumbnail.",
     "match": "Private matching: whether people the partner names (first name, last name, date of birth) are "
              "known, without the holder learning the names or the partner learning who else is held; at most "
@@ -65,9 +71,9 @@ def describe(home: Home, node_id: str, today: dt.date) -> dict[str, Any]:
     ended = next((d for d in answers if d["type"] in ("revoke", "reject")), None)
     terms = offer["terms"]
     share = list(terms["share"])
-    items = [{"scope": s, "items": DATA_ITEMS.get(s, UNKNOWN_SCOPE).format(quota=terms.get("match_daily_quota"),
-                                                                         scope=s)}
-             for s in share]
+    conditions = "; ".join(terms.get("handling_conditions") or ()) or "none listed"
+    items = [{"scope": s, "items": DATA_ITEMS.get(s, UNKNOWN_SCOPE).format(
+        quota=terms.get("match_daily_quota"), scope=s, conditions=conditions)} for s in share]
     config = home.config
     return {
         "type": "data-sharing-agreement",
@@ -80,6 +86,7 @@ def describe(home: Home, node_id: str, today: dt.date) -> dict[str, Any]:
         "purpose": terms["purpose"],
         "data_items": items,
         "match_daily_quota": terms.get("match_daily_quota"),
+        "handling_conditions": list(terms.get("handling_conditions") or ()),
         "review_by": terms["review_by"],
         "review": REVIEW,
         "termination": TERMINATION,

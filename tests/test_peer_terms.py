@@ -61,6 +61,18 @@ def test_peer_terms_states_the_match_quota_and_this_nodes_lawful_basis(network):
     assert "Legitimate interests" in a.cli("peer", "terms", b.node_id).out
 
 
+def test_peer_terms_lists_the_widening_scopes_and_the_handling_conditions(network):
+    a, b = network.node("A"), network.node("B")
+    shares = [x for scope in ("profiles", "ethnicity", "minors", "conditional") for x in ("--share", scope)]
+    a.cli("peer", "add", b.url, "--expect", b.node_id, *shares, "--handling-condition", "staff-only")
+    b.cli("peer", "accept", a.node_id)
+    doc = a.cli("peer", "terms", b.node_id, "--json").json
+    scopes = {i["scope"]: i["items"] for i in doc["data_items"]}
+    assert list(scopes) == ["profiles", "ethnicity", "minors", "conditional"]
+    assert "special category" in scopes["ethnicity"] and "under 18" in scopes["minors"]
+    assert "staff-only" in scopes["conditional"] and doc["handling_conditions"] == ["staff-only"]
+
+
 def test_every_scope_this_node_supports_has_its_data_items_described():
     from discnode import agreementdoc
     from discnode.consent import SHARE_KINDS
