@@ -36,6 +36,9 @@ DATA_ITEMS = {
                 "it. Without the scopes below: no ethnicity, no profile of a person under 18, no record graded C.",
     "ethnicity": "Each shared profile's ethnicity code (special category data), to search and count by.",
     "minors": "Profiles of people under 18 (each with its recorded reason and a short review period).",
+    "evidence": "Disclosure to the police as evidence: the partner may put the sharing partnership's signed "
+                "records and photos (not those graded not-evidential) into an evidence bundle; without this "
+                "scope a bundle holds only a reference to each of them.",
     "conditional": "Records graded C whose every handling condition is one of those listed here, which the "
                    "receiving partnership undertakes to honour: {conditions}.",
     "images": "Photographs of those profiles (JPEG, re-encoded, metadata stripped), full size and thumbnail.",
