@@ -374,7 +374,9 @@ def profile_review(ctx: typer.Context,
         ahead = review.DEFAULT_DAYS if days is None else days
         if not 0 <= ahead <= review.MAX_DAYS:
             raise InvalidInput(f"--days must be 0 to {review.MAX_DAYS}")
-        items = review.queue(home.db, home.node_id, today(), days=ahead, kinds=[review.Kind.PROFILE])
+        items = review.queue(home.db, home.node_id, today(), days=ahead,
+                             kinds=[review.Kind.PROFILE, review.Kind.RETENTION],
+                             retention_months=home.config.retention_months)
         _print_review(items, json_out, f"Profiles past or within {ahead} days of their review date: {len(items)}")
         return
     extend = profiles.DEFAULT_REVIEW_DAYS if days is None else days
@@ -400,7 +402,7 @@ def review_cmd(ctx: typer.Context, days: Optional[int] = typer.Option(None, "--d
     if not 0 <= ahead <= review.MAX_DAYS:
         raise InvalidInput(f"--days must be 0 to {review.MAX_DAYS}")
     home = open_home(ctx)
-    items = review.queue(home.db, home.node_id, today(), days=ahead)
+    items = review.queue(home.db, home.node_id, today(), days=ahead, retention_months=home.config.retention_months)
     _print_review(items, json_out, f"Review queue: {len(items)} item(s)")
 
 
@@ -556,19 +558,28 @@ def serve(ctx: typer.Context,
 @app.command()
 def ui(ctx: typer.Context,
        open_browser: bool = typer.Option(False, "--open", help="Open it in this machine's web browser."),
+       account: str = typer.Option("", "--as", help="The named account the session acts as (audit entries "
+                                   "name it); default: your operating-system user."),
        json_out: bool = JsonOpt) -> None:
     """The web Dataview: print a one-time login URL for it (the node must be running: `discnode serve`)."""
     from .fastpath import request
+    from .localapi import account_name
 
     home = open_home(ctx)
-    reply = request(home.path, "ui-login")
+    if account:
+        account = account_name(account, None)  # checked here too, so that a bad name is one clear line
+    # Without --as, the daemon names the account after the socket's peer credentials, not our say-so.
+    reply = request(home.path, "ui-login", **({"account": account} if account else {}))
     if reply is None:
         raise DiscnodeError("the node is not running here; start it with `discnode serve`, then run this again")
+    if "url" not in reply:
+        raise InvalidInput(str(reply.get("error", "the node refused the login request")))
     url = reply["url"]
     if json_out:
-        output.emit_json({"url": url})
+        output.emit_json({"url": url, "account": reply.get("account", account)})
     else:
-        output.console.print("Open this address in a browser on this machine (it works once, for 5 minutes):")
+        output.console.print(f"Open this address in a browser on this machine (it works once, for 5 minutes); "
+                             f"you act as {output.safe(reply.get('account', account))}:")
         output.console.print(url, highlight=False, soft_wrap=True)
     if open_browser:
         import webbrowser
@@ -721,10 +732,11 @@ def address(ctx: typer.Context,
     if host is None and port is None and public_url is None and announce is None:
         raise InvalidInput("give --host, --port, --public-url or --announce/--no-announce")
     current = home.config
-    config = Config(name=current.name, host=current.host if host is None else host,
-                    port=current.port if port is None else port,
-                    public_url=current.public_url if public_url is None else public_url,
-                    announce=current.announce if announce is None else announce).validated()
+    import dataclasses
+    config = dataclasses.replace(current, host=current.host if host is None else host,
+                                 port=current.port if port is None else port,
+                                 public_url=current.public_url if public_url is None else public_url,
+                                 announce=current.announce if announce is None else announce).validated()
     home.write_config(config)
     from . import audit
     audit.append(home.db, "address-changed", "", url=config.url, announce=config.announce)
@@ -862,16 +874,16 @@ def audit_cmd(ctx: typer.Context,
         output.emit_json(rows)
         return
     if not output.narrow():
-        output.table("Audit log", ("seq", "time", "event", "peer", "detail"),
-                     ([r["seq"], r["ts"], r["event"], r["peer"], _compact(r["detail"])] for r in rows),
-                     whole=("peer", "time", "event"))
+        output.table("Audit log", ("seq", "time", "event", "by", "peer", "detail"),
+                     ([r["seq"], r["ts"], r["event"], r["actor"], r["peer"], _compact(r["detail"])] for r in rows),
+                     whole=("peer", "time", "event", "by"))
         return
     # Narrow: one entry per paragraph (a five-column table at 80 columns folds every cell).
     from . import peers as peers_
     names = {p.node_id: p.name for p in peers_.all_peers(home.db)}
     output.console.print(f"[bold]Audit log[/]: the latest {len(rows)} entries, oldest first", highlight=False)
     for r in rows:
-        output.line(f"#{r['seq']}  {r['ts']}  {r['event']}")
+        output.line(f"#{r['seq']}  {r['ts']}  {r['event']}" + (f"  by {r['actor']}" if r["actor"] else ""))
         if r["peer"]:
             output.block(f"peer {r['peer']}" + (f" ({names[r['peer']]})" if r["peer"] in names else ""), indent=4)
         if r["detail"]:
@@ -909,7 +921,9 @@ def _audit_verify(home: Home, timeout: float, json_out: bool) -> None:
     else:
         checked = [p for p in report.partners if p["status"] == "checked"]
         if report.ok:
-            output.console.print(f"Audit log intact: {report.entries} entries, hash chain verified, "
+            archived = (f" (entries before {report.entries - report.chain_entries + 1} archived in "
+                        f"{report.archives} file(s), verified from their signed head)") if report.archives else ""
+            output.console.print(f"Audit log intact: {report.entries} entries{archived}, hash chain verified, "
                                  f"consistent with {report.checkpoints} checkpoint(s) and with the heads "
                                  f"{len(checked)} of {len(report.partners)} partner(s) witnessed.", highlight=False)
         for finding in report.findings:
@@ -1319,7 +1333,7 @@ def inbox(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     from . import review
 
     home = open_home(ctx)
-    items = review.queue(home.db, home.node_id, today())
+    items = review.queue(home.db, home.node_id, today(), retention_months=home.config.retention_months)
     if json_out:
         output.emit_json([i.inbox_json() for i in items])
         return
@@ -1386,6 +1400,9 @@ def _click_exceptions() -> Any:
 from . import cli_match  # noqa: E402,F401 - registers `match` and `reveal` on the app
 from . import cli_keys  # noqa: E402,F401 - registers `key` and `peer replace` on the app
 from . import cli_report  # noqa: E402,F401 - registers `report` on the app
+from . import cli_retention  # noqa: E402,F401 - registers `retention`
+from . import cli_subject  # noqa: E402,F401 - registers `subject-access`
+from . import cli_terms  # noqa: E402,F401 - registers `peer terms`
 
 
 @functools.cache
@@ -1399,8 +1416,13 @@ def main(argv: list[str] | None = None) -> None:
     click = _click_exceptions()
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
+    from .audit import ACTOR, acting, os_user
+    # Who acted, for every audit entry this command writes: this process's user, unless the
+    # daemon already set the user its socket's peer credentials name (forward.py).
+    actor = ACTOR.get() or os_user()
     try:
-        code = _command()(args=args, prog_name="discnode", standalone_mode=False)
+        with acting(actor):
+            code = _command()(args=args, prog_name="discnode", standalone_mode=False)
     except DiscnodeError as exc:
         _fail(exc.code, str(exc), exc.exit_code, as_json)
     except click.NoArgsIsHelpError as exc:

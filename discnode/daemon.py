@@ -90,8 +90,12 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool,
             # that teardown must not turn a clean exit into death by signal. Held, it dies with us.
             hold_stop_signals()
 
+    from .audit import acting
     try:
-        asyncio.run(run())
+        # Served in-process from `discnode serve` (where exec is unavailable): the command's actor
+        # must not become every peer request's. Local faces set their own (forward.py, web).
+        with acting(""):
+            asyncio.run(run())
     except OSError as exc:
         raise DiscnodeError(f"cannot listen on {home.config.host}:{home.config.port}: {exc.strerror}") from None
 

@@ -59,11 +59,11 @@ def bridged_client() -> BridgedClient | None:
     return getattr(_bridge, "client", None)
 
 
-def _run_cli(local: Local, argv: list[str], width: int, tty: bool, loop: asyncio.AbstractEventLoop
-             ) -> dict[str, Any]:
+def _run_cli(local: Local, argv: list[str], width: int, tty: bool, loop: asyncio.AbstractEventLoop,
+             uid: int | None = None) -> dict[str, Any]:
     from rich.console import Console
 
-    from . import cli, output
+    from . import audit, cli, output
 
     out, err = io.StringIO(), io.StringIO()
     saved = output.console, output.err_console
@@ -74,7 +74,9 @@ def _run_cli(local: Local, argv: list[str], width: int, tty: bool, loop: asyncio
     _bridge.client = BridgedClient(local, loop)
     code = 0
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        # The caller's user from the socket's peer credentials (localapi), not from anything it sent.
+        actor = audit.os_user(uid) if uid is not None else audit.os_user()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), audit.acting(actor):
             try:
                 cli.main(["--home", str(local.home.path), *argv])
             except SystemExit as exc:
@@ -85,7 +87,7 @@ def _run_cli(local: Local, argv: list[str], width: int, tty: bool, loop: asyncio
     return {"stdout": out.getvalue(), "stderr": err.getvalue(), "code": code}
 
 
-async def run(local: Local, body: Any) -> dict[str, Any]:
+async def run(local: Local, body: Any, uid: int | None = None) -> dict[str, Any]:
     """Run a forwarded command line; {"fallback": true} for one the daemon does not run."""
     if not isinstance(body, dict):
         return {"fallback": True}
@@ -97,7 +99,7 @@ async def run(local: Local, body: Any) -> dict[str, Any]:
     if argv is None or not forwardable(argv):
         return {"fallback": True}
     async with _lock:  # output.console is one per process: one forwarded command at a time
-        return await asyncio.to_thread(_run_cli, local, argv, width, tty, asyncio.get_running_loop())
+        return await asyncio.to_thread(_run_cli, local, argv, width, tty, asyncio.get_running_loop(), uid)
 
 
 def _without_home(argv: list[str]) -> list[str] | None:

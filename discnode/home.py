@@ -1,6 +1,7 @@
 """The node's home folder: config.toml, identity key, TLS certificate, database and images.
 
-    HOME/config.toml        [node] name, host, port, public_url, announce (plain settings; no secrets)
+    HOME/config.toml        [node] name, host, port, public_url, announce, lawful_basis; [retention] profiles_months,
+                            audit_months (plain settings; no secrets)
     HOME/identity.key       Ed25519 seed, base64url, mode 0600 (the *current* key: see keys.py)
     (not in HOME)           the committed next key, written by init and `key rotate` beside the home
                             for the administrator to move to the safe (spec 4.6)
@@ -49,6 +50,14 @@ class Config:
     #: Announce the node on the local network (mDNS), on the interfaces it listens on. Off unless
     #: asked for: an on-premises node should not announce itself on a shop's guest Wi-Fi.
     announce: bool = False
+    #: The partnership's lawful basis for sharing, in its own words (shown by `peer terms` as this
+    #: node's policy: the signed terms of protocol v1 carry none). Empty: not stated.
+    lawful_basis: str = ""
+    #: Retention ceiling: a profile is deleted this many months after its last incident (or its
+    #: creation, if it has none) unless a review has kept it longer (retention.py).
+    retention_months: int = 24
+    #: Audit entries older than this many months are archived to a file (auditarchive.py); 0: never.
+    audit_months: int = 24
 
     def validated(self) -> "Config":
         if not self.name.strip() or len(self.name) > 100:
@@ -59,6 +68,12 @@ class Config:
             raise InvalidInput(f"host {self.host!r} is not a host name or address")
         if self.public_url:
             peer_url(self.public_url, "public URL")
+        if len(self.lawful_basis) > 1000:
+            raise InvalidInput("lawful_basis is at most 1000 characters")
+        if not 1 <= self.retention_months <= 120:
+            raise InvalidInput(f"retention profiles_months {self.retention_months} is not 1 to 120")
+        if not 0 <= self.audit_months <= 240:
+            raise InvalidInput(f"retention audit_months {self.audit_months} is not 0 (never) to 240")
         return self
 
     @property
@@ -147,7 +162,10 @@ class Home:
     def write_config(self, config: Config) -> None:
         tmp = self.path / "config.toml.tmp"
         tmp.write_text(tomli_w.dumps({"node": {"name": config.name, "host": config.host, "port": config.port,
-                                               "public_url": config.public_url, "announce": config.announce}}))
+                                               "public_url": config.public_url, "announce": config.announce,
+                                               **({"lawful_basis": config.lawful_basis} if config.lawful_basis else {})},
+                                      "retention": {"profiles_months": config.retention_months,
+                                                    "audit_months": config.audit_months}}))
         os.replace(tmp, self.path / "config.toml")
         self.__dict__.pop("config", None)
 
@@ -156,13 +174,24 @@ class Home:
     @cached_property
     def config(self) -> Config:
         try:
-            data = tomllib.loads((self.path / "config.toml").read_text())["node"]
+            whole = tomllib.loads((self.path / "config.toml").read_text())
+            data = whole["node"]
             announce = data.get("announce", False)
             if not isinstance(announce, bool):
                 raise ValueError("announce must be true or false")
+            kept = whole.get("retention", {})  # absent in homes made before retention was configurable
+            if not isinstance(kept, dict):
+                raise ValueError("[retention] must be a table")
+            months = {k: kept.get(k, default) for k, default in (("profiles_months", 24), ("audit_months", 24))}
+            if not all(type(v) is int for v in months.values()):
+                raise ValueError("[retention] profiles_months and audit_months must be whole numbers")
+            basis = data.get("lawful_basis", "")
+            if not isinstance(basis, str):
+                raise ValueError("lawful_basis must be text")
             return Config(name=data["name"], host=data["host"], port=int(data["port"]),
-                          public_url=data.get("public_url", ""), announce=announce).validated()
-        except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+                          public_url=data.get("public_url", ""), announce=announce, lawful_basis=basis,
+                          retention_months=months["profiles_months"], audit_months=months["audit_months"]).validated()
+        except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, InvalidInput) as exc:
             raise InvalidInput(f"{self.path / 'config.toml'} is not a valid node config: {exc}") from None
 
     @cached_property

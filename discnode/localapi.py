@@ -144,9 +144,10 @@ class UI:
         log.info("web Dataview on http://127.0.0.1:%d", bound)
         return cls(runner, bound, app)
 
-    def login_url(self) -> str:
+    def login_url(self, account: str) -> str:
+        """A one-time login URL whose session acts as `account` (named in the audit log)."""
         from .web.security import SESSIONS
-        return f"{self.origin}/login?token={self.app[SESSIONS].new_token()}"
+        return f"{self.origin}/login?token={self.app[SESSIONS].new_token(account)}"
 
     async def stop(self) -> None:
         await self.runner.cleanup()
@@ -161,25 +162,54 @@ LOCAL = web.AppKey("local", Local)
 MAX_REQUEST = 1024 * 1024
 
 
-def _same_user(writer: asyncio.StreamWriter) -> bool:
-    """Only the daemon's own user may use the socket (its 0600 mode says so too; this checks the
-    caller's credentials in case the file's mode is changed)."""
+def peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    """The caller's user ID, from the kernel (SO_PEERCRED), not from anything the caller sent;
+    None where the platform has no peer credentials."""
     sock = writer.get_extra_info("socket")
     if sock is None or not hasattr(socket, "SO_PEERCRED"):
-        return True
+        return None
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _, uid, _ = struct.unpack("3i", creds)
-    return uid == os.getuid()
+    return int(uid)
 
 
-async def _answer(local: Local, request: Any) -> tuple[dict[str, Any], bytes]:
+def _same_user(uid: int | None) -> bool:
+    """Only the daemon's own user may use the socket (its 0600 mode says so too; this checks the
+    caller's credentials in case the file's mode is changed)."""
+    return uid is None or uid == os.getuid()
+
+
+#: A Dataview account name (`discnode ui --as NAME`): what audit entries of its actions name.
+MAX_ACCOUNT = 60
+
+
+def account_name(value: Any, uid: int | None) -> str:
+    """The account a login token names: the one asked for, else the caller's OS user."""
+    from .audit import os_user
+    from .errors import InvalidInput
+
+    if value is None or value == "":
+        return os_user(uid).removeprefix("os:")
+    if (not isinstance(value, str) or not value.strip() or len(value) > MAX_ACCOUNT
+            or not all(c.isprintable() for c in value)):
+        raise InvalidInput(f"an account name is 1 to {MAX_ACCOUNT} printable characters")
+    return value.strip()
+
+
+async def _answer(local: Local, request: Any, uid: int | None = None) -> tuple[dict[str, Any], bytes]:
+    from .errors import DiscnodeError
+
     op = request.get("op") if isinstance(request, dict) else None
     if op == "ui-login":
+        try:
+            account = account_name(request.get("account"), uid)
+        except DiscnodeError as exc:
+            return {"error": str(exc)}, b""
         ui = await local.start_ui()
-        return {"url": ui.login_url()}, b""
+        return {"url": ui.login_url(account), "account": account}, b""
     if op == "cli":
         from .forward import run
-        result = await run(local, request)
+        result = await run(local, request, uid)
         if result.get("fallback"):
             return {"fallback": True}, b""
         err, out = result["stderr"].encode(), result["stdout"].encode()
@@ -190,7 +220,8 @@ async def _answer(local: Local, request: Any) -> tuple[dict[str, Any], bytes]:
 def _handler(local: Local) -> Any:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            if not _same_user(writer):
+            uid = peer_uid(writer)
+            if not _same_user(uid):
                 writer.write(b'{"error": "not the node\'s user"}\n')
                 return
             line = await reader.readline()
@@ -198,7 +229,7 @@ def _handler(local: Local) -> Any:
                 request = json.loads(line)
             except ValueError:
                 request = None
-            head, body = await _answer(local, request)
+            head, body = await _answer(local, request, uid)
             writer.write(json.dumps(head).encode() + b"\n")
             writer.write(body)
             await writer.drain()

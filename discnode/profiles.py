@@ -298,15 +298,21 @@ def seen(db: store.DB, identity: Identity, profile_id: str, when: str, peer: str
 
 
 def set_review_by(home: Home, profile_id: str, review_by: dt.date, reason: str) -> dict[str, Any]:
-    """Extend (or set) a profile's review-by date after a review; audited with the reason."""
+    """Extend (or set) a profile's review-by date after a review; audited with the reason. It also
+    keeps the profile until that date if its retention ceiling falls earlier (retention.py)."""
     if not reason.strip() or len(reason) > 500:
         raise InvalidInput("give the review's reason (1 to 500 characters)")
+    from . import retention
+
     existing = _own(home, profile_id)
     if handling.is_minor(existing, today()):
         review_by = min(review_by, today() + dt.timedelta(days=handling.MINOR_REVIEW_DAYS))
     record = build_record({"review_by": review_by.isoformat()}, home.node_id, existing=existing)
-    return _write_edit(home, record, "profile-reviewed", reason=reason.strip(),
-                       review_by=review_by.isoformat(), was=existing["review_by"])
+    with store.write(home.db):  # a review also keeps the profile past its retention ceiling until then
+        signed = _write_edit(home, record, "profile-reviewed", reason=reason.strip(),
+                             review_by=review_by.isoformat(), was=existing["review_by"])
+        retention.hold(home.db, profile_id, review_by, reason.strip())
+    return signed
 
 
 # --- lists inside a profile: aliases, incidents; the exclusion notice --------------------------

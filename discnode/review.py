@@ -5,6 +5,8 @@ review` print it, and the inbox and `status` (later) are views of it. Kinds:
 
 - profile: one of our profiles past its review-by date (no longer shared until reviewed) or
   within `days` of it;
+- retention: one of our profiles within retention.NOTICE_DAYS of its retention ceiling (deleted
+  once past it, unless a review keeps it);
 - offer: a partnership's sharing offer awaiting our accept or reject;
 - agreement: an agreement past its review-by date (lapsed: nothing is shared) or within `days`;
 - undelivered: a document we signed (consent, proposal, outcome) that its partner has not yet received;
@@ -37,6 +39,7 @@ MAX_DAYS = 366
 
 class Kind(str, enum.Enum):
     PROFILE = "profile"
+    RETENTION = "retention"
     OFFER = "offer"
     AGREEMENT = "agreement"
     UNDELIVERED = "undelivered"
@@ -50,6 +53,7 @@ class Kind(str, enum.Enum):
 #: What deals with each kind of item, in general (each item's `action` is the exact command).
 HINTS = {
     Kind.PROFILE: "discnode profile review PROFILE_ID --reason TEXT [--days N]",
+    Kind.RETENTION: "discnode profile review PROFILE_ID --reason TEXT keeps it; else it is deleted after its date",
     Kind.OFFER: "discnode peer accept NODE_ID (or peer reject), after checking the ID by phone",
     Kind.AGREEMENT: "after it lapses, a new offer: discnode peer add URL --expect NODE_ID",
     Kind.UNDELIVERED: "sent by `discnode serve` when the partner is reachable",
@@ -61,7 +65,7 @@ HINTS = {
 }
 
 #: The inbox's word for each kind: a profile or an agreement due for review is a "review".
-INBOX_KINDS = {Kind.PROFILE: "review", Kind.AGREEMENT: "review"}
+INBOX_KINDS = {Kind.PROFILE: "review", Kind.AGREEMENT: "review", Kind.RETENTION: "review"}
 
 
 def inbox_kind(kind: Kind) -> str:
@@ -111,6 +115,15 @@ def profile_item(row: Mapping[str, Any], today: dt.date) -> Item:
         state = "past its review date" + ("" if row["local_only"] else ": not shared")
     return Item(Kind.PROFILE, row["id"], f"{name} ({state})", row["review_by"], overdue,
                 f"discnode profile review {row['id']} --reason TEXT", about=row["id"])
+
+
+def retention_item(standing: Any, today: dt.date) -> Item:
+    """A profile at or near its retention ceiling (a retention.Standing)."""
+    overdue = standing.until < today.isoformat()
+    state = ("past its retention ceiling: deleted at the next retention run" if overdue else
+             f"deleted after {standing.until} ({standing.basis} {standing.since}) unless reviewed")
+    return Item(Kind.RETENTION, standing.id, f"{standing.name} ({state})", standing.until, overdue,
+                f"discnode profile review {standing.id} --reason TEXT", about=standing.id)
 
 
 def agreement_item(row: Mapping[str, Any]) -> Item | None:
@@ -185,13 +198,18 @@ def reveal_item(row: Mapping[str, Any], names: Mapping[str, str]) -> Item:
 
 
 def queue(db: store.DB, me: str, today: dt.date, *, days: int = DEFAULT_DAYS,
-          kinds: Iterable[Kind] = tuple(Kind)) -> list[Item]:
-    """Everything waiting for the administrator, soonest due first (undated items last)."""
+          kinds: Iterable[Kind] = tuple(Kind), retention_months: int | None = None) -> list[Item]:
+    """Everything waiting for the administrator, soonest due first (undated items last).
+    `retention_months`: the node's ceiling (config); retention items need it."""
     wanted = set(kinds)
     until = (today + dt.timedelta(days=days)).isoformat()
     items: list[Item] = []
     if Kind.PROFILE in wanted:
         items += [profile_item(row, today) for row in store.profiles_due(db, me, until)]
+    if Kind.RETENTION in wanted and retention_months is not None:
+        from . import retention
+        items += [retention_item(s, today) for s in retention.due(db, me, retention_months, today,
+                                                                  max(days, retention.NOTICE_DAYS))]
     if wanted & {Kind.OFFER, Kind.AGREEMENT}:
         for row in peers.listing(db, me, today):
             item = agreement_item(row)

@@ -996,11 +996,13 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
 
     async def redeliver() -> None:
         from .peering import announce
+        from .retention import Schedule
         try:
             await announce(side_home)
         except Exception:  # noqa: BLE001
             log.exception("announcing the descriptor failed")
         new_id = False  # after `key reset`, only a restart helps: said once
+        retention = Schedule()
         while True:
             try:
                 if not new_id:
@@ -1015,6 +1017,10 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
                 disclosures.catch_up(side_home.db)
             except Exception:  # noqa: BLE001
                 log.exception("indexing disclosures failed")
+            try:  # profiles past the retention ceiling, and old audit entries (retention.py)
+                retention.run_if_due(side_home, time.monotonic())
+            except Exception:  # noqa: BLE001
+                log.exception("the retention run failed")
             try:
                 await deliver_pending(side_home, retry=retry)
             except Exception:  # noqa: BLE001 - keep retrying; each failure is logged

@@ -275,6 +275,24 @@ def _m016_handling(db: "sqlite_utils.Database") -> None:
     db.execute("ALTER TABLE profiles ADD COLUMN handling_conditions TEXT NOT NULL DEFAULT '[]'")  # none graded yet
 
 
+def _m015_retention(db: "sqlite_utils.Database") -> None:
+    # audit.actor: who acted (audit.py). audit_archives, written only by auditarchive.py: each
+    # archive of old entries, with the signed checkpoint at its last entry, from which the live
+    # chain is verified. The delete trigger now lets through only entries an archive holds.
+    db.execute("ALTER TABLE audit ADD COLUMN actor TEXT NOT NULL DEFAULT ''")
+    db.table("audit_archives").create(
+        {"upto": int, "first": int, "head": str, "file": str, "checkpoint": str, "created": str},
+        pk="upto", not_null={"first", "head", "file", "checkpoint", "created"})
+    db.execute("DROP TRIGGER audit_no_delete")
+    db.execute("CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+               "WHEN old.seq > (SELECT coalesce(max(upto), 0) FROM audit_archives) "
+               "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+    # Written only by retention.py: a profile kept past its retention ceiling after a review.
+    db.table("retention_holds").create(
+        {"profile_id": str, "until": str, "reason": str, "actor": str, "reviewed": str},
+        pk="profile_id", not_null={"until", "reason", "reviewed"})
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -292,6 +310,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("014_erasure", _m014_erasure),
     ("018_succession", _m018_succession),
     ("016_handling", _m016_handling),
+    ("015_retention", _m015_retention),
 ]
 
 

@@ -236,6 +236,24 @@ def audit_chain() -> tuple[list[dict[str, Any]], list[str]]:
     return entries, hashes
 
 
+def audit_chain_actor() -> tuple[list[dict[str, Any]], list[str]]:
+    """Entries of local actions name who acted (`actor`); one without it hashes as before (9.2)."""
+    entries = [
+        {"seq": 1, "ts": NOW_TS, "event": "profile-added", "peer": "", "actor": "os:alice",
+         "detail": {"id": "abcdefghijkl", "images": 1}},
+        {"seq": 2, "ts": NOW_TS, "event": "served", "peer": BOB.node_id,
+         "detail": {"method": "GET", "path": "/v1/profiles/abcdefghijkl", "status": 200}},
+        {"seq": 3, "ts": NOW_TS, "event": "search", "peer": "", "actor": "web:Sam Smith",
+         "detail": {"results": 1}},
+    ]
+    hashes, prev = [], GENESIS
+    for e in entries:
+        prev = _entry_hash(prev, e["seq"], e["ts"], e["event"], e["peer"], json.dumps(e["detail"]),
+                           e.get("actor", ""))
+        hashes.append(prev)
+    return entries, hashes
+
+
 def audit_heads() -> tuple[dict[str, Any], dict[str, Any]]:
     """Alice's head after entry 3, and an older one (after entry 2)."""
     _, hashes = audit_chain()
@@ -574,6 +592,9 @@ def vectors() -> dict[str, dict[str, Any]]:
                           "partner")
         vec("audit-head", f"verify-{slug}", description, {"head": head, "log_hashes": stored},
             {"finding": finding and {"kind": finding.kind, "entry": finding.entry}}, "valid")
+    entries, hashes = audit_chain_actor()
+    vec("audit-head", "chain-actor", "Entries naming who acted (actor) and one without (a peer's request)",
+        {"entries": entries}, {"hashes": hashes}, "valid")
 
     # proposals and their outcomes (spec 8.4): what the receiver checks before anything else
     p = proposal()

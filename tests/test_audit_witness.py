@@ -37,9 +37,9 @@ def recompute_from(db, first):
     """Rewrite every hash from entry `first` on so that the chain verifies again."""
     prev = db.execute("SELECT hash FROM audit WHERE seq = ?", [first - 1]).fetchone()
     prev = prev[0] if prev else GENESIS
-    for seq, ts, event, peer, detail in db.execute(
-            "SELECT seq, ts, event, peer, detail FROM audit WHERE seq >= ? ORDER BY seq", [first]).fetchall():
-        digest = audit._entry_hash(prev, seq, ts, event, peer, detail)
+    for seq, ts, event, peer, detail, actor in db.execute(
+            "SELECT seq, ts, event, peer, detail, actor FROM audit WHERE seq >= ? ORDER BY seq", [first]).fetchall():
+        digest = audit._entry_hash(prev, seq, ts, event, peer, detail, actor)
         db.execute("UPDATE audit SET prev = ?, hash = ? WHERE seq = ?", [prev, digest, seq])
         prev = digest
 

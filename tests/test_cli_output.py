@@ -297,7 +297,7 @@ def test_search_peer_list_and_audit_piped_to_another_program(network):
     run("search", "--limit", "4", "--cursor", cursor_of(first))
     assert b.node_id in run("peer", "list")
     audit = run("audit")
-    assert b.node_id in audit and re.search(r"^#\d+  \S+  consent-offer-sent$", audit, re.M), audit
+    assert b.node_id in audit and re.search(r"^#\d+  \S+  consent-offer-sent  by os:\S+$", audit, re.M), audit
 
 
 def test_peer_list_at_80_columns_never_wraps_node_ids(network, monkeypatch):
@@ -319,7 +319,7 @@ def test_audit_at_80_columns_is_readable(network, monkeypatch):
     out = a.cli("audit").out
     assert all(len(line) <= 80 for line in out.splitlines()), out
     assert b.node_id in out  # whole, on one line
-    assert re.search(r"^#\d+  \S+  consent-offer-sent$", out, re.M), out
+    assert re.search(r"^#\d+  \S+  consent-offer-sent  by os:\S+$", out, re.M), out  # who acted, on the same line
     assert "query.text=some words" in out
 
 

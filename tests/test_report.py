@@ -173,7 +173,7 @@ def test_the_web_report_page_its_json_twin_and_its_chart_files(trio, tmp_path):
         network = type("Loop", (), {"loop": a.loop})()
 
         def login_url(self):
-            return ui.login_url()
+            return ui.login_url("Report Tester")
     try:
         jar, _ = login(_Net())
         query = f"?since={since}&until={until}"

@@ -137,7 +137,8 @@ def run_audit_head(i):
     if "entries" in i:
         hashes, prev = [], GENESIS
         for e in i["entries"]:
-            prev = _entry_hash(prev, e["seq"], e["ts"], e["event"], e["peer"], json.dumps(e["detail"]))
+            prev = _entry_hash(prev, e["seq"], e["ts"], e["event"], e["peer"], json.dumps(e["detail"]),
+                               e.get("actor", ""))
             hashes.append(prev)
         return {"hashes": hashes}
     if "document" in i:

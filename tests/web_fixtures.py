@@ -27,8 +27,8 @@ class WebNet:
     ui: localapi.UI
     network: Network
 
-    def login_url(self) -> str:
-        return self.ui.login_url()
+    def login_url(self, account: str = "Sam Tester") -> str:
+        return self.ui.login_url(account)
 
     @property
     def origin(self) -> str:

@@ -304,7 +304,7 @@ def audit_log(local: Local, params: Params) -> dict[str, Any]:
     verdict = audit.verify(home.db)
     return {"node": {"name": home.config.name, "node_id": home.node_id}, "peer": peer,
             "verify": {"ok": verdict.ok, "entries": verdict.entries, "first_bad": verdict.first_bad,
-                       "reason": verdict.reason},
+                       "reason": verdict.reason, "archived": audit.archived_through(home.db)[0]},
             "entries": [{**e, "detail_text": _detail(e["detail"])}
                         for e in reversed(audit.entries(home.db, limit=limit, peer=peer))]}
 
@@ -398,11 +398,12 @@ def inbox(local: Local) -> dict[str, Any]:
     page that deals with it."""
     from .. import review
     home = local.home
-    own_profile = (review.Kind.PROPOSAL, review.Kind.SIGHTING, review.Kind.LINK, review.Kind.PROFILE)
+    own_profile = (review.Kind.PROPOSAL, review.Kind.SIGHTING, review.Kind.LINK, review.Kind.PROFILE,
+                   review.Kind.RETENTION)
     items = [{**i.inbox_json(), **dict(zip(("href", "next"), _inbox_next(i, home.node_id))),
               "about_href": f"/profile/{home.node_id}/{i.about}"
               if i.kind in own_profile and PROFILE_ID.fullmatch(i.about) else None}
-             for i in review.queue(home.db, home.node_id, today())]
+             for i in review.queue(home.db, home.node_id, today(), retention_months=home.config.retention_months)]
     groups = [{"kind": kind, "title": title, "hint": hint, "items": [i for i in items if i["kind"] == kind]}
               for kind, title, hint in INBOX_GROUPS]
     known = {kind for kind, _, _ in INBOX_GROUPS}

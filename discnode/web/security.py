@@ -48,6 +48,8 @@ def _digest(secret: str) -> str:
 class Session:
     csrf: str
     expires: float
+    #: The named account this session acts as (`discnode ui --as NAME`): what audit entries name.
+    account: str = ""
 
 
 @dataclass
@@ -55,26 +57,28 @@ class Sessions:
     """One-time login tokens and the sessions they open, by SHA-256 of the secret (so that the
     secrets themselves are not in memory longer than the request that carries them)."""
 
-    tokens: dict[str, float] = field(default_factory=dict)
+    tokens: dict[str, tuple[float, str]] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
 
-    def new_token(self) -> str:
+    def new_token(self, account: str) -> str:
+        """A one-time token whose session acts as `account`."""
         now = self.clock()
-        self.tokens = {t: exp for t, exp in self.tokens.items() if exp > now}
+        self.tokens = {t: (exp, who) for t, (exp, who) in self.tokens.items() if exp > now}
         token = secrets.token_urlsafe(32)
-        self.tokens[_digest(token)] = now + TOKEN_SECONDS
+        self.tokens[_digest(token)] = (now + TOKEN_SECONDS, account)
         return token
 
     def login(self, token: str) -> tuple[str, Session] | None:
         """A new session for a valid, unused token (which is used up), else None."""
-        expires = self.tokens.pop(_digest(token), None)
+        issued = self.tokens.pop(_digest(token), None)
         now = self.clock()
-        if expires is None or expires < now:
+        if issued is None or issued[0] < now:
             return None
         self.sessions = {k: s for k, s in self.sessions.items() if s.expires > now}
         session_id = secrets.token_urlsafe(32)
-        session = self.sessions[_digest(session_id)] = Session(secrets.token_urlsafe(32), now + SESSION_SECONDS)
+        session = self.sessions[_digest(session_id)] = Session(secrets.token_urlsafe(32), now + SESSION_SECONDS,
+                                                               issued[1])
         return session_id, session
 
     def get(self, session_id: str | None) -> Session | None:
@@ -138,7 +142,9 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
         if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
             return _refuse(403, "Refused: the form's security token is missing or stale; reload the page.")
     request[SESSION] = session
-    return await handler(request)
+    from ..audit import acting
+    with acting(f"web:{session.account}"):  # this request's task (and threads it starts) only
+        return await handler(request)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
