@@ -25,17 +25,21 @@ from . import store
 #: The audit event of a reply that disclosed records (server.py), and the detail member naming them.
 SERVED = "served"
 FIELD = "records"
+#: An evidence export (evidence.py) discloses this node's own records too, to police, not to a
+#: partner: indexed with no peer (so `recipients` never sends it a notice), in the same ID:REV form.
+EVIDENCE = "evidence-exported"
+EVIDENCE_FIELD = "disclosed"
 
 
 @dataclass(frozen=True)
 class Disclosure:
     """One reply that carried a profile (or one of its images) to a partner."""
 
-    peer: str       # the partner's node ID
+    peer: str       # the partner's node ID ("" for an evidence export)
     ts: str         # when (the audit entry's time)
     revision: int   # the profile's revision served (0: written before revisions)
     seq: int        # the audit entry's number
-    what: str       # "query", "profile", "image-thumb", "image-full", "revealed"
+    what: str       # "query", "profile", "image-thumb", "image-full", "revealed", "evidence-export"
 
 
 def encode(served: Iterable[tuple[str, int]]) -> str:
@@ -53,18 +57,19 @@ def decode(text: str) -> Iterator[tuple[str, int]]:
 
 def _entries(db: store.DB, after: int) -> Iterator[tuple[str, int, str, int, str, str]]:
     """(profile, seq, peer, revision, what, ts) of every disclosure in served entries after `after`."""
-    rows = db.execute("SELECT seq, ts, peer, detail FROM audit WHERE seq > ? AND event = ? ORDER BY seq",
-                      [after, SERVED])
-    for seq, ts, peer, detail in rows:
-        if f'"{FIELD}"' not in detail:  # most entries (facets, audit heads) name no record: skip the parse
+    rows = db.execute("SELECT seq, ts, event, peer, detail FROM audit WHERE seq > ? AND event IN (?, ?) "
+                      "ORDER BY seq", [after, SERVED, EVIDENCE])
+    for seq, ts, event, peer, detail in rows:
+        field = FIELD if event == SERVED else EVIDENCE_FIELD
+        if f'"{field}"' not in detail:  # most entries (facets, audit heads) name no record: skip the parse
             continue
         try:
             parsed = json.loads(detail)
         except ValueError:
             continue
-        text = parsed.get(FIELD)
+        text = parsed.get(field)
         if isinstance(text, str):
-            what = str(parsed.get("what", ""))
+            what = str(parsed.get("what", "")) if event == SERVED else "evidence-export"
             for pid, rev in decode(text):
                 yield pid, seq, peer, rev, what, ts
 
@@ -102,5 +107,6 @@ def of_profile(db: store.DB, profile_id: str) -> list[Disclosure]:
 
 
 def recipients(db: store.DB, profile_id: str) -> set[str]:
-    """The partners that received any revision of the profile, or any of its images."""
-    return {d.peer for d in of_profile(db, profile_id)}
+    """The partners that received any revision of the profile, or any of its images (evidence
+    exports, which went to police and not to a node, are not among them)."""
+    return {d.peer for d in of_profile(db, profile_id) if d.peer}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import audit, handling, images, peers, store, untrusted
+from . import audit, disclosures, handling, images, peers, store, untrusted
 from .client import PeerClient
 from .dataview import fetch_profile, walk
 from .documents import evidence as doc
@@ -211,9 +211,11 @@ def export(home: Home, path: Path, *, query: Query | None, partnerships: Iterabl
     write_private(path, doc.encode(bundle))
     result.path = path
     try:
-        audit.append(home.db, "evidence-exported", "", file=str(path.resolve()), by=_who(), digest=result.digest,
+        own = [(r["id"], int(r.get("revision", 0))) for r in (i["record"] for i in bundle["records"])
+               if r["origin"] == home.node_id]
+        audit.append(home.db, disclosures.EVIDENCE, "", file=str(path.resolve()), by=_who(), digest=result.digest,
                      records=result.records, references=result.references, images=result.images,
-                     partners=result.partners)
+                     partners=result.partners, **{disclosures.EVIDENCE_FIELD: disclosures.encode(own)})
     except BaseException:
         with contextlib.suppress(OSError):
             path.unlink()  # a disclosure that cannot be audited does not happen

@@ -101,7 +101,7 @@ def gather(home: Home, profile_ids: list[str]) -> dict[str, Any]:
             "proposals": [p for p in proposals.listing(db, me)
                           if (p["direction"] == "received" and p["about"] == pid) or p["as"] == pid],
             "links": [link for link in links.listing(db) if link["mine"] == pid],
-            "disclosures": [{"to": d.peer, "to_name": names.get(d.peer, ""), "when": d.ts, "revision": d.revision,
+            "disclosures": [{"to": d.peer, "to_name": names.get(d.peer, "") if d.peer else "police, by an evidence export", "when": d.ts, "revision": d.revision,
                              "what": d.what, "audit_entry": d.seq} for d in disclosures.of_profile(db, pid)],
             "notices": [{**n, "to_name": names.get(n["to"], "")} for n in notices.sent_about(db, me, pid)],
             "history": _local_history(home, pid, archived),

@@ -242,3 +242,15 @@ def test_a_record_graded_not_evidential_appears_only_as_a_reference(network, tmp
     assert "Evident" in text and "Intel" not in text
     assert "not-evidential" in json.loads(text)["references"][0]["reason"]
     doc.verify(path.read_bytes())
+
+
+def test_an_evidence_export_is_a_disclosure_in_the_log_but_never_a_notice_recipient(network, tmp_path):
+    from discnode import disclosures
+    a, b = _partners(network, tmp_path)
+    own = [r for r in a.cli("search", "--json").json["results"] if r["origin"] == a.node_id][0]
+    a.cli("export", tmp_path / "one.json", "--profile", f"{a.node_id}:{own['id']}")
+    found = disclosures.of_profile(a.home.db, own["id"])
+    assert [(d.peer, d.what) for d in found if d.what == "evidence-export"] == [("", "evidence-export")]
+    assert "" not in disclosures.recipients(a.home.db, own["id"])
+    disclosures.catch_up(a.home.db)  # indexed the same way once the daemon catches up
+    assert [d.what for d in disclosures.of_profile(a.home.db, own["id"])].count("evidence-export") == 1
