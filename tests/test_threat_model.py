@@ -40,3 +40,19 @@ def test_every_threat_has_a_control_and_a_test() -> None:
         assert len(cells) == 6, f"threat row must have id, threat, agent, EP, control, tests: {row}"
         assert cells[4], f"{cells[0]} has no control"
         assert NAMED.search(cells[5]), f"{cells[0]} names no test"
+
+
+def test_every_threat_and_entry_point_has_its_own_number() -> None:
+    text = MODEL.read_text()
+    for kind in ("T", "EP"):
+        ids = re.findall(rf"^\|\s*({kind}[0-9]+)\s*\|", text, re.M)
+        assert ids, kind
+        assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+
+
+def test_every_endpoint_of_the_peer_api_is_an_entry_point() -> None:
+    import json
+    text = MODEL.read_text()
+    table = "\n".join(line for line in text.splitlines() if re.match(r"^\|\s*EP[0-9]+\s*\|", line))
+    for path in json.loads((ROOT / "protocol" / "openapi.json").read_text())["paths"]:
+        assert f"{path}`" in table, f"{path} is in openapi.json but in no entry point of the threat model"
