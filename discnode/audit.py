@@ -105,3 +105,14 @@ def verify(db: store.DB) -> Verdict:
             return Verdict(False, n, seq, f"entry {seq} was changed after it was written")
         prev = stored_hash
     return Verdict(True, n)
+
+
+def restores(db: store.DB) -> list[dict[str, Any]]:
+    """The `restored` entries (backup.restore): where the log was cut back to a backup's head."""
+    out = []
+    for seq, ts, detail in db.execute("SELECT seq, ts, detail FROM audit WHERE event = 'restored' ORDER BY seq"):
+        d = json.loads(detail)
+        if isinstance(d.get("backup_entries"), int) and isinstance(d.get("backup_head"), str):
+            out.append({"seq": seq, "ts": ts, "entries": d["backup_entries"], "head": d["backup_head"],
+                        "backup_created": d.get("backup_created")})
+    return out

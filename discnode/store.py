@@ -275,6 +275,14 @@ def _m016_handling(db: "sqlite_utils.Database") -> None:
     db.execute("ALTER TABLE profiles ADD COLUMN handling_conditions TEXT NOT NULL DEFAULT '[]'")  # none graded yet
 
 
+def _m019_ops(db: "sqlite_utils.Database") -> None:
+    # Written and read only by contact.py: when this node last reached each partner (a delivery, a
+    # status probe), the last error, and the partner's clock offset its reply's Date header showed.
+    db.table("peer_contact").create(
+        {"peer": str, "last_ok": str, "last_try": str, "last_error": str, "clock_offset": float, "offset_at": str},
+        pk="peer")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -292,6 +300,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("014_erasure", _m014_erasure),
     ("018_succession", _m018_succession),
     ("016_handling", _m016_handling),
+    ("019_ops", _m019_ops),
 ]
 
 

@@ -154,14 +154,47 @@ class Report:
     partners: list[dict[str, Any]] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
 
+    #: Restores from a backup that heads signed before them show (backup.restore): per restore,
+    #: the entry the log was cut back to and the heads showing that entries beyond it existed.
+    restores: list[dict[str, Any]] = field(default_factory=list)
+
     @property
     def ok(self) -> bool:
+        """No tampering: the chain holds and every head either agrees or predates a restore."""
         return self.chain_ok and not self.findings
 
+    @property
+    def state(self) -> str:
+        return "tampered" if not self.ok else "restored" if self.restores else "intact"
+
+    def restored_from(self, cut: dict[str, Any], head: dict[str, Any], source: str) -> None:
+        row = next((r for r in self.restores if r["restored_at"] == cut["seq"]), None)
+        if row is None:
+            row = {"entry": cut["entries"], "restored_at": cut["seq"], "ts": cut["ts"],
+                   "backup_created": cut["backup_created"], "lost_up_to": cut["entries"], "witnesses": []}
+            self.restores.append(row)
+        row["lost_up_to"] = max(row["lost_up_to"], head["entries"])
+        row["witnesses"].append({"source": source, "entries": head["entries"], "issued_at": head["issued_at"]})
+
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries": self.entries, "chain": {"ok": self.chain_ok, "reason": self.chain_reason, "first_bad": self.chain_first_bad},
+        return {"ok": self.ok, "state": self.state, "entries": self.entries,
+                "chain": {"ok": self.chain_ok, "reason": self.chain_reason, "first_bad": self.chain_first_bad},
                 "checkpoints": self.checkpoints, "findings": [f.to_json() for f in self.findings],
-                "partners": self.partners, "unchecked": self.unchecked}
+                "restores": self.restores, "partners": self.partners, "unchecked": self.unchecked}
+
+
+def _restore_explaining(restores: list[dict[str, Any]], head: dict[str, Any], hash_at: Any
+                        ) -> dict[str, Any] | None:
+    """The restore that explains why `head` disagrees with the log, if one does: a head of more
+    entries than the backup held, signed before the restore, where the log still holds the
+    backup's head at its entry and the `restored` entry follows it at once. A head signed after
+    the restore, or one the backup's own entries contradict, is not explained: that is tampering."""
+    for cut in reversed(restores):
+        if (head["entries"] > cut["entries"] and head["issued_at"] <= cut["ts"]
+                and cut["seq"] == cut["entries"] + 1
+                and (cut["entries"] == 0 or hash_at(cut["entries"]) == cut["head"])):
+            return cut
+    return None
 
 
 def _check_own(db: store.DB, doc: Any, me: str, key: bytes) -> dict[str, Any]:
@@ -202,11 +235,18 @@ async def verify(home: Home, client: PeerClient | None = None, timeout: float = 
     length = audit.head(db)[0]
     report = Report(length, chain.ok, chain.reason, chain.first_bad)
 
+    restores = audit.restores(db)
+
     def compare_all(heads: list[dict[str, Any]], source: str) -> None:
         for head in heads:
             finding = against(head, length, lambda n: audit.hash_at(db, n), source)
-            if finding:
+            if finding is None:
+                continue
+            cut = _restore_explaining(restores, head, lambda n: audit.hash_at(db, n))
+            if cut is None:
                 report.findings.append(finding)
+            else:
+                report.restored_from(cut, head, source)
 
     mine = []
     for doc in own_checkpoints(db, me):
@@ -249,3 +289,14 @@ async def verify(home: Home, client: PeerClient | None = None, timeout: float = 
             compare_all(latest + evidence, f"partner {peer.node_id}")
         report.partners.append(row)
     return report
+
+
+def keep_own(db: store.DB, me: str, docs: list[dict[str, Any]]) -> int:
+    """Keep heads of this node's own log that partners witnessed (recovery.py, after a restore),
+    already checked as signed by this node. Kept as checkpoints: they are this node's own
+    statements, and `verify` holds the log to them. Returns how many were new."""
+    held = {r[0] for r in db.execute("SELECT hash FROM audit_heads WHERE node_id = ?", [me])}
+    new = [d for d in docs if d["node_id"] == me and document_hash(d) not in held]
+    for doc in new:
+        _insert(db, doc, None)
+    return len({document_hash(d) for d in new})
