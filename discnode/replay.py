@@ -89,6 +89,7 @@ def refuse_before(db: store.DB, when: float) -> None:
     nonces the node accepted after it was made, so a request captured then would otherwise be
     answered again while its signature is fresh. Kept only as long as such a request could be."""
     from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW
+    floor = int(when)  # `created` is whole seconds: a request signed in the restore's second passes
     with store.write(db) as conn:
         conn.execute("INSERT OR REPLACE INTO nonces (key_id, nonce, forget_after) VALUES (?, ?, ?)",
-                     [FLOOR, repr(when), when + 2 * (MAX_SIGNATURE_WINDOW + CLOCK_SKEW)])
+                     [FLOOR, str(floor), floor + 2 * (MAX_SIGNATURE_WINDOW + CLOCK_SKEW)])

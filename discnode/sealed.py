@@ -52,8 +52,10 @@ def check_passphrase(passphrase: str) -> str:
 class Writer:
     """Seal everything written to it into `out`; `close()` writes the last chunk (required)."""
 
-    def __init__(self, out: BinaryIO, passphrase: str, kind: str, *, log2n: int = LOG2N, chunk: int = CHUNK) -> None:
+    def __init__(self, out: BinaryIO, passphrase: str, kind: str, *, log2n: int = LOG2N,
+                 chunk: int | None = None) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        chunk = chunk or CHUNK
         salt = os.urandom(16)
         header = {"format": FORMAT, "kind": kind, "kdf": "scrypt", "log2n": log2n, "r": R, "p": P,
                   "salt": base64.urlsafe_b64encode(salt).rstrip(b"=").decode(), "aead": "AES-256-GCM",

@@ -188,9 +188,11 @@ def _restore_explaining(restores: list[dict[str, Any]], head: dict[str, Any], ha
     """The restore that explains why `head` disagrees with the log, if one does: a head of more
     entries than the backup held, signed before the restore, where the log still holds the
     backup's head at its entry and the `restored` entry follows it at once. A head signed after
-    the restore, or one the backup's own entries contradict, is not explained: that is tampering."""
+    the restore, or one the backup's own entries contradict, is not explained: that is tampering.
+    Times are whole seconds: a head signed in the restore's own second is not explained either
+    (a false alarm is the safe side of that doubt)."""
     for cut in reversed(restores):
-        if (head["entries"] > cut["entries"] and head["issued_at"] <= cut["ts"]
+        if (head["entries"] > cut["entries"] and head["issued_at"] < cut["ts"]
                 and cut["seq"] == cut["entries"] + 1
                 and (cut["entries"] == 0 or hash_at(cut["entries"]) == cut["head"])):
             return cut
