@@ -118,6 +118,7 @@ class Home:
             (path / "tls.crt").write_bytes(cert)
             (path / "images").mkdir(exist_ok=True)
             home = cls(path)
+            home.__dict__["identity"] = identity  # in hand: not read back (nor its passphrase asked)
             home.write_config(config)
             store.migrate(home.db)
             keys.record(home.db, verify_chain([new_inception(identity, following.public_key, store.now_ts())]),
