@@ -271,3 +271,50 @@ def test_replay_after_restore_is_refused(network, tmp_path, pp, capsys):
     status, reply = send(node, "POST", QUERY, body, headers)
     assert status == 401 and "restored from a backup" in reply["error"]["message"]
     assert query(b, node)[0] == 200  # a request signed now is answered
+
+
+@pytest.mark.parametrize("member", ["link", "dotdot", "absolute"])
+def test_a_backup_with_links_or_paths_outside_is_refused(tmp_path, member, capsys):
+    """A hostile archive (right passphrase, wrong contents) never writes outside the target."""
+    import io
+    import tarfile
+
+    from discnode import sealed
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo({"link": "images/x", "dotdot": "../escaped", "absolute": "/tmp/escaped"}[member])
+        if member == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"bad"))
+    (tmp_path / "evil.backup").write_bytes(sealed.seal_bytes(raw.getvalue(), PASSPHRASE, "backup", log2n=10))
+    (tmp_path / "pp").write_text(PASSPHRASE)
+    r = Cli(tmp_path / "target", capsys)("restore", tmp_path / "evil.backup", "--passphrase-file", tmp_path / "pp",
+                                         ok=False)
+    assert r.code == 2 and "never writes" in r.err and len(r.err.strip().splitlines()) == 1
+    assert not (tmp_path / "target").exists() and not (tmp_path / "escaped").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".restore-")]
+
+
+def test_a_backup_opens_with_the_recipe_in_its_spec(network, tmp_path, pp):
+    """protocol/backup-v1.md's ten lines open a real backup: the format is what the page says."""
+    import json
+    import re
+    import tarfile
+    a = network.node("A")
+    ids = add_profiles(a, 2)
+    a.cli("backup", tmp_path / "a.backup", "--passphrase-file", pp)
+    spec = (Path(__file__).resolve().parent.parent / "protocol" / "backup-v1.md").read_text()
+    recipe = re.search(r"```python\n(.*?)```", spec, re.S).group(1)  # type: ignore[union-attr]
+    recipe = (recipe.replace('"node.backup"', repr(str(tmp_path / "a.backup")))
+              .replace('"node.tar"', repr(str(tmp_path / "a.tar")))
+              .replace('b"the passphrase"', repr(PASSPHRASE.encode())))
+    exec(compile(recipe, "backup-v1.md", "exec"), {})
+    with tarfile.open(tmp_path / "a.tar") as tar:
+        names = tar.getnames()
+        manifest = json.load(tar.extractfile("MANIFEST.json"))  # type: ignore[arg-type]
+    assert names[-1] == "MANIFEST.json" and manifest["format"] == "discnode-backup/1"
+    assert {"config.toml", "identity.key", "tls.key", "tls.crt", "discnode.db"} <= set(manifest["files"])
+    assert manifest["node_id"] == a.node_id and manifest["profiles"] == len(ids)
