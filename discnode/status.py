@@ -143,8 +143,8 @@ async def gather(home: Home, me: str, *, timeout: float = 3.0, now: dt.datetime 
         attention.append(f"{overdue} review item(s) overdue (discnode review)")
 
     entries, _ = audit.head(db)
-    last = witness.own_checkpoints(db, me)[-1:] or [None]
-    cp = last[0]
+    checkpoints = witness.own_checkpoints(db, me)
+    cp = checkpoints[-1] if checkpoints else None
     age = contact.age_seconds(cp["issued_at"], now) if cp else None
     if entries and (cp is None or (cp["entries"] < entries and (age or 0) > CHECKPOINT_LATE)):
         attention.append("the audit log has no recent signed checkpoint (the daemon signs one hourly; "

@@ -318,3 +318,26 @@ def test_a_backup_opens_with_the_recipe_in_its_spec(network, tmp_path, pp):
     assert names[-1] == "MANIFEST.json" and manifest["format"] == "discnode-backup/1"
     assert {"config.toml", "identity.key", "tls.key", "tls.crt", "discnode.db"} <= set(manifest["files"])
     assert manifest["node_id"] == a.node_id and manifest["profiles"] == len(ids)
+
+
+def test_a_partners_live_witness_reports_the_restore_and_the_restored_node_serves_it(network, tmp_path, pp, capsys):
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    ids = add_profiles(a, 2)
+    n = a.cli("backup", tmp_path / "a.backup", "--passphrase-file", pp, "--json").json["audit_entries"]
+    for _ in range(2):
+        assert query(b, a)[0] == 200
+    head = a.cli("audit", "--checkpoint", "--json").json["checkpoint"]
+    a2 = restored(network, "A-restored", capsys)
+    next_second(head["issued_at"])
+    (row,) = a2("restore", tmp_path / "a.backup", "--passphrase-file", pp, "--json").json["partners"]
+    assert row["agreement"] == "active" and row["consent_applied"] == 0
+    a.stop()
+    node = serve_restored(network, "A-restored", a2)
+    report = a2("audit", "--verify", "--json").json
+    assert report["state"] == "restored" and [p["status"] for p in report["partners"]] == ["checked"]
+    (cut,) = report["restores"]
+    assert cut["entry"] == n and cut["lost_up_to"] == head["entries"]
+    assert f"partner {b.node_id}" in {w["source"] for w in cut["witnesses"]}
+    status, reply = query(b, node)
+    assert status == 200 and sorted(r["id"] for r in reply["records"]) == sorted(ids)
