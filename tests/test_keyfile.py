@@ -166,3 +166,60 @@ def test_sealed_refuses_a_header_asking_for_too_much_memory():
     blob = sealed.seal_bytes(b"x", PASSPHRASE, "backup", log2n=10).replace(b'"log2n":10', b'"log2n":30')
     with pytest.raises(InvalidInput, match="parameters"):
         sealed.open_bytes(blob, PASSPHRASE, "backup")
+
+
+def _at_a_terminal(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """Run `args` with a new pseudo-terminal as its controlling terminal (getpass reads /dev/tty)."""
+    import fcntl
+    import pty
+    import termios
+    master, slave = pty.openpty()
+
+    def own_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=own_terminal)
+    os.close(slave)
+    return proc, master
+
+
+def _read_until(fd: int, word: bytes, seconds: float = 60) -> bytes:
+    import select
+    seen, deadline = b"", time.monotonic() + seconds
+    while word not in seen:
+        assert time.monotonic() < deadline, f"never saw {word!r}: {seen[-300:]!r}"
+        if select.select([fd], [], [], 0.5)[0]:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                break
+    return seen
+
+
+def test_serve_asks_for_the_passphrase_at_a_terminal_and_serves(sealed_home):
+    home, _ = sealed_home
+    proc, tty = _at_a_terminal([*DISCNODE, "--home", str(home), "serve", "--no-advertise"], _env())
+    try:
+        _read_until(tty, b"Passphrase for the identity key:")
+        os.write(tty, PASSPHRASE.encode() + b"\n")
+        _read_until(tty, b"serving Sealed BCRP")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        os.close(tty)
+
+
+def test_init_asks_twice_at_a_terminal_and_refuses_two_different_passphrases(tmp_path):
+    home = tmp_path / "node"
+    proc, tty = _at_a_terminal([*DISCNODE, "--home", str(home), "init", "--name", "T BCRP", "--encrypt-key"], _env())
+    try:
+        _read_until(tty, b"New passphrase for the identity key:")
+        os.write(tty, PASSPHRASE.encode() + b"\n")
+        _read_until(tty, b"Again:")
+        os.write(tty, b"something else entirely\n")
+        out = _read_until(tty, b"differ")
+        assert proc.wait(20) == 9 and b"Traceback" not in out
+    finally:
+        os.close(tty)
+    assert not home.exists()
