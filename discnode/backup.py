@@ -229,6 +229,10 @@ def _extract(reader: _ChunkReader, scratch: Path) -> dict[str, Any]:
                 tar.extract(member, scratch, filter="data")
                 if member.isfile():
                     names.add(member.name)
+        # tarfile stops at the end-of-archive blocks; the file goes on to its padding and its last
+        # chunk, which must open too: a file cut short or altered anywhere is refused whole.
+        while reader.read(1 << 20):
+            pass
     except (tarfile.TarError, ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"the backup's archive is not readable: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):

@@ -121,7 +121,7 @@ def test_a_damaged_backup_restores_nothing(network, tmp_path, pp, capsys, monkey
     a.cli("image", "add", add_profiles(a, 1)[0], jpeg_with_gps(tmp_path / "face.jpg"))
     a.cli("backup", tmp_path / "a.backup", "--passphrase-file", pp)
     data = bytearray((tmp_path / "a.backup").read_bytes())
-    data[-40] ^= 1  # one bit in the last chunk
+    data[-40] ^= 1  # one bit in the last chunk (tar's end-of-archive padding: the archive reads whole)
     (tmp_path / "cut.backup").write_bytes(bytes(data))
     r = restored(network, "x", capsys)("restore", tmp_path / "cut.backup", "--passphrase-file", pp, ok=False)
     assert r.code == 2 and "damaged or cut short" in r.err and len(r.err.strip().splitlines()) == 1
