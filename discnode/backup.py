@@ -57,7 +57,7 @@ def _files(home: Path) -> Iterator[Path]:
                 yield rel
 
 
-def _node_id(home: Path) -> str:
+def node_id_of(home: Path) -> str:
     """From the TLS certificate, whose subject is the node ID: the key may be sealed."""
     from cryptography import x509
     from cryptography.x509.oid import NameOID
@@ -132,7 +132,7 @@ def make(home_path: Path, out: Path, passphrase: str, created: str | None = None
                     with contextlib.suppress(FileNotFoundError):  # an image removed meanwhile
                         files[rel.as_posix()] = _add(tar, home_path / rel, rel.as_posix())
                 files[DB_NAME] = _add(tar, snap, DB_NAME)
-                manifest = {"format": FORMAT, "created": created or store.now_ts(), "node_id": _node_id(home_path),
+                manifest = {"format": FORMAT, "created": created or store.now_ts(), "node_id": node_id_of(home_path),
                             "audit": {"entries": entries, "head": head}, "profiles": profiles, "files": files}
                 body = json.dumps(manifest, indent=1, sort_keys=True).encode()
                 info = tarfile.TarInfo(MANIFEST)
@@ -184,7 +184,7 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _refuse_existing(target: Path) -> None:
+def refuse_existing(target: Path) -> None:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         what = "a node" if (target / "config.toml").exists() or (target / "identity.key").exists() else "files"
         raise Conflict(f"{target} already holds {what}; restore only into a new or empty folder "
@@ -195,7 +195,7 @@ def unpack(file: Path, target: Path, passphrase: str) -> tuple[Path, dict[str, A
     """Open and check the whole backup into a scratch folder beside `target`: (scratch, manifest).
     BadPassphrase before anything is written; InvalidInput if damaged (the scratch is removed)."""
     target = Path(target)
-    _refuse_existing(target)
+    refuse_existing(target)
     try:
         src = Path(file).open("rb")
     except OSError as exc:
@@ -250,7 +250,7 @@ def _extract(reader: _ChunkReader, scratch: Path) -> dict[str, Any]:
 
 def place(scratch: Path, target: Path) -> None:
     """Move the checked scratch folder to `target` in one rename (refusing, still, to overwrite)."""
-    _refuse_existing(target)
+    refuse_existing(target)
     if target.exists():
         target.rmdir()  # empty, checked just now
     os.rename(scratch, target)

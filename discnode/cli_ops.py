@@ -76,7 +76,7 @@ def restore_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="A fil
     target = home or _home_path(ctx)
     if not 0.1 <= timeout <= 60:
         raise InvalidInput("timeout must be 0.1 to 60 seconds")
-    backup._refuse_existing(target)  # before asking for a passphrase
+    backup.refuse_existing(target)  # before asking for a passphrase
     passphrase = keyfile.given_passphrase(passphrase_file, "the backup")
     result = backup.restore(file, target, passphrase)
     if recover:
@@ -121,7 +121,7 @@ def status_cmd(ctx: typer.Context, timeout: float = typer.Option(3.0, help="Seco
     if not 0.1 <= timeout <= 60:
         raise InvalidInput("timeout must be 0.1 to 60 seconds")
     home = open_home(ctx)
-    me = backup._node_id(home.path)
+    me = backup.node_id_of(home.path)
     # The node ID from the certificate: status needs no passphrase for an encrypted key.
     home.__dict__["node_id"] = me
     report = _run(status.gather(home, me, timeout=timeout))

@@ -120,11 +120,15 @@ def test_a_damaged_backup_restores_nothing(network, tmp_path, pp, capsys, monkey
     add_profiles(a, 2)
     a.cli("image", "add", add_profiles(a, 1)[0], jpeg_with_gps(tmp_path / "face.jpg"))
     a.cli("backup", tmp_path / "a.backup", "--passphrase-file", pp)
-    data = bytearray((tmp_path / "a.backup").read_bytes())
-    data[-40] ^= 1  # one bit in the last chunk (tar's end-of-archive padding: the archive reads whole)
-    (tmp_path / "cut.backup").write_bytes(bytes(data))
-    r = restored(network, "x", capsys)("restore", tmp_path / "cut.backup", "--passphrase-file", pp, ok=False)
-    assert r.code == 2 and "damaged or cut short" in r.err and len(r.err.strip().splitlines()) == 1
+    whole = (tmp_path / "a.backup").read_bytes()
+    # one bit: in the archive's middle, in the last chunk (tar's end-of-archive padding: the file
+    # must still open whole), in the very last byte (the last tag)
+    for where in (len(whole) // 2, len(whole) - 40, len(whole) - 1):
+        data = bytearray(whole)
+        data[where] ^= 1
+        (tmp_path / "cut.backup").write_bytes(bytes(data))
+        r = restored(network, "x", capsys)("restore", tmp_path / "cut.backup", "--passphrase-file", pp, ok=False)
+        assert r.code == 2 and "damaged or cut short" in r.err and len(r.err.strip().splitlines()) == 1, where
     (tmp_path / "short.backup").write_bytes((tmp_path / "a.backup").read_bytes()[:-100])
     r = restored(network, "x", capsys)("restore", tmp_path / "short.backup", "--passphrase-file", pp, ok=False)
     assert "damaged or cut short" in r.err
@@ -341,3 +345,20 @@ def test_a_partners_live_witness_reports_the_restore_and_the_restored_node_serve
     assert f"partner {b.node_id}" in {w["source"] for w in cut["witnesses"]}
     status, reply = query(b, node)
     assert status == 200 and sorted(r["id"] for r in reply["records"]) == sorted(ids)
+
+
+def test_a_backup_of_a_node_with_an_encrypted_key_needs_both_passphrases(tmp_path, pp, capsys, monkeypatch):
+    key_pp = tmp_path / "key-passphrase"
+    key_pp.write_text("another passphrase for the key\n")
+    node = Cli(tmp_path / "node", capsys)
+    node("init", "--name", "Sealed BCRP", "--encrypt-key", "--passphrase-file", key_pp)
+    node("backup", tmp_path / "n.backup", "--passphrase-file", pp)  # the key goes in sealed, as kept
+    target = Cli(tmp_path / "restored", capsys)
+    r = target("restore", tmp_path / "n.backup", "--passphrase-file", pp, ok=False)
+    assert r.code == 9 and len(r.err.strip().splitlines()) == 1 and "identity key is encrypted" in r.err
+    assert not (tmp_path / "restored").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".restore-")]
+    monkeypatch.setenv("DISCNODE_PASSPHRASE_FILE", str(key_pp))
+    target("restore", tmp_path / "n.backup", "--passphrase-file", pp)
+    assert (tmp_path / "restored" / "identity.key").read_bytes() == (tmp_path / "node" / "identity.key").read_bytes()
+    assert target("id", "--json").json["node_id"] == node("id", "--json").json["node_id"]
