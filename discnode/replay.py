@@ -88,8 +88,12 @@ def refuse_before(db: store.DB, when: float) -> None:
     """After a restore: refuse every request signed before `when`. The backup cannot know which
     nonces the node accepted after it was made, so a request captured then would otherwise be
     answered again while its signature is fresh. Kept only as long as such a request could be."""
+    import math
+
     from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW
-    floor = int(when)  # `created` is whole seconds: a request signed in the restore's second passes
+    # `created` is whole seconds: one signed in the restore's own second may have been signed
+    # before it, so that second is refused too (a partner signing then is asked to sign again).
+    floor = math.ceil(when)
     with store.write(db) as conn:
         conn.execute("INSERT OR REPLACE INTO nonces (key_id, nonce, forget_after) VALUES (?, ?, ?)",
                      [FLOOR, str(floor), floor + 2 * (MAX_SIGNATURE_WINDOW + CLOCK_SKEW)])
