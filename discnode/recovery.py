@@ -10,8 +10,11 @@ or by this node's own key for documents it signed itself), and every head must b
 node. A partner can withhold what it holds, never forge: a document it did not get from its signer
 does not verify, and a revocation it hides is still in force at the partner itself.
 
-Erasure receipts (another branch) join as one more entry in RECOVERERS and one more field of the
-reply: see `recoveryapi.held_for`.
+Not yet recovered: erasure and rectification notices (notices.py). A restore from an older backup
+brings back a profile this node erased since; the partners hold the signed erasure notices it sent
+them (and their receipts). To re-apply them: a `notices` field in `recoveryapi.held_for` (the notices
+between the two nodes, from the `notices` table), its schema, and a RECOVERERS entry that verifies
+each notice this node signed and erases again what it names.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def _heads(home: Home, peer: peers.Peer, reply: dict[str, Any]) -> dict[str, int
     return {"heads_kept": kept, "heads_refused": len(docs) - len(good)}
 
 
-#: Each field of a recovery reply and what re-applies it. (Erasure receipts: add theirs here.)
+#: Each field of a recovery reply and what re-applies it. (Erasure notices: add theirs here.)
 RECOVERERS: dict[str, Callable[[Home, peers.Peer, Any], dict[str, int]]] = {
     "consent": _consent,
     "audit_heads": _heads,

@@ -19,8 +19,9 @@ PATH = "/v1/recovery"
 
 def held_for(db: store.DB, peer: str) -> dict[str, Any]:
     """Every consent document between this node and `peer` (offers, answers, revocations, both
-    directions), and every head of `peer`'s log this node witnessed. Erasure receipts join here
-    when that branch lands: a new field, listed in the schema and re-applied by recovery.py."""
+    directions), and every head of `peer`'s log this node witnessed. Erasure notices and their
+    receipts (notices.py) join here as a new field, listed in the schema and re-applied by
+    recovery.py (see its docstring)."""
     return {"consent": peers.documents(db, peer), "audit_heads": witness.held_for(db, peer)}
 
 
