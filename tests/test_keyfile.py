@@ -223,3 +223,17 @@ def test_init_asks_twice_at_a_terminal_and_refuses_two_different_passphrases(tmp
     finally:
         os.close(tty)
     assert not home.exists()
+
+
+def test_a_rotation_keeps_an_encrypted_key_encrypted(tmp_path, pp, capsys, monkeypatch):
+    from tests.conftest import Cli
+    node = Cli(tmp_path / "node", capsys)
+    node("init", "--name", "Sealed BCRP", "--encrypt-key", "--passphrase-file", pp,
+         "--next-key-out", tmp_path / "next.txt")
+    monkeypatch.setenv("DISCNODE_PASSPHRASE_FILE", str(pp))
+    node_id = node("id", "--json").json["node_id"]
+    node("key", "rotate", "--next-key", tmp_path / "next.txt", "--next-key-out", tmp_path / "next2.txt")
+    assert sealed.is_sealed((tmp_path / "node" / "identity.key").read_bytes())
+    assert node("id", "--json").json["node_id"] == node_id
+    monkeypatch.delenv("DISCNODE_PASSPHRASE_FILE")
+    assert node("id", ok=False).code == 9
