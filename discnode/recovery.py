@@ -40,7 +40,7 @@ def _consent(home: Home, peer: peers.Peer, docs: list[Any]) -> dict[str, int]:
         try:
             if not isinstance(doc, dict) or document_hash(doc) in held:
                 continue
-            peers.add_document(home.db, peer.node_id, doc, delivered=True, own_key=home.identity.public_key)
+            peers.add_document(home.db, peer.node_id, doc, delivered=True, own=home.identity)
         except DiscnodeError:
             refused += 1
             continue
