@@ -166,3 +166,14 @@ def drop_archived(conn: Any, upto: int) -> int:
     """Remove entries up to `upto` from the live table, in the transaction that recorded their
     archive (the trigger refuses any entry no archive holds)."""
     return conn.execute("DELETE FROM audit WHERE seq <= ?", [upto]).rowcount
+
+
+def restores(db: store.DB) -> list[dict[str, Any]]:
+    """The `restored` entries (backup.restore): where the log was cut back to a backup's head."""
+    out = []
+    for seq, ts, detail in db.execute("SELECT seq, ts, detail FROM audit WHERE event = 'restored' ORDER BY seq"):
+        d = json.loads(detail)
+        if isinstance(d.get("backup_entries"), int) and isinstance(d.get("backup_head"), str):
+            out.append({"seq": seq, "ts": ts, "entries": d["backup_entries"], "head": d["backup_head"],
+                        "backup_created": d.get("backup_created")})
+    return out

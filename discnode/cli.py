@@ -89,10 +89,20 @@ def init(ctx: typer.Context,
          next_key_out: Optional[Path] = typer.Option(None, "--next-key-out",
                                                      help="Where to write the committed next key, for the safe "
                                                           "(outside the home; default: beside it)."),
+         encrypt_key: bool = typer.Option(False, "--encrypt-key", help="Keep the identity key encrypted with a "
+                                          "passphrase, asked for (twice) now and at every start."),
+         passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", help="With --encrypt-key: "
+                                                        "read the passphrase from this file's first line."),
          json_out: bool = JsonOpt) -> None:
     """Create this partnership's node: identity key, committed next key, TLS certificate, database."""
+    passphrase = None
+    if passphrase_file is not None and not encrypt_key:
+        raise InvalidInput("--passphrase-file goes with --encrypt-key")
+    if encrypt_key:
+        from . import keyfile
+        passphrase = keyfile.new_passphrase(passphrase_file, "the identity key")
     home = Home.create(_home_path(ctx), Config(name=name, host=host, port=port, public_url=public_url,
-                                               announce=announce), next_key_out)
+                                               announce=announce), next_key_out, passphrase=passphrase)
     if json_out:
         output.emit_json({**home.summary(), "next_key_file": str(home.next_key_file)})
     else:
@@ -538,19 +548,26 @@ def serve(ctx: typer.Context,
                                                    help="Announce this node on the local network (mDNS) this "
                                                         "time, or not [default: `announce` in config.toml]."),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
-          ui_port: int = typer.Option(0, "--ui-port", help="Port of the web Dataview on 127.0.0.1 (0: any free one).")
-          ) -> None:
+          ui_port: int = typer.Option(0, "--ui-port", help="Port of the web Dataview on 127.0.0.1 (0: any free one)."),
+          passphrase_file: Optional[Path] = typer.Option(
+              None, "--passphrase-file", help="If the identity key is encrypted: its passphrase, first line of "
+              "this file (else $CREDENTIALS_DIRECTORY/discnode-passphrase, or a prompt).")) -> None:
     """Run the node: the HTTPS peer API (and mDNS advertisement) until Ctrl-C or SIGTERM."""
-    from . import daemon
+    from . import daemon, keyfile
 
     if rate_limit <= 0:
         raise InvalidInput("--rate-limit must be more than 0")
     if not 0 <= ui_port < 65536:
         raise InvalidInput("--ui-port must be 0 to 65535")
+    keyfile.use_passphrase_file(passphrase_file)
     home = open_home(ctx)  # a missing or broken home is reported here, before anything starts
     advertise = home.config.announce if advertise is None else advertise
+    if keyfile.is_encrypted(home.path / "identity.key"):
+        home.identity  # a missing or wrong passphrase is one line here, before anything starts
     home.close()
-    daemon.exec_daemon(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose, ui_port=ui_port)
+    if not keyfile.prompted():  # a typed passphrase cannot cross exec: serve in this process
+        daemon.exec_daemon(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose, ui_port=ui_port,
+                           passphrase_file=passphrase_file)
     daemon.serve(home.path, rate_limit=rate_limit, advertise=advertise, verbose=verbose,
                  ui_port=ui_port)  # where exec is unavailable
 
@@ -920,7 +937,13 @@ def _audit_verify(home: Home, timeout: float, json_out: bool) -> None:
         output.emit_json(report.to_json())
     else:
         checked = [p for p in report.partners if p["status"] == "checked"]
-        if report.ok:
+        for cut in report.restores:
+            output.console.print(
+                f"Audit log RESTORED from a backup at entry {cut['entry']} (entry {cut['restored_at']}, "
+                f"{cut['ts']}): entries {cut['entry'] + 1}..{cut['lost_up_to']} once existed (signed heads: "
+                + ", ".join(sorted({w['source'] for w in cut['witnesses']})) + ") and were lost; "
+                f"the chain verifies ({report.entries} entries).", highlight=False, markup=False)
+        if report.ok and not report.restores:
             archived = (f" (entries before {report.entries - report.chain_entries + 1} archived in "
                         f"{report.archives} file(s), verified from their signed head)") if report.archives else ""
             output.console.print(f"Audit log intact: {report.entries} entries{archived}, hash chain verified, "
@@ -1403,6 +1426,7 @@ from . import cli_report  # noqa: E402,F401 - registers `report` on the app
 from . import cli_retention  # noqa: E402,F401 - registers `retention`
 from . import cli_subject  # noqa: E402,F401 - registers `subject-access`
 from . import cli_terms  # noqa: E402,F401 - registers `peer terms`
+from . import cli_ops  # noqa: E402,F401 - registers `backup`, `restore`, `recover`, `status` and `key`
 
 
 @functools.cache

@@ -35,6 +35,8 @@ class Reply:
     content_type: str
     #: Seconds the peer asked us to wait (Retry-After on 429 and 503), if it said.
     retry_after: float | None = None
+    #: The reply's Date header: the peer's clock (contact.offset_from_date).
+    date: str | None = None
 
     def json(self) -> Any:
         return self.json_without_floats()[0]
@@ -225,7 +227,7 @@ class PeerClient:
                 if 300 <= resp.status < 400:
                     raise _redirect(resp.status, f"{peer.name} at {peer.url}")
                 data = await read_limited(resp, MAX_RESPONSE)
-                return Reply(resp.status, data, resp.content_type, _retry_after(resp))
+                return Reply(resp.status, data, resp.content_type, _retry_after(resp), resp.headers.get("Date"))
         except _OldTLS as exc:
             raise PeerError(f"{peer.name} at {peer.url} spoke {exc.version or 'no TLS'}; "
                             "nodes speak TLS 1.3 or later") from None

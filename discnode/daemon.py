@@ -46,13 +46,15 @@ def catch_stop_signals() -> threading.Event:
     return requested
 
 
-def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool, ui_port: int = 0) -> None:
+def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool, ui_port: int = 0,
+                passphrase_file: Path | None = None) -> None:
     """Replace this process with the daemon. Returns (None) only where exec is unavailable, in
     which case the caller serves in-process."""
     argv = [sys.executable, "-m", "discnode.daemon", "--home", str(home.resolve()), "--rate-limit", repr(rate_limit)]
     argv += [] if advertise else ["--no-advertise"]
     argv += ["--verbose"] if verbose else []
     argv += ["--ui-port", str(ui_port)] if ui_port else []
+    argv += ["--passphrase-file", str(passphrase_file.resolve())] if passphrase_file else []
     if os.name != "posix":
         return None
     sys.stdout.flush()
@@ -77,6 +79,7 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool,
     for handler in logging.getLogger().handlers:
         handler.addFilter(PrintableLogs())
     home = Home.open(home_path)
+    home.identity  # an encrypted key opens now (keyfile.py), or the daemon stops with one line
     if stop_requested.is_set():
         logging.getLogger("discnode.daemon").info("stopped before it started serving")
         return  # nothing to clean up
@@ -109,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-advertise", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--ui-port", type=int, default=0)
+    parser.add_argument("--passphrase-file", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
+        if args.passphrase_file is not None:
+            from . import keyfile
+            keyfile.use_passphrase_file(args.passphrase_file)
         serve(args.home, rate_limit=args.rate_limit, advertise=not args.no_advertise, verbose=args.verbose,
               ui_port=args.ui_port)
     except DiscnodeError as exc:

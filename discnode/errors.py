@@ -117,3 +117,11 @@ class Tampered(DiscnodeError):
     status = 400
     exit_code = 9
     code = "tampered"
+
+
+class BadPassphrase(DiscnodeError):
+    """The passphrase is missing or wrong; nothing was read or changed."""
+
+    status = 400
+    exit_code = 9
+    code = "passphrase"

@@ -2,7 +2,8 @@
 
     HOME/config.toml        [node] name, host, port, public_url, announce, lawful_basis; [retention] profiles_months,
                             audit_months (plain settings; no secrets)
-    HOME/identity.key       Ed25519 seed, base64url, mode 0600 (the *current* key: see keys.py)
+    HOME/identity.key       Ed25519 seed, base64url, mode 0600 (the *current* key: see keys.py);
+                            or sealed with a passphrase (keyfile.py)
     (not in HOME)           the committed next key, written by init and `key rotate` beside the home
                             for the administrator to move to the safe (spec 4.6)
     HOME/tls.key, tls.crt   the HTTPS key (0600) and self-signed certificate
@@ -27,8 +28,8 @@ import tomli_w
 from . import PROTOCOL_VERSION, keys, schemas, store
 from .documents.succession import new_inception, verify_chain
 from .errors import Conflict, InvalidInput, NotFound
-from .identity import (Identity, certificate_fingerprint, load_identity, make_tls_certificate,
-                       save_identity, save_next_key, write_secret)
+from .identity import (Identity, certificate_fingerprint, make_tls_certificate, save_identity,
+                       save_next_key, write_secret)
 from .consent import SHARE_KINDS
 from .signing import sign_document
 from .untrusted import peer_url
@@ -94,10 +95,11 @@ class Home:
     next_key_file: Path | None = None
 
     @classmethod
-    def create(cls, path: Path, config: Config, next_key_file: Path | None = None) -> "Home":
+    def create(cls, path: Path, config: Config, next_key_file: Path | None = None, *,
+               passphrase: str | None = None) -> "Home":
         """A new node, with its inception key event committing to a next key, which is written to
         next_key_file (default: beside the home, never inside it) for the administrator to keep
-        offline."""
+        offline. With `passphrase`, the identity key is kept sealed with it (keyfile.py)."""
         config = config.validated()
         path = Path(path)
         if (path / "config.toml").exists() or (path / "identity.key").exists():
@@ -121,12 +123,17 @@ class Home:
             os.chmod(path, 0o700)
             identity = Identity.generate()
             following = Identity.generate()
-            save_identity(identity, path / "identity.key")
+            if passphrase is None:
+                save_identity(identity, path / "identity.key")
+            else:  # sealed before it is written: the plain key never touches the disk
+                from . import keyfile
+                write_secret(path / "identity.key", keyfile.sealed_key(identity, passphrase))
             cert, key = make_tls_certificate(identity.node_id, config.host)
             write_secret(path / "tls.key", key)
             (path / "tls.crt").write_bytes(cert)
             (path / "images").mkdir(exist_ok=True)
             home = cls(path)
+            home.__dict__["identity"] = identity  # in hand: not read back (nor its passphrase asked)
             home.write_config(config)
             store.migrate(home.db)
             keys.record(home.db, verify_chain([new_inception(identity, following.public_key, store.now_ts())]),
@@ -198,7 +205,8 @@ class Home:
     def identity(self) -> Identity:
         """The current key, named by the node's key history (if it has one: nodes made before key
         events have none, and their ID is their only key's fingerprint)."""
-        key = load_identity(self.path / "identity.key")
+        from . import keyfile
+        key = keyfile.load(self.path / "identity.key")
         events = keys.own_events(self.db)
         if not events:
             return key

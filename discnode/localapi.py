@@ -28,6 +28,7 @@ from aiohttp import web
 
 from .client import PeerClient
 from .home import Home
+from .store import now_ts
 
 log = logging.getLogger("discnode.localapi")
 
@@ -56,6 +57,8 @@ class Local:
     _client: PeerClient | None = None
     ui: "UI | None" = None
     cache: dict[str, Any] = field(default_factory=dict)
+    #: When the daemon started listening here (UTC, ISO), for `discnode status`.
+    started: str = field(default_factory=now_ts)
 
     #: When the client was last used (monotonic seconds); keep-alive runs for WARM_FOR after it.
     last_used: float = float("-inf")
@@ -200,6 +203,8 @@ async def _answer(local: Local, request: Any, uid: int | None = None) -> tuple[d
     from .errors import DiscnodeError
 
     op = request.get("op") if isinstance(request, dict) else None
+    if op == "ping":  # `discnode status`: is the daemon up, and since when
+        return {"pid": os.getpid(), "since": local.started}, b""
     if op == "ui-login":
         try:
             account = account_name(request.get("account"), uid)

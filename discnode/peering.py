@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncContextManager, Callable
 
-from . import audit, keys, links, notices, peers, proposals, rotation, sightings, store, witness
+from . import audit, contact, keys, links, notices, peers, proposals, rotation, sightings, store, witness
 from .client import PeerClient, Reply, error_for
 from .consent import Action, Agreement, State, Terms, check_action, check_supported, new_offer, new_response
 from .errors import InvalidInput, NotFound, PeerError, Refused, Unauthenticated
@@ -243,12 +243,15 @@ async def deliver_pending(home: Home, client: PeerClient | None = None, only: st
             path, refused_event = ROUTES[doc["type"]]
             once = not peers.vouched_for(home.db, home.node_id, peer.node_id)
             reply: Reply | None = None
+            sent = time.time()
             try:
                 reply = await c.request(peer, "POST", path, doc)
                 status, reason = reply.status, f"HTTP {reply.status}"
             except PeerError as exc:
                 status, reason = 0, str(exc)
             delivered = 200 <= status < 300
+            contact.record(home.db, peer.node_id, ok=delivered, error=reason,
+                           offset=contact.offset_from_date(reply.date, sent, time.time()) if reply else None)
             refused = 400 <= status < 500 and status != 429
             if reply is not None and not delivered:
                 reason = str(error_for(reply.status, f"HTTP {reply.status}: {_peer_message(reply)}"))

@@ -20,6 +20,8 @@ class Nonces:
     checks. Forgetting is amortised O(1) per request: entries leave from the front of a queue."""
 
     def __init__(self) -> None:
+        #: Requests signed (`created`) before this are refused: set after a restore (refuse_before).
+        self.floor = 0.0
         self._seen: set[Key] = set()
         self._order: deque[tuple[float, Key]] = deque()
         self.unsaved: list[tuple[str, str, float]] = []
@@ -54,6 +56,9 @@ class Nonces:
             conn.execute("DELETE FROM nonces WHERE forget_after < ?", [now])
         for key_id, nonce, forget_after in db.execute(
                 "SELECT key_id, nonce, forget_after FROM nonces ORDER BY forget_after"):
+            if key_id == FLOOR:
+                book.floor = max(book.floor, float(nonce))
+                continue
             book._remember((key_id, nonce), forget_after)
         return book
 
@@ -73,3 +78,22 @@ def write(db: store.DB, rows: list[tuple[str, str, float]], now: float) -> None:
     with store.write(db) as conn:
         conn.executemany("INSERT OR IGNORE INTO nonces (key_id, nonce, forget_after) VALUES (?, ?, ?)", rows)
         conn.execute("DELETE FROM nonces WHERE forget_after < ?", [now])
+
+
+#: The key ID of the row that holds the replay floor (never a node ID: those are never empty).
+FLOOR = ""
+
+
+def refuse_before(db: store.DB, when: float) -> None:
+    """After a restore: refuse every request signed before `when`. The backup cannot know which
+    nonces the node accepted after it was made, so a request captured then would otherwise be
+    answered again while its signature is fresh. Kept only as long as such a request could be."""
+    import math
+
+    from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW
+    # `created` is whole seconds: one signed in the restore's own second may have been signed
+    # before it, so that second is refused too (a partner signing then is asked to sign again).
+    floor = math.ceil(when)
+    with store.write(db) as conn:
+        conn.execute("INSERT OR REPLACE INTO nonces (key_id, nonce, forget_after) VALUES (?, ?, ?)",
+                     [FLOOR, str(floor), floor + 2 * (MAX_SIGNATURE_WINDOW + CLOCK_SKEW)])

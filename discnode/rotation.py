@@ -13,7 +13,7 @@ from .consent import State
 from .documents.succession import (DEFAULT_GRACE, key_digest, new_inception, new_succession, verify_chain)
 from .errors import Conflict, InvalidInput, Unauthenticated
 from .home import Home, default_next_key_file, today
-from .identity import (Identity, b64u, load_next_key, make_tls_certificate, save_identity, save_next_key,
+from .identity import (Identity, b64u, load_next_key, make_tls_certificate, save_next_key,
                        write_secret)
 from .signing import document_hash, sign_document
 
@@ -78,7 +78,7 @@ def rotate(home: Home, next_key: Path, next_key_out: Path | None = None,
     staged.unlink(missing_ok=True)
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(b64u(bytes(revealed.signing_key)).encode() + b"\n")
+        fh.write(_key_bytes(revealed, key_file))
         fh.flush()
         os.fsync(fh.fileno())
     try:
@@ -115,7 +115,7 @@ def reset(home: Home, next_key_out: Path | None = None) -> dict[str, Any]:
     staged = {name: home.path / f"{name}.new" for name in ("identity.key", "tls.key", "tls.crt")}
     for path in staged.values():
         path.unlink(missing_ok=True)
-    save_identity(identity, staged["identity.key"])
+    write_secret(staged["identity.key"], _key_bytes(identity, home.path / "identity.key"))
     write_secret(staged["tls.key"], tls_key)
     staged["tls.crt"].write_bytes(cert)
     following_tmp = out.with_name(out.name + ".tmp")
@@ -175,3 +175,12 @@ def _committed_late(home: Home) -> bool:
 def _pinned_at(home: Home, node_id: str) -> str:
     row = home.db.execute("SELECT added FROM peers WHERE node_id = ?", [node_id]).fetchone()
     return str(row[0]) if row else ""
+
+
+def _key_bytes(identity: Identity, current: Path) -> bytes:
+    """The new key file's content: sealed with the current key's passphrase if that one is sealed
+    (keyfile.py), so that a rotation never leaves the key in the clear."""
+    from . import keyfile
+    if keyfile.is_encrypted(current):
+        return keyfile.sealed_key(identity, keyfile.passphrase("the identity key"))
+    return b64u(bytes(identity.signing_key)).encode() + b"\n"

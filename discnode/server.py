@@ -398,6 +398,8 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
             if unknown:  # a node we have no agreement with, whatever else is wrong
                 raise Refused(f"no agreement with node {unknown[0][:40]}") from None
             raise
+        if verified.created < state.nonces.floor:
+            raise Unauthenticated("request signed before this node was restored from a backup; sign it again")
         if state.seen_nonce(verified.key_id, verified.nonce, verified.expires, now):
             raise Unauthenticated("replayed request (nonce already used)")
         state.trust(request)
@@ -805,6 +807,8 @@ def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
     server_statistics.register(app)
     from . import server_notices  # noqa: PLC0415 - it imports this module
     server_notices.register(app)
+    from . import recoveryapi
+    recoveryapi.register(app)
     return app
 
 

@@ -292,6 +292,13 @@ def _m015_retention(db: "sqlite_utils.Database") -> None:
         {"profile_id": str, "until": str, "reason": str, "actor": str, "reviewed": str},
         pk="profile_id", not_null={"until", "reason", "reviewed"})
 
+def _m019_ops(db: "sqlite_utils.Database") -> None:
+    # Written and read only by contact.py: when this node last reached each partner (a delivery, a
+    # status probe), the last error, and the partner's clock offset its reply's Date header showed.
+    db.table("peer_contact").create(
+        {"peer": str, "last_ok": str, "last_try": str, "last_error": str, "clock_offset": float, "offset_at": str},
+        pk="peer")
+
 
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
@@ -311,6 +318,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("018_succession", _m018_succession),
     ("016_handling", _m016_handling),
     ("015_retention", _m015_retention),
+    ("019_ops", _m019_ops),
 ]
 
 

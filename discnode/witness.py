@@ -157,14 +157,50 @@ class Report:
     partners: list[dict[str, Any]] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
 
+    #: Restores from a backup that heads signed before them show (backup.restore): per restore,
+    #: the entry the log was cut back to and the heads showing that entries beyond it existed.
+    restores: list[dict[str, Any]] = field(default_factory=list)
+
     @property
     def ok(self) -> bool:
+        """No tampering: the chain holds and every head either agrees or predates a restore."""
         return self.chain_ok and not self.findings
 
+    @property
+    def state(self) -> str:
+        return "tampered" if not self.ok else "restored" if self.restores else "intact"
+
+    def restored_from(self, cut: dict[str, Any], head: dict[str, Any], source: str) -> None:
+        row = next((r for r in self.restores if r["restored_at"] == cut["seq"]), None)
+        if row is None:
+            row = {"entry": cut["entries"], "restored_at": cut["seq"], "ts": cut["ts"],
+                   "backup_created": cut["backup_created"], "lost_up_to": cut["entries"], "witnesses": []}
+            self.restores.append(row)
+        row["lost_up_to"] = max(row["lost_up_to"], head["entries"])
+        row["witnesses"].append({"source": source, "entries": head["entries"], "issued_at": head["issued_at"]})
+
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries": self.entries, "chain": {"ok": self.chain_ok, "reason": self.chain_reason, "first_bad": self.chain_first_bad},
-                "checkpoints": self.checkpoints, "archives": self.archives, "findings": [f.to_json() for f in self.findings],
-                "partners": self.partners, "unchecked": self.unchecked}
+        return {"ok": self.ok, "state": self.state, "entries": self.entries,
+                "chain": {"ok": self.chain_ok, "reason": self.chain_reason, "first_bad": self.chain_first_bad},
+                "checkpoints": self.checkpoints, "archives": self.archives,
+                "findings": [f.to_json() for f in self.findings],
+                "restores": self.restores, "partners": self.partners, "unchecked": self.unchecked}
+
+
+def _restore_explaining(restores: list[dict[str, Any]], head: dict[str, Any], hash_at: Any
+                        ) -> dict[str, Any] | None:
+    """The restore that explains why `head` disagrees with the log, if one does: a head of more
+    entries than the backup held, signed before the restore, where the log still holds the
+    backup's head at its entry and the `restored` entry follows it at once. A head signed after
+    the restore, or one the backup's own entries contradict, is not explained: that is tampering.
+    Times are whole seconds: a head signed in the restore's own second is not explained either
+    (a false alarm is the safe side of that doubt)."""
+    for cut in reversed(restores):
+        if (head["entries"] > cut["entries"] and head["issued_at"] < cut["ts"]
+                and cut["seq"] == cut["entries"] + 1
+                and (cut["entries"] == 0 or hash_at(cut["entries"]) == cut["head"])):
+            return cut
+    return None
 
 
 def _check_own(db: store.DB, doc: Any, me: str, key: bytes) -> dict[str, Any]:
@@ -218,14 +254,21 @@ async def verify(home: Home, client: PeerClient | None = None, timeout: float = 
     def hash_at(n: int) -> str | None:
         return archived.hashes.get(n) if n <= archived_upto else audit.hash_at(db, n)
 
+    restores = audit.restores(db)
+
     def compare_all(heads: list[dict[str, Any]], source: str) -> None:
         for head in heads:
             if 0 < head["entries"] <= archived_upto and head["entries"] not in archived.hashes:
                 skipped.add(head["entries"])  # archived, and its file is not in place
                 continue
             finding = against(head, length, hash_at, source)
-            if finding:
+            if finding is None:
+                continue
+            cut = _restore_explaining(restores, head, hash_at)
+            if cut is None:
                 report.findings.append(finding)
+            else:
+                report.restored_from(cut, head, source)
 
     mine = []
     for doc in own_checkpoints(db, me):
@@ -270,3 +313,14 @@ async def verify(home: Home, client: PeerClient | None = None, timeout: float = 
     if skipped:
         report.unchecked.append(f"{len(skipped)} head(s) of archived entries whose archive file is not in place")
     return report
+
+
+def keep_own(db: store.DB, me: str, docs: list[dict[str, Any]]) -> int:
+    """Keep heads of this node's own log that partners witnessed (recovery.py, after a restore),
+    already checked as signed by this node. Kept as checkpoints: they are this node's own
+    statements, and `verify` holds the log to them. Returns how many were new."""
+    held = {r[0] for r in db.execute("SELECT hash FROM audit_heads WHERE node_id = ?", [me])}
+    new = [d for d in docs if d["node_id"] == me and document_hash(d) not in held]
+    for doc in new:
+        _insert(db, doc, None)
+    return len({document_hash(d) for d in new})
