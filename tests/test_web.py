@@ -86,6 +86,49 @@ def test_forms_without_the_csrf_token_change_nothing(net):
     assert rows[c]["state"] == "active"
 
 
+def _offer_form(url: str, expect: str, **terms: object) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    fields = {"url": url, "expect": expect, "purpose": "Shop theft in the twin towns", "review_by": "2099-01-01",
+              **terms}
+    for name, value in fields.items():
+        form.add_field(name, str(value))
+    for kind in ("profiles", "images"):
+        form.add_field("share", kind)
+    return form
+
+
+def test_an_offer_form_without_the_csrf_token_offers_nothing(net):
+    d = net.network.node("D")
+    jar, csrf = login(net)
+    for token, headers in (("wrong", {}), (csrf, {"Origin": "http://evil.example"})):
+        form = _offer_form(d.url, d.node_id)
+        form.add_field("csrf", token)
+        status, _, _ = get(net, "/partners/offer", jar=jar, method="POST", data=form, headers=headers)
+        assert status == 403
+    assert d.node_id not in {r["node_id"] for r in net.a.cli("peer", "list", "--json").json}
+    assert d.cli("peer", "list", "--json").json == []
+
+
+def test_an_offer_with_bad_terms_is_refused_with_the_reason_and_stores_nothing(net):
+    d = net.network.node("D")
+    jar, csrf = login(net)
+    before = net.a.cli("audit", "--limit", "1000", "--json").json
+    for terms, reason in (({"review_by": "2001-01-01"}, b"review-by must be in the future"),
+                          ({"review_by": "soon"}, b"is not a date YYYY-MM-DD"),
+                          ({"purpose": " "}, b"purpose must be 1 to 500 characters"),
+                          ({"match_quota": "lots"}, b"is not a whole number"),
+                          ({"expect": "NOT-AN-ID"}, b"node ID")):
+        form = _offer_form(d.url, terms.pop("expect", d.node_id), **terms)  # type: ignore[arg-type]
+        form.add_field("csrf", csrf)
+        status, _, body = get(net, "/partners/offer", jar=jar, method="POST", data=form)
+        assert status == 400, terms
+        assert b'class="offer-error"' in body and reason in body, (terms, body[-2000:])
+        assert b"Shop theft in the twin towns" in body or terms.get("purpose") == " "  # shown as typed
+    assert d.node_id not in {r["node_id"] for r in net.a.cli("peer", "list", "--json").json}
+    assert d.cli("peer", "list", "--json").json == []
+    assert net.a.cli("audit", "--limit", "1000", "--json").json == before
+
+
 def test_dataview_html_and_json_twin_show_the_same_rows_and_facets(net):
     jar, _ = login(net)
     data = json.loads(get(net, "/dataview.json?gender=female", jar=jar)[2])

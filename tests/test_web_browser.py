@@ -157,6 +157,48 @@ def test_accept_an_offer_with_its_terms_shown_then_revoke_it(browser, net):
     assert cli(net.c, "peer", "list", "--json").json[0]["state"] == "revoked"
 
 
+def test_make_an_offer_from_the_partners_page_and_the_partner_sees_it_pending(browser, net, network, tmp_path):
+    """As `peer add`: the node's ID is checked first (a wrong one: refused, shown, nothing stored),
+    then the signed offer with the typed terms reaches the other node. (Also docs/web-offer.png.)"""
+    with outside_playwright():
+        d = network.node("D")
+    page, _ = logged_in(browser, net)
+    page.goto(net.origin + "/partners")
+    form = page.locator("form#offer")
+    form.locator("input[name=url]").fill(d.url)
+    form.locator("input[name=expect]").fill(d.node_id)
+    form.locator("input[name=purpose]").fill("Shop theft in the twin towns")
+    form.locator("input[name=share][value=images]").uncheck()
+    form.locator("input[name=review_by]").fill("2027-06-30")
+    out = Path(os.environ.get("DISCNODE_SCREENSHOTS") or tmp_path)
+    page.screenshot(path=str(out / "web-offer.png"), full_page=False)
+
+    form.locator("input[name=expect]").fill(net.b.node_id)  # a real node ID, but not the one at that address
+    form.get_by_role("button", name="Check the node and send the offer").click()
+    expect(page.locator("form#offer .offer-error")).to_contain_text(f"does not have the ID {net.b.node_id}; NOT adding it")
+    form = page.locator("form#offer")
+    expect(form.locator("input[name=url]")).to_have_value(d.url)  # kept as typed
+    expect(form.locator("input[name=share][value=images]")).not_to_be_checked()
+    assert d.node_id not in {r["node_id"] for r in cli(net.a, "peer", "list", "--json").json}
+    assert cli(d, "peer", "list", "--json").json == []
+
+    form.locator("input[name=expect]").fill(d.node_id)
+    form.get_by_role("button", name="Check the node and send the offer").click()
+    expect(page.locator("#offered")).to_contain_text("Offer signed and sent to D BCRP")
+    section = page.locator("section.partner", has_text="D BCRP")
+    expect(section.locator(".state")).to_have_text("offered")
+    expect(section.locator("dl.terms")).to_contain_text("Shop theft in the twin towns")
+    expect(section.locator("dl.terms")).to_contain_text("2027-06-30")
+
+    seen = {r["node_id"]: r for r in cli(d, "peer", "list", "--json").json}
+    assert seen[net.a.node_id]["state"] == "pending"
+    terms = cli(d, "peer", "show", net.a.node_id, "--json").json["terms"]
+    assert (terms["purpose"], terms["share"], terms["review_by"], terms["offered_by"]) == (
+        "Shop theft in the twin towns", ["profiles"], "2027-06-30", "them")
+    sent = [e for e in cli(net.a, "audit", "--json").json if e["event"] == "consent-offer-sent"]
+    assert [(e["peer"], e["detail"]["url"]) for e in sent] == [(d.node_id, d.url)]  # as `peer add` audits it
+
+
 def test_a_script_in_partner_data_renders_inert(browser, net):
     page, dialogs = logged_in(browser, net, js=True)
     page.goto(net.origin + "/dataview?q=script")

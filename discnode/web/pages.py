@@ -11,13 +11,15 @@ import asyncio
 import datetime as dt
 import re
 import time
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
 from multidict import MultiDict, MultiDictProxy
 
 from .. import audit, facets, handling, peers, profiles, schemas, store
-from ..consent import ALLOWED, Action
+from ..consent import (ALLOWED, DEFAULT_MATCH_QUOTA, DEFAULT_PURPOSE, DEFAULT_SHARE, DEFAULT_TERM_DAYS, SHARE_KINDS,
+                       Action, Terms)
 from ..dataview import active_peers, cursor_secret, fetch_profile, withheld_by
 from ..dataview import search as federated_search
 from ..errors import InvalidInput, NotFound, Refused
@@ -260,7 +262,57 @@ def review_profile(local: Local, profile_id: str) -> dict[str, Any]:
     return profiles.edit(local.home, profile_id, {"review_by": until.isoformat()})
 
 
-def partners(local: Local) -> dict[str, Any]:
+@dataclass(frozen=True)
+class OfferForm:
+    """The partners page's offer form as typed: shown again, as typed, with an error."""
+    url: str = ""
+    expect: str = ""
+    purpose: str = DEFAULT_PURPOSE
+    share: tuple[str, ...] = DEFAULT_SHARE
+    review_by: str = ""
+    match_quota: str = ""
+
+    @classmethod
+    def blank(cls) -> "OfferForm":
+        return cls(review_by=(today() + dt.timedelta(days=DEFAULT_TERM_DAYS)).isoformat())
+
+    @classmethod
+    def from_post(cls, form: Mapping[str, Any], share: list[Any]) -> "OfferForm":
+        def text(name: str, limit: int) -> str:
+            value = form.get(name, "")
+            if not isinstance(value, str) or len(value) > limit:
+                raise InvalidInput(f"{name} must be text of at most {limit} characters")
+            return value.strip()
+        if any(not isinstance(s, str) for s in share) or len(share) > len(SHARE_KINDS):
+            raise InvalidInput(f"share must list one or more of {', '.join(SHARE_KINDS)}")
+        return cls(text("url", 300), text("expect", 64), text("purpose", 600), tuple(share), text("review_by", 20),
+                   text("match_quota", 10))
+
+    def terms(self) -> Terms:
+        """The signed terms, checked as `peer add` checks them (a match-only offer defaults to the
+        CLI's daily quota)."""
+        quota: int | None = None
+        if self.match_quota:
+            try:
+                quota = int(self.match_quota)
+            except ValueError:
+                raise InvalidInput(f"match quota: {self.match_quota!r} is not a whole number") from None
+        elif "match" in self.share:
+            quota = DEFAULT_MATCH_QUOTA
+        return Terms(self.purpose, self.share, self.review_by, quota).checked(today())
+
+
+async def make_offer(local: Local, offer: OfferForm) -> dict[str, Any]:
+    """`discnode peer add URL --expect NODE_ID` with these terms: the same library function."""
+    from ..peering import add_peer
+    if not offer.url or not offer.expect:
+        raise InvalidInput("give the partner's address (https://HOST:PORT) and the node ID its administrator told you")
+    terms = offer.terms()  # refused here, before the network is asked anything
+    return await add_peer(local.home, offer.url, offer.expect, terms, client=local.client)
+
+
+def partners(local: Local, typed: OfferForm | None = None, offer_error: str | None = None,
+             offered: str | None = None) -> dict[str, Any]:
     home = local.home
     day = today()
     rows = []
@@ -274,8 +326,13 @@ def partners(local: Local) -> dict[str, Any]:
     undelivered = [{"type": doc["type"], "to": doc["to"], "issued_at": doc["issued_at"],
                     "name": next((r["name"] for r in rows if r["node_id"] == doc["to"]), doc["to"])}
                    for _, doc in peers.undelivered(home.db, home.node_id)]
+    sent = next((r for r in rows if r["node_id"] == offered), None) if offered else None
     return {"node": {"name": home.config.name, "node_id": home.node_id}, "partners": rows,
-            "undelivered": undelivered}
+            "undelivered": undelivered, "offer": asdict(typed or OfferForm.blank()), "offer_error": offer_error,
+            "offered": sent, "share_kinds": {"profiles": "Profiles", "images": "Photos",
+                                             "match": "Match only (hit or no hit, no browsing)"},
+            "review_min": (today() + dt.timedelta(days=1)).isoformat(),
+            "review_max": (today() + dt.timedelta(days=3 * 365)).isoformat()}
 
 
 def partner(local: Local, node_id: str) -> dict[str, Any]:

@@ -143,7 +143,22 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def partners(request: web.Request) -> web.Response:
-    return render(request, "partners.html", pages.partners(_local(request)))
+    offered = request.query.get("offered")
+    return render(request, "partners.html", pages.partners(_local(request), offered=offered))
+
+
+async def offer(request: web.Request) -> web.Response:
+    """The offer form: on an error the page comes back with what was typed and the reason beside the
+    form (nothing stored: add_peer checks the node before it writes anything)."""
+    local = _local(request)
+    form = await request.post()
+    typed = pages.OfferForm.blank()
+    try:
+        typed = pages.OfferForm.from_post(form, form.getall("share", []))
+        result = await pages.make_offer(local, typed)
+    except DiscnodeError as exc:
+        return render(request, "partners.html", pages.partners(local, typed, str(exc)), exc.status)
+    return see_other(f"/partners?offered={result['node_id']}")
 
 
 async def respond(request: web.Request) -> web.Response:
@@ -196,6 +211,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"/mine/{ID}/delete", confirm_delete)
     r.add_post(f"/mine/{ID}/delete", delete)
     r.add_get(f"/partners{EXT}", partners)
+    r.add_post("/partners/offer", offer)
     r.add_get(f"/partners/{NODE % 'node_id'}/revoke", confirm_revoke)
     r.add_post(f"/partners/{NODE % 'node_id'}/{{action:accept|reject|revoke}}", respond)
     r.add_get(f"/audit{EXT}", audit_log)
