@@ -381,6 +381,48 @@ def test_a_record_resent_in_other_bytes_is_checked_again_and_a_changed_signature
     assert len(third) == 2 * PEOPLE - 1 and other_id not in {r["id"] for r in third}
 
 
+def test_a_reply_checked_before_is_judged_without_a_worker_and_alike(abc):
+    """A repeat walk's reply whose every record was checked before is judged in the walking
+    process, as a worker would judge it (same records kept, same digests), without writing it into
+    a worker's pipe; a reply holding one record not checked before still goes to a worker."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from discnode import peers
+    from discnode.dataview import _full_screen, _start_worker, screen
+    from discnode.query import Query
+
+    class CountingPool(ProcessPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args, **kw):  # type: ignore[no-untyped-def]
+            CountingPool.submitted += 1
+            return super().submit(*args, **kw)
+    a, b, _ = abc
+    peer, query = peers.get(a.home.db, b.node_id), Query(limit=50)
+    texts = [r[0] for r in b.home.db.execute("select record from profiles order by id")]
+    body = ('{"records":[' + ",".join(texts) + "]}").encode()
+
+    def run(known: frozenset) -> tuple:
+        pool = CountingPool(1, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
+                            initargs=(known,))
+        sink: list = []
+        before = CountingPool.submitted
+        try:
+            screened = asyncio.run(_full_screen(pool, known, sink)(body, peer, query))
+        finally:
+            pool.shutdown()
+        return screened, sink, CountingPool.submitted - before
+    first, digests, asked = run(frozenset())
+    assert asked == 1 and len(digests) == PEOPLE and len(first.records) == PEOPLE
+    again, sink, asked = run(frozenset(digests))
+    assert asked == 0 and sink == []
+    assert again == screen(body, peer, query, full=True, known=frozenset(digests))  # what a worker finds
+    assert (again.records, again.dropped) == (first.records, first.dropped)
+    _, sink, asked = run(frozenset(digests[1:]))
+    assert asked == 1 and sink == digests[:1]
+
+
 def test_a_worker_sends_back_a_verdict_not_the_records(abc):
     import pickle
 
