@@ -190,23 +190,34 @@ def new_response(action: Action, me: str, peer: str, offer_hash: str, issued_at:
             "issued_at": issued_at}
 
 
-def _order(doc: Mapping[str, Any]) -> tuple[str, str]:
-    return (doc["issued_at"], document_hash(doc))
+def derive(me: str, peer: str, docs: Iterable[Mapping[str, Any]], today: dt.date,
+           hashes: Iterable[str] | None = None) -> Agreement:
+    """The agreement's state from every (already signature-checked) document between me and peer.
+    `hashes`, if given, are the documents' document_hash in the same order (consent_docs keeps
+    them): a search derives every partner's agreement, and hashing each document (a canonical form
+    of it and the descriptor inside) was most of that."""
+    docs = list(docs)
+    known = {id(d): h for d, h in zip(docs, hashes)} if hashes is not None else {}
 
+    def hash_of(doc: Mapping[str, Any]) -> str:
+        h = known.get(id(doc))
+        if h is None:
+            h = known[id(doc)] = document_hash(doc)
+        return h
 
-def derive(me: str, peer: str, docs: Iterable[Mapping[str, Any]], today: dt.date) -> Agreement:
-    """The agreement's state from every (already signature-checked) document between me and peer."""
+    def order(doc: Mapping[str, Any]) -> tuple[str, str]:
+        return (doc["issued_at"], hash_of(doc))
     pair = {me, peer}
     docs = [d for d in docs if {d.get("from"), d.get("to")} == pair]
-    offers = {document_hash(d): d for d in docs if d["type"] == "offer"}
+    offers = {hash_of(d): d for d in docs if d["type"] == "offer"}
     if not offers:
         return Agreement(peer, State.NONE, None, None, None)
     replaced = {d.get("prev") for d in offers.values()}
     # The current offer heads the chain; two heads only when both sides offered at once.
     heads = [d for h, d in offers.items() if h not in replaced] or list(offers.values())
-    offer = max(heads, key=_order)
-    offer_hash = document_hash(offer)
-    answers = sorted((d for d in docs if d["type"] != "offer" and d.get("offer") == offer_hash), key=_order)
+    offer = max(heads, key=order)
+    offer_hash = hash_of(offer)
+    answers = sorted((d for d in docs if d["type"] != "offer" and d.get("offer") == offer_hash), key=order)
     recipient = offer["to"]
     accepted = any(d["type"] == "accept" and d["from"] == recipient for d in answers)
     rejected = any(d["type"] == "reject" and d["from"] == recipient for d in answers)

@@ -275,7 +275,8 @@ def documents(db: store.DB, peer: str) -> list[dict[str, Any]]:
 
 
 def agreement(db: store.DB, me: str, peer: str, today: dt.date) -> Agreement:
-    return derive(me, peer, documents(db, peer), today)
+    rows = db.execute("SELECT hash, doc FROM consent_docs WHERE peer = ? ORDER BY issued_at, hash", [peer]).fetchall()
+    return derive(me, peer, [json.loads(r[1]) for r in rows], today, [r[0] for r in rows])
 
 
 def audience(db: store.DB, me: str, peer: str, today: dt.date) -> Audience:

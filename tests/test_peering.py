@@ -1,5 +1,7 @@
 """Consent between real nodes, driven through the real CLI."""
 
+import json
+
 import pytest
 
 from tests.nodes import Impostor
@@ -59,6 +61,17 @@ def test_reoffer_after_revoke_renews(network):
     a.cli("peer", "add", b.url, "--expect", b.node_id)
     b.cli("peer", "accept", a.node_id)
     assert a.cli("peer", "list", "--json").json[0]["state"] == "active"
+    # Both ends derive the agreement from consent_docs' stored hashes (peers.agreement): each is the
+    # hash of its document, and the agreement is the one derived by hashing them all afresh.
+    from discnode import peers
+    from discnode.consent import derive
+    from discnode.home import today
+    from discnode.signing import document_hash
+    for me, other in ((a, b), (b, a)):
+        rows = me.home.db.execute("SELECT hash, doc FROM consent_docs WHERE peer = ?", [other.node_id]).fetchall()
+        assert len(rows) == 5 and all(h == document_hash(json.loads(d)) for h, d in rows)
+        assert peers.agreement(me.home.db, me.node_id, other.node_id, today()) == derive(
+            me.node_id, other.node_id, peers.documents(me.home.db, other.node_id), today())
 
 
 def test_retry_backs_off_doubling_to_its_cap_and_resets_on_success():

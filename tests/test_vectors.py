@@ -174,3 +174,15 @@ def test_examples_and_vectors_are_what_the_code_generates():
     r = subprocess.run([sys.executable, str(ROOT / "protocol" / "generate.py"), "--check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("path", [p for p in VECTORS if p.parent.name == "consent-state"], ids=lambda p: p.stem)
+def test_consent_state_from_stored_hashes_is_the_state_from_the_documents(path):
+    """peers.agreement hands derive the hashes consent_docs stored: the same state, offer and
+    offer hash as hashing every document afresh."""
+    from discnode.signing import document_hash
+    i = load(path)["input"]
+    today = dt.date.fromisoformat(i["today"])
+    afresh = derive(i["me"], i["peer"], i["documents"], today)
+    stored = derive(i["me"], i["peer"], i["documents"], today, [document_hash(d) for d in i["documents"]])
+    assert stored == afresh
