@@ -1077,8 +1077,7 @@ def _export_page(page: Any, as_csv: bool, out_file: Path | None) -> None:
             if p.status != "ok":
                 output.info(f"warning: {p.name} ({p.node_id}): {p.status} {p.error}".rstrip())
     else:
-        import json
-        text = json.dumps(page.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+        text = output.json_ascii(page.to_json())
     if out_file is None:
         sys.stdout.write(text)
         return

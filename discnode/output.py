@@ -49,6 +49,55 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text.decode()))
 
 
+_NOT_ASCII = re.compile("[^\x20-\x7e\n]")
+
+
+def _ascii_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:  # as a UTF-16 surrogate pair, as the standard library writes it
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def _float_free(data: Any) -> bool:
+    """Whether data holds no float (any depth). A record's values are typed in one C-level pass
+    (set(map(type, ...))); only its lists and objects are gone into."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        items = value.values() if isinstance(value, dict) else value
+        kinds = set(map(type, items))
+        if float in kinds or any(issubclass(k, float) for k in kinds):
+            return False
+        if kinds & _CONTAINERS or any(issubclass(k, (dict, list, tuple)) for k in kinds - _SCALARS):
+            stack.extend(v for v in items if isinstance(v, (dict, list, tuple)))
+    return True
+
+
+_CONTAINERS = {dict, list, tuple}
+_SCALARS = {str, int, bool, type(None)}
+
+
+def json_ascii(data: Any) -> str:
+    """`json.dumps(data, indent=2, sort_keys=True, default=str) + "\\n"`, byte for byte, from orjson:
+    the standard library's encoder falls back to pure Python with `indent` (most of a served
+    `search --all --json` of 18,000 profiles). orjson writes text as UTF-8 and leaves DEL as it is;
+    outside strings it writes only printable ASCII and newlines, so every other character is inside
+    a string, where it becomes the standard library's \\uXXXX. Dates, datetimes and dataclasses go
+    to `default` as they would there. Data holding a float (the protocol has none), and anything orjson refuses (a lone surrogate, an integer past 64
+    bits) is written by the standard library. test_cli_output.py checks it against json.dumps."""
+    if not isinstance(data, (dict, list, tuple)) or not _float_free(data):  # orjson writes 1e-05 as 0.00001
+        return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    try:
+        text = orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS |
+                            orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME |
+                            orjson.OPT_PASSTHROUGH_DATACLASS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    return _NOT_ASCII.sub(_ascii_escape, text)
+
+
 def json_error(code: str, message: str) -> None:
     """A failure for scripts: the peer API's error shape, on stderr."""
     sys.stderr.write(json.dumps({"error": {"code": code, "message": message}}, sort_keys=True) + "\n")

@@ -567,3 +567,20 @@ def test_exports_to_a_file_are_never_forwarded_to_the_daemon():
     for args in (["search", "--csv", "--output", "x.csv"], ["search", "--json", "-o", "x.json"],
                  ["search", "--json", "--output=x.json"]):
         assert not forwardable(args), args
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2 ** 70), 2 ** 70) | st.text() |
+    st.floats(allow_nan=False, allow_infinity=False) | st.dates(),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=4), max_leaves=25)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=_json_values)
+def test_search_json_output_is_byte_for_byte_the_standard_librarys(data):
+    """`search --json` (output.json_ascii, by orjson) writes exactly what json.dumps(indent=2,
+    sort_keys=True, default=str) wrote: any text (controls, DEL, bidi, astral, lone surrogates),
+    integers past 64 bits, floats, dates."""
+    assert output.json_ascii(data) == json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
