@@ -143,6 +143,13 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+#: Seconds after which this side closes an idle pooled connection: before a peer does (its
+#: server.Limits.keepalive, 15 s). At aiohttp's default, also 15 s, a request could go out on a
+#: connection the peer was closing at that moment and fail as "unreachable". Longer than the
+#: daemon's keep-warm interval (localapi.KEEPALIVE_EVERY), so warm connections stay open.
+IDLE_CLOSE = 12.0
+
+
 class PeerClient:
     def __init__(self, identity: Identity, *, timeout: float = DEFAULT_TIMEOUT, limit: int = 100) -> None:
         self.identity = identity
@@ -164,7 +171,8 @@ class PeerClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=20, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=20, ttl_dns_cache=300,
+                                               keepalive_timeout=IDLE_CLOSE),
                 trust_env=False, auto_decompress=True)
         return self._session
 

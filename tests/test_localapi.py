@@ -144,3 +144,18 @@ def test_keepalive_pings_add_nothing_to_partners_audit_logs_and_stop_when_idle(p
     assert len(b.cli("audit", "--limit", "1000", "--json").json) == before
     time.sleep(1.5)
     assert running.local._warmer is not None and running.local._warmer.done(), "idle: no more pings"
+
+
+def test_the_client_closes_idle_connections_before_partners_do_and_after_the_keep_warm_ping():
+    """A pooled connection idle for a partner's keep-alive timeout is one the partner is closing:
+    the client drops it sooner (no request goes out on it and fails), but not before the daemon's
+    next keep-warm ping uses it."""
+    import asyncio
+
+    from discnode import client, localapi, server
+    from discnode.identity import Identity
+
+    async def connector_timeout() -> float:
+        async with client.PeerClient(Identity.generate()) as c:
+            return c.session.connector._keepalive_timeout  # type: ignore[union-attr]
+    assert localapi.KEEPALIVE_EVERY < asyncio.run(connector_timeout()) == client.IDLE_CLOSE < server.Limits().keepalive
