@@ -262,6 +262,10 @@ def review_profile(local: Local, profile_id: str) -> dict[str, Any]:
     return profiles.edit(local.home, profile_id, {"review_by": until.isoformat()})
 
 
+SHARE_LABELS = {"profiles": "Profiles", "images": "Photos", "match": "Match only (hit or no hit, no browsing)",
+                "statistics": "Statistics (counts only, no identifiers)"}
+
+
 @dataclass(frozen=True)
 class OfferForm:
     """The partners page's offer form as typed: shown again, as typed, with an error."""
@@ -329,8 +333,7 @@ def partners(local: Local, typed: OfferForm | None = None, offer_error: str | No
     sent = next((r for r in rows if r["node_id"] == offered), None) if offered else None
     return {"node": {"name": home.config.name, "node_id": home.node_id}, "partners": rows,
             "undelivered": undelivered, "offer": asdict(typed or OfferForm.blank()), "offer_error": offer_error,
-            "offered": sent, "share_kinds": {"profiles": "Profiles", "images": "Photos",
-                                             "match": "Match only (hit or no hit, no browsing)"},
+            "offered": sent, "share_kinds": {k: SHARE_LABELS.get(k, k.capitalize()) for k in SHARE_KINDS},
             "review_min": (today() + dt.timedelta(days=1)).isoformat(),
             "review_max": (today() + dt.timedelta(days=3 * 365)).isoformat()}
 
