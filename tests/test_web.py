@@ -3,6 +3,7 @@ twins carry the same data. (tests/test_web_browser.py drives it in Chromium.)"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
@@ -88,7 +89,8 @@ def test_forms_without_the_csrf_token_change_nothing(net):
 
 def _offer_form(url: str, expect: str, **terms: object) -> aiohttp.FormData:
     form = aiohttp.FormData()
-    fields = {"url": url, "expect": expect, "purpose": "Shop theft in the twin towns", "review_by": "2099-01-01",
+    fields = {"url": url, "expect": expect, "purpose": "Shop theft in the twin towns",
+              "review_by": (dt.date.today() + dt.timedelta(days=200)).isoformat(),
               **terms}
     for name, value in fields.items():
         form.add_field(name, str(value))
@@ -117,12 +119,15 @@ def test_an_offer_with_bad_terms_is_refused_with_the_reason_and_stores_nothing(n
                           ({"review_by": "soon"}, b"is not a date YYYY-MM-DD"),
                           ({"purpose": " "}, b"purpose must be 1 to 500 characters"),
                           ({"match_quota": "lots"}, b"is not a whole number"),
-                          ({"expect": "NOT-AN-ID"}, b"node ID")):
-        form = _offer_form(d.url, terms.pop("expect", d.node_id), **terms)  # type: ignore[arg-type]
+                          ({"expect": "NOT-AN-ID"}, b"node ID"),
+                          ({"url": "http://127.0.0.1:1/path"}, b"a peer URL is https://HOST:PORT only")):
+        url = terms.pop("url", d.url)
+        form = _offer_form(url, terms.pop("expect", d.node_id), **terms)  # type: ignore[arg-type]
         form.add_field("csrf", csrf)
         status, _, body = get(net, "/partners/offer", jar=jar, method="POST", data=form)
         assert status == 400, terms
-        assert b'class="offer-error"' in body and reason in body, (terms, body[-2000:])
+        shown = re.search(rb'<p class="offer-error" role="alert">Not offered: ([^<]*)</p>', body)
+        assert shown is not None and reason in shown.group(1), (terms, shown and shown.group(1))
         assert b"Shop theft in the twin towns" in body or terms.get("purpose") == " "  # shown as typed
     assert d.node_id not in {r["node_id"] for r in net.a.cli("peer", "list", "--json").json}
     assert d.cli("peer", "list", "--json").json == []
