@@ -413,14 +413,15 @@ def test_a_reply_checked_before_is_judged_without_a_worker_and_alike(abc):
         finally:
             pool.shutdown()
         return screened, sink, CountingPool.submitted - before
-    first, digests, asked = run(frozenset())
+    first, checks, asked = run(frozenset())
+    digests = [digest for digest, _, _ in checks]
     assert asked == 1 and len(digests) == PEOPLE and len(first.records) == PEOPLE
     again, sink, asked = run(frozenset(digests))
     assert asked == 0 and sink == []
     assert again == screen(body, peer, query, full=True, known=frozenset(digests))  # what a worker finds
     assert (again.records, again.dropped) == (first.records, first.dropped)
     _, sink, asked = run(frozenset(digests[1:]))
-    assert asked == 1 and sink == digests[:1]
+    assert asked == 1 and sink == checks[:1]
 
 
 def test_a_worker_sends_back_a_verdict_not_the_records(abc):
