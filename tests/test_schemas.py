@@ -117,7 +117,8 @@ def test_compiled_validators_accept_exactly_what_the_published_schemas_accept(ex
 
 def test_no_nullable_field_of_a_profile_costs_an_exception(monkeypatch):
     """A profile with every `oneOf: [null, X]` field null, then every one set, is checked without
-    fastjsonschema raising (and catching) once: the rewrite is in force. Both still valid."""
+    fastjsonschema raising (and catching) an exception about any of them: the rewrite is in force.
+    Both still valid. (The schema's `if` clauses still cost theirs.)"""
     import fastjsonschema
     raised = []
     original = fastjsonschema.JsonSchemaValueException.__init__
@@ -132,7 +133,8 @@ def test_no_nullable_field_of_a_profile_costs_an_exception(monkeypatch):
     for doc in (PROFILE, nulls):
         check(doc)
         assert schemas.validator("profile").is_valid(doc)
-    assert raised == []
+    nullable = ("dob", "last_seen", "image", "exclusion")
+    assert [m for m in raised if str(m).startswith(tuple(f"data.{f}" for f in nullable))] == []
 
 
 def test_query_after_is_checked_item_by_item():
