@@ -73,6 +73,10 @@ TAG_OPT = typer.Option([], "--tag", help=_codes_help("offence_tag"))
 SORT_OPT = typer.Option("name", "--sort", help=_codes_help("sort"))
 DESC_OPT = typer.Option(False, "--desc", help="Reverse order.")
 LIMIT_OPT = typer.Option(50, "--limit", help="Rows per page (1-200).")
+AGE_MIN_OPT = typer.Option(None, help="At least this old (today).")
+AGE_MAX_OPT = typer.Option(None, help="At most this old (today).")
+EXCLUDED_OPT = typer.Option(None, "--excluded/--not-excluded", help="Under a current exclusion.")
+PARTNERSHIP_OPT = typer.Option([], "--partnership", help="Only these partnerships, by node ID or name (repeatable).")
 
 
 # --- node ------------------------------------------------------------------------------------
@@ -979,11 +983,10 @@ def search(
     build: list[str] = BUILD_OPT,
     status: list[str] = STATUS_OPT,
     tag: list[str] = TAG_OPT,
-    age_min: Optional[int] = typer.Option(None, help="At least this old (today)."),
-    age_max: Optional[int] = typer.Option(None, help="At most this old (today)."),
-    excluded: Optional[bool] = typer.Option(None, "--excluded/--not-excluded", help="Under a current exclusion."),
-    partnership: list[str] = typer.Option([], "--partnership",
-                                          help="Only these partnerships, by node ID or name (repeatable)."),
+    age_min: Optional[int] = AGE_MIN_OPT,
+    age_max: Optional[int] = AGE_MAX_OPT,
+    excluded: Optional[bool] = EXCLUDED_OPT,
+    partnership: list[str] = PARTNERSHIP_OPT,
     sort: str = SORT_OPT,
     desc: bool = DESC_OPT,
     limit: int = LIMIT_OPT,

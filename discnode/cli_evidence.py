@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from . import output
-from .cli import (BUILD_OPT, ETHNICITY_OPT, GENDER_OPT, JsonOpt, SORT_OPT, STATUS_OPT, TAG_OPT, TEXT_ARG, DESC_OPT,
-                  _given, _partnerships, app, open_home)
+from .cli import (AGE_MAX_OPT, AGE_MIN_OPT, BUILD_OPT, DESC_OPT, ETHNICITY_OPT, EXCLUDED_OPT, GENDER_OPT, JsonOpt,
+                  PARTNERSHIP_OPT, SORT_OPT, STATUS_OPT, TAG_OPT, TEXT_ARG, _given, _partnerships, app, open_home)
 from .documents import evidence as doc
 from .errors import InvalidInput, Tampered
 from .query import Query
@@ -28,11 +28,10 @@ def export_cmd(
     build: list[str] = BUILD_OPT,
     status: list[str] = STATUS_OPT,
     tag: list[str] = TAG_OPT,
-    age_min: Optional[int] = typer.Option(None, help="At least this old (today)."),
-    age_max: Optional[int] = typer.Option(None, help="At most this old (today)."),
-    excluded: Optional[bool] = typer.Option(None, "--excluded/--not-excluded", help="Under a current exclusion."),
-    partnership: list[str] = typer.Option([], "--partnership",
-                                          help="Only these partnerships, by node ID or name (repeatable)."),
+    age_min: Optional[int] = AGE_MIN_OPT,
+    age_max: Optional[int] = AGE_MAX_OPT,
+    excluded: Optional[bool] = EXCLUDED_OPT,
+    partnership: list[str] = PARTNERSHIP_OPT,
     profile: list[str] = typer.Option([], "--profile", help="A profile by reference, NODE_ID:PROFILE_ID "
                                                             "(repeatable; instead of filters)."),
     sort: str = SORT_OPT,
