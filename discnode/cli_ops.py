@@ -55,9 +55,10 @@ def _print_recovery(rows: list[dict[str, Any]]) -> None:
         output.console.print("No partners to ask.")
         return
     output.table("Recovered from partners", ("partner", "status", "consent re-applied", "refused", "heads",
-                                             "agreement"),
+                                             "notices", "agreement"),
                  ([r["name"], r["status"], r.get("consent_applied", ""), r.get("consent_refused", ""),
-                   r.get("heads_kept", ""), r.get("agreement", r.get("error", ""))] for r in rows))
+                   r.get("heads_kept", ""), r.get("notices_kept", ""), r.get("agreement", r.get("error", ""))]
+                  for r in rows))
 
 
 @app.command("restore")

@@ -27,12 +27,12 @@ from typing import Any, Iterable
 from . import audit, checked, exports, links, peers, revealed, sightings, store
 from .documents.notice import (DROPPED, ERASURE, RECTIFICATION, check_notice, check_receipt, new_notice,
                                new_receipt)
-from .errors import Conflict, Refused
+from .errors import Conflict, Refused, Unauthenticated
 from .identity import Identity
 from .signing import document_hash
 
 __all__ = ["ERASURE", "RECTIFICATION", "prepare", "receive", "take_receipt", "undelivered", "mark_delivered",
-           "outstanding", "sent_about", "recent_received", "Received"]
+           "outstanding", "sent_about", "recent_received", "Received", "held_for", "recover", "told_of"]
 
 #: Notices received this recently are in the inbox.
 INBOX_DAYS = 30
@@ -179,3 +179,73 @@ def recent_received(db: store.DB, me: str, days: int = INBOX_DAYS) -> list[dict[
     since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return [_received_view(r) for r in _rows(db, "recipient = ? AND created >= ?", [me, since])]
 
+
+
+# --- after a restore from an older backup (spec section 9.7) ----------------------------------
+
+
+def held_for(db: store.DB, peer: str) -> list[dict[str, Any]]:
+    """The notices `peer` sent this node, exactly as received, each with the receipt this node
+    returned: what `peer` needs to re-apply its erasures if it is restored from an older backup."""
+    return [{"notice": json.loads(r["doc"]), "receipt": json.loads(r["receipt"])}
+            for r in _rows(db, "sender = ? AND receipt IS NOT NULL", [peer])]
+
+
+def _own_notice(doc: Any, me: str, peer: str, own_keys: list[bytes]) -> dict[str, Any]:
+    """A notice this node signed to `peer`: with its current key or a former one valid then."""
+    for key in own_keys:
+        try:
+            return check_notice(doc, me, peer, key)
+        except Unauthenticated:
+            continue
+    raise Unauthenticated("the notice is not signed by this node")
+
+
+def recover(db: store.DB, me: str, own_keys: Any, peer: str, peer_keys: Any, item: Any) -> dict[str, Any] | None:
+    """Keep a notice this node sent `peer` and the receipt `peer` returned, as a partner held them
+    for it (recovery.py): the notice checked as this node's own document (schema, from this node to
+    `peer` about its own record, signed by one of `own_keys(issued_at)`), the receipt as on first
+    receipt (signed by one of `peer_keys(issued_at)`, naming that notice). Returns the notice if it
+    is new here (signed after the backup was made: what it says happened is undone), None if it was
+    held already (its receipt is filled in if missing); InvalidInput or Unauthenticated (and
+    nothing kept) if either does not verify."""
+    if not isinstance(item, dict) or not isinstance(item.get("notice"), dict):
+        raise Unauthenticated("not a notice with its receipt")
+    notice, body = item["notice"], item.get("receipt")
+    doc = _own_notice(notice, me, peer, own_keys(notice.get("issued_at")))
+    digest = document_hash(doc)
+    receipt: dict[str, Any] | None = None
+    for key in peer_keys(body.get("issued_at") if isinstance(body, dict) else None):
+        try:
+            receipt = check_receipt(body, peer, me, key, doc, digest)
+            break
+        except Unauthenticated:
+            continue
+    if receipt is None:
+        raise Unauthenticated("the receipt is not signed by that partner")
+    held = _rows(db, "sender = ? AND id = ?", [me, doc["id"]])
+    if held and held[0]["hash"] != digest:
+        raise Conflict("another notice with that id is held")
+    if held and held[0]["receipt"]:
+        return None
+    with store.write(db) as conn:
+        if held:
+            conn.execute("UPDATE notices SET delivered = 1, refusal = NULL, receipt = ?, receipt_at = ? "
+                         "WHERE hash = ?", [json.dumps(receipt), store.now_ts(), digest])
+        else:
+            conn.execute("INSERT INTO notices (hash, id, sender, recipient, about, kind, revision, doc, delivered, "
+                         "receipt, receipt_at, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                         [digest, doc["id"], me, peer, doc["about"]["id"], doc["kind"], doc["revision"],
+                          json.dumps(doc), json.dumps(receipt), store.now_ts(), doc["issued_at"]])
+        # An older notice to the same partner about the same profile, still waiting, is moot now.
+        conn.execute("UPDATE notices SET superseded = 1 WHERE sender = ? AND recipient = ? AND about = ? "
+                     "AND receipt IS NULL AND created <= ?", [me, peer, doc["about"]["id"], doc["issued_at"]])
+        audit.append(db, "recovered", peer, kind="notice", id=doc["id"], about=doc["about"]["id"],
+                     notice_kind=doc["kind"], revision=doc["revision"], new=not held)
+    return None if held else doc
+
+
+def told_of(db: store.DB, me: str, about: str) -> set[str]:
+    """The partners holding a receipt-acknowledged erasure notice of this node's profile `about`."""
+    return {r[0] for r in db.execute("SELECT recipient FROM notices WHERE sender = ? AND about = ? AND kind = ? "
+                                     "AND receipt IS NOT NULL", [me, about, ERASURE]).fetchall()}

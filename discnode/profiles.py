@@ -419,16 +419,20 @@ def remove_image(home: Home, profile_id: str, which: str) -> dict[str, Any]:
     return signed
 
 
-def delete(home: Home, profile_id: str) -> list[str]:
+def delete(home: Home, profile_id: str, *, told: Iterable[str] = (), recovered: bool = False) -> list[str]:
     """Delete a profile and its images. Every partner that received it (any revision, or one of its
     images: the disclosure log) is sent a signed erasure notice, in the same transaction; peering
-    delivers them. Returns those partners' node IDs. Every way of deleting a profile comes here."""
+    delivers them. Returns those partners' node IDs. Every way of deleting a profile comes here.
+    `told`: partners that already hold an erasure notice of it with their receipt (an erasure
+    re-applied after a restore, `recovered`): they are not told twice."""
+    told = set(told)
     with store.write(home.db):
         existing = store.get_profile(home.db, profile_id)
         unused = store.delete_profile(home.db, profile_id)
         disclosures.catch_up(home.db)
-        recipients = sorted(disclosures.recipients(home.db, profile_id))
-        audit.append(home.db, "profile-deleted", "", id=profile_id, notify=recipients)
+        recipients = sorted(disclosures.recipients(home.db, profile_id) - told)
+        extra = {"recovered": True, "already_told": sorted(told)} if recovered else {}
+        audit.append(home.db, "profile-deleted", "", id=profile_id, notify=recipients, **extra)
         notices.prepare(home.db, home.identity, profile_id, notices.ERASURE, int(existing.get("revision", 0)),
                         recipients)
     for sha in unused:  # after the commit: a rolled-back delete must not lose its images

@@ -396,10 +396,12 @@ def examples() -> dict[str, Any]:
         "audit-head-reply.json": {"heads": [older, head], "evidence": [
             {"flag": "rollback", "head": new_head(ALICE, 1, "e3" * 32, "2026-11-24T18:00:00Z")}]},
         # Bob's answer to Alice's GET /v1/recovery after she restored an older backup: their
-        # agreement (offer, accept, then her revocation she no longer holds) and her heads he witnessed.
+        # agreement (offer, accept, then her revocation she no longer holds), her heads he witnessed,
         "recovery-reply.json": {"consent": [o, respond(Action.ACCEPT, BOB, ALICE, o),
                                             respond(Action.REVOKE, ALICE, BOB, o, "2026-11-25T09:00:00Z")],
-                                "audit_heads": {"heads": [older, head], "evidence": []}},
+                                "audit_heads": {"heads": [older, head], "evidence": []},
+                                # ...and her erasure notice he received, with the receipt he returned.
+                                "notices": [{"notice": notice(), "receipt": receipt()}]},
         "descriptor.json": descriptor(ALICE, "Alice BCRP", 8443, ["profiles", "images", "match"]),
         "descriptor.rotated.json": rotated_descriptor(),
         "key-event.inception.json": key_chain()[0],

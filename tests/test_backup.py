@@ -379,3 +379,99 @@ def test_a_backup_of_a_node_with_an_encrypted_key_needs_both_passphrases(tmp_pat
     target("restore", tmp_path / "n.backup", "--passphrase-file", pp)
     assert (tmp_path / "restored" / "identity.key").read_bytes() == (tmp_path / "node" / "identity.key").read_bytes()
     assert target("id", "--json").json["node_id"] == node("id", "--json").json["node_id"]
+
+
+def _sent(home_path: Path, me: str, profile_id: str) -> list[dict[str, object]]:
+    from discnode import notices
+    h = Home.open(home_path)
+    try:
+        return notices.sent_about(h.db, me, profile_id)
+    finally:
+        h.close()
+
+
+def _received_from(node: Node, sender: str) -> list[tuple[str, str]]:
+    assert node.home is not None
+    return node.home.db.execute("SELECT about, kind FROM notices WHERE sender = ?", [sender]).fetchall()
+
+
+def test_restore_from_an_older_backup_reapplies_an_erasure_made_since(network, tmp_path, pp, capsys):
+    """A deletes x after its backup: B (which received x) returns a receipt, C (which received it
+    too) is down and never hears. Restored from that backup, A gets the notice and B's receipt back
+    from B, deletes x again, tells C, and does not tell B twice."""
+    import asyncio
+
+    from discnode.peering import deliver_pending
+
+    a, b, c = network.node("A"), network.node("B"), network.node("C")
+    network.agree(a, b)
+    network.agree(a, c)
+    x = a.cli("profile", "add", "--first-name", "Xavier", "--last-name", "Erased", "--json").json["id"]
+    kept = a.cli("profile", "add", "--first-name", "Kept", "--last-name", "Profile", "--json").json["id"]
+    b.cli("profile", "show", f"{a.node_id}:{x}")
+    c.cli("profile", "show", f"{a.node_id}:{x}")
+    a.cli("backup", tmp_path / "a.backup", "--passphrase-file", pp)
+    c.stop()
+    deleted = a.cli("profile", "delete", x, "--yes", "--json").json
+    assert (deleted["recipients"], deleted["receipts"]) == (sorted([b.node_id, c.node_id]), [b.node_id])
+    a.stop()
+    c.start()
+
+    a2 = restored(network, "A-restored", capsys)
+    result = a2("restore", tmp_path / "a.backup", "--passphrase-file", pp, "--json").json
+    rows = {r["node_id"]: r for r in result["partners"]}
+    assert (rows[b.node_id]["notices_kept"], rows[b.node_id]["notices_refused"]) == (1, 0)
+    assert (rows[c.node_id]["notices_kept"], rows[c.node_id]["notices_refused"]) == (0, 0)
+    assert [i for i, _ in profile_rows(a2.home)] == [kept], "the erasure made since the backup holds again"
+    sent = {s["to"]: s for s in _sent(a2.home, a.node_id, x)}
+    assert sent[b.node_id]["receipt"] is True and sent[b.node_id]["kind"] == "erasure"
+    assert sent[c.node_id]["receipt"] is False and len(sent) == 2, "C, never told, is told now; B not twice"
+    listed = {p["node_id"]: p["receipts_outstanding"] for p in a2("peer", "list", "--json").json}
+    assert listed == {b.node_id: 0, c.node_id: 1}
+    h = Home.open(a2.home)
+    try:
+        (gone,) = [e for e in audit.entries(h.db) if e["event"] == "profile-deleted" and e["detail"].get("recovered")]
+        assert gone["detail"]["notify"] == [c.node_id] and gone["detail"]["already_told"] == [b.node_id]
+        asyncio.run(deliver_pending(h))
+    finally:
+        h.close()
+    assert {p["node_id"]: p["receipts_outstanding"] for p in a2("peer", "list", "--json").json} == {
+        b.node_id: 0, c.node_id: 0}
+    assert _received_from(c, a.node_id) == [(x, "erasure")]
+    assert _received_from(b, a.node_id) == [(x, "erasure")], "B got one notice, not a second"
+
+
+def test_a_forged_notice_in_a_recovery_reply_deletes_nothing(network, tmp_path, pp):
+    """A hostile partner answers recovery with erasure notices of A's profile x, each with a receipt
+    it signed: one signed in A's name by another key (forged), one about its own record of that id
+    (another origin), and one A really signed but to another node. None is kept; x stays."""
+    from discnode import recoveryapi
+    from discnode.documents.notice import new_notice, new_receipt
+    from discnode.identity import Identity
+    from discnode.signing import document_hash, sign_document
+    from tests.hostile import HostilePeer, answer
+
+    a, c = network.node("A"), network.node("C")
+    h = HostilePeer(tmp_path / "hostiles", network.loop)
+    try:
+        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
+        a.cli("peer", "add", h.url, "--expect", h.node_id)
+        h.accept_from(a)
+        x = a.cli("profile", "add", "--first-name", "Xavier", "--last-name", "Kept", "--json").json["id"]
+        now = store.now_ts()
+        thief = Identity.generate()
+        forged = sign_document({**new_notice(thief, h.node_id, x, "erasure", 1, now),
+                                "from": a.node_id, "about": {"origin": a.node_id, "id": x}}, thief)
+        foreign = new_notice(h.home.identity, a.node_id, x, "erasure", 1, now)
+        assert a.home is not None
+        elsewhere = new_notice(a.home.identity, c.node_id, x, "erasure", 1, now)
+        items = [{"notice": n, "receipt": new_receipt(h.home.identity, n, document_hash(n), {}, 0, now)}
+                 for n in (forged, foreign, elsewhere)]
+        h.routes[("GET", recoveryapi.PATH)] = answer({"consent": [], "audit_heads": {"heads": [], "evidence": []},
+                                                      "notices": items})
+        (row,) = [r for r in a.cli("recover", "--json").json["partners"] if r["node_id"] == h.node_id]
+        assert row["status"] == "recovered" and (row["notices_kept"], row["notices_refused"]) == (0, 3)
+        assert a.cli("profile", "show", x, "--json").json["id"] == x
+        assert a.home.db.execute("SELECT count(*) FROM notices").fetchone()[0] == 0
+    finally:
+        h.stop()
