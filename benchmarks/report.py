@@ -127,14 +127,32 @@ def central_node(root: Path, records: list[dict[str, Any]]) -> Path:
 CPU: dict[str, list[float]] = {}
 
 
-def run_json(argv: list[str], row: str = "") -> tuple[float, dict[str, Any]]:
-    """A whole `discnode` command (the full CLI, as typed): wall-clock ms and its JSON output."""
+def proc_cpu_ms(pids: list[int]) -> float:
+    """CPU milliseconds used so far by these running processes and their reaped children (from
+    /proc: the daemons are not this process's waited-for children until they exit)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return 1000 * total / tick
+
+
+def run_json(argv: list[str], row: str = "", daemon: int | None = None) -> tuple[float, dict[str, Any]]:
+    """A whole `discnode` command, as typed: wall-clock ms and its JSON output. Without `daemon`,
+    the full CLI in its own process (DISCNODE_NO_DAEMON); with it (the running node's PID), the
+    console script forwards the command to that node (fastpath.py), and the CPU counted is the
+    command's plus the daemon's."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    daemon_before = proc_cpu_ms([daemon]) if daemon else 0.0
     started = time.perf_counter()
-    done = subprocess.run([DISCNODE, *argv], capture_output=True, env={**os.environ, "DISCNODE_NO_DAEMON": "1"})
+    env = dict(os.environ) if daemon else {**os.environ, "DISCNODE_NO_DAEMON": "1"}
+    done = subprocess.run([DISCNODE, *argv], capture_output=True, env=env)
     ms = (time.perf_counter() - started) * 1000
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU.setdefault(row, []).append(1000 * (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime))
+    daemon_ms = proc_cpu_ms([daemon]) - daemon_before if daemon else 0.0
+    CPU.setdefault(row, []).append(1000 * (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+                                   + daemon_ms)
     if done.returncode != 0:
         raise RuntimeError(f"discnode {' '.join(argv)} failed: {done.stderr.decode()[-400:]}")
     return ms, json.loads(done.stdout) if argv[-1] == "--json" else {}
@@ -224,6 +242,27 @@ def main(argv: list[str] | None = None) -> int:
             compute_p50 = record("report.compute over the same records, in this process", inproc, loads,
                                  "the figures alone: no walk, no process start")
 
+            # --- the same command answered by the hub's running daemon (fastpath -> forward.py) --
+            hub_proc = localnet._serve(net.hub_small)
+            try:
+                localnet._wait_for(net.hub_small, hub_proc, "socket", timeout=300)
+                run_json(hub, "daemon-warm", daemon=hub_proc.pid)  # its first: pinned connections opened
+                served, dloads = [], []
+                for _ in range(args.runs):
+                    dloads.append(os.getloadavg()[0])
+                    ms, got = run_json(hub, "daemon", daemon=hub_proc.pid)
+                    served.append(ms)
+                    for key in COMPARED:
+                        assert got[key] == expected[key], f"daemon-served {key} differs from the in-process baseline"
+                    assert got["profiles_looked_at"] == len(records)
+                dloads.append(os.getloadavg()[0])
+            finally:
+                hub_proc.terminate()
+                hub_proc.wait(30)
+            daemon_p50 = record(f"report --weeks {args.weeks} --json, answered by the running node (repeat)", served,
+                                dloads, "fast path: the command line goes over the node's Unix socket; CPU is "
+                                "the command's and the daemon's", "daemon")
+
             # --- statistics from every statistics-only partner --------------------------------
             window = statistics.Window.ending_before(today())
             stats_home = Home.open(stats_hub.path)
@@ -232,11 +271,17 @@ def main(argv: list[str] | None = None) -> int:
             # schema validators (a one-off per process; 100 at once on 2 shared cores is slow).
             warm = asyncio.run(statsask.ask(stats_home, timeout=120.0))
             print(f"  warm-up: {sum(g.status == 'ok' for g in warm)} of {len(warm)} ok", flush=True)
+            source_pids = [p.pid for p in net.procs[:args.stats_nodes]]
             for _ in range(args.runs):
                 sloads.append(os.getloadavg()[0])
+                mine, theirs = resource.getrusage(resource.RUSAGE_SELF), proc_cpu_ms(source_pids)
                 t = time.perf_counter()
                 got_stats = asyncio.run(statsask.ask(stats_home, timeout=10.0))
                 asked.append((time.perf_counter() - t) * 1000)
+                done_self = resource.getrusage(resource.RUSAGE_SELF)
+                CPU.setdefault("stats-sources", []).append(proc_cpu_ms(source_pids) - theirs)
+                CPU.setdefault("stats-asker", []).append(
+                    1000 * (done_self.ru_utime - mine.ru_utime + done_self.ru_stime - mine.ru_stime))
                 t = time.perf_counter()
                 direct = {}
                 for path, node_id in zip(net.partners[:args.stats_nodes], ids[:args.stats_nodes]):
@@ -250,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
             released = sum(g.tables.total for g in got_stats if g.tables)
             stats_p50 = record(f"statistics from {args.stats_nodes} partnerships (statsask.ask, HTTPS, verified)",
                                asked, sloads, f"{released:,} incidents released in all; equal to the local release")
+            record(f"  CPU of the {args.stats_nodes} sources' daemons in one such round (in CPU p50)", asked, sloads,
+                   "each source's release is cached after the warm-up (server_statistics.py)", "stats-sources")
+            record("  CPU of the asking process in one such round (in CPU p50)", asked, sloads, "", "stats-asker")
             stats_local = record(f"the same {args.stats_nodes} releases computed from their SQLite files, one process",
                                  local, sloads, "the central baseline: no network, no signatures")
             stats_argv = ["--home", str(stats_hub.path), "report", "--weeks", str(args.weeks), "--json"]
@@ -266,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "targets": {"report_whole_command_ms": 2000, "statistics_100_ms": 1000},
         "ratios": {"report_federated_vs_central_command": round(report_p50 / central_p50, 2),
+                   "report_daemon_vs_central_command": round(daemon_p50 / central_p50, 2),
                    "report_federated_vs_in_process_compute": round(report_p50 / compute_p50, 1),
                    "statistics_asked_vs_local": round(stats_p50 / stats_local, 2),
                    "statistics_command_vs_asked": round(stats_cmd_p50 / stats_p50, 2)},

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from . import audit, output, report
-from .cli import JsonOpt, _run, app, open_home
+from .cli import JsonOpt, _daemon_client, _run, app, open_home
 from .home import today
 
 
@@ -33,8 +33,11 @@ def report_cmd(ctx: typer.Context,
     (statistics-only partners add their counts), against the previous period."""
     period = report.Period.choose(today(), since, until, weeks)
     home = open_home(ctx)
-    if json_out:
-        data = _run(report.gather(home, period, timeout=timeout))
+    # In the daemon (forward.py), partners are asked through its warm client; and there is no
+    # progress bar: the caller sees the daemon's output only once the command has finished.
+    client = _daemon_client()
+    if json_out or client is not None:
+        data = _run(report.gather(home, period, timeout=timeout, client=client))
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

@@ -20,10 +20,12 @@ SOCKET_NAME = "daemon.sock"  # localapi.SOCKET_NAME; not imported, to stay light
 #: Commands the daemon renders (forward.py), with their subcommands: read-only, and taking no file
 #: path (a relative one would be the daemon's, not the caller's). Any other goes to the full CLI.
 FORWARDED: dict[str, frozenset[str] | None] = {
-    "search": None, "audit": None, "id": None,
+    "search": None, "audit": None, "id": None, "report": None,
     "profile": frozenset({"list", "show"}), "peer": frozenset({"list"}),
 }
 NOT_FORWARDED_OPTIONS = ("--help", "--contact-sheet", "--save-images", "--output", "-o")  # file paths stay here
+#: Options naming a folder for one command only (`search --csv` is a flag; `report --csv DIR` is not).
+NOT_FORWARDED_FOR: dict[str, tuple[str, ...]] = {"report": ("--csv", "--charts")}
 #: Seconds to wait for the daemon: a walk of every page can take a while.
 TIMEOUT = 600.0
 
@@ -100,7 +102,8 @@ def forwardable(argv: list[str]) -> bool:
     subcommands = FORWARDED[words[0]]
     if subcommands is not None and (len(words) < 2 or words[1] not in subcommands):
         return False
-    return not any(a.split("=", 1)[0] in NOT_FORWARDED_OPTIONS or a == "-h" for a in argv)
+    kept_here = NOT_FORWARDED_OPTIONS + NOT_FORWARDED_FOR.get(words[0], ())
+    return not any(a.split("=", 1)[0] in kept_here or a == "-h" for a in argv)
 
 
 def forward(argv: list[str]) -> int | None:

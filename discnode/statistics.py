@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -202,6 +203,20 @@ def incidents_of(records: Iterable[dict[str, Any]]) -> list[Incident]:
         for incident in record.get("incidents") or ():
             out.append(Incident(dt.date.fromisoformat(incident["date"]), incident["place"], tags))
     return out
+
+
+def own_version(db: Any, me: str, today: dt.date) -> str:
+    """A fingerprint of exactly the rows own_incidents counts (same conditions, bar the window,
+    which is keyed apart): each one's ID, revision and content hash. Every write to one of them,
+    and every row joining or leaving them (a new record, an erasure, local-only, past review),
+    changes it; reading it costs a scan of the index columns, not of every incident."""
+    digest = hashlib.sha256()
+    for row in db.execute(
+            "SELECT id, revision, content_hash FROM profiles "
+            "WHERE batch IS NULL AND origin = ? AND local_only = 0 AND review_by >= ? ORDER BY id",
+            [me, today.isoformat()]):
+        digest.update(json.dumps(list(row)).encode() + b"\n")
+    return digest.hexdigest()
 
 
 def own_incidents(db: Any, me: str, today: dt.date, window: Window) -> list[Incident]:

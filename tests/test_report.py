@@ -216,3 +216,38 @@ def test_a_partnership_name_is_drawn_as_typed_never_parsed():
     svg = report.chart_bytes(data, "by_partnership", "svg")
     assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg" and b"<script" not in svg
     assert report.chart_bytes(data, "by_partnership", "png").startswith(b"\x89PNG")
+
+
+def _without_timings(data: dict) -> dict:
+    return {**{k: v for k, v in data.items() if k != "ms"},
+            "sources": [{k: v for k, v in s.items() if k != "ms"} for s in data["sources"]],
+            "statistics_partners": [{k: v for k, v in s.items() if k != "ms"} for s in data["statistics_partners"]]}
+
+
+def test_a_report_forwarded_to_the_daemon_gives_the_same_json_and_audit_entry(trio, network, capsys):
+    from discnode import audit, fastpath, localapi
+    a, *_ = trio
+    running = network.loop.run(localapi.start(a.home))
+    try:
+        direct = a.cli("report", "--weeks", "4", "--json").json
+        capsys.readouterr()
+        code = fastpath.forward(["--home", str(a.cli.home), "report", "--weeks", "4", "--json"])
+        out = capsys.readouterr().out
+        assert code == 0
+        via_daemon = json.loads(out)
+        assert via_daemon["incidents"]["count"] > 0 and via_daemon["statistics_partners"][0]["status"] == "ok"
+        assert _without_timings(via_daemon) == _without_timings(direct)
+        reports = [e for e in audit.entries(a.home.db) if e["event"] == "report"]
+        assert len(reports) == 2
+        assert (reports[0]["detail"], reports[0]["actor"]) == (reports[1]["detail"], reports[1]["actor"])
+        # The tables, for the caller's terminal, from the daemon too; files are written only by the
+        # command line itself (a relative folder would be the daemon's).
+        capsys.readouterr()
+        assert fastpath.forward(["--home", str(a.cli.home), "report", "--weeks", "4"]) == 0
+        assert "Incidents by offence tag" in capsys.readouterr().out
+        for option in ("--csv", "--charts"):
+            assert fastpath.forward(["--home", str(a.cli.home), "report", option, "out"]) is None
+            assert fastpath.forward(["--home", str(a.cli.home), "report", f"{option}=out"]) is None
+        assert fastpath.forwardable(["search", "--csv"])  # a flag there, not a folder
+    finally:
+        network.loop.run(running.stop())

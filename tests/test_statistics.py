@@ -284,3 +284,54 @@ def test_records_of_other_origins_in_the_database_are_never_counted(stats_pair):
     store.put_profiles(b.home.db, [sign_document(foreign, a.home.identity)])
     _, after = ask(a, b)
     assert after["total"] == before["total"] and after["by_area"] == before["by_area"]
+
+
+def _served(node) -> int:
+    return sum(1 for e in audit.entries(node.home.db) if e["detail"].get("what") == "statistics")
+
+
+def _fresh_reply(a, b, doc):
+    """The reply computed afresh from b's database, with no cache, signed at the same time."""
+    day = today()
+    window = Window.ending_before(day)
+    incidents = statistics.own_incidents(b.home.db, b.node_id, day, window)
+    return new_statistics(b.home.identity, a.node_id, window, release(incidents, window), doc["issued_at"])
+
+
+def test_a_cached_reply_is_byte_identical_to_a_fresh_one_and_every_request_is_audited(stats_pair):
+    a, b = stats_pair
+    _, first = ask(a, b)
+    _, second = ask(a, b)  # from the cached release
+    assert json.dumps(second) == json.dumps(_fresh_reply(a, b, second))
+    assert {k: v for k, v in first.items() if k not in ("issued_at", "sig")} == \
+        {k: v for k, v in second.items() if k not in ("issued_at", "sig")}
+    assert _served(b) == 2
+
+
+def test_a_profile_write_makes_the_next_statistics_reply_reflect_it(stats_pair):
+    a, b = stats_pair
+    _, before = ask(a, b)
+    assert before["total"] == 11  # see test_counts_are_exact_over_what_is_released
+    added = add_profile(b, [(last_monday(), "Boots, High St")] * 5, tags=("drugs",))  # a new record
+    _, after_add = ask(a, b)
+    assert after_add["total"] == 16
+    assert json.dumps(after_add) == json.dumps(_fresh_reply(a, b, after_add))
+    profiles.edit(b.home, added["id"], {"incidents": added["incidents"][:4]})  # an edit: drugs under 5
+    _, after_edit = ask(a, b)
+    assert after_edit["total"] == 11
+    assert json.dumps(after_edit) == json.dumps(_fresh_reply(a, b, after_edit))
+    profiles.delete(b.home, added["id"])  # an erasure
+    _, after_delete = ask(a, b)
+    assert after_delete["total"] == 11 and after_delete["by_tags"] == before["by_tags"]
+    assert json.dumps(after_delete) == json.dumps(_fresh_reply(a, b, after_delete))
+    assert _served(b) == 4
+
+
+def test_the_statistics_window_moves_when_the_iso_week_rolls_over(stats_pair, monkeypatch):
+    a, b = stats_pair
+    _, now = ask(a, b)
+    monkeypatch.setattr("discnode.server_statistics.today", lambda: today() + dt.timedelta(days=7))
+    _, next_week = ask(a, b)
+    assert next_week["window"]["from"] == (dt.date.fromisoformat(now["window"]["from"])
+                                           + dt.timedelta(days=7)).isoformat()
+    assert next_week["window"]["until"] > now["window"]["until"]
