@@ -194,11 +194,13 @@ def split_reply(body: bytes) -> tuple[list[Any], list[bytes], bool]:
                                parse_float=wirejson._number(floats), parse_constant=wirejson._constant)
     try:
         text = body.decode("utf-8")
-        records, spans, names = _split(text, decoder)
+        records, spans, names, others = _split(text, decoder)
         if text.count("[") + text.count("{") > wirejson.MAX_DEPTH:
-            wirejson._check_depth({"records": records})
+            wirejson._check_depth({"records": records, "": others})
         if wirejson._SURROGATE_ESCAPE.search(text) is not None:
-            wirejson._check_strings([names, records])
+            # Every string of the reply, not only the records': wirejson refuses a lone surrogate
+            # anywhere, and a walk must accept exactly what every other receiver accepts.
+            wirejson._check_strings([names, records, others])
     except (ValueError, UnicodeDecodeError, IndexError, RecursionError, InvalidInput):
         raise PeerError("peer sent a reply that is not JSON") from None
     if records is None:
@@ -215,15 +217,17 @@ def _skip(text: str, i: int) -> int:
     return i
 
 
-def _split(text: str, decoder: json.JSONDecoder) -> tuple[list[Any] | None, list[tuple[int, int]], list[str]]:
-    """(the `records` list, each record's span in text, the member names); ValueError if text is
-    not one JSON object without repeated members."""
+def _split(text: str, decoder: json.JSONDecoder
+           ) -> tuple[list[Any] | None, list[tuple[int, int]], list[str], list[Any]]:
+    """(the `records` list, each record's span in text, the member names, the other members'
+    values); ValueError if text is not one JSON object without repeated members."""
     i = _skip(text, 0)
     if text[i] != "{":
         raise ValueError("not an object")
     i, seen = _skip(text, i + 1), set()
     records: list[Any] | None = None
     spans: list[tuple[int, int]] = []
+    others: list[Any] = []
     while text[i] != "}" or seen:
         if text[i] != '"':
             raise ValueError("expected a member name")
@@ -247,7 +251,8 @@ def _split(text: str, decoder: json.JSONDecoder) -> tuple[list[Any] | None, list
                 i = _skip(text, i + 1)
             i += 1
         else:
-            _, i = decoder.raw_decode(text, i)
+            value, i = decoder.raw_decode(text, i)
+            others.append(value)
         i = _skip(text, i)
         if text[i] == "}":
             break
@@ -256,7 +261,7 @@ def _split(text: str, decoder: json.JSONDecoder) -> tuple[list[Any] | None, list
         i = _skip(text, i + 1)
     if _skip(text, i + 1) != len(text):
         raise ValueError("text after the object")
-    return records, spans, list(seen)
+    return records, spans, list(seen), others
 
 
 @dataclass

@@ -477,7 +477,7 @@ def test_split_reply_reads_what_wirejson_reads(records, others, indent, ascii_on
     assert split(damaged) == reference(damaged)
 
 
-@pytest.mark.parametrize("body", [b'{"records":[],"records":[1]}', b'{"records":[NaN]}', b'\xef\xbb\xbf{"records":[]}',
+@pytest.mark.parametrize("body", [b'{"": "\\ud800,\\udc00", "records": []}', b'{"records":[],"records":[1]}', b'{"records":[NaN]}', b'\xef\xbb\xbf{"records":[]}',
                                   '{"records":[]}'.encode("utf-16"),
                                   b'{"records":[{"id":"x","id":"y"}]}', b'{"records":[12345678901234567890]}'])
 def test_a_reply_the_worker_refuses_is_refused_though_the_standard_decoder_reads_it(abc, body):
@@ -493,3 +493,16 @@ def test_a_reply_the_worker_refuses_is_refused_though_the_standard_decoder_reads
             asyncio.run(_full_screen(pool, frozenset(), [])(body, peers.get(a.home.db, b.node_id), Query()))
     finally:
         pool.shutdown()
+
+
+@pytest.mark.parametrize("body", [b'{"": "\\ud800,\\udc00", "records": []}', b'{"x": ["\\udc00"], "records": [1]}',
+                                  b'{"x": {"\\ud800": 1}, "records": []}'])
+def test_split_reply_refuses_a_lone_surrogate_in_any_member_as_wirejson_does(body):
+    """Found by the property test above: a lone surrogate escape outside `records` was read."""
+    from discnode import wirejson
+    from discnode.dataview import split_reply
+    from discnode.errors import DiscnodeError, PeerError
+    with pytest.raises(DiscnodeError):
+        wirejson.loads_checked(body)
+    with pytest.raises(PeerError):
+        split_reply(body)
