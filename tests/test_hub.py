@@ -30,7 +30,7 @@ def hub_network(network, tmp_path):
 
 def test_the_hub_sees_a_partnerships_profiles(hub_network):
     a, hub, c, a_record, _ = hub_network
-    seen = {r["last_name"]: r["origin"] for r in hub.cli("search", "--all", "--json").json["results"]}
+    seen = {r["last_name"]: r["origin"] for r in hub.cli("search", "--all", "--timeout", "30", "--json").json["results"]}
     assert seen == {"Apartner": a.node_id, "Hubsown": hub.node_id, "Cee": c.node_id}
 
 
@@ -38,7 +38,7 @@ def test_the_hub_cannot_pass_a_partnerships_profiles_to_a_third_node(hub_network
     a, hub, c, a_record, hub_record = hub_network
     # C's Dataview: its own and the hub's own records; none of A's, by page or by walk.
     for args in ((), ("--all",)):
-        results = c.cli("search", *args, "--json").json["results"]
+        results = c.cli("search", *args, "--timeout", "30", "--json").json["results"]
         assert {r["last_name"] for r in results} == {"Cee", "Hubsown"}
         assert a.node_id not in {r["origin"] for r in results}
     # Asked directly, the hub serves C nothing of A's: not the record, not its photo, not a count.
@@ -57,7 +57,7 @@ def test_the_hub_cannot_pass_a_partnerships_profiles_to_a_third_node(hub_network
     status, _ = send(a, "POST", "/v1/profiles/query", *signed(c.home.identity, a, "POST", "/v1/profiles/query", {}))
     assert status == 403
     # And C's evidence export holds nothing of A's, not even a reference.
-    export = c.cli("export", c.cli.home.parent / "c-bundle.json", "--tag", "shoplifting", "--json").json
+    export = c.cli("export", c.cli.home.parent / "c-bundle.json", "--tag", "shoplifting", "--timeout", "30", "--json").json
     assert all(a.node_id not in ref for ref in export["records"] + export["references"])
 
 
@@ -77,7 +77,7 @@ def test_a_hub_that_kept_a_partnerships_records_still_never_serves_them(hub_netw
     status, _ = send(hub, "GET", f"/v1/profiles/{a_record['id']}",
                      *signed(c.home.identity, hub, "GET", f"/v1/profiles/{a_record['id']}"))
     assert status == 404
-    results = c.cli("search", "--all", "--json").json
+    results = c.cli("search", "--all", "--timeout", "30", "--json").json
     assert a.node_id not in {r["origin"] for r in results["results"]}
     assert "Apartner" not in {r["last_name"] for r in results["results"]}
 
