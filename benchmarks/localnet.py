@@ -104,14 +104,19 @@ def running(root: Path, nodes: int, total: int, profiles: int, log: callable = p
         log(f"started {len(procs)} daemons")
         yield Net(root, hub_small.path, hub_all, central, paths, procs)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Stop the daemons: all asked at once (SIGTERM), then each waited for, killed after 20 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def command_ms(argv: list[str], runs: int, env: dict[str, str] | None = None) -> list[float]:

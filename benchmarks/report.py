@@ -92,14 +92,7 @@ def running(root: Path, nodes: int, total: int, profiles: int, batch: int = 10) 
             print(f"  {len(procs)} partnerships serving (load {localnet.load()})", flush=True)
         yield localnet.Net(root, hub_small.path, hub_all, root, paths, procs)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        localnet.stop(procs)
 
 
 def shareable(path: Path, node_id: str) -> list[dict[str, Any]]:
