@@ -18,6 +18,16 @@ from discnode.home import Home
 from tests.conftest import Cli
 
 
+def audit_events(node: "Node", *names: str) -> list[tuple[str, str, Any]]:
+    """(event, peer, detail) of the node's audit entries of these events, oldest first."""
+    from discnode import audit
+    h = Home.open(node.cli.home)
+    try:
+        return [(e["event"], e["peer"], e["detail"]) for e in audit.entries(h.db) if e["event"] in names]
+    finally:
+        h.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,13 +10,14 @@ import json
 
 import pytest
 
-from discnode import audit, notices
+from discnode import notices
 from discnode.documents.notice import new_notice
 from discnode.home import Home
 from discnode.peering import deliver_pending
 from discnode.store import now_ts
 from tests.conftest import jpeg_with_gps
 from tests.nodes import send, signed
+from tests.nodes import audit_events as _events
 
 PATH = "/v1/notices"
 
@@ -35,14 +36,6 @@ def _held(b, a, x):
             "links": _q(b, "SELECT count(*) FROM links WHERE peer = ? AND theirs = ?", a.node_id, x)[0][0],
             "sightings": _q(b, "SELECT count(*) FROM sightings WHERE recipient = ? AND about = ?", a.node_id, x)[0][0],
             "files": _q(b, "SELECT count(*) FROM exported_files WHERE origin = ? AND profile_id = ?", a.node_id, x)[0][0]}
-
-
-def _events(node, *names):
-    h = Home.open(node.cli.home)
-    try:
-        return [(e["event"], e["peer"], e["detail"]) for e in audit.entries(h.db) if e["event"] in names]
-    finally:
-        h.close()
 
 
 def _identity(node):

@@ -6,22 +6,15 @@ import json
 
 import pytest
 
-from discnode import audit, peering
+from discnode import peering
 from discnode.documents.proposal import new_proposal
 from discnode.home import Home
 from discnode.signing import sign_document
 from tests.conftest import jpeg_with_gps
 from tests.nodes import send, signed
+from tests.nodes import audit_events as _events
 
 PATH = "/v1/proposals"
-
-
-def _events(node, *names):
-    h = Home.open(node.cli.home)
-    try:
-        return [(e["event"], e["peer"], e["detail"]) for e in audit.entries(h.db) if e["event"] in names]
-    finally:
-        h.close()
 
 
 def _received_rows(node):

@@ -7,25 +7,17 @@ import json
 
 import pytest
 
-from discnode import audit
 from discnode.documents.sighting import new_sighting
 from discnode.home import Home, today
 from discnode.signing import sign_document
 from tests.nodes import send, signed
+from tests.nodes import audit_events as _events
 
 PATH = "/v1/sightings"
 
 
 def _day(offset: int) -> str:
     return (today() + dt.timedelta(days=offset)).isoformat()
-
-
-def _events(node, *names):
-    h = Home.open(node.cli.home)
-    try:
-        return [(e["event"], e["peer"], e["detail"]) for e in audit.entries(h.db) if e["event"] in names]
-    finally:
-        h.close()
 
 
 def _received(node):
