@@ -335,8 +335,9 @@ def _terms(agreement_: Agreement, me: str) -> dict[str, Any] | None:
     terms = {"purpose": offer["terms"]["purpose"], "share": list(offer["terms"]["share"]),
              "review_by": offer["terms"]["review_by"], "offered_by": "us" if offer["from"] == me else "them",
              "offered_at": offer["issued_at"]}
-    if "match_daily_quota" in offer["terms"]:
-        terms["match_daily_quota"] = offer["terms"]["match_daily_quota"]
+    for optional in ("match_daily_quota", "handling_conditions"):
+        if optional in offer["terms"]:
+            terms[optional] = offer["terms"][optional]
     return terms
 
 

@@ -232,6 +232,11 @@ def test_c_graded_record_served_to_a_partner_accepting_its_conditions(graded):
     assert counts["total"] == 3
     shown = c.cli("profile", "show", f"{b.node_id}:{mixed['id']}").out
     assert "1/A/P" in shown and "3/D/C:not-evidential" in shown
+    # Both administrators can read the conditions they agreed to (`peer show` left them out once).
+    for me, them in ((c, b), (b, c)):
+        assert me.cli("peer", "show", them.node_id, "--json").json["terms"]["handling_conditions"] == [
+            "not-evidential", "refer-to-originator"]
+        assert "C records under" in me.cli("peer", "show", them.node_id).out
 
 
 def test_a_grading_is_checked_and_shown(cli):

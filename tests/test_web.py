@@ -87,15 +87,18 @@ def test_forms_without_the_csrf_token_change_nothing(net):
     assert rows[c]["state"] == "active"
 
 
-def _offer_form(url: str, expect: str, **terms: object) -> aiohttp.FormData:
+def _offer_form(url: str, expect: str, *, share: tuple[str, ...] = ("profiles", "images"),
+                conditions: tuple[str, ...] = (), **terms: object) -> aiohttp.FormData:
     form = aiohttp.FormData()
     fields = {"url": url, "expect": expect, "purpose": "Shop theft in the twin towns",
               "review_by": (dt.date.today() + dt.timedelta(days=200)).isoformat(),
               **terms}
     for name, value in fields.items():
         form.add_field(name, str(value))
-    for kind in ("profiles", "images"):
+    for kind in share:
         form.add_field("share", kind)
+    for code in conditions:
+        form.add_field("handling_condition", code)
     return form
 
 
@@ -132,6 +135,38 @@ def test_an_offer_with_bad_terms_is_refused_with_the_reason_and_stores_nothing(n
     assert d.node_id not in {r["node_id"] for r in net.a.cli("peer", "list", "--json").json}
     assert d.cli("peer", "list", "--json").json == []
     assert net.a.cli("audit", "--limit", "1000", "--json").json == before
+
+
+def test_an_offer_of_c_graded_records_carries_the_ticked_handling_conditions(net):
+    """`peer add --share conditional --handling-condition ...` from the web form: without a
+    condition ticked it is refused as the CLI refuses it (nothing stored or sent); with them, the
+    partner receives signed terms naming exactly those conditions, and both pages show them."""
+    d = net.network.node("D")
+    jar, csrf = login(net)
+    share = ("profiles", "images", "conditional")
+    form = _offer_form(d.url, d.node_id, share=share)
+    form.add_field("csrf", csrf)
+    status, _, body = get(net, "/partners/offer", jar=jar, method="POST", data=form)
+    assert status == 400 and b"needs the handling conditions the partner accepts" in body
+    assert d.cli("peer", "list", "--json").json == []
+    for bad in (("refer-to-originator", "not-a-condition"),):
+        form = _offer_form(d.url, d.node_id, share=share, conditions=bad)
+        form.add_field("csrf", csrf)
+        status, _, body = get(net, "/partners/offer", jar=jar, method="POST", data=form)
+        assert status == 400 and b"not-a-condition" in body
+    assert d.cli("peer", "list", "--json").json == []
+
+    form = _offer_form(d.url, d.node_id, share=share, conditions=("staff-only", "refer-to-originator"))
+    form.add_field("csrf", csrf)
+    status, _, _ = get(net, "/partners/offer", jar=jar, method="POST", data=form)
+    assert status == 303
+    terms = d.cli("peer", "show", net.a.node_id, "--json").json["terms"]
+    assert terms["share"] == ["profiles", "images", "conditional"]
+    assert terms["handling_conditions"] == ["refer-to-originator", "staff-only"]
+    rows = {r["node_id"]: r for r in json.loads(get(net, "/partners.json", jar=jar)[2])["partners"]}
+    assert rows[d.node_id]["terms"]["handling_conditions"] == ["refer-to-originator", "staff-only"]
+    _, _, html = get(net, "/partners", jar=jar)
+    assert b"<dt>C records under</dt><dd>refer-to-originator, staff-only</dd>" in html
 
 
 def test_dataview_html_and_json_twin_show_the_same_rows_and_facets(net):

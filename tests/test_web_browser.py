@@ -199,6 +199,25 @@ def test_make_an_offer_from_the_partners_page_and_the_partner_sees_it_pending(br
     assert [(e["peer"], e["detail"]["url"]) for e in sent] == [(d.node_id, d.url)]  # as `peer add` audits it
 
 
+def test_offer_c_graded_records_under_ticked_conditions_from_the_partners_page(browser, net, network):
+    with outside_playwright():
+        d = network.node("D")
+    page, _ = logged_in(browser, net)
+    page.goto(net.origin + "/partners")
+    form = page.locator("form#offer")
+    form.locator("input[name=url]").fill(d.url)
+    form.locator("input[name=expect]").fill(d.node_id)
+    form.locator("input[name=share][value=conditional]").check()
+    form.locator("input[name=handling_condition][value=not-evidential]").check()
+    form.get_by_role("button", name="Check the node and send the offer").click()
+    expect(page.locator("#offered")).to_contain_text("Offer signed and sent to D BCRP")
+    section = page.locator("section.partner", has_text="D BCRP")
+    expect(section.locator("dl.terms")).to_contain_text("C records under")
+    expect(section.locator("dl.terms")).to_contain_text("not-evidential")
+    terms = cli(d, "peer", "show", net.a.node_id, "--json").json["terms"]
+    assert (terms["share"], terms["handling_conditions"]) == (["profiles", "images", "conditional"], ["not-evidential"])
+
+
 def test_a_script_in_partner_data_renders_inert(browser, net):
     page, dialogs = logged_in(browser, net, js=True)
     page.goto(net.origin + "/dataview?q=script")

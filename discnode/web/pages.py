@@ -263,7 +263,11 @@ def review_profile(local: Local, profile_id: str) -> dict[str, Any]:
 
 
 SHARE_LABELS = {"profiles": "Profiles", "images": "Photos", "match": "Match only (hit or no hit, no browsing)",
-                "statistics": "Statistics (counts only, no identifiers)"}
+                "statistics": "Statistics (counts only, no identifiers)",
+                "ethnicity": "Ethnicity (otherwise withheld from every record)",
+                "minors": "Profiles of under-18s (each with its recorded reason)",
+                "conditional": "Records graded C, under the conditions ticked below",
+                "evidence": "Evidence exports"}
 
 
 @dataclass(frozen=True)
@@ -275,13 +279,15 @@ class OfferForm:
     share: tuple[str, ...] = DEFAULT_SHARE
     review_by: str = ""
     match_quota: str = ""
+    #: With `conditional`: the handling conditions the partner accepts (`--handling-condition`).
+    handling_conditions: tuple[str, ...] = ()
 
     @classmethod
     def blank(cls) -> "OfferForm":
         return cls(review_by=(today() + dt.timedelta(days=DEFAULT_TERM_DAYS)).isoformat())
 
     @classmethod
-    def from_post(cls, form: Mapping[str, Any], share: list[Any]) -> "OfferForm":
+    def from_post(cls, form: Mapping[str, Any], share: list[Any], conditions: list[Any] = ()) -> "OfferForm":
         def text(name: str, limit: int) -> str:
             value = form.get(name, "")
             if not isinstance(value, str) or len(value) > limit:
@@ -289,8 +295,11 @@ class OfferForm:
             return value.strip()
         if any(not isinstance(s, str) for s in share) or len(share) > len(SHARE_KINDS):
             raise InvalidInput(f"share must list one or more of {', '.join(SHARE_KINDS)}")
+        known = schemas.codes("handling_condition")
+        if any(not isinstance(c, str) for c in conditions) or len(conditions) > len(known):
+            raise InvalidInput(f"handling conditions must be some of {', '.join(known)}")
         return cls(text("url", 300), text("expect", 64), text("purpose", 600), tuple(share), text("review_by", 20),
-                   text("match_quota", 10))
+                   text("match_quota", 10), tuple(conditions))
 
     def terms(self) -> Terms:
         """The signed terms, checked as `peer add` checks them (a match-only offer defaults to the
@@ -303,7 +312,8 @@ class OfferForm:
                 raise InvalidInput(f"match quota: {self.match_quota!r} is not a whole number") from None
         elif "match" in self.share:
             quota = DEFAULT_MATCH_QUOTA
-        return Terms(self.purpose, self.share, self.review_by, quota).checked(today())
+        conditions = tuple(sorted(set(self.handling_conditions))) or None
+        return Terms(self.purpose, self.share, self.review_by, quota, conditions).checked(today())
 
 
 async def make_offer(local: Local, offer: OfferForm) -> dict[str, Any]:
@@ -334,6 +344,8 @@ def partners(local: Local, typed: OfferForm | None = None, offer_error: str | No
     return {"node": {"name": home.config.name, "node_id": home.node_id}, "partners": rows,
             "undelivered": undelivered, "offer": asdict(typed or OfferForm.blank()), "offer_error": offer_error,
             "offered": sent, "share_kinds": {k: SHARE_LABELS.get(k, k.capitalize()) for k in SHARE_KINDS},
+            "handling_conditions": {c: schemas.code_labels("handling_condition").get(c, c)
+                                    for c in schemas.codes("handling_condition")},
             "review_min": (today() + dt.timedelta(days=1)).isoformat(),
             "review_max": (today() + dt.timedelta(days=3 * 365)).isoformat()}
 

@@ -154,7 +154,7 @@ async def offer(request: web.Request) -> web.Response:
     form = await request.post()
     typed = pages.OfferForm.blank()
     try:
-        typed = pages.OfferForm.from_post(form, form.getall("share", []))
+        typed = pages.OfferForm.from_post(form, form.getall("share", []), form.getall("handling_condition", []))
         result = await pages.make_offer(local, typed)
     except DiscnodeError as exc:
         return render(request, "partners.html", pages.partners(local, typed, str(exc)), exc.status)
