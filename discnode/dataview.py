@@ -4,7 +4,9 @@ consenting peer's.
 The same query goes to every peer with an active agreement, in parallel, each under its own
 deadline; filtering, sorting and the page limit run at the source (SQL + FTS5). Replies are
 verified (origin is the peer that sent them, signature by its pinned key, schema), merged in the
-global order (k-way merge), and cut to one page. The cursor holds the key of the page's last row;
+global order (k-way merge), and cut to one page: an exact top-k in at most two rounds, in which
+each partner is first asked for a share of the page, not all of it (round_two). The cursor holds the
+key of the page's last row;
 since the order is total and global, that one key is every source's position. It also carries its
 whole search, signed (query.py), so that it continues that search and no other. A peer that fails is
 reported (ok / timeout / unreachable / refused / invalid) and never holds the view.
@@ -18,6 +20,7 @@ import functools
 import hashlib
 import heapq
 import json
+import math
 import multiprocessing
 import os
 import signal
@@ -38,7 +41,7 @@ from .documents.succession import KeyPeriod
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
-from .query import Query, apply_cursor, cursor_partnerships, encode_cursor, sort_key
+from .query import Query, SortKey, apply_cursor, cursor_partnerships, encode_cursor, sort_key
 from .signing import signed_message, verify_signature
 
 DEFAULT_TIMEOUT = 3.0
@@ -154,6 +157,105 @@ def merge(pages: Sequence[Sequence[dict[str, Any]]], query: Query, accept: Accep
             return out, True
         out.append(record)
     return out, more
+
+
+#: The fewest records a first round asks a partner for (see first_round_size).
+FIRST_ROUND_FLOOR = 10
+
+
+def first_round_size(limit: int, partners: int) -> int:
+    """How many records the first round asks each partner for: three times its even share of the
+    page, at least FIRST_ROUND_FLOOR, at most the page. With records spread evenly a partner's
+    share of a 50-record page is binomial (50, 1/partners); a second round follows only when one
+    partner's share reaches this size, which happens for 0.07% of pages at 10 partnerships, 0.015%
+    at 30 and ~1e-8 at 100 (the floor is what keeps it rare at many partnerships: with 5 records
+    at 100 partnerships it would be 1.7%). The factor 3 leaves room for partnerships of unequal
+    size. What the benchmark network and skewed data do is measured in benchmarks/dataview_rounds.py."""
+    return min(limit, max(FIRST_ROUND_FLOOR, math.ceil(3 * limit / max(partners, 1))))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One source's part of a page so far: the records fit to merge (in order; any that `accept`
+    will refuse still among them), how many it was asked for in all, and how many it sent. A record
+    dropped as invalid, here or by the merge, still counts as sent: a source that sends junk
+    cannot make another round look needed or not needed by it, and never gets a third."""
+
+    records: Sequence[dict[str, Any]]
+    asked: int
+    sent: int
+
+
+@dataclass(frozen=True)
+class Again:
+    """Ask source number `source` again: for `limit` more records after key `after`."""
+
+    source: int
+    after: SortKey
+    limit: int
+
+
+def _after(a: SortKey, b: SortKey, desc: bool) -> bool:
+    """Whether key a comes after key b in the page's order."""
+    return a < b if desc else a > b
+
+
+def round_two(answers: Sequence[Answer], page: Sequence[dict[str, Any]], query: Query) -> list[Again]:
+    """The sources to ask again after the first round, each from its last key, and for how many.
+
+    A source that sent all it was asked for (it may hold more) and was asked for less than the page
+    is asked again when the page used all it sent: when the page is not full, or its last record
+    (the cutoff) comes after the source's last, the source is asked for the rest of the page
+    (`query.limit` less what it was asked for) after its last key. When the cutoff *is* the
+    source's last record, none of the source's other records can be on the page, but whether it
+    holds one more decides `more`: it is asked for one. Then the page, its next_cursor and `more`
+    are exactly those of asking every source for the whole page, and no third round is needed:
+
+    - A source not asked again either sent all it holds, or its last record comes after the
+      first round's cutoff c, and so do all its records not sent.
+    - The second round only adds records, so the final page's cutoff is c or before it. Every
+      record of the one-round page therefore came in one of the two rounds: from a source not
+      asked again it is before c, so among those sent; from one asked again it is among the page's
+      worth (`query.limit` records) that source has now sent, as in one round, or it is c itself.
+    - So the final page (the first `limit` accepted records of what came, in order) is the
+      one-round page, and its next_cursor too, the key of its last record. `more`: a source that
+      sent all it was asked for in the end sent a whole page, or one record after the page; so
+      there is a record after the page exactly when one round would have seen one (may_hold_more).
+    - Each source asked again has now been asked for a whole page, or has sent its first record
+      after the page (or has no more), so round_two on the final answers names nobody
+      (tests/test_dataview_rounds.py checks it for every case it draws).
+
+    `page` is the first round's merge of the answers (`merge`, with the same `accept` the final
+    merge uses). A record the merge refused still counts as one of its source's records here: the
+    cutoff is the limit-th accepted record, and a source whose refused records reach the page is
+    asked again, once, like any other."""
+    cutoff = sort_key(page[-1], query.sort) if len(page) >= query.limit else None
+    out = []
+    for index, answer in enumerate(answers):
+        if answer.sent < answer.asked or answer.asked >= query.limit or not answer.records:
+            continue
+        last = sort_key(answer.records[-1], query.sort)
+        if cutoff is None or _after(cutoff, last, query.desc):
+            out.append(Again(index, last, query.limit - answer.asked))
+        elif cutoff == last:
+            out.append(Again(index, last, 1))
+    return out
+
+
+def answered(answer: Answer, again: Again, records: Sequence[dict[str, Any]], sent: int) -> Answer:
+    """A source's answer after its second round: the records it sent then (all after its last key)
+    follow those of the first."""
+    return Answer([*answer.records, *records], answer.asked + again.limit, answer.sent + sent)
+
+
+def may_hold_more(answers: Sequence[Answer], more: bool) -> bool:
+    """Whether there may be more after the page: `merge` says so (a source sent a whole page, or a
+    record after it came), or some source sent all it was asked for. With every record genuine the
+    second clause adds nothing (a source that sent all it was asked for either sent a whole page or
+    sent a record after the page: round_two), so this is the one-round `more`; with refused records
+    among them it may say "more" where one round would not, never the other way, so no page is
+    lost. A source whose second round failed still counts as having sent all it was asked for."""
+    return more or any(a.sent >= a.asked for a in answers)
 
 
 def next_cursor(results: list[dict[str, Any]], more: bool, query: Query, partnerships: Iterable[str] = (),
@@ -422,36 +524,83 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
     unknown = wanted - {p.node_id for p in targets} - {home.node_id}
     if unknown:
         raise InvalidInput(f"no active agreement with {', '.join(sorted(unknown))}")
-    owned_client = client is None
-    client = client or PeerClient(home.identity, timeout=timeout)
-    try:
-        answers = await asyncio.gather(*(_ask(client, p, query, timeout, withheld=withheld_by(home, p))
-                                         for p in targets))
-    finally:
-        if owned_client:
-            await client.close()
     names = {home.node_id: home.config.name, **{p.node_id: p.name for p in targets}}
     by_id = {p.node_id: p for p in targets}
-    statuses = {s.node_id: s for _, s in answers}
+    statuses: dict[str, SourceStatus] = {}
+    verdicts: dict[int, bool] = {}  # by id() of the record: each is checked once, over both merges
 
     def accept(record: dict[str, Any]) -> bool:
         if record["origin"] == home.node_id:
             return True  # our own database
+        seen = verdicts.get(id(record))
+        if seen is not None:
+            return seen
+        status = statuses[record["origin"]]
         try:
-            check_record(record, by_id[record["origin"]], float_free=statuses[record["origin"]].float_free)
-            return True
+            check_record(record, by_id[record["origin"]], float_free=status.float_free)
+            verdicts[id(record)] = True
         except DiscnodeError as exc:
-            status = statuses[record["origin"]]
             status.count -= 1
             status.dropped += 1
             status.status, status.error = "invalid", f"dropped {status.dropped}: {exc}"
-            return False
+            verdicts[id(record)] = False
+        return verdicts[id(record)]
 
-    pages = [own] + [records for records, _ in answers]
-    results, more = merge(pages, query, accept)
+    # Round one: each partner for its share of the page (first_round_size), not the whole page;
+    # round two, only where the page used all a partner sent (round_two). Each partner then
+    # serialises, signs and sends, and this node parses, fewer records; and each partner discloses
+    # (and records in its disclosure log) fewer of its profiles.
+    deadline = time.monotonic() + timeout
+    first = replace(query, limit=first_round_size(query.limit, len(targets)))
+    owned_client = client is None
+    client = client or PeerClient(home.identity, timeout=timeout)
+    try:
+        replies = await asyncio.gather(*(_ask(client, p, first, timeout, withheld=withheld_by(home, p))
+                                         for p in targets))
+        statuses.update((s.node_id, s) for _, s in replies)
+        answers = [Answer(own, query.limit, len(own))] + [
+            Answer(records, first.limit, len(records) + s.dropped) for records, s in replies]
+        results, more = merge([a.records for a in answers], query, accept)
+        again = round_two(answers, results, query)
+        if again:  # answers[0] is this node's own: never asked again (asked for the whole page)
+            peer_of = {a.source: targets[a.source - 1] for a in again}
+            seconds = await asyncio.gather(*(
+                _ask_again(client, peer_of[a.source], replace(query, after=a.after, limit=a.limit), deadline,
+                           statuses[peer_of[a.source].node_id]) for a in again))
+            for a, (records, sent) in zip(again, seconds):
+                if sent is not None:
+                    answers[a.source] = answered(answers[a.source], a, records, sent)
+            results, more = merge([a.records for a in answers], query, accept)
+    finally:
+        if owned_client:
+            await client.close()
+    more = may_hold_more(answers, more)
     return Page([{**r, "origin_name": names[r["origin"]]} for r in results],
-                [own_status] + [s for _, s in answers], next_cursor(results, more, query, asked, secret),
+                [own_status] + [s for _, s in replies], next_cursor(results, more, query, asked, secret),
                 query, asked)
+
+
+async def _ask_again(client: PeerClient, peer: peers.Peer, query: Query, deadline: float, status: SourceStatus
+                     ) -> tuple[list[dict[str, Any]], int | None]:
+    """A partner's second round, within what is left of the search's deadline, folded into its
+    status: (the records, how many it sent), or ([], None) if it failed. A partner failing now is
+    reported like any failure; the records of its first answer stay on the page (they are checked
+    like any other), and the page stays exact for every other source (round_two)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        status.status, status.error = "timeout", "no time left for its second round"
+        return [], None
+    records, second = await _ask(client, peer, query, left, withheld=status.withheld)
+    status.ms += second.ms
+    status.float_free = status.float_free and second.float_free
+    if second.status not in ("ok", "invalid"):
+        status.status, status.error = second.status, f"second round: {second.error}"
+        return [], None
+    status.count += second.count
+    status.dropped += second.dropped
+    if second.dropped:
+        status.status, status.error = "invalid", f"dropped {status.dropped}: {second.error.partition(': ')[2]}"
+    return records, len(records) + second.dropped
 
 
 class _Desc:
