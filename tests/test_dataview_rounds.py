@@ -166,6 +166,7 @@ def test_a_source_whose_refused_records_fill_the_page_is_asked_again_only_once()
 # --- real nodes --------------------------------------------------------------------------------------
 
 LIMIT = 40  # with 4 partners, first_round_size(40, 4) == 30
+SLOW = 30.0  # a deadline no partner misses on a loaded machine: what is asserted is the page, not speed
 
 
 def _fill(node: Any, last_names: list[str]) -> None:
@@ -194,13 +195,13 @@ def _queries(partner: Any) -> list[int]:
 
 def _walk(hub: Any, query: Query) -> list[tuple[str, str]]:
     """Every page by cursor, as the Dataview pages."""
-    out, page = [], asyncio.run(search(hub.home, query))
+    out, page = [], asyncio.run(search(hub.home, query, timeout=SLOW))
     while True:
         assert all(p.status == "ok" for p in page.peers), page.peers
         out += [(r["origin"], r["id"]) for r in page.results]
         if page.next_cursor is None:
             return out
-        page = asyncio.run(search(hub.home, cursor=page.next_cursor))
+        page = asyncio.run(search(hub.home, cursor=page.next_cursor, timeout=SLOW))
 
 
 @pytest.fixture
@@ -218,7 +219,8 @@ def test_one_partner_holding_the_first_page_is_asked_twice_and_the_pages_equal_t
     for n, partner in enumerate(others):
         _fill(partner, [f"Zed{n}{i:03d}" for i in range(35)])
     query = Query(sort="name", limit=LIMIT)
-    page = asyncio.run(search(hub.home, query))
+    page = asyncio.run(search(hub.home, query, timeout=SLOW))
+    assert all(p.status == "ok" for p in page.peers), page.peers
     assert [(r["origin"], r["id"]) for r in page.results] == _central([hub, p1, *others], query)[:LIMIT]
     assert {r["origin"] for r in page.results} == {p1.node_id}
     assert _queries(p1) == [30, 10]  # its share, then the rest of the page after its last key
@@ -234,7 +236,8 @@ def test_spread_records_take_one_round_and_each_partner_sends_its_share(hub_and_
     for n, partner in enumerate(partners):
         _fill(partner, [f"Name{i:03d}{n}" for i in range(35)])  # interleaved: ~10 of each on a page
     query = Query(sort="name", limit=LIMIT)
-    page = asyncio.run(search(hub.home, query))
+    page = asyncio.run(search(hub.home, query, timeout=SLOW))
+    assert all(p.status == "ok" for p in page.peers), page.peers
     assert [(r["origin"], r["id"]) for r in page.results] == _central([hub, *partners], query)[:LIMIT]
     assert all(_queries(p) == [30] for p in partners)  # one request each, for 30 records, not 40
     assert page.next_cursor is not None
@@ -259,7 +262,7 @@ def test_forged_records_in_either_round_are_dropped_and_the_rest_of_the_page_is_
         _fill(partner, [f"Zed{n}{i:03d}" for i in range(35)])
     bad = _forge(p1, forged)
     query = Query(sort="name", limit=LIMIT)
-    page = asyncio.run(search(hub.home, query))
+    page = asyncio.run(search(hub.home, query, timeout=SLOW))
     # Asking everyone for the whole page: P1's first 40, less the forged one, then the next genuine record.
     central = _central([hub, p1, *others], query)
     sent_by_p1 = [k for k in central if k[0] == p1.node_id][:LIMIT]
@@ -269,6 +272,9 @@ def test_forged_records_in_either_round_are_dropped_and_the_rest_of_the_page_is_
     status = next(p for p in page.peers if p.node_id == p1.node_id)
     assert status.status == "invalid" and status.dropped == 1 and "signature" in status.error
     assert _queries(p1) == [30, 10]  # the forged record counted as one of its 30 or 10: no third round
+
+
+DEADLINE, FIRST_ROUND_DELAY = 8.0, 4.0
 
 
 def _hung_in_round_two(tmp_path: Any, network: Any, hub: Any, names: list[str]) -> Any:
@@ -281,11 +287,14 @@ def _hung_in_round_two(tmp_path: Any, network: Any, hub: Any, names: list[str]) 
     h.accept_from(hub)
     records = [h.add_profile(first_name=f"F{i:03d}", last_name=name) for i, name in enumerate(names)]
     served = {r["id"]: r for r in records}
+    h.release = asyncio.Event()  # set when the test is done: the second round then gets its (late) answer
 
     async def query(request: web.Request) -> web.Response:
         wire = await request.json()
-        # Slow in the first round, so that the deadline is part spent; never answers the second.
-        await asyncio.sleep(6 if wire.get("after") is not None else 1.2)
+        if wire.get("after") is None:
+            await asyncio.sleep(FIRST_ROUND_DELAY)  # slow in the first round: the deadline is part spent
+        else:
+            await h.release.wait()
         q = Query.from_wire(wire)
         rows = [served[r["id"]] for r in store.search(h.home.db, q, today()) if r["id"] in served]
         return web.json_response({"records": rows})
@@ -304,16 +313,17 @@ def test_a_partner_hung_in_round_two_times_out_within_the_one_deadline_and_the_r
             _fill(partner, [f"Zed{n}{i:03d}" for i in range(35)])
         query = Query(sort="name", limit=LIMIT)
         started = time.monotonic()
-        page = asyncio.run(search(hub.home, query, timeout=2.5))
+        page = asyncio.run(search(hub.home, query, timeout=DEADLINE))
         elapsed = time.monotonic() - started
         assert hung.hits_on("POST", "/v1/profiles/query") == 2  # asked twice; the second never answered
     finally:
+        network.loop.loop.call_soon_threadsafe(hung.release.set)
         hung.stop()
     status = {p.node_id: p for p in page.peers}
     assert status[hung.node_id].status == "timeout" and "second round" in status[hung.node_id].error
-    # One deadline for both rounds: the second had only what the first (1.2 s or more) left of 2.5 s.
+    # One deadline for both rounds: the second had only what the first (4 s or more) left of 8 s.
     given = float(re.search(r"within ([0-9.]+)s", status[hung.node_id].error).group(1))
-    assert given <= 2.5 - 1.2 + 0.01, status[hung.node_id].error
+    assert given <= DEADLINE - FIRST_ROUND_DELAY + 0.01, status[hung.node_id].error
     assert all(status[p.node_id].status == "ok" for p in others)
     # Its first answer (30 genuine records) stays; the rest of the page is exactly everyone else's next.
     rest = _central([hub, *others], query)
@@ -321,4 +331,23 @@ def test_a_partner_hung_in_round_two_times_out_within_the_one_deadline_and_the_r
     assert [k for k in got if k[0] == hung.node_id] == [(hung.node_id, r["id"]) for r in page.results[:30]]
     assert got[30:] == rest[:LIMIT - 30]
     assert page.next_cursor is not None  # it may hold more
-    assert elapsed < 2.5 + 1.5, elapsed
+    assert elapsed < DEADLINE + 1.5, elapsed
+
+
+def test_the_rounds_benchmark_runs_in_its_fast_mode(tmp_path):
+    """benchmarks/dataview_rounds.py end to end (figures not asserted: they belong in the report),
+    so that it never rots; it checks every two-round page against one round's itself."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "rounds.json"
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "dataview_rounds.py"), "--fast", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert sum(row["round_two"] for row in report["frequency"]) > 0  # `created` ties: one partnership's page
+    modes = {(row["shape"], row["mode"]): row for row in report["costs"]}
+    for shape in {s for s, _ in modes}:
+        one, two = modes[(shape, "one round")], modes[(shape, "two rounds")]
+        assert two["records_parsed"] <= one["records_parsed"] and one["pages"] == two["pages"] > 0
