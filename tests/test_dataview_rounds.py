@@ -148,6 +148,34 @@ def test_spread_records_need_no_second_round():
     assert again == 0 and len(page) == 50
 
 
+@pytest.mark.parametrize("holds", [10, 11])
+def test_a_source_whose_last_record_ends_the_page_is_asked_for_one_more_to_settle_more(holds):
+    """Its next record cannot be on the page, but whether it has one decides `more` (and so whether
+    there is a next cursor) exactly as one round would."""
+    query = Query(sort="incidents", limit=20)
+    first = sorted([_record(1, i, 0, "incidents") for i in range(10)], key=lambda r: sort_key(r, "incidents"))
+    second = [_record(2, 100 + i, 5, "incidents") for i in range(holds)]
+    lists = [[], first, second]
+    page, more, again, answers = _two_rounds(query, lists, [20, 10, 10], None)
+    one, one_more = merge([rs[:20] for rs in lists], query)
+    assert [r["id"] for r in page] == [r["id"] for r in one] and page[-1]["origin"] == "o02"
+    assert answers[2].asked == 11 and more == one_more == (holds > 10)
+    assert (next_cursor(page, more, query) is None) == (holds == 10)
+
+
+def test_a_refused_record_that_hides_its_sources_next_one_still_leaves_a_cursor():
+    """A source's last record, beyond the page, fails checks: the merge sees nothing after the page,
+    but the source sent all it was asked for, so there may be more (one round saw its next record)."""
+    query = Query(sort="incidents", limit=4)
+    lists = [[_record(0, 1, 1, "incidents"), _record(0, 2, 2, "incidents"), _record(0, 3, 3, "incidents")],
+             [_record(1, 4, 0, "incidents"), _record(1, 5, 9, "incidents"), _record(1, 6, 10, "incidents")]]
+    accept = (lambda r: r["id"] != "0005")
+    page, more, again, _ = _two_rounds(query, lists, [4, 2], accept)
+    one, one_more = merge([rs[:4] for rs in lists], query, accept)
+    assert again == 0 and [r["id"] for r in page] == [r["id"] for r in one] == ["0004", "0001", "0002", "0003"]
+    assert one_more and more and next_cursor(page, more, query) == next_cursor(one, one_more, query)
+
+
 def test_a_source_whose_refused_records_fill_the_page_is_asked_again_only_once():
     """A hostile source sends records that will not verify, where the page would show them: they
     count as its records, it is asked again (once) and the page is made of everyone else's."""
