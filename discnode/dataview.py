@@ -170,7 +170,10 @@ def first_round_size(limit: int, partners: int) -> int:
     partner's share reaches this size, which happens for 0.07% of pages at 10 partnerships, 0.015%
     at 30 and ~1e-8 at 100 (the floor is what keeps it rare at many partnerships: with 5 records
     at 100 partnerships it would be 1.7%). The factor 3 leaves room for partnerships of unequal
-    size. What the benchmark network and skewed data do is measured in benchmarks/dataview_rounds.py."""
+    size. Measured (benchmarks/dataview_rounds.py, README there): on the benchmark network no page
+    whose records spread over the partnerships took a second round; a page that is one
+    partnership's (ties in the sort value: the order then goes by node ID) always does, as it must;
+    so do most pages when one partnership holds a quarter of all records."""
     return min(limit, max(FIRST_ROUND_FLOOR, math.ceil(3 * limit / max(partners, 1))))
 
 
