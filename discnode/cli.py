@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn, Optional, Sequence
 
 import typer
 
@@ -1017,9 +1017,11 @@ def search(
                   status=tuple(status), tags=tuple(tag), age_min=age_min, age_max=age_max, excluded=excluded,
                   sort=sort, desc=desc, limit=limit)
     client = _daemon_client()
+    float_free: list[dict[str, Any]] = []  # records known to hold no float (output.json_ascii)
     if all_pages:
         results, statuses = _run(walk(home, query, timeout=timeout, partnerships=partnership, client=client))
         page = Page(results, statuses, None, query)
+        float_free = results if all(s.float_free for s in statuses) else []
     else:
         # A cursor alone continues its own search; with any search option given, they must match it.
         alone = cursor and not any(_given(ctx, name) for name in _SEARCH_OPTIONS)
@@ -1045,7 +1047,7 @@ def search(
         page.results = [{**r, "links": linked[(r["origin"], r["id"])]} if (r["origin"], r["id"]) in linked else r
                         for r in page.results]
     if csv_out or json_out:
-        _export_page(page, csv_out, out_file)
+        _export_page(page, csv_out, out_file, float_free)
         if out_file is not None:
             from .exports import register
             register(home.db, out_file, page.results, home.node_id)
@@ -1068,9 +1070,10 @@ def _csv_row(r: dict[str, Any]) -> list[Any]:
             r["review_by"]]
 
 
-def _export_page(page: Any, as_csv: bool, out_file: Path | None) -> None:
+def _export_page(page: Any, as_csv: bool, out_file: Path | None, float_free: Sequence[Any] = ()) -> None:
     """--csv or --json, to stdout or to a file readable by its owner only. Partnerships that did not
-    answer are named on stderr, so that an export is never silently short."""
+    answer are named on stderr, so that an export is never silently short. float_free: records
+    known to hold no float (output.json_ascii)."""
     import io
     if as_csv:
         buffer = io.StringIO()
@@ -1080,7 +1083,7 @@ def _export_page(page: Any, as_csv: bool, out_file: Path | None) -> None:
             if p.status != "ok":
                 output.info(f"warning: {p.name} ({p.node_id}): {p.status} {p.error}".rstrip())
     else:
-        text = output.json_ascii(page.to_json())
+        text = output.json_ascii(page.to_json(), float_free=float_free)
     if out_file is None:
         sys.stdout.write(text)
         return

@@ -17,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hashlib
 import heapq
+import itertools
 import json
 import math
 import multiprocessing
+import operator
 import os
 import signal
 import sys
@@ -32,7 +35,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Sequence
+from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Iterator, Sequence
+
+import orjson
 
 from . import checked, handling, peers, schemas, store, untrusted, wirejson
 from .consent import scopes_of
@@ -59,6 +64,7 @@ class SourceStatus:
     #: Fields this partnership withholds from this node under their agreement (handling.py).
     withheld: list[str] = field(default_factory=list)
     #: Whether the last reply held no floats (internal: lets record checks take the fast path).
+    #: After a walk: whether every record this source sent held none (lets its writer skip a scan).
     float_free: bool = field(default=False, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -274,13 +280,6 @@ def cursor_secret(home: Home) -> bytes:
     return hashlib.blake2b(b"discnode search cursor", key=bytes(home.identity.signing_key), digest_size=32).digest()
 
 
-def _is_after(record: dict[str, Any], query: Query) -> bool:
-    if query.after is None:
-        return True
-    key = sort_key(record, query.sort)
-    return key < query.after if query.desc else key > query.after
-
-
 # --- I/O -------------------------------------------------------------------------------------
 
 
@@ -290,10 +289,73 @@ def split_reply(body: bytes) -> tuple[list[Any], list[bytes], bool]:
     record's canonical form skip a walk of the whole structure). PeerError unless the reply is one
     I-JSON object (wirejson's rules) whose `records` is a list.
 
-    Written by hand around the standard decoder's raw_decode, which parses each value: no JSON
-    library reports where in the text a value lay, and the received text of each record is what
-    checked.digest needs (see there). The values are read with wirejson's own hooks and checks, so
-    that a walk reads a reply exactly as every other receiver does (tests/test_dataview.py)."""
+    A reply as partners send it (`{"records":[...]}`, each record in its canonical form: see
+    _split_canonical) is read at C speed; any other is read by _split_strict. Both read a reply
+    exactly as every other receiver does (wirejson; tests/test_dataview.py)."""
+    return _split_canonical(body) or _split_strict(body)
+
+
+class _NotPlain(Exception):
+    """A number that is not an integer, or NaN or Infinity: not for the canonical fast path."""
+
+
+def _not_plain(text: str) -> Any:
+    raise _NotPlain(text)
+
+
+#: The standard library's decoder (in C) with no hook but for numbers that are not integers, which
+#: a canonical reply does not hold. Shared: a JSONDecoder holds no state between calls.
+_PLAIN_DECODER = json.JSONDecoder(parse_float=_not_plain, parse_constant=_not_plain)
+_REPLY_HEAD, _REPLY_TAIL = b'{"records":[', b"]}"
+
+
+def _split_canonical(body: bytes) -> tuple[list[Any], list[bytes], bool] | None:
+    """split_reply for a reply that is exactly `{"records":[` + its records' texts joined by `,`
+    + `]}`, each text exactly what orjson writes for the record it parses to (compact, members in
+    the text's order, non-ASCII as UTF-8): what a partner sends, its stored canonical records
+    unparsed (server.py). None for any other reply, which _split_strict then reads (and refuses,
+    if wirejson would).
+
+    Why this reads exactly what wirejson reads, for any bytes: the values come from the same
+    standard decoder as wirejson's (strict UTF-8 first), here without its Python hooks, so each
+    thing those hooks refuse or change must be ruled out another way. A number with a fraction or
+    an exponent, NaN and Infinity reach _not_plain (None). Writing every record back with orjson
+    and comparing with the bytes received rules out the rest: a repeated member (the dict holds
+    one member fewer, so its text differs), an unpaired surrogate (orjson refuses to write it), an
+    integer outside I-JSON's range (OPT_STRICT_INTEGER refuses it), whitespace, escapes wirejson
+    would decode (orjson writes the character) and anything but the one member. Nesting: a record
+    whose text holds at most MAX_DEPTH - 2 brackets cannot nest past MAX_DEPTH in the reply; any
+    other is measured as wirejson measures it. Each record's text as received is then its own
+    orjson text, found without a scan for where values begin and end."""
+    if not body.startswith(_REPLY_HEAD):
+        return None
+    try:
+        value = _PLAIN_DECODER.decode(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError, _NotPlain):
+        return None
+    if type(value) is not dict or len(value) != 1 or type(value.get("records")) is not list:
+        return None
+    records = value["records"]
+    try:
+        received = [orjson.dumps(r, option=orjson.OPT_STRICT_INTEGER) for r in records]
+    except orjson.JSONEncodeError:
+        return None
+    if b"".join((_REPLY_HEAD, b",".join(received), _REPLY_TAIL)) != body:
+        return None
+    for record, text in zip(records, received):
+        if text.count(b"[") + text.count(b"{") > wirejson.MAX_DEPTH - 2:
+            try:
+                wirejson._check_depth({"records": [record]})
+            except InvalidInput:
+                return None
+    return records, received, True
+
+
+def _split_strict(body: bytes) -> tuple[list[Any], list[bytes], bool]:
+    """split_reply for any reply. Written by hand around the standard decoder's raw_decode, which
+    parses each value: no JSON library reports where in the text a value lay, and the received
+    text of each record is what checked.digest needs (see there). The values are read with
+    wirejson's own hooks and checks."""
     floats = wirejson._Floats()
     decoder = json.JSONDecoder(object_pairs_hook=wirejson._object, parse_int=wirejson._integer,
                                parse_float=wirejson._number(floats), parse_constant=wirejson._constant)
@@ -398,12 +460,13 @@ class Screened:
 
 
 def judge(records: list[Any], received: list[bytes], float_free: bool, peer: peers.Peer, query: Query, *,
-          full: bool = False, known: AbstractSet[bytes] = frozenset()) -> Verdict:
+          full: bool = False, known: AbstractSet[bytes] = frozenset(), digests: Sequence[bytes] = ()) -> Verdict:
     """Which of a reply's records are fit to merge. Always: an object of the peer's own origin
     with a well-formed sort key. With full=True also every record's schema and signature
     (check_record), except records whose digest (of the bytes as received) is in `known`: checked
     in full before (checked.py); otherwise the merge checks the few that reach the page. Pure, so
-    that a walk can run it in worker processes."""
+    that a walk can run it in worker processes. digests: the first records' digests, if the
+    caller has computed them (checked.digest(peer.public_key, received[i]))."""
     verdict = Verdict(count=len(records), float_free=float_free)
     for index, record in enumerate(records[: query.limit]):
         try:
@@ -412,7 +475,7 @@ def judge(records: list[Any], received: list[bytes], float_free: bool, peer: pee
             if not isinstance(key[0], int if query.sort == "incidents" else str) or isinstance(key[0], bool):
                 raise InvalidInput("record has a malformed sort value")
             if full:
-                digest = checked.digest(peer.public_key, received[index])
+                digest = digests[index] if index < len(digests) else checked.digest(peer.public_key, received[index])
                 if digest not in known:
                     check_record(record, peer, float_free=float_free)
                     verdict.newly_checked.append((digest, peer.node_id, record["id"]))
@@ -426,9 +489,14 @@ def judge(records: list[Any], received: list[bytes], float_free: bool, peer: pee
 def assemble(records: list[Any], verdict: Verdict, query: Query, float_free: bool) -> Screened:
     """The records a verdict keeps, after the cursor, in order (a peer's order is not something to
     trust; the merge needs sorted input)."""
-    kept = [r for r in (records[i] for i in verdict.keep) if _is_after(r, query)]
-    kept.sort(key=lambda r: sort_key(r, query.sort), reverse=query.desc)
-    return Screened(kept, verdict.dropped, verdict.reason, float_free, verdict.newly_checked)
+    keyed = [(sort_key(r, query.sort), r) for r in (records[i] for i in verdict.keep)]  # each key once
+    if query.after is not None:
+        keyed = [(k, r) for k, r in keyed if (k < query.after if query.desc else k > query.after)]  # after the cursor
+    keyed.sort(key=_first, reverse=query.desc)
+    return Screened([r for _, r in keyed], verdict.dropped, verdict.reason, float_free, verdict.newly_checked)
+
+
+_first = operator.itemgetter(0)
 
 
 def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False,
@@ -645,9 +713,11 @@ def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], si
             # worker's pipe and wait for a CPU. The same pure function on the same bytes with the
             # same `known` as the worker's, so the same verdict (tests/test_dataview.py).
             records, received, float_free = split_reply(body)
-            if all(checked.digest(peer.public_key, b) in known for b in received[: query.limit]):
+            digests = list(itertools.takewhile(known.__contains__, (
+                checked.digest(peer.public_key, b) for b in received[: query.limit])))
+            if len(digests) == len(received[: query.limit]):
                 screened = assemble(records, judge(records, received, float_free, peer, query, full=True,
-                                                   known=known), query, float_free)
+                                                   known=known, digests=digests), query, float_free)
                 sink.extend(screened.newly_checked)
                 return screened
         pending = None
@@ -714,6 +784,36 @@ def _check_pool(workers: int | None, known: AbstractSet[bytes]) -> ProcessPoolEx
         return None
 
 
+_pause_lock = threading.Lock()
+_pauses = 0
+_resume = False
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector held off while a walk runs (the process's, so while
+    walks overlap it resumes when the last one ends, and only if it ran before the first began).
+    A walk creates some 30 lists and objects a record, 600,000 for 18,000 profiles, all kept
+    until it ends: each collection of the oldest generation goes through all of them again, and
+    those grew with the walk (measured: 0.1 s of a 0.55 s repeat walk's CPU in a small process;
+    more in the daemon, whose own objects are gone through too). Nothing here makes cycles that
+    need it; reference counting still frees everything else, and whatever cycles other code makes
+    meanwhile are collected when it resumes."""
+    global _pauses, _resume
+    with _pause_lock:
+        if _pauses == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _resume:
+                gc.enable()
+
+
 async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, page_size: int = 200,
                partnerships: Iterable[str] = (), client: PeerClient | None = None, workers: int | None = None,
                remember_checks: bool = True, on_source_done: Callable[[SourceStatus], None] | None = None
@@ -725,16 +825,26 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
     fully checked, in `workers` processes (default: one per CPU; 0 checks in this process), except
     those checked by an earlier walk (checked.py; remember_checks=False neither uses nor adds to
     that record). on_source_done(status) is called once for each source, when it has sent its last
-    page (or failed): for a progress bar."""
+    page (or failed): for a progress bar. A status's float_free says whether every record from
+    that source held no float (output.json_ascii can then skip its scan of them)."""
     query = query.checked()
     wanted = {parse_node_id(p) for p in partnerships}
     targets = [p for p in active_peers(home) if not wanted or p.node_id in wanted]
     own = not wanted or home.node_id in wanted
     owned_client = client is None
     client = client or PeerClient(home.identity, timeout=timeout)
+    with _collector_paused():
+        return await _walk(home, query, timeout, page_size, targets, own, client, owned_client, workers,
+                           remember_checks, on_source_done)
+
+
+async def _walk(home: Home, query: Query, timeout: float, page_size: int, targets: list[peers.Peer], own: bool,
+                client: PeerClient, owned_client: bool, workers: int | None, remember_checks: bool,
+                on_source_done: Callable[[SourceStatus], None] | None
+                ) -> tuple[list[dict[str, Any]], list[SourceStatus]]:
     page = replace(query, limit=page_size, after=None)
-    streams = ([_Stream(0, SourceStatus(home.node_id, home.config.name, "ok"))] if own else []) + [
-        _Stream(i + 1, SourceStatus(p.node_id, p.name, "ok", withheld=withheld_by(home, p)), p)
+    streams = ([_Stream(0, SourceStatus(home.node_id, home.config.name, "ok", float_free=True))] if own else []) + [
+        _Stream(i + 1, SourceStatus(p.node_id, p.name, "ok", withheld=withheld_by(home, p), float_free=True), p)
         for i, p in enumerate(targets)]
     by_index = {s.index: s for s in streams}
 
@@ -752,6 +862,7 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
         if stream.peer is None:
             records = [r for r in store.search(home.db, q, today()) if r["origin"] == home.node_id]
             stream.more = len(records) >= page_size
+            stream.status.float_free = stream.status.float_free and wirejson.float_free(records)
         else:
             # Every record of a walk is checked anyway, so check it as it arrives (in a worker
             # process, while this one merges): a peer's position then only ever advances to the key
@@ -762,6 +873,7 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
                 stream.more = False
                 return []
             stream.status.dropped += status.dropped
+            stream.status.float_free = stream.status.float_free and status.float_free
             if status.dropped:
                 stream.status.status, stream.status.error = "invalid", status.error
             stream.more = bool(records) and len(records) + status.dropped >= page_size
@@ -810,7 +922,9 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
     if newly_checked and remember_checks:
         checked.remember(home.db, newly_checked, today())
     names = {s.status.node_id: s.status.name for s in streams}
-    return [{**r, "origin_name": names[r["origin"]]} for r in out], [s.status for s in streams]
+    for record in out:  # each parsed (or read) by this walk, and held by nothing else: no copy
+        record["origin_name"] = names[record["origin"]]
+    return out, [s.status for s in streams]
 
 
 async def fetch_profile(home: Home, ref: str, save_images: Path | None = None,

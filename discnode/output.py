@@ -14,7 +14,7 @@ import re
 import sys
 
 import orjson
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 from rich import box
 from rich.cells import cell_len
@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import handling
+from . import handling, wirejson
 from .text import printable
 
 # emoji=False: ':police_car:' in a partner's text is shown as typed, not as a picture.
@@ -60,34 +60,21 @@ def _ascii_escape(match: re.Match[str]) -> str:
     return f"\\u{code:04x}"
 
 
-def _float_free(data: Any) -> bool:
-    """Whether data holds no float (any depth). A record's values are typed in one C-level pass
-    (set(map(type, ...))); only its lists and objects are gone into."""
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        items = value.values() if isinstance(value, dict) else value
-        kinds = set(map(type, items))
-        if float in kinds or any(issubclass(k, float) for k in kinds):
-            return False
-        if kinds & _CONTAINERS or any(issubclass(k, (dict, list, tuple)) for k in kinds - _SCALARS):
-            stack.extend(v for v in items if isinstance(v, (dict, list, tuple)))
-    return True
-
-
-_CONTAINERS = {dict, list, tuple}
-_SCALARS = {str, int, bool, type(None)}
-
-
-def json_ascii(data: Any) -> str:
+def json_ascii(data: Any, *, float_free: Collection[Any] = ()) -> str:
     """`json.dumps(data, indent=2, sort_keys=True, default=str) + "\\n"`, byte for byte, from orjson:
     the standard library's encoder falls back to pure Python with `indent` (most of a served
     `search --all --json` of 18,000 profiles). orjson writes text as UTF-8 and leaves DEL as it is;
     outside strings it writes only printable ASCII and newlines, so every other character is inside
     a string, where it becomes the standard library's \\uXXXX. Dates, datetimes and dataclasses go
     to `default` as they would there. Data holding a float (the protocol has none), and anything orjson refuses (a lone surrogate, an integer past 64
-    bits) is written by the standard library. test_cli_output.py checks it against json.dumps."""
-    if not isinstance(data, (dict, list, tuple)) or not _float_free(data):  # orjson writes 1e-05 as 0.00001
+    bits) is written by the standard library. test_cli_output.py checks it against json.dumps.
+
+    float_free: lists and objects within data that the caller knows hold no float, such as the
+    records a walk read from replies its reader found float-free (dataview.walk); the scan for
+    floats, most of this function's time for a walk of 18,000 profiles, passes them by. By
+    identity: the caller's collection keeps them alive, so no other object can take their id."""
+    vouched = frozenset(map(id, float_free))
+    if not isinstance(data, (dict, list, tuple)) or not wirejson.float_free(data, vouched):  # orjson writes 1e-05 as 0.00001
         return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
     try:
         text = orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS |

@@ -506,3 +506,190 @@ def test_split_reply_refuses_a_lone_surrogate_in_any_member_as_wirejson_does(bod
         wirejson.loads_checked(body)
     with pytest.raises(PeerError):
         split_reply(body)
+
+
+# --- the canonical reader (split_reply's fast path) ----------------------------------------------
+
+#: JSON texts that wirejson refuses or reads otherwise than a plain parse would, to put in replies.
+AWKWARD = ['{"a":1,"a":2}', '{"a":{"b":1,"b":1}}', '"\\ud800"', '"\\udc00\\ud800"', '{"\\ud800":1}', '"\\ud83d\\ude00"',
+           "9007199254740991", "-9007199254740991", "9007199254740992", "-9007199254740992", "18446744073709551616",
+           "20.0", "2e1", "-0", "1.5", "1E400", "NaN", "-Infinity", '"\\u00e9"', '"\\/"', '"\\u001F"', '"\\u001f"',
+           '"\\n"', '"\\u000a"', '"\\x7f"'.replace("\\x7f", "\x7f"), '"\u2028"', "[" * 29 + "]" * 29,
+           "[" * 30 + "]" * 30, "[" * 31 + "]" * 31, '{"a":' * 30 + "1" + "}" * 30, "[" * 1100 + "]" * 1100,
+           "true", "null", "[]", "{}", '""']
+
+
+def _canonical_body(pieces):
+    return ('{"records":[' + ",".join(pieces) + "]}").encode()
+
+
+def _in_range(value):
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= 2**53 - 1
+    if isinstance(value, float):
+        return False
+    items = value.values() if isinstance(value, dict) else value
+    return all(_in_range(v) for v in items)
+
+
+@settings(max_examples=600, deadline=None)
+@given(records=st.lists(json_values, max_size=4), awkward=st.lists(st.sampled_from(AWKWARD), max_size=2),
+       nest=st.booleans(), cut=st.integers(0, 400),
+       insert=st.sampled_from([b"", b",", b"]", b"}", b" ", b"\n", b'"', b"\\", b"\xff", b"\xed\xa0\x80", b"\xc3",
+                               b"\xef\xbb\xbf", b"0", b".0", b"e1", b"[", b"{", b'"records":[],']))
+def test_the_canonical_reader_reads_exactly_what_wirejson_reads(records, awkward, nest, cut, insert):
+    """split_reply's fast path (_split_canonical) against the strict reader and against wirejson,
+    the one reader of network JSON: replies as partners write them (compact, UTF-8), with repeated
+    members, lone and paired surrogate escapes, integers at and past I-JSON's range, numbers with
+    a zero fraction, NaN, nesting at and past 32 levels, other escapes, then any byte inserted
+    anywhere (not UTF-8, a byte order mark, whitespace, structure). Whenever the fast path answers,
+    it answers what the strict reader does; split_reply accepts exactly what wirejson accepts and
+    reads it alike; and a reply as partners send it does take the fast path."""
+    from discnode import wirejson
+    from discnode.dataview import _split_canonical, _split_strict, split_reply
+    from discnode.errors import DiscnodeError, PeerError
+
+    def reference(body):
+        try:
+            value, floats = wirejson.loads_checked(body)
+        except DiscnodeError:
+            return "refused"
+        return (value["records"], not floats) if isinstance(value, dict) and isinstance(
+            value.get("records"), list) else "refused"
+
+    def read(body):
+        try:
+            parsed, received, float_free = split_reply(body)
+        except PeerError:
+            return "refused"
+        assert [wirejson.loads(t) for t in received] == parsed
+        assert b",".join(received) in body
+        return parsed, float_free
+
+    def agree(body):
+        fast = _split_canonical(body)
+        if fast is not None:
+            assert fast == _split_strict(body)
+            assert fast[2] is True
+        assert read(body) == reference(body)
+        return fast
+
+    pieces = [json.dumps(r, separators=(",", ":"), ensure_ascii=False) for r in records]
+    pieces += [f'{{"x":{a}}}' if nest else a for a in awkward]
+    body = _canonical_body(pieces)
+    fast = agree(body)
+    if not awkward and all(_in_range(r) for r in records):
+        assert fast is not None  # as partners send them: read at C speed
+    agree(body[:cut] + insert + body[cut:])
+
+
+def test_a_served_reply_takes_the_canonical_reader_and_reads_as_wirejson_reads(abc):
+    from discnode import wirejson
+    from discnode.dataview import _split_canonical, _split_strict
+    _, b, _ = abc
+    texts = [r[0] for r in b.home.db.execute("select record_withheld from profiles order by id")]
+    body = _canonical_body(texts)
+    fast = _split_canonical(body)
+    assert fast is not None and fast == _split_strict(body)
+    assert fast[0] == wirejson.loads(body)["records"] and fast[1] == [t.encode() for t in texts]
+
+
+def _tamper_canonical(node, fn):
+    """_tamper, the altered record written compactly as partners serve records (the fast path)."""
+    import orjson
+    db = node.home.db
+    rid, record = db.execute("select id, record_withheld from profiles limit 1").fetchone()
+    with write(db):
+        db.execute("update profiles set record_withheld = ? where id = ?",
+                   [orjson.dumps(fn(json.loads(record))).decode(), rid])
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["checked-in-process", "checked-in-worker-processes"])
+@pytest.mark.parametrize("how, words", [("content", "signature"), ("signature", "signature"),
+                                        ("origin", "another origin")])
+def test_a_tampered_record_read_by_the_canonical_reader_is_dropped(abc, monkeypatch, workers, how, words):
+    """The fast path reads the tampered reply (compact, as partners write) and every check still
+    runs: altered content, an altered signature, another origin: dropped, first walk and second."""
+    from discnode import dataview
+    from discnode.query import Query
+    a, b, c = abc
+    fast = []
+    real = dataview._split_canonical
+    monkeypatch.setattr(dataview, "_split_canonical", lambda body: fast.append(real(body) is not None) or real(body))
+    first, _ = asyncio.run(dataview.walk(a.home, Query(), workers=workers))
+    change = {"content": lambda r: {**r, "last_name": "Framed"},
+              "signature": lambda r: {**r, "sig": ("A" if r["sig"][0] != "A" else "B") + r["sig"][1:]},
+              "origin": lambda r: {**r, "origin": c.node_id}}[how]
+    _tamper_canonical(b, change)
+    for _ in range(2):  # the second walk finds the same: a refused record is never remembered
+        results, statuses = asyncio.run(dataview.walk(a.home, Query(), workers=workers))
+        b_status = next(s for s in statuses if s.node_id == b.node_id)
+        assert b_status.status == "invalid" and b_status.dropped == 1 and words in b_status.error
+        assert len(results) == 2 * PEOPLE - 1 and "Framed" not in {r["last_name"] for r in results}
+        assert {(r["origin"], r["id"]) for r in results} < {(r["origin"], r["id"]) for r in first}
+    assert fast and all(fast)  # in this process, every reply went through the fast path
+
+
+def test_search_all_json_is_byte_for_byte_what_the_strict_reader_and_the_standard_writer_give(abc, monkeypatch):
+    """`search --all --json`'s bytes through the fast reader, the float-free knowledge passed to
+    the writer and the records labelled in place, against the strict reader and json.dumps."""
+    import dataclasses
+
+    from discnode import dataview, output
+    from discnode.query import Query
+    _, b, _ = abc
+
+    def walked():
+        results, statuses = asyncio.run(dataview.walk(b.home, Query(), workers=0))
+        return results, [dataclasses.replace(s, ms=0) for s in statuses]
+    results, statuses = walked()
+    assert all(s.float_free for s in statuses) and len(results) == 3 * PEOPLE
+    new = output.json_ascii(dataview.Page(results, statuses, None, Query()).to_json(), float_free=results)
+    monkeypatch.setattr(dataview, "_split_canonical", lambda body: None)
+    old_results, old_statuses = walked()
+    old = json.dumps(dataview.Page(old_results, old_statuses, None, Query()).to_json(), indent=2, sort_keys=True,
+                     default=str) + "\n"
+    assert new == old
+    monkeypatch.undo()
+    vouched, write = [], output.json_ascii
+    monkeypatch.setattr(output, "json_ascii", lambda data, **kw: vouched.append(len(kw["float_free"])) or write(data, **kw))
+    cli = b.cli("search", "--all", "--json").out
+    assert vouched == [3 * PEOPLE]  # the command passed the walk's knowledge on
+    assert json.dumps(json.loads(cli), indent=2, sort_keys=True) + "\n" == cli
+
+
+def test_the_writer_scans_what_is_not_vouched_for():
+    """A record not among those vouched for float-free (a copy made after the walk, with a float)
+    is still found, and the data written the standard library's way."""
+    from discnode import output
+    vouched = [{"a": 1, "b": [{"c": "x"}]}, {"a": 2}]
+    data = {"results": vouched[:1] + [{**vouched[1], "h": 1e-05}], "peers": []}
+    assert output.json_ascii(data, float_free=vouched) == json.dumps(data, indent=2, sort_keys=True) + "\n"
+    assert "1e-05" in output.json_ascii(data, float_free=vouched)
+    data = {"results": vouched, "peers": [{"ms": 0.5}]}
+    assert output.json_ascii(data, float_free=vouched) == json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def test_walks_hold_off_the_cyclic_collector_and_resume_it_after_even_when_they_overlap(abc):
+    import gc
+
+    from discnode import dataview
+    from discnode.query import Query
+    a, _, _ = abc
+    seen = []
+
+    async def two():
+        return await asyncio.gather(*(dataview.walk(a.home, Query(), workers=0,
+                                                    on_source_done=lambda s: seen.append(gc.isenabled()))
+                                      for _ in range(2)))
+    assert gc.isenabled()
+    asyncio.run(two())
+    assert seen and not any(seen) and gc.isenabled()
+    gc.disable()
+    try:
+        asyncio.run(two())
+        assert not gc.isenabled()  # not turned on by a walk if it was off before
+    finally:
+        gc.enable()
