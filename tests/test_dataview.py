@@ -516,7 +516,7 @@ AWKWARD = ['{"a":1,"a":2}', '{"a":{"b":1,"b":1}}', '"\\ud800"', '"\\udc00\\ud800
            "20.0", "2e1", "-0", "1.5", "1E400", "NaN", "-Infinity", '"\\u00e9"', '"\\/"', '"\\u001F"', '"\\u001f"',
            '"\\n"', '"\\u000a"', '"\\x7f"'.replace("\\x7f", "\x7f"), '"\u2028"', "[" * 29 + "]" * 29,
            "[" * 30 + "]" * 30, "[" * 31 + "]" * 31, '{"a":' * 30 + "1" + "}" * 30, "[" * 1100 + "]" * 1100,
-           "true", "null", "[]", "{}", '""']
+           "true", "null", "[]", "{}", '""', '"},{"', '{"a":"},{"}', '{"a":"}"}', '{"a":"{"}']
 
 
 def _canonical_body(pieces):
@@ -573,6 +573,7 @@ def test_the_canonical_reader_reads_exactly_what_wirejson_reads(records, awkward
         if fast is not None:
             assert fast == _split_strict(body)
             assert fast[2] is True
+            assert body == b'{"records":[' + b",".join(fast[1]) + b"]}"  # each text where it lies
         assert read(body) == reference(body)
         return fast
 
