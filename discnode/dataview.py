@@ -703,10 +703,11 @@ def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], si
     """A walk's screener: every record checked in full (in the pool's worker processes, if any)
     unless in `known`, and the digests of the newly checked collected in sink. A worker judges
     the reply and sends back only a Verdict; meanwhile this process parses the same bytes itself
-    (wirejson, as every receiver does), rather than unpickling records a worker parsed. The worker's
+    (split_reply, which reads as wirejson does), rather than unpickling records a worker parsed. The worker's
     split_reply is the judge of the reply's form: this process takes the records only from a
     reply the worker accepted, and of the length it found."""
     async def run(body: bytes, peer: peers.Peer, query: Query) -> Screened:
+        records: list[Any] | None = None
         if known and pool is not None:
             # A repeat walk: if every record of the reply was checked before, judge here (origin,
             # sort key and digest are all that is left to do) rather than write the reply into a
@@ -725,10 +726,11 @@ def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], si
             with contextlib.suppress(BrokenProcessPool):  # a worker killed (OOM?): check here instead
                 pending = asyncio.get_running_loop().run_in_executor(
                     pool, functools.partial(_judge_in_worker, body, peer, query))
-        verdict, parsed = None, None
+        verdict = None
         if pending is not None:
-            with contextlib.suppress(DiscnodeError):
-                parsed = wirejson.loads(body)
+            if records is None:  # read as wirejson reads it (split_reply), at C speed when canonical
+                with contextlib.suppress(PeerError):
+                    records = split_reply(body)[0]
             with contextlib.suppress(BrokenProcessPool):
                 verdict = await pending
         if verdict is None:
@@ -737,7 +739,6 @@ def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], si
             return screened
         if verdict.error:
             raise PeerError(verdict.error)
-        records = parsed.get("records") if isinstance(parsed, dict) else None
         if not isinstance(records, list) or len(records) != verdict.count:
             raise PeerError("reply has no record list")  # not reached: the worker read it so
         sink.extend(verdict.newly_checked)
