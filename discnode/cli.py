@@ -1198,15 +1198,14 @@ def print_statuses(statuses: Any) -> None:
     """One line per partnership: its status, rows, its own elapsed time, and why if not ok."""
     width = min(28, max((len(output.printable(p.name)) for p in statuses), default=0))
     for p in statuses:
-        colour = "green" if p.status == "ok" else "red"
         name = output.printable(p.name)
-        name = output.safe(name.ljust(width) if len(name) <= width else name[: width - 1] + "…")
-        detail = f" ({output.safe(p.error)})" if p.error else ""
+        name = name.ljust(width) if len(name) <= width else name[: width - 1] + "…"
+        detail = f" ({output.printable(p.error)})" if p.error else ""
         withheld = getattr(p, "withheld", None)
         if withheld:  # its terms do not share these: a filter on them gets no rows from it
             detail += f"; {', '.join(withheld)} withheld by its terms"
-        output.console.print(f"  [{colour}]{p.status:<11}[/] {name} {p.count:>5} rows "
-                             f"{p.ms:>6} ms{detail}", highlight=False)
+        output.status_line("green" if p.status == "ok" else "red", f"{p.status:<11}",
+                           f" {name} {p.count:>5} rows {p.ms:>6} ms{detail}")
 
 
 # --- proposals and the inbox -----------------------------------------------------------------

@@ -67,9 +67,12 @@ def _run_cli(local: Local, argv: list[str], width: int, tty: bool, loop: asyncio
 
     out, err = io.StringIO(), io.StringIO()
     saved = output.console, output.err_console
-    output.console = Console(file=out, width=width, force_terminal=tty, color_system="standard" if tty else None,
+    # A height too, so that the console never asks the daemon's own terminal for its size (three
+    # system calls and two environment lookups on every print and every `output.narrow()`).
+    output.console = Console(file=out, width=width, height=25, force_terminal=tty,
+                             color_system="standard" if tty else None,
                              highlight=True, emoji=False)  # emoji=False as output.py's own consoles
-    output.err_console = Console(file=err, width=width, force_terminal=tty,
+    output.err_console = Console(file=err, width=width, height=25, force_terminal=tty,
                                  color_system="standard" if tty else None, emoji=False)
     _bridge.client = BridgedClient(local, loop)
     code = 0

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import handling, wirejson
+from . import handling, tablelayout, wirejson
 from .text import printable
 
 # emoji=False: ':police_car:' in a partner's text is shown as typed, not as a picture.
@@ -101,26 +101,70 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     wrapped or cut, however narrow the terminal; `words` ones wrap between words but never inside
     one (offence tags); `nowrap` ones are cut with an ellipsis; the rest fold."""
     shown = [[printable(v) for v in row] for row in rows]  # measured as the reader will see them
+    kinds, fixed, min_widths = column_kinds(columns, shown, nowrap=nowrap, whole=whole, words=words)
+    # Laid out by hand for speed where that is proven byte-equal to rich (tablelayout.py); else rich.
+    laid_out = tablelayout.table(console, printable(title) if title else None, columns, shown, kinds, fixed=fixed,
+                                 min_widths=min_widths, narrow=narrow())
+    if laid_out is not None:
+        console.print(laid_out)
+        return
+    rich_table(title, columns, shown, kinds, fixed, min_widths)
+
+
+def column_kinds(columns: Sequence[str], shown: Sequence[Sequence[str]], *, nowrap: Sequence[str] = (),
+                 whole: Sequence[str] = (), words: Sequence[str] = ()
+                 ) -> tuple[list[str], list[int | None], list[int | None]]:
+    """Each column's kind (tablelayout.WHOLE, WORDS, ELLIPSIS, FOLD), fixed width and minimum width."""
+    kinds: list[str] = []
+    fixed: list[int | None] = []
+    min_widths: list[int | None] = []
+    for i, col in enumerate(columns):
+        if col in whole:
+            kinds.append(tablelayout.WHOLE)
+            fixed.append(None)
+            min_widths.append(max(max((cell_len(r[i]) for r in shown), default=0), len(col)))
+        elif col in words:
+            kinds.append(tablelayout.WORDS)
+            fixed.append(max(max((cell_len(w) for r in shown for w in r[i].split()), default=0), len(col)))
+            min_widths.append(None)
+        else:
+            kinds.append(tablelayout.ELLIPSIS if col in nowrap else tablelayout.FOLD)
+            fixed.append(None)
+            min_widths.append(None)
+    return kinds, fixed, min_widths
+
+
+def rich_table(title: str | None, columns: Sequence[str], shown: Sequence[Sequence[str]], kinds: Sequence[str],
+               fixed: Sequence[int | None], min_widths: Sequence[int | None]) -> None:
+    """output.table through rich's own layout engine (tablelayout.py's reference)."""
     cells = [[escape(v) for v in row] for row in shown]
     # Narrow: one space between columns (the box's own) instead of two, and none at the edges.
     t = Table(title=safe(title) if title else None, show_lines=False, header_style="bold", box=box.SIMPLE_HEAD,
               pad_edge=False, collapse_padding=True, padding=(0, 0) if narrow() else (0, 1),
               show_edge=not narrow())
-    for i, col in enumerate(columns):
-        if col in whole:
-            widest = max((cell_len(r[i]) for r in shown), default=0)
-            t.add_column(col, no_wrap=True, overflow="ignore", min_width=max(widest, len(col)))
-        elif col in words:
-            longest = max((cell_len(w) for r in shown for w in r[i].split()), default=0)
+    for col, kind, width, min_width in zip(columns, kinds, fixed, min_widths):
+        if kind == tablelayout.WHOLE:
+            t.add_column(col, no_wrap=True, overflow="ignore", min_width=min_width)
+        elif kind == tablelayout.WORDS:
             # A fixed width, since rich shrinks a column below its min_width when space is short.
-            t.add_column(col, overflow="fold", width=max(longest, len(col)))
-        elif col in nowrap:
+            t.add_column(col, overflow="fold", width=width)
+        elif kind == tablelayout.ELLIPSIS:
             t.add_column(col, no_wrap=True, overflow="ellipsis")
         else:
             t.add_column(col, overflow="fold")
     for row in cells:
         t.add_row(*row)
     console.print(t)
+
+
+def status_line(colour: str, status: str, rest: str) -> None:
+    """`  STATUS rest` with STATUS in colour, as one line (folded if wider than the terminal).
+    status and rest are printable text (not markup)."""
+    laid_out = tablelayout.status_line(console, "  ", colour, status, rest)
+    if laid_out is not None:
+        console.print(laid_out)
+    else:
+        console.print(f"  [{colour}]{escape(status)}[/]{escape(rest)}", highlight=False)
 
 
 def plain(value: Any) -> str:
