@@ -23,6 +23,8 @@ from typing import Iterable, Sequence
 from rich._ratio import ratio_reduce
 from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.markup import escape
+from rich.markup import render as render_markup
 from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
@@ -50,6 +52,15 @@ def usable(console: Console) -> bool:
     otherwise), not a legacy Windows console, not a notebook."""
     return (console.encoding.lower().startswith("utf") and not console.legacy_windows
             and not console.is_jupyter)
+
+
+def as_rich_shows(text: str) -> str:
+    """The text rich shows for `escape(text)` as markup: the text itself, except where rich's
+    escaping does not round-trip (a trailing backslash is shown doubled). Parsed only when a
+    backslash or bracket is there to matter."""
+    if "\\" not in text and "[" not in text:
+        return text
+    return render_markup(escape(text), emoji=False).plain
 
 
 def _measure(texts: Iterable[str], limit: int, pad: int) -> tuple[int, int]:
@@ -131,7 +142,7 @@ def table(console: Console, title: str | None, columns: Sequence[str], rows: Seq
     pads = [0 if narrow or i == count - 1 else 1 for i in range(count)]
     extra = (2 if edge else 0) + count - 1
     limit = console.width - extra
-    cells = [[str(c) for c in columns], *([str(v) for v in row] for row in rows)]
+    cells = [list(columns), *([as_rich_shows(v) for v in row] for row in rows)]
     by_column = list(zip(*cells))
     ranges = [_column_range(by_column[i], kinds[i], fixed[i], min_widths[i], limit, pads[i]) for i in range(count)]
     widths = [hi or 1 for _, hi in ranges]
@@ -150,7 +161,7 @@ def table(console: Console, title: str | None, columns: Sequence[str], rows: Seq
     line = Segment.line()
     if title:
         title_style = console.get_style("table.title")
-        for text in Text(title).wrap(_WRAP_CONSOLE, table_width, justify="center", overflow="fold"):
+        for text in Text(as_rich_shows(title)).wrap(_WRAP_CONSOLE, table_width, justify="center", overflow="fold"):
             if text.plain:
                 segments.append(Segment(text.plain, title_style))
             segments.append(line)
@@ -213,13 +224,13 @@ def _header_cell(text: str, width: int, pad: int, kind: str, lines: list[str], h
 
 
 def status_line(console: Console, head: str, status_style: str, status: str, rest: str) -> Rendered | None:
-    """`console.print(f"{head}[{status_style}]{status}[/]{rest}", highlight=False)` with head,
-    status and rest printable plain text, when the line fits the console (no wrapping)."""
+    """`console.print(f"{head}[{status_style}]{escape(status)}[/]{escape(rest)}", highlight=False)`
+    for printable head, status and rest, when the line fits the console."""
     if not usable(console):
         return None
     whole = head + status + rest
-    if len(whole) > console.width or cell_len(whole) > console.width:
-        return None
+    if len(whole) > console.width or cell_len(whole) > console.width or "\\" in whole or "[" in whole:
+        return None  # wrapped, or markup-looking text (rich's escapes do not round-trip next to a tag)
     segments = []
     if head:
         segments.append(Segment(head, _BLANK))
