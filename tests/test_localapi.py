@@ -159,3 +159,13 @@ def test_the_client_closes_idle_connections_before_partners_do_and_after_the_kee
         async with client.PeerClient(Identity.generate()) as c:
             return c.session.connector._keepalive_timeout  # type: ignore[union-attr]
     assert localapi.KEEPALIVE_EVERY < asyncio.run(connector_timeout()) == client.IDLE_CLOSE < server.Limits().keepalive
+
+
+def test_the_fast_path_imports_only_light_standard_modules():
+    """The console script's own imports (what every served command pays before it asks the
+    daemon): not pathlib, typing or socket's Python half (selectors), which cost it ~10 ms of CPU."""
+    code = ("import re, sys; from discnode import fastpath; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'pathlib', 'typing', 'socket', 'selectors', 'urllib', 'ipaddress'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
