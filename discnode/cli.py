@@ -1180,9 +1180,10 @@ def print_page(title: str, page: Any) -> None:
         output.console.print(f"Dataview of {output.safe(title)}: no matching profiles", highlight=False)
         print_statuses(page.peers)
         return
+    narrow = output.narrow()
     output.table(f"Dataview of {title}: {len(page.results)} result(s)",
-                 ("from" if output.narrow() else "partnership", *output.profile_columns()),
-                 ([output.short_name(r["origin_name"]), *output.profile_row(r)] for r in page.results),
+                 ("from" if narrow else "partnership", *output.profile_columns()),
+                 ([output.short_name(r["origin_name"], narrow), *output.profile_row(r, narrow)] for r in page.results),
                  nowrap=("last seen", "born"), whole=("id",), words=("tags", "from"))
     for r in page.results:
         for other in r.get("links", []):

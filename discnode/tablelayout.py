@@ -70,15 +70,17 @@ def _measure(texts: Iterable[str], limit: int, pad: int) -> tuple[int, int]:
     for text in texts:
         any_cell = True
         if limit - pad < 1:  # Padding.__rich_measure__
-            lo = hi = limit
+            lo, hi = _get(limit, limit, limit)
         else:
-            lines = text.splitlines()
-            hi = max(map(cell_len, lines)) if lines else 0
+            lines = [text] if text.isprintable() else text.splitlines()  # printable: no line breaks
+            hi = max(map(cell_len, lines), default=0)
             words = text.split()
             lo = max(map(cell_len, words)) if words else hi
-            lo, hi = _get(lo, hi, limit)
-            lo, hi = min(lo + pad, limit), min(hi + pad, limit)
-        lo, hi = _get(lo, hi, limit)
+            if 0 <= lo <= hi:  # what the steps below come to then (measured by the tests)
+                lo, hi = min(lo + pad, limit), min(hi + pad, limit)
+            else:
+                lo, hi = _get(lo, hi, limit)
+                lo, hi = _get(min(lo + pad, limit), min(hi + pad, limit), limit)
         low, high = max(low, lo), max(high, hi)
     return (low, high) if any_cell else (1, limit)
 
