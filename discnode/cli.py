@@ -1198,6 +1198,7 @@ def print_page(title: str, page: Any) -> None:
 def print_statuses(statuses: Any) -> None:
     """One line per partnership: its status, rows, its own elapsed time, and why if not ok."""
     width = min(28, max((len(output.printable(p.name)) for p in statuses), default=0))
+    lines = []
     for p in statuses:
         name = output.printable(p.name)
         name = name.ljust(width) if len(name) <= width else name[: width - 1] + "…"
@@ -1205,8 +1206,9 @@ def print_statuses(statuses: Any) -> None:
         withheld = getattr(p, "withheld", None)
         if withheld:  # its terms do not share these: a filter on them gets no rows from it
             detail += f"; {', '.join(withheld)} withheld by its terms"
-        output.status_line("green" if p.status == "ok" else "red", f"{p.status:<11}",
-                           f" {name} {p.count:>5} rows {p.ms:>6} ms{detail}")
+        lines.append(("green" if p.status == "ok" else "red", f"{p.status:<11}",
+                      f" {name} {p.count:>5} rows {p.ms:>6} ms{detail}"))
+    output.status_lines(lines)
 
 
 # --- proposals and the inbox -----------------------------------------------------------------

@@ -157,14 +157,22 @@ def rich_table(title: str | None, columns: Sequence[str], shown: Sequence[Sequen
     console.print(t)
 
 
-def status_line(colour: str, status: str, rest: str) -> None:
-    """`  STATUS rest` with STATUS in colour, as one line (folded if wider than the terminal).
-    status and rest are printable text (not markup)."""
-    laid_out = tablelayout.status_line(console, "  ", colour, status, rest)
-    if laid_out is not None:
-        console.print(laid_out)
-    else:
+def status_lines(lines: Iterable[tuple[str, str, str]]) -> None:
+    """`  STATUS rest` lines (colour, status, rest), STATUS in its colour, each folded if wider than
+    the terminal. status and rest are printable text (not markup). Lines tablelayout lays out go
+    to the console together, one print for all (a print costs ~0.1 ms of rich's bookkeeping)."""
+    ready: list[Any] = []
+    for colour, status, rest in lines:
+        laid_out = tablelayout.status_line(console, "  ", colour, status, rest)
+        if laid_out is not None:
+            ready += laid_out.segments
+            continue
+        if ready:
+            console.print(tablelayout.Rendered(ready))
+            ready = []
         console.print(f"  [{colour}]{escape(status)}[/]{escape(rest)}", highlight=False)
+    if ready:
+        console.print(tablelayout.Rendered(ready))
 
 
 def plain(value: Any) -> str:

@@ -123,17 +123,18 @@ def test_search_pages_print_the_same_bytes_as_rich(terminal, data):
 
 
 @settings(max_examples=400, deadline=None)
-@given(terminals, texts, texts, st.sampled_from(["green", "red"]))
-def test_status_lines_print_the_same_bytes_as_rich(terminal, status, rest, colour):
+@given(terminals, st.lists(st.tuples(st.sampled_from(["green", "red"]), texts, texts), max_size=4))
+def test_status_lines_print_the_same_bytes_as_rich(terminal, lines):
     width, tty, colours = terminal
     fast, reference = console_for(width, tty, colours), console_for(width, tty, colours)
     saved = output.console
     try:
         output.console = fast
-        output.status_line(colour, status, rest)
+        output.status_lines(lines)
     finally:
         output.console = saved
-    reference.print(f"  [{colour}]{output.escape(status)}[/]{output.escape(rest)}", highlight=False)
+    for colour, status, rest in lines:
+        reference.print(f"  [{colour}]{output.escape(status)}[/]{output.escape(rest)}", highlight=False)
     assert fast.file.getvalue() == reference.file.getvalue()  # type: ignore[attr-defined]
 
 
