@@ -49,9 +49,10 @@ class Rendered:
 
 def usable(console: Console) -> bool:
     """Whether the console renders as the tests prove: UTF-8 (rich swaps in an ASCII box
-    otherwise), not a legacy Windows console, not a notebook."""
+    otherwise), not a legacy Windows console, not a notebook, not soft-wrapping (which leaves
+    a long title whole)."""
     return (console.encoding.lower().startswith("utf") and not console.legacy_windows
-            and not console.is_jupyter)
+            and not console.is_jupyter and not console.soft_wrap)
 
 
 def as_rich_shows(text: str) -> str:
