@@ -164,6 +164,9 @@ def main() -> None:
     argv = sys.argv[1:]
     code = forward(argv)
     if code is not None:
-        sys.exit(code)
+        # Answered, and forward() flushed both streams: nothing is left for the interpreter's
+        # teardown to do but free modules, ~2.5 ms of a ~25 ms command's CPU. No atexit handler
+        # is registered on this path (the standard library's light parts register none).
+        os._exit(code)
     from .cli import main as cli_main
     cli_main(argv)

@@ -169,3 +169,23 @@ def test_the_fast_path_imports_only_light_standard_modules():
             "{'pathlib', 'typing', 'socket', 'selectors', 'urllib', 'ipaddress'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_console_script_prints_the_whole_forwarded_output_and_its_exit_code(pair, capsys):
+    """The console script ends a forwarded command with os._exit (no interpreter teardown): what
+    the daemon rendered still reaches a pipe whole, on both streams, with the command's code."""
+    a, _, _ = pair
+    run = "import sys; from discnode.fastpath import main; sys.argv = ['discnode', *sys.argv[1:]]; main()"
+    home = ["--home", str(a.cli.home)]
+    env = {**os.environ, "COLUMNS": "120"}
+    _, expected, _ = forwarded(a, capsys, "search", "--json")
+    done = subprocess.run([sys.executable, "-c", run, *home, "search", "--json"], capture_output=True, env=env,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.endswith(b"}\n")
+    got = json.loads(done.stdout)["results"]
+    assert [r["id"] for r in got] == [r["id"] for r in json.loads(expected)["results"]] and len(got) == 4
+    done = subprocess.run([sys.executable, "-c", run, *home, "search"], capture_output=True, env=env, timeout=60)
+    assert done.returncode == 0 and done.stdout.decode().count("Bee") == 3 and "ok" in done.stdout.decode()
+    failed = subprocess.run([sys.executable, "-c", run, *home, "search", "--gender", "martian"],
+                            capture_output=True, env=env, timeout=60)
+    assert failed.returncode == 2 and b"martian" in failed.stderr and failed.stdout == b""
