@@ -6,13 +6,14 @@ spends 20-26 ms of CPU on a search page (50 rows x 7 columns and 30 partners' st
 served `search` whose whole budget is 150 ms; this module prints the same bytes in ~3 ms. For the
 one table shape `output.table` builds (SIMPLE_HEAD box, left-justified columns that are whole,
 word-wrapped at a fixed width, cut with an ellipsis, or folded) and the status lines, it computes
-the column widths by rich's rules and builds each line as text. Cells too long for their column are wrapped by rich's own `Text.wrap`; character
-widths are rich's `cell_len` and `set_cell_size`; the segments go to the console's `print`, which
-writes them (styles included) as it writes anything else.
+the column widths by rich's rules and builds each line as text. Cells too long for their column,
+and the title, are wrapped by rich's own `Text.wrap`; character widths are rich's `cell_len` and
+`set_cell_size`; the segments go to the console's `print`, which writes them (styles included) as
+it writes anything else.
 
 Every function returns None for a case outside what tests/test_tablelayout.py proves byte-equal to
-rich (an encoding that is not UTF-8, a table wider than the terminal, a column with no room, a
-title or line that would wrap), and the caller then uses rich itself.
+rich (a console that is not UTF-8 or soft-wraps, a table wider than the terminal, a column with no
+room, a status line that would wrap or holds markup-like text), and the caller then uses rich.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from rich._ratio import ratio_reduce
 from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.markup import escape
@@ -29,6 +29,14 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
+
+# Two of rich's own steps for shrinking columns, reused rather than copied; a rich without them
+# (they are private) gets its own layout engine for every table.
+try:
+    from rich._ratio import ratio_reduce
+    _collapse_widths = Table._collapse_widths
+except (ImportError, AttributeError):  # pragma: no cover - another rich than the tests prove
+    ratio_reduce = _collapse_widths = None  # type: ignore[assignment]
 
 #: What a column does with text longer than its width (output.table's keywords).
 WHOLE, WORDS, ELLIPSIS, FOLD = "whole", "words", "ellipsis", "fold"
@@ -138,7 +146,8 @@ def table(console: Console, title: str | None, columns: Sequence[str], rows: Seq
     """output.table's Table(box=SIMPLE_HEAD, pad_edge=False, collapse_padding=True, header_style
     "bold", padding (0, 0) and no edge when narrow, else (0, 1) and an edge), as rich would print
     it on this console; None outside the proven cases. `rows` hold printable text (not markup)."""
-    if not usable(console) or not columns or any("[" in c or not c.isprintable() for c in columns):
+    if (not usable(console) or not columns or any("[" in c or not c.isprintable() for c in columns)
+            or ratio_reduce is None or _collapse_widths is None):
         return None  # headers are rich markup there: ours are plain words
     count = len(columns)
     edge = not narrow
@@ -151,7 +160,7 @@ def table(console: Console, title: str | None, columns: Sequence[str], rows: Seq
     widths = [hi or 1 for _, hi in ranges]
     if sum(widths) > limit:
         wrapable = [fixed[i] is None and kinds[i] not in (WHOLE, ELLIPSIS) for i in range(count)]
-        widths = Table._collapse_widths(widths, wrapable, limit)
+        widths = _collapse_widths(widths, wrapable, limit)
         if sum(widths) > limit:
             widths = ratio_reduce(sum(widths) - limit, [1] * count, widths, widths)
         widths = [_column_range(by_column[i], kinds[i], fixed[i], min_widths[i], widths[i], pads[i])[1]
