@@ -24,8 +24,8 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from . import (audit, disclosures, keys, links, logs, match, peers, proposals, replay, schemas, sightings,
-               store, wirejson, witness)
+from . import (audit, disclosures, keys, links, logs, match, memory, peers, proposals, replay, schemas,
+               sightings, store, wirejson, witness)
 from .audithead import check_head
 from .documents.succession import verify_chain
 from .consent import Agreement, check_incoming, check_supported
@@ -1063,6 +1063,9 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
                 await deliver_pending(side_home, retry=retry)
             except Exception:  # noqa: BLE001 - keep retrying; each failure is logged
                 log.exception("consent redelivery failed")
+            # What start-up (compiling validators) and the work above freed, back to the system:
+            # resident memory is what the node is sized by (memory.py).
+            memory.release()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), deliver_every)
             wake.clear()
