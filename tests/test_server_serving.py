@@ -147,3 +147,31 @@ def test_audit_detail_unicode_fast_path_equals_the_old_one(detail):
 def test_audit_detail_unicode_still_mends_lone_surrogates():
     bad = b"caf\xe9".decode("utf-8", "surrogateescape")
     assert _unicode({"reason": bad, "ok": "ascii"}) == {"reason": "caf\\udce9", "ok": "ascii"}
+
+
+def test_a_body_of_many_tls_records_is_read_whole_through_the_one_record_read_buffer(network, monkeypatch):
+    """The daemon's TLS read buffer holds one record (17 KiB): a 200 kB body arrives in a dozen
+    reads, whole (its Content-Digest is checked against what was read: a short read would be 401),
+    and is judged on its content (400: a text filter that long is not a query)."""
+    import asyncio.sslproto
+    monkeypatch.setattr(asyncio.sslproto.SSLProtocol, "max_size", Limits().tls_read_buffer)  # as serve_forever
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    body, headers = signed(a.home.identity, b, "POST", QUERY, {"text": "x" * 200_000})
+    assert len(body) > 200_000
+    status, reply = send(b, "POST", QUERY, body, headers)
+    assert status == 400, reply
+    last = audit.entries(b.home.db)[-1]
+    assert last["event"] == "refused" and last["detail"]["status"] == 400
+
+
+def test_replay_cache_keeps_one_copy_of_each_key_id():
+    from discnode.replay import Nonces
+    nonces = Nonces()
+    ids = ["".join(list("KEY-ID-OF-A-PARTNER")) for _ in range(3)]
+    assert ids[0] is not ids[1]
+    for i, key_id in enumerate(ids):
+        assert not nonces.seen(key_id, f"n{i}", 100.0, 0.0)
+    kept = {key[0] for key in nonces._seen}
+    assert kept == {"KEY-ID-OF-A-PARTNER"} and len({id(key[0]) for key in nonces._seen}) == 1
+    assert nonces.seen(ids[2], "n0", 100.0, 0.0)  # a replay under another copy of the same ID
