@@ -49,6 +49,7 @@ import aiohttp  # noqa: E402
 from discnode import peers, store  # noqa: E402
 from discnode.client import PeerClient  # noqa: E402
 from discnode.dataview import check_record, merge, next_cursor, search, walk  # noqa: E402
+from discnode.errors import DiscnodeError  # noqa: E402
 from discnode.home import Home, today  # noqa: E402
 from discnode.images import read as read_image  # noqa: E402
 from discnode.query import Query, apply_cursor  # noqa: E402
@@ -82,10 +83,11 @@ class Result:
                 "ratio_checked_p50": round(f50 / c50, 2) if c50 else None, "note": self.note}
 
 
-def start_nodes(paths: list[Path], progress: Progress) -> list[subprocess.Popen]:
+def start_nodes(paths: list[Path], progress: Progress, code: Path = ROOT) -> list[subprocess.Popen]:
+    """Every node a `discnode serve` process, running the discnode package found in `code`."""
     procs = []
     task = progress.add_task("starting node processes", total=len(paths))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(code)}
     try:
         for path in paths:
             log = open(path / "serve.log", "w")
@@ -340,18 +342,20 @@ class LoadClient(PeerClient):
 
 
 def load_worker(args: tuple[str, str, int, float, float, int | None]) -> dict[str, Any]:
-    """One load process: `concurrency` connections, each sending signed first-page queries back to
-    back from `start` (wall clock, shared by all load processes) for `seconds`."""
-    hub_path, target, concurrency, start, seconds, cpu = args
+    """One load process, as one partner (the node at `partner_path`): `concurrency` connections,
+    each sending signed first-page queries back to back from `start` (wall clock, shared by all load
+    processes) for `seconds`. What was not answered 200 is counted by status (or by the error, for a
+    request that got no reply)."""
+    partner_path, target, concurrency, start, seconds, cpu = args
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
 
     async def run() -> dict[str, Any]:
-        hub = Home.open(Path(hub_path))
-        peer = peers.get(hub.db, target)
+        partner = Home.open(Path(partner_path))
+        peer = peers.get(partner.db, target)
         latencies: list[float] = []
-        failed = 0
-        async with LoadClient(hub.identity, timeout=30, limit=concurrency) as client:
+        failures: dict[str, int] = {}
+        async with LoadClient(partner.identity, timeout=30, limit=concurrency) as client:
             await asyncio.gather(*(client.request(peer, "POST", "/v1/profiles/query", {"limit": 1})
                                    for _ in range(concurrency)))  # open every connection first
             await asyncio.sleep(max(0.0, start - time.time()))
@@ -359,17 +363,20 @@ def load_worker(args: tuple[str, str, int, float, float, int | None]) -> dict[st
             cpu_at_start = time.process_time()
 
             async def loop() -> None:
-                nonlocal failed
                 while time.time() < stop_at:
                     started = time.perf_counter()
-                    reply = await client.request(peer, "POST", "/v1/profiles/query", {"limit": 50})
-                    if reply.status == 200 and time.time() <= stop_at:
-                        latencies.append((time.perf_counter() - started) * 1000)
-                    elif reply.status != 200:
-                        failed += 1
+                    try:
+                        status = (await client.request(peer, "POST", "/v1/profiles/query", {"limit": 50})).status
+                    except DiscnodeError as exc:
+                        status = type(exc).__name__
+                    if status == 200:
+                        if time.time() <= stop_at:
+                            latencies.append((time.perf_counter() - started) * 1000)
+                    else:
+                        failures[str(status)] = failures.get(str(status), 0) + 1
             await asyncio.gather(*(loop() for _ in range(concurrency)))
             cpu = time.process_time() - cpu_at_start
-        return {"latencies": latencies, "failed": failed, "cpu": cpu}
+        return {"latencies": latencies, "failures": failures, "cpu": cpu}
 
     return asyncio.run(run())
 
@@ -389,6 +396,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of the process's event loop (its main thread) and of its other
+    threads together (SQL readers and writer, the delivery thread): Python names no threads to
+    the kernel, so the split by thread ID is all /proc can give."""
+    out = {"event loop": 0.0, "other threads": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            key = "event loop" if task.name == str(pid) else "other threads"
+            out[key] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def established(port: int) -> int:
     """TCP connections established to a local port, by the kernel's table."""
     count = 0
@@ -401,10 +421,13 @@ def established(port: int) -> int:
     return count
 
 
-def serve_under_load(hub_path: Path, target: str, pid: int, port: int, processes: int, connections: int,
-                     seconds: float, pin: bool = False) -> dict[str, Any]:
+def serve_under_load(partner_paths: list[Path], target: str, pid: int, port: int, processes: int,
+                     connections: int, seconds: float, pin: bool = False) -> dict[str, Any]:
     """`connections` real connections from `processes` load processes for `seconds`, while this
-    process samples the node's RSS and connections, and reads its CPU time either side.
+    process samples the node's RSS and connections, and reads its CPU time either side. Load
+    process i speaks as partner i (modulo the partners given): a partner is one identity, with its
+    own fair share of the node (fairshare.py: 8 requests served at once in all, 16 more waiting per
+    partner, past that 429), so 50 connections are 50 real ones only from enough partners.
     pin: the node on CPU 0 and the load process(es) on CPU 1 (the node's core still shared with
     whatever else the machine runs)."""
     from concurrent.futures import ProcessPoolExecutor
@@ -415,37 +438,146 @@ def serve_under_load(hub_path: Path, target: str, pid: int, port: int, processes
         os.sched_setaffinity(pid, {0})
     try:
         with ProcessPoolExecutor(processes) as pool:
-            futures = [pool.submit(load_worker, (str(hub_path), target, n, start, seconds, 1 if pin else None))
-                       for n in per]
+            futures = [pool.submit(load_worker, (str(partner_paths[i % len(partner_paths)]), target, n, start,
+                                                 seconds, 1 if pin else None))
+                       for i, n in enumerate(per)]
             rss_before = rss_mb(pid)
             while time.time() < start:
                 time.sleep(0.005)
-            cpu0, rss, conns, load_at = cpu_seconds(pid), [], [], load()
+            cpu0, threads0, rss, conns, load_at = cpu_seconds(pid), thread_cpu(pid), [], [], load()
             while time.time() < start + seconds:
                 rss.append(rss_mb(pid))
                 if len(rss) % 10 == 1:
                     conns.append(established(port))
                 time.sleep(0.02)
-            cpu1 = cpu_seconds(pid)
+            cpu1, threads1 = cpu_seconds(pid), thread_cpu(pid)
             parts = [f.result() for f in futures]
     finally:
         os.sched_setaffinity(pid, all_cpus)
     latencies = [x for part in parts for x in part["latencies"]]
     answered = len(latencies)
+    failures: dict[str, int] = {}
+    for part in parts:
+        for status, n in part["failures"].items():
+            failures[status] = failures.get(status, 0) + n
+    per_thread = {name: round((threads1.get(name, 0.0) - threads0.get(name, 0.0)) * 1000 / answered, 3)
+                  for name in threads1} if answered else {}
     return {"load_processes": processes, "connections": connections, "seconds": seconds, "pinned": pin,
+            "partners": min(processes, len(partner_paths)),
             "connections_established_min": min(conns), "connections_established_max": max(conns),
-            "queries": answered, "failed": sum(p["failed"] for p in parts),
+            "queries": answered, "failed": sum(failures.values()), "failed_by_status": failures,
             "queries_per_second": round(answered / seconds, 1),
             "p50_ms": round(Result.pct(latencies, 50), 2), "p99_ms": round(Result.pct(latencies, 99), 2),
             "node_cpu_seconds": round(cpu1 - cpu0, 3),
             "node_cpu_share": round((cpu1 - cpu0) / seconds, 3),
             "node_cpu_ms_per_query": round((cpu1 - cpu0) * 1000 / answered, 3) if answered else None,
+            "node_cpu_ms_per_query_by_thread": per_thread,
             # what one core would serve at that cost, if the node had it to itself
             "node_capacity_per_core_qps": round(answered / (cpu1 - cpu0)) if cpu1 > cpu0 else None,
             "load_cpu_ms_per_query": round(sum(p["cpu"] for p in parts) * 1000 / answered, 3) if answered else None,
             "rss_mb_before": round(rss_before, 1), "rss_mb_peak_under_load": round(max(rss), 1),
             "rss_mb_median_under_load": round(Result.pct(rss, 50), 1), "rss_samples": len(rss),
             "loadavg_at_start": load_at}
+
+
+def load_partners(root: Path, served: Path, count: int, base_port: int) -> list[Path]:
+    """`count` partner nodes without profiles, each with an agreement with the served node (only
+    their identities are used: they never run)."""
+    node = Home.open(served)
+    out = []
+    for i in range(count):
+        path = network.make_node(root, 900 + i, f"Load partner {i}", base_port + i, 0, 1)
+        partner = Home.open(path)
+        network.agree_offline(partner, node)
+        partner.close()
+        out.append(path)
+    node.close()
+    return out
+
+
+def code_tree(ref: str, into: Path) -> Path:
+    """The discnode package of git `ref`, extracted (as versus.py does) to go first on PYTHONPATH."""
+    import io
+    import tarfile
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref, "discnode", "protocol"], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def serving_only(args: argparse.Namespace) -> dict[str, Any]:
+    """One node of `args.profiles` profiles serving, and nothing else: the pinned and the wide load,
+    `args.rounds` times; with `args.base`, each round also with that commit's code serving the
+    same database, the two alternating which goes first (same machine, same moment)."""
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="discnode-serving-", dir=args.dir) as tmp:
+        root = Path(tmp)
+        base_port = network.free_ports(2 + args.partners)
+        with Progress(console=console, transient=True) as progress:
+            progress.add_task(f"building one node x {args.profiles} profiles", total=None)
+            hub_path, paths = network.generate(root / "net", 1, args.profiles, base_port=base_port)
+            partners = [hub_path] + load_partners(root / "net", paths[0], args.partners - 1, base_port + 2)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "discnode"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        codes = [(f"this ({_commit('HEAD')}{'+' if dirty else ''})", ROOT)]
+        if args.base:
+            codes.append((f"base ({_commit(args.base)})", code_tree(args.base, root / "base")))
+        node = Home.open(paths[0])
+        target, port = node.node_id, node.config.port
+        node.close()
+        indexing: list[dict[str, Any]] = []
+        for i in range(args.rounds):
+            for label, code in (codes if i % 2 == 0 else codes[::-1]):
+                # The disclosure index of what the last round served, here rather than in the next
+                # node's first seconds (its delivery thread would do it then, inside the window):
+                # the rows compare serving with serving, and the indexing is measured on its own.
+                indexing.append(index_disclosures(paths[0]))
+                with Progress(console=console, transient=True) as progress:
+                    procs = start_nodes(paths[:1], progress, code)
+                try:
+                    pinned = serve_under_load(partners[:1], target, procs[0].pid, port, 1, args.pinned_connections,
+                                              args.seconds, pin=(os.cpu_count() or 1) >= 2)
+                    wide = serve_under_load(partners, target, procs[0].pid, port, args.load_processes,
+                                            args.connections, args.seconds)
+                finally:
+                    stop_nodes(procs)
+                rounds.setdefault(label, []).append({"serving_pinned": pinned, "serving": wide})
+                console.print(f"round {i + 1} {label}: " + "; ".join(_serving_line(r) for r in (pinned, wide)))
+        indexing.append(index_disclosures(paths[0]))
+    entries = sum(x["entries"] for x in indexing)
+    rounds["disclosure index"] = [{  # type: ignore[list-item]
+        "entries": entries, "rows": sum(x["rows"] for x in indexing),
+        "cpu_ms_per_served_entry": round(sum(x["cpu_s"] for x in indexing) * 1000 / entries, 3) if entries else None}]
+    return rounds
+
+
+def index_disclosures(node_path: Path) -> dict[str, Any]:
+    """disclosures.catch_up (this checkout's) over the entries the node wrote since the last call:
+    the work its delivery thread does every 30 s, off the serving path, per served page."""
+    from discnode import disclosures
+    db = store.connect(node_path / "discnode.db")
+    try:
+        before = disclosures._indexed_upto(db)
+        served = db.execute("SELECT count(*) FROM audit WHERE seq > ? AND event = 'served'", [before]).fetchone()[0]
+        started = time.process_time()
+        rows = disclosures.catch_up(db)
+        return {"entries": served, "rows": rows, "cpu_s": time.process_time() - started}
+    finally:
+        db.conn.close()
+
+
+def _commit(ref: str) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def _serving_line(sv: dict[str, Any]) -> str:
+    failed = ", ".join(f"{n} x {status}" for status, n in sorted(sv["failed_by_status"].items())) or "none"
+    return (f"{sv['connections']} conn / {sv['partners']} partner(s): {sv['queries_per_second']:.0f} q/s, "
+            f"node CPU {sv['node_cpu_ms_per_query']} ms/query, RSS peak {sv['rss_mb_peak_under_load']:.1f} MB, "
+            f"failed {failed}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -465,7 +597,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="tiny network, few runs (the test suite uses it)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dataview.json")
     parser.add_argument("--dir", type=Path, default=None, help="where to build the network (default: temporary)")
+    parser.add_argument("--partners", type=int, default=5,
+                        help="partner identities the load processes speak as (each has its own fair share)")
+    parser.add_argument("--serving-only", action="store_true",
+                        help="one node serving, nothing else: the serving rows only, --rounds times")
+    parser.add_argument("--rounds", type=int, default=3, help="with --serving-only: rounds of pinned + wide load")
+    parser.add_argument("--base", default=None,
+                        help="with --serving-only: also serve with this git commit's code, interleaved round by round")
     args = parser.parse_args(argv)
+    if args.partners < 1:
+        parser.error("--partners must be at least 1")
+    if args.serving_only:
+        if args.fast:
+            args.profiles, args.connections, args.load_processes, args.pinned_connections = 30, 4, 2, 2
+            args.seconds, args.rounds = 1.0, 1
+        return serving_report(args, argv)
     if args.quick:
         args.scale, args.seconds = "10,30", 5.0
     if args.fast:
@@ -488,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
             hub = Home.open(hub_path)
             baselines = {n: Baseline(build_baseline(root / f"baseline-{n}.db", paths[:n]), hub)
                          for n in sorted({args.nodes, *scale})}
+            partners = [hub_path] + load_partners(root / "net", paths[0], args.partners - 1,
+                                                  base_port + total_nodes + 1)
             procs = start_nodes(paths, progress)
         try:
             main_paths = paths[: args.nodes]
@@ -501,9 +649,9 @@ def main(argv: list[str] | None = None) -> int:
             target, pid, port = Home.open(paths[0]).node_id, procs[0].pid, Home.open(paths[0]).config.port
             # Only the measured node need stay up now: the others would share its cores, idle or not.
             stop_nodes(procs[1:])
-            pinned = serve_under_load(hub_path, target, pid, port, 1, args.pinned_connections, args.seconds,
+            pinned = serve_under_load(partners[:1], target, pid, port, 1, args.pinned_connections, args.seconds,
                                       pin=(os.cpu_count() or 1) >= 2)
-            wide = serve_under_load(hub_path, target, pid, port, args.load_processes, args.connections, args.seconds)
+            wide = serve_under_load(partners, target, pid, port, args.load_processes, args.connections, args.seconds)
             loads["after_serving"] = load()
         finally:
             stop_nodes(procs)
@@ -525,6 +673,65 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"JSON: {args.out}")
+    return 0
+
+
+def serving_report(args: argparse.Namespace, argv: list[str] | None) -> int:
+    started = time.monotonic()
+    loads = {"before": load()}
+    rounds = serving_only(args)
+    loads["after"] = load()
+    summary = {}
+    indexing = rounds.pop("disclosure index")[0]
+    for label, runs in rounds.items():
+        summary[label] = {}
+        for key in ("serving_pinned", "serving"):
+            rows = [r[key] for r in runs]
+            failed: dict[str, int] = {}
+            for r in rows:
+                for status, n in r["failed_by_status"].items():
+                    failed[status] = failed.get(status, 0) + n
+            summary[label][key] = {
+                "rounds": len(rows),
+                "node_cpu_ms_per_query_median": Result.pct([r["node_cpu_ms_per_query"] or float("inf") for r in rows], 50),
+                "node_cpu_ms_per_query": [r["node_cpu_ms_per_query"] for r in rows],
+                "queries_per_second": [r["queries_per_second"] for r in rows],
+                "rss_mb_peak_under_load_max": max(r["rss_mb_peak_under_load"] for r in rows),
+                "rss_mb_peak_under_load": [r["rss_mb_peak_under_load"] for r in rows],
+                "failed_by_status": failed}
+    report = {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                    "loadavg_1min": loads},
+        "profiles": args.profiles, "partners": args.partners, "summary": summary, "rounds": rounds,
+        "disclosure_index": indexing,
+        "seconds": round(time.monotonic() - started, 1),
+        "command": "python benchmarks/dataview.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    t = Table(title=f"One node ({args.profiles} profiles) serving signed first-page queries (50 records): "
+                    f"{args.rounds} rounds, medians; node CPU from /proc")
+    for col in ("code", "load", "node CPU ms/query", "per round", "q/s per round", "RSS peak MB (max)", "failed"):
+        t.add_column(col, justify="left" if col in ("code", "load", "failed") else "right")
+    for label, rows in summary.items():
+        for key, what in (("serving_pinned", f"pinned, {args.pinned_connections} conn, 1 partner"),
+                          ("serving", f"{args.connections} conn, {args.load_processes} proc, "
+                                      f"{min(args.partners, args.load_processes)} partners")):
+            sv = rows[key]
+            t.add_row(label, what, f"{sv['node_cpu_ms_per_query_median']:.3f}",
+                      " ".join(str(x) for x in sv["node_cpu_ms_per_query"]),
+                      " ".join(f"{x:.0f}" for x in sv["queries_per_second"]),
+                      f"{sv['rss_mb_peak_under_load_max']:.1f}",
+                      ", ".join(f"{n} x {s}" for s, n in sorted(sv["failed_by_status"].items())) or "none")
+    console.print(t)
+    console.print(f"Disclosure index (off the serving path, by the delivery thread every 30 s; measured here): "
+                  f"{indexing['entries']} served entries, {indexing['rows']} rows, "
+                  f"{indexing['cpu_ms_per_served_entry']} ms CPU per served entry")
+    console.print(f"Load average (1 min): {loads}")
+    out = args.out if args.out != ROOT / "benchmarks" / "results" / "dataview.json" else \
+        ROOT / "benchmarks" / "results" / "dataview-serving.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"JSON: {out}")
     return 0
 
 
@@ -556,7 +763,9 @@ def print_report(report: dict[str, Any]) -> None:
             f"{sv['node_capacity_per_core_qps']} queries/s a core at that cost), load processes "
             f"{sv['load_cpu_ms_per_query']} ms per query; "
             f"RSS {sv['rss_mb_before']:.1f} MB before, peak {sv['rss_mb_peak_under_load']:.1f} MB under load "
-            f"({sv['rss_samples']} samples); load average {sv['loadavg_at_start']}")
+            f"({sv['rss_samples']} samples); load average {sv['loadavg_at_start']}; from {sv['partners']} "
+            f"partner(s); not answered: "
+            + (", ".join(f"{n} x {s}" for s, n in sorted(sv["failed_by_status"].items())) or "none"))
     console.print(f"Load average (1 min) through the run: {report['machine']['loadavg_1min']}")
 
 

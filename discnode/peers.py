@@ -275,8 +275,23 @@ def documents(db: store.DB, peer: str) -> list[dict[str, Any]]:
 
 
 def agreement(db: store.DB, me: str, peer: str, today: dt.date) -> Agreement:
+    return agreement_and_hashes(db, me, peer, today)[0]
+
+
+def agreement_and_hashes(db: store.DB, me: str, peer: str, today: dt.date) -> tuple[Agreement, tuple[str, ...]]:
+    """The agreement, and the hashes of the documents it was derived from, in the order of
+    `consent_hashes`. A document's row is never changed once stored (its hash, the primary key, is
+    of its content), so the same hashes mean the same documents and, on the same day, the same
+    agreement: what lets the server keep a derived agreement until they change."""
     rows = db.execute("SELECT hash, doc FROM consent_docs WHERE peer = ? ORDER BY issued_at, hash", [peer]).fetchall()
-    return derive(me, peer, [json.loads(r[1]) for r in rows], today, [r[0] for r in rows])
+    hashes = tuple(r[0] for r in rows)
+    return derive(me, peer, [json.loads(r[1]) for r in rows], today, hashes), hashes
+
+
+def consent_hashes(db: store.DB, peer: str) -> tuple[str, ...]:
+    """The hashes of every consent document held with `peer` (see agreement_and_hashes)."""
+    return tuple(r[0] for r in db.execute("SELECT hash FROM consent_docs WHERE peer = ? ORDER BY issued_at, hash",
+                                          [peer]).fetchall())
 
 
 def audience(db: store.DB, me: str, peer: str, today: dt.date) -> Audience:

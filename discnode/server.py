@@ -24,8 +24,8 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from . import (audit, disclosures, keys, links, logs, match, peers, proposals, replay, schemas, sightings,
-               store, wirejson, witness)
+from . import (audit, disclosures, keys, links, logs, match, memory, peers, proposals, replay, schemas,
+               sightings, store, wirejson, witness)
 from .audithead import check_head
 from .documents.succession import verify_chain
 from .consent import Agreement, check_incoming, check_supported
@@ -65,8 +65,8 @@ class Limits:
     #: Requests served at once, and how many more one partner may have waiting for a turn.
     slots: int = 8
     peer_queue: int = 16
-    #: Read buffer per TLS connection (asyncio's default is 256 KiB; see serve_forever).
-    tls_read_buffer: int = 64 * 1024
+    #: Read buffer per TLS connection: one TLS record (asyncio's default is 256 KiB; see serve_forever).
+    tls_read_buffer: int = 17 * 1024
 
 
 @dataclass
@@ -83,7 +83,9 @@ class NodeState:
     fair: FairShare
     nonces: Nonces = field(default_factory=Nonces)
     buckets: dict[str, _Bucket] = field(default_factory=dict)
-    _agreements: dict[tuple[str, int], tuple[int, dt.date, Agreement]] = field(default_factory=dict)
+    #: Per peer: the hashes of the consent documents its agreement was derived from, the day, the
+    #: agreement and what it lets through (see _agreement_in).
+    _agreements: dict[str, tuple[tuple[str, ...], dt.date, Agreement, Audience]] = field(default_factory=dict)
     descriptor: dict[str, Any] = field(default_factory=dict)
     #: Called with a peer's node ID when it shows it is back (it announced its descriptor), so that
     #: consent documents waiting for it go now rather than at the end of a retry back-off.
@@ -113,22 +115,25 @@ class NodeState:
     def me(self) -> str:
         return self.home.node_id
 
-    def _agreement_in(self, db: store.DB, peer: str) -> Agreement:
-        # PRAGMA data_version changes whenever another connection (the CLI: accept, revoke; this
-        # daemon's writer) commits, so a cached agreement is never used after a change to it. The
-        # counter is per connection, hence one cache entry per reader connection.
-        version = db.execute("PRAGMA data_version").fetchone()[0]
+    def _agreement_in(self, db: store.DB, peer: str) -> tuple[Agreement, Audience]:
+        # The agreement is a function of the documents held with the peer (their hashes name them;
+        # a stored document never changes) and of the day (an agreement lapses): derived again
+        # whenever either changes, whoever wrote the documents (the CLI: accept, revoke; this
+        # daemon's writer), never used after a change. Reading the hashes costs one indexed query;
+        # deriving, every document parsed (PRAGMA data_version, used before, changed with every
+        # audit commit, so under load the agreement was derived again on most requests).
+        hashes = peers.consent_hashes(db, peer)
         day = today()
-        key = (peer, id(db))
-        cached = self._agreements.get(key)
-        if cached and cached[0] == version and cached[1] == day:
-            return cached[2]
-        agreement = peers.agreement(db, self.me, peer, day)
-        self._agreements[key] = (version, day, agreement)
-        return agreement
+        cached = self._agreements.get(peer)
+        if cached and cached[0] == hashes and cached[1] == day:
+            return cached[2], cached[3]
+        agreement, hashes = peers.agreement_and_hashes(db, self.me, peer, day)
+        audience = Audience.of_agreement(agreement)
+        self._agreements[peer] = (hashes, day, agreement, audience)
+        return agreement, audience
 
     async def agreement(self, peer: str) -> Agreement:
-        return await self.sql.read(lambda db: self._agreement_in(db, peer))
+        return (await self.sql.read(lambda db: self._agreement_in(db, peer)))[0]
 
     _audit_queue: list[tuple[str, str, dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
     _flusher: asyncio.Task[None] | None = None
@@ -254,6 +259,10 @@ def _unicode(value: Any) -> Any:
     surrogates (surrogateescape); in an audit entry they would make the batch's canonical form
     fail, and with it every entry and every reply waiting on that batch."""
     if isinstance(value, str):
+        # An ASCII string holds no surrogate: it is its own answer (most of an entry, and the
+        # disclosure pairs of a served page are ~1.5 kB of it).
+        if type(value) is str and value.isascii():
+            return value
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
         return {_unicode(k): _unicode(v) for k, v in value.items()}
@@ -446,12 +455,25 @@ async def _require(request: web.Request, kind: str = "") -> str:
     """The verified peer, if an active agreement (sharing `kind`, if given) is in force; else 403."""
     state = request.app[STATE]
     peer = request[PEER]
-    agreement = await state.agreement(peer)
+    _check_share(await state.agreement(peer), kind)
+    return peer
+
+
+async def _agreed(request: web.Request, kind: str) -> tuple[str, Agreement, Audience]:
+    """_require, with the agreement and what it lets through (one trip to a reader thread)."""
+    state = request.app[STATE]
+    peer = request[PEER]
+    agreement, audience = await state.sql.read(lambda db: state._agreement_in(db, peer))
+    _check_share(agreement, kind)
+    return peer, agreement, audience
+
+
+def _check_share(agreement: Agreement, kind: str = "") -> None:
+    """Refused (403) unless the agreement is active and shares `kind` (if given)."""
     if not agreement.active or (kind and kind not in agreement.share):
         reason = (f"agreement is {agreement.state.value}" if not agreement.active
                   else f"agreement does not share {kind}")
         raise Refused(f"no active agreement to share {kind or 'anything'} ({reason})")
-    return peer
 
 
 def _json_body(request: web.Request) -> Any:
@@ -537,10 +559,27 @@ async def new_descriptor(request: web.Request) -> web.Response:
 
 async def query_profiles(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    peer = await _require(request, "profiles")
-    query = Query.from_wire(_json_body(request))
-    audience = Audience.of_agreement(await state.agreement(peer))
-    records, served = await state.sql.read(lambda db: store.search_served(db, query, today(), state.me, audience))
+    peer = request[PEER]
+    # The body is read here, on the loop; a bad one is refused only after the agreement is checked,
+    # as every handler does (_require first), so that a peer without one learns nothing more.
+    query: Query | None = None
+    bad: BaseException | None = None
+    try:
+        query = Query.from_wire(_json_body(request))
+    except Exception as exc:  # noqa: BLE001 - raised below, in the order _require would give
+        bad = exc
+
+    def read(db: store.DB) -> tuple[list[str], str]:
+        # The agreement, its check and the page in one trip to a reader thread (each trip costs
+        # about as much CPU as the page's SQL).
+        agreement, audience = state._agreement_in(db, peer)
+        _check_share(agreement, "profiles")
+        if bad is not None:
+            raise bad
+        assert query is not None
+        return store.search_served(db, query, today(), state.me, audience)
+
+    records, served = await state.sql.read(read)
     note(request, "served", what="query", count=len(records), records=served)
     # Stored records are already the signed JSON: send them as they are, unparsed.
     body = '{"records":[' + ",".join(records) + "]}"
@@ -552,9 +591,8 @@ async def count_facets(request: web.Request) -> web.Response:
     from .facets import count
 
     state = request.app[STATE]
-    peer = await _require(request, "profiles")
+    peer, _, audience = await _agreed(request, "profiles")
     query = Query.from_wire(_json_body(request))
-    audience = Audience.of_agreement(await state.agreement(peer))
     counts = await state.sql.read(lambda db: count(db, query, today(), served_by=state.me, audience=audience))
     note(request, "served", what="facets", count=counts.total)
     return web.json_response(counts.to_wire())
@@ -562,11 +600,9 @@ async def count_facets(request: web.Request) -> web.Response:
 
 async def get_profile(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    peer = await _require(request, "profiles")
+    peer, agreement, audience = await _agreed(request, "profiles")
     profile_id = request.match_info["profile_id"]
-    agreement = await state.agreement(peer)
     shared_images = "images" in agreement.share
-    audience = Audience.of_agreement(agreement)
 
     def read(db: store.DB) -> tuple[dict[str, Any], list[str]]:
         record = store.get_shareable(db, profile_id, state.me, today(), audience)
@@ -580,13 +616,11 @@ async def get_profile(request: web.Request) -> web.Response:
 
 async def get_image(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    peer = await _require(request, "images")
+    peer, _, audience = await _agreed(request, "images")
     sha = request.match_info["sha256"]
     size = request.query.get("size", "thumb")
     if size not in ("thumb", "full"):
         raise InvalidInput("size must be thumb or full")
-
-    audience = Audience.of_agreement(await state.agreement(peer))
 
     def read(db: store.DB) -> tuple[bytes, list[tuple[str, int]]]:
         holders = store.shareable_image(db, sha, state.me, today(), audience)
@@ -936,9 +970,11 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     if stop_requested():
         stop.set()
     # asyncio gives every TLS connection a 256 KiB read buffer, zero-filled, so resident: 12.5 MB
-    # for 50 connections. Our requests are at most 256 KiB of body in 16 KiB TLS records, and a
-    # 64 KiB buffer reads them as fast (measured: same queries/s). Process-wide, so only the daemon
-    # sets it, not the library.
+    # for 50 connections. Our requests are at most 256 KiB of body in TLS records of at most
+    # 16 KiB of data (16,645 bytes on the wire): a buffer that holds one record reads a signed query
+    # in one go, and a large body a record at a time (64 KiB read them in as many loop turns for
+    # queries; 17 KiB takes ~35 kB less a connection: 50 connections 1.7 MB). Process-wide, so only
+    # the daemon sets it, not the library.
     asyncio.sslproto.SSLProtocol.max_size = limits.tls_read_buffer
     # Failed handshakes and the like are logged by asyncio itself, as often as a stranger likes.
     logs.guard(logging.getLogger("asyncio"), one_line=True)
@@ -1029,6 +1065,9 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
                 await deliver_pending(side_home, retry=retry)
             except Exception:  # noqa: BLE001 - keep retrying; each failure is logged
                 log.exception("consent redelivery failed")
+            # What start-up (compiling validators) and the work above freed, back to the system:
+            # resident memory is what the node is sized by (memory.py).
+            memory.release()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), deliver_every)
             wake.clear()

@@ -541,7 +541,7 @@ def search_served(db: DB, query: q.Query, today: dt.date, served_by: str,
     "ID:REVISION", made by SQLite from the columns rather than parsed out of the records."""
     sql, params = q.build_sql(query, today, served_by=served_by, audience=audience, columns="id || ':' || revision")
     rows = db.execute(sql, params).fetchall()
-    return [row[0] for row in rows], " ".join(row[1] for row in rows)
+    return [row[0] for row in rows], " ".join([row[1] for row in rows])
 
 
 def profiles_due(db: DB, me: str, until: str) -> list[dict[str, Any]]:

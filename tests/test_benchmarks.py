@@ -27,3 +27,20 @@ def test_dataview_benchmark_fast_mode_writes_its_report(tmp_path):
         assert serving["connections_established_max"] >= serving["connections"]
         assert 0 < serving["rss_mb_before"] <= serving["rss_mb_peak_under_load"] and serving["rss_samples"] > 0
     assert "ratio" in r.stdout and "First page" in r.stdout
+
+
+def test_dataview_serving_only_fast_mode_serves_from_both_codes_with_failures_by_status(tmp_path):
+    out = tmp_path / "serving.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dataview.py"), "--serving-only", "--fast",
+                        "--base", "HEAD", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert len(report["summary"]) == 2  # this checkout and the base commit, round by round
+    for label, runs in report["rounds"].items():
+        for run in runs:
+            for key in ("serving", "serving_pinned"):
+                serving = run[key]
+                assert serving["queries"] > 0 and serving["failed"] == sum(serving["failed_by_status"].values())
+                assert serving["failed"] == 0  # every load process a partner within its fair share
+                assert set(serving["node_cpu_ms_per_query_by_thread"]) == {"event loop", "other threads"}
+    assert report["disclosure_index"]["entries"] > 0 and report["disclosure_index"]["rows"] > 0

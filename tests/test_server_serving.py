@@ -1,0 +1,177 @@
+"""The serving path's shortcuts give what the paths they replaced gave: the agreement kept between
+requests, the one trip to a reader thread for a query, the audit detail's ASCII fast path."""
+
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from discnode import audit, peers
+from discnode.consent import Action, Terms, new_offer, new_response
+from discnode.handling import Audience
+from discnode.home import Config, Home, today
+from discnode.server import Limits, NodeState, _unicode
+from discnode.signing import document_hash, sign_document
+from discnode.store import now_ts
+from tests.nodes import send, signed
+from tests.test_server import QUERY, add_profiles, query
+
+
+def _home(path, name: str, port: int) -> Home:
+    return Home.create(path, Config(name=name, host="127.0.0.1", port=port))
+
+
+def _state(home: Home) -> NodeState:
+    return NodeState(home=home, limits=Limits(), sql=None, fair=None)  # type: ignore[arg-type]
+
+
+def test_kept_agreement_equals_a_fresh_derivation_through_offer_accept_renewal_and_revoke(tmp_path):
+    """After every document, from whichever connection it was written, the agreement the server
+    keeps is the one peers.agreement derives afresh (state, offer, share, what it lets through)."""
+    me, other = _home(tmp_path / "me", "Me", 1), _home(tmp_path / "other", "Other", 2)
+    for a, b in ((me, other), (other, me)):
+        peers.remember(a.db, b.descriptor())
+    state = _state(me)
+    writer = Home.open(me.path)  # another connection, as the CLI's would be
+
+    def check() -> None:
+        kept, audience = state._agreement_in(me.db, other.node_id)
+        fresh = peers.agreement(me.db, me.node_id, other.node_id, today())
+        assert kept == fresh and audience == Audience.of_agreement(fresh)
+        assert state._agreement_in(me.db, other.node_id) == (kept, audience)  # kept, and still equal
+
+    check()  # no documents: no agreement
+    terms = Terms.default(today(), share=("profiles", "images"))
+    offer = sign_document(new_offer(other.node_id, me.node_id, terms, other.descriptor(), now_ts(), None),
+                          other.identity)
+    peers.add_document(writer.db, other.node_id, offer, delivered=True, own=me.identity)
+    check()  # pending
+    accept = sign_document(new_response(Action.ACCEPT, me.node_id, other.node_id, document_hash(offer), now_ts()),
+                           me.identity)
+    peers.add_document(writer.db, other.node_id, accept, delivered=True, own=me.identity)
+    check()  # active: profiles, images
+    assert state._agreement_in(me.db, other.node_id)[0].active
+    wider = Terms.default(today(), share=("profiles", "images", "ethnicity", "minors"))
+    renewal = sign_document(new_offer(other.node_id, me.node_id, wider, other.descriptor(), now_ts(),
+                                      document_hash(offer)), other.identity)
+    peers.add_document(writer.db, other.node_id, renewal, delivered=True, own=me.identity)
+    check()  # the renewal, not yet accepted
+    accept2 = sign_document(new_response(Action.ACCEPT, me.node_id, other.node_id, document_hash(renewal),
+                                         now_ts()), me.identity)
+    peers.add_document(writer.db, other.node_id, accept2, delivered=True, own=me.identity)
+    check()  # active again, wider
+    assert state._agreement_in(me.db, other.node_id)[1] == Audience(ethnicity=True, minors=True)
+    revoke = sign_document(new_response(Action.REVOKE, other.node_id, me.node_id, document_hash(renewal),
+                                        now_ts()), other.identity)
+    peers.add_document(writer.db, other.node_id, revoke, delivered=True, own=me.identity)
+    check()  # revoked
+    assert not state._agreement_in(me.db, other.node_id)[0].active
+
+
+def test_kept_agreement_is_derived_again_on_another_day(tmp_path, monkeypatch):
+    """An agreement lapses at its review date: what is kept is for one day only."""
+    me, other = _home(tmp_path / "me", "Me", 1), _home(tmp_path / "other", "Other", 2)
+    for a, b in ((me, other), (other, me)):
+        peers.remember(a.db, b.descriptor())
+    terms = Terms.default(today(), share=("profiles",))
+    offer = sign_document(new_offer(other.node_id, me.node_id, terms, other.descriptor(), now_ts(), None),
+                          other.identity)
+    accept = sign_document(new_response(Action.ACCEPT, me.node_id, other.node_id, document_hash(offer), now_ts()),
+                           me.identity)
+    for doc in (offer, accept):
+        peers.add_document(me.db, other.node_id, doc, delivered=True, own=me.identity)
+    state = _state(me)
+    assert state._agreement_in(me.db, other.node_id)[0].active
+    later = dt.date.fromisoformat(terms.review_by) + dt.timedelta(days=1)
+    import discnode.server as server
+    monkeypatch.setattr(server, "today", lambda: later)
+    kept = state._agreement_in(me.db, other.node_id)[0]
+    assert not kept.active and kept == peers.agreement(me.db, me.node_id, other.node_id, later)
+
+
+def test_a_bad_query_body_is_refused_only_after_the_agreement_is_checked(network):
+    """The query is read before the agreement is (one trip to SQL), but refused in the old order:
+    a node without an agreement gets 403 for any body, a partner 400 for a bad one."""
+    a, b, c = network.node("A"), network.node("B"), network.node("C")
+    network.agree(a, b)
+    add_profiles(b, 2)
+    for payload, status in (({"limit": "many"}, 400), ({"sort": 7}, 400), ({}, 200)):
+        assert query(a, b, payload)[0] == status
+    body, headers = signed(c.home.identity, b, "POST", QUERY, {"limit": "many"})
+    assert send(b, "POST", QUERY, body, headers)[0] == 403
+    network.agree(c, b, "match")  # an agreement for private matching only, not profiles
+    status, reply = query(c, b, {"limit": "many"})
+    assert status == 403 and "does not share profiles" in reply["error"]["message"]
+    last = audit.entries(b.home.db)[-1]
+    assert last["event"] == "refused" and last["detail"]["status"] == 403
+
+
+def test_a_partner_is_served_at_once_after_a_revoke_and_a_new_agreement_under_load_of_audit_commits(network):
+    """Served entries commit between the requests (each moves SQLite's data_version); the kept
+    agreement still follows a revoke and a new agreement made by the command line at once."""
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    add_profiles(b, 2)
+    for _ in range(5):
+        assert query(a, b)[0] == 200
+    b.cli("peer", "revoke", a.node_id)
+    assert query(a, b)[0] == 403
+    network.agree(a, b)
+    assert query(a, b)[0] == 200
+
+
+def _unicode_before(value):
+    """The function as it was before its ASCII fast path."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_unicode_before(k): _unicode_before(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unicode_before(v) for v in value]
+    return value
+
+
+_texts = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=()))
+_details = st.recursive(st.none() | st.integers() | st.booleans() | _texts,
+                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_texts, inner, max_size=4),
+                        max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_details)
+def test_audit_detail_unicode_fast_path_equals_the_old_one(detail):
+    new, old = _unicode(detail), _unicode_before(detail)
+    assert new == old and type(new) is type(old)
+
+
+def test_audit_detail_unicode_still_mends_lone_surrogates():
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")
+    assert _unicode({"reason": bad, "ok": "ascii"}) == {"reason": "caf\\udce9", "ok": "ascii"}
+
+
+def test_a_body_of_many_tls_records_is_read_whole_through_the_one_record_read_buffer(network, monkeypatch):
+    """The daemon's TLS read buffer holds one record (17 KiB): a 200 kB body arrives in a dozen
+    reads, whole (its Content-Digest is checked against what was read: a short read would be 401),
+    and is judged on its content (400: a text filter that long is not a query)."""
+    import asyncio.sslproto
+    monkeypatch.setattr(asyncio.sslproto.SSLProtocol, "max_size", Limits().tls_read_buffer)  # as serve_forever
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    body, headers = signed(a.home.identity, b, "POST", QUERY, {"text": "x" * 200_000})
+    assert len(body) > 200_000
+    status, reply = send(b, "POST", QUERY, body, headers)
+    assert status == 400, reply
+    last = audit.entries(b.home.db)[-1]
+    assert last["event"] == "refused" and last["detail"]["status"] == 400
+
+
+def test_replay_cache_keeps_one_copy_of_each_key_id():
+    from discnode.replay import Nonces
+    nonces = Nonces()
+    ids = ["".join(list("KEY-ID-OF-A-PARTNER")) for _ in range(3)]
+    assert ids[0] is not ids[1]
+    for i, key_id in enumerate(ids):
+        assert not nonces.seen(key_id, f"n{i}", 100.0, 0.0)
+    kept = {key[0] for key in nonces._seen}
+    assert kept == {"KEY-ID-OF-A-PARTNER"} and len({id(key[0]) for key in nonces._seen}) == 1
+    assert nonces.seen(ids[2], "n0", 100.0, 0.0)  # a replay under another copy of the same ID
