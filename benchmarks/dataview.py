@@ -639,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
             procs = start_nodes(paths, progress)
         try:
             main_paths = paths[: args.nodes]
+            if not args.fast:
+                from localnet import settle  # beside this file
+                console.print(f"settled: the CPUs {settle():.0%} idle over 2 s")
             loads = {"before": load()}
             results = asyncio.run(measure(hub_path, main_paths, baselines[args.nodes], args.runs, args.walk_runs,
                                           args.timeout))

@@ -102,6 +102,8 @@ def running(root: Path, nodes: int, total: int, profiles: int, log: callable = p
             procs.append(_serve(hub))
             _wait_for(hub, procs[-1], "socket")
         log(f"started {len(procs)} daemons")
+        idle = settle()
+        log(f"settled: the CPUs {idle:.0%} idle over 2 s (load {load()})")
         yield Net(root, hub_small.path, hub_all, central, paths, procs)
     finally:
         stop(procs)
@@ -130,6 +132,29 @@ def command_ms(argv: list[str], runs: int, env: dict[str, str] | None = None) ->
         if done.returncode != 0:
             raise RuntimeError(f"discnode {' '.join(argv)} failed: {done.stderr.decode()[-300:]}")
     return out
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all CPUs since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return values[3] + values[4], sum(values)  # idle + iowait
+
+
+def settle(idle_wanted: float = 0.9, window: float = 2.0, limit: float = 180.0) -> float:
+    """Wait until the machine is quiet again after starting the daemons: the CPUs at least
+    idle_wanted idle over `window` seconds (or `limit` seconds passed); the idle fraction seen.
+    A hundred daemons importing Python take a minute of both cores; measuring before they have
+    finished would measure their start-up, not the page. The 1-minute load average lags by
+    a minute, so it is reported, not waited on."""
+    ended = time.monotonic() + limit
+    while True:
+        idle0, total0 = _cpu_times()
+        time.sleep(window)
+        idle1, total1 = _cpu_times()
+        idle = (idle1 - idle0) / max(1, total1 - total0)
+        if idle >= idle_wanted or time.monotonic() > ended:
+            return idle
 
 
 def load() -> str:
