@@ -28,6 +28,11 @@ from .signing import document_hash
 #: `profiles`, may be disclosed to police in an evidence export (evidence.py); without it an export
 #: carries only a reference to them.
 SHARE_KINDS = ("profiles", "images", "match", "statistics", "ethnicity", "minors", "conditional", "evidence")
+#: Protocol features this implementation understands, advertised in `scopes` beside the share
+#: scopes (spec 7.1, Features) but never shared by an agreement: `query-counts`, a query that asks
+#: for its facet counts in the same request (spec 8.1). A partner is sent a feature's fields only
+#: if its descriptor lists the feature.
+FEATURES = ("query-counts",)
 #: Scopes that widen what `profiles` serves (handling.py): each only with `profiles`.
 WIDENING = ("ethnicity", "minors", "conditional")
 #: What an offer shares unless told otherwise; and what a descriptor without `scopes` supports
@@ -143,8 +148,9 @@ def check_supported(share: Iterable[str], descriptor: Mapping[str, Any]) -> None
     supported = scopes_of(descriptor)
     missing = [s for s in share if s not in supported]
     if missing:
+        shared = [s for s in supported if s not in FEATURES]
         raise Refused(f"node {descriptor.get('name', '')} ({descriptor.get('node_id', '')}) does not support "
-                      f"sharing {', '.join(missing)} (it supports {', '.join(supported)}); offer again once "
+                      f"sharing {', '.join(missing)} (it supports {', '.join(shared)}); offer again once "
                       "it has been upgraded")
 
 

@@ -39,8 +39,8 @@ from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Iterator, Se
 
 import orjson
 
-from . import checked, handling, peers, schemas, store, untrusted, wirejson
-from .consent import scopes_of
+from . import checked, facets, handling, peers, schemas, store, untrusted, wirejson
+from .consent import FEATURES, scopes_of
 from .client import PeerClient
 from .documents.succession import KeyPeriod
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
@@ -66,9 +66,11 @@ class SourceStatus:
     #: Whether the last reply held no floats (internal: lets record checks take the fast path).
     #: After a walk: whether every record this source sent held none (lets its writer skip a scan).
     float_free: bool = field(default=False, repr=False, compare=False)
+    #: The facet counts that came with the records, if they were asked for (internal: Page.counts).
+    counted: tuple[facets.SourceCounts, facets.Counts | None] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "float_free"}
+        return {k: v for k, v in asdict(replace(self, counted=None)).items() if k not in ("float_free", "counted")}
 
 
 @dataclass
@@ -79,6 +81,10 @@ class Page:
     query: Query = field(default_factory=Query)
     #: The partnerships the search was limited to (node IDs; empty: every one).
     partnerships: tuple[str, ...] = ()
+    #: With search(counts=True): the facet counts of the whole query, summed over the sources that
+    #: counted, and each source's counting status (this node's first, if it is searched).
+    counts: facets.Counts | None = None
+    counted: list[facets.SourceCounts] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"results": self.results, "peers": [p.to_json() for p in self.peers], "next_cursor": self.next_cursor}
@@ -457,6 +463,8 @@ class Screened:
     float_free: bool = False
     #: The records that passed a full check just now: (checked.digest, origin, profile ID).
     newly_checked: list[checked.Check] = field(default_factory=list)
+    #: The reply's `counts` member as received, unchecked (facets.of_reply checks it), if any.
+    counts: Any = None
 
 
 def judge(records: list[Any], received: list[bytes], float_free: bool, peer: peers.Peer, query: Query, *,
@@ -513,8 +521,11 @@ def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False,
         if not isinstance(records, list):
             raise PeerError("reply has no record list")
         received = []
-    return assemble(records, judge(records, received, float_free, peer, query, full=full, known=known),
-                    query, float_free)
+    screened = assemble(records, judge(records, received, float_free, peer, query, full=full, known=known),
+                        query, float_free)
+    if not full:  # a walk never asks for counts
+        screened.counts = parsed.get("counts")
+    return screened
 
 
 Screen = Callable[[bytes, peers.Peer, Query], Awaitable[Screened]]
@@ -525,13 +536,17 @@ async def _inline_screen(body: bytes, peer: peers.Peer, query: Query) -> Screene
 
 
 async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: float,
-               screener: Screen = _inline_screen, withheld: list[str] | None = None
+               screener: Screen = _inline_screen, withheld: list[str] | None = None, counts: bool = False
                ) -> tuple[list[dict[str, Any]], SourceStatus]:
+    """One peer's page. With counts (only to a peer that lists `query-counts`: asks_counts), the
+    same request asks for the query's facet counts too, which come back in status.counted."""
     started = time.monotonic()
     status = SourceStatus(peer.node_id, peer.name, "ok", withheld=list(withheld or []))
+    screened: Screened | None = None
     try:
-        reply = await asyncio.wait_for(
-            client.request(peer, "POST", "/v1/profiles/query", query.to_wire(), timeout=timeout), timeout)
+        reply = await asyncio.wait_for(client.request(
+            peer, "POST", "/v1/profiles/query", {**query.to_wire(), "counts": True} if counts else query.to_wire(),
+            timeout=timeout), timeout)
         if reply.status in (401, 403):
             status.status, status.error = "refused", f"HTTP {reply.status}"
             return [], status
@@ -554,7 +569,31 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
         status.status, status.error = "unreachable", str(exc)
     finally:
         status.ms = int((time.monotonic() - started) * 1000)
+        if counts:
+            status.counted = _counted(status, screened)
     return [], status
+
+
+def _counted(status: SourceStatus, screened: Screened | None) -> tuple[facets.SourceCounts, facets.Counts | None]:
+    """The counts a peer sent with its page, checked; or, if the page itself failed, that failure."""
+    out = facets.SourceCounts(status.node_id, status.name, "ok", ms=status.ms, withheld=list(status.withheld))
+    if screened is None:
+        out.status, out.error = status.status, status.error
+        return out, None
+    try:
+        got = facets.of_reply(screened.counts)
+    except DiscnodeError as exc:
+        out.status, out.error = "invalid", f"counts: {exc}"
+        return out, None
+    out.total = got.total
+    return out, got
+
+
+def asks_counts(peer: peers.Peer) -> bool:
+    """Whether a peer's query may ask for its counts in the same request: only if its descriptor
+    lists the `query-counts` feature (spec 13: nothing is sent that a partner has not said it
+    understands; an older node refuses an unknown query member with 400)."""
+    return FEATURES[0] in scopes_of(peer.descriptor)
 
 
 def withheld_by(home: Home, peer: peers.Peer) -> list[str]:
@@ -573,10 +612,12 @@ def active_peers(home: Home) -> list[peers.Peer]:
 
 async def search(home: Home, query: Query | None = None, *, cursor: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, partnerships: Iterable[str] | None = None,
-                 client: PeerClient | None = None) -> Page:
+                 client: PeerClient | None = None, counts: bool = False) -> Page:
     """One page of the Dataview. A cursor carries its whole search: given alone (query and
     partnerships None) it continues that search; given with a query or partnerships, they must be
-    the cursor's own, or InvalidInput."""
+    the cursor's own, or InvalidInput. With counts, also the query's facet counts (Page.counts):
+    asked in the query's own request of each peer that can answer both at once (asks_counts), by a
+    separate facets request of the others."""
     secret = cursor_secret(home)
     asked = None if partnerships is None else tuple(sorted({parse_node_id(p) for p in partnerships}))
     if cursor and query is None and asked is None:
@@ -595,6 +636,9 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
     unknown = wanted - {p.node_id for p in targets} - {home.node_id}
     if unknown:
         raise InvalidInput(f"no active agreement with {', '.join(sorted(unknown))}")
+    mine = (facets.own(home.node_id, home.config.name, facets.count(home.db, query, today(), origin=home.node_id))
+            if counts and (not wanted or home.node_id in wanted) else None)
+    apart = [p for p in targets if counts and not asks_counts(p)]
     names = {home.node_id: home.config.name, **{p.node_id: p.name for p in targets}}
     by_id = {p.node_id: p for p in targets}
     statuses: dict[str, SourceStatus] = {}
@@ -626,8 +670,11 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
     owned_client = client is None
     client = client or PeerClient(home.identity, timeout=timeout)
     try:
-        replies = await asyncio.gather(*(_ask(client, p, first, timeout, withheld=withheld_by(home, p))
-                                         for p in targets))
+        # Only the first round carries the counts (they do not depend on the page's limit or position).
+        replies, counted_apart = await asyncio.gather(
+            asyncio.gather(*(_ask(client, p, first, timeout, withheld=withheld_by(home, p),
+                                  counts=counts and asks_counts(p)) for p in targets)),
+            asyncio.gather(*(facets.ask(p, query, client, timeout, withheld_by(home, p)) for p in apart)))
         statuses.update((s.node_id, s) for _, s in replies)
         answers = [Answer(own, query.limit, len(own))] + [
             Answer(records, first.limit, len(records) + s.dropped) for records, s in replies]
@@ -646,9 +693,14 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
         if owned_client:
             await client.close()
     more = may_hold_more(answers, more)
-    return Page([{**r, "origin_name": names[r["origin"]]} for r in results],
+    page = Page([{**r, "origin_name": names[r["origin"]]} for r in results],
                 [own_status] + [s for _, s in replies], next_cursor(results, more, query, asked, secret),
                 query, asked)
+    if counts:
+        each = {c.node_id: (c, got) for c, got in counted_apart}
+        each.update((s.node_id, s.counted) for _, s in replies if s.counted is not None)
+        page.counts, page.counted = facets.add_up(([mine] if mine else []) + [each[p.node_id] for p in targets])
+    return page
 
 
 async def _ask_again(client: PeerClient, peer: peers.Peer, query: Query, deadline: float, status: SourceStatus

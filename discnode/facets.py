@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import schemas
-from .errors import DiscnodeError
+from .errors import DiscnodeError, InvalidInput
 from .handling import Audience
 from .query import Query, filters
 
@@ -103,46 +103,69 @@ class SourceCounts:
     withheld: list[str] = field(default_factory=list)
 
 
-async def across(own: tuple[str, str, Counts] | None, targets: Iterable[Any], query: Query, client: Any,
-                 timeout: float, withheld: Any = None) -> tuple[Counts, list[SourceCounts]]:
-    """Ask every target peer for its counts, in parallel, each under its own deadline, and add them
-    to this node's own (own = (node_id, name, counts), or None if this node is filtered out).
-    withheld(peer): the fields that peer withholds (dataview.withheld_by), to report with it."""
+def of_reply(value: Any) -> Counts:
+    """The `counts` member of a query reply that asked for them (spec 8.1), in the facets reply's
+    form; InvalidInput if it is missing or not that form (a float, a string, a negative or
+    oversized number, a code outside its list): such counts are reported `invalid`, never added."""
+    if value is None:
+        raise InvalidInput("the reply carries no counts although they were asked for")
+    return Counts.from_wire(value)
+
+
+def wire_of(query: Query) -> dict[str, Any]:
+    """A query as the facets request sends it: its filters, without position or page size."""
+    return {k: v for k, v in query.to_wire().items() if k not in ("after", "limit")}
+
+
+async def ask(peer: Any, query: Query, client: Any, timeout: float, withheld: list[str] | None = None
+              ) -> tuple[SourceCounts, Counts | None]:
+    """One partner's counts, by `POST /v1/profiles/facets`, under its own deadline."""
     from .errors import PeerTimeout
 
-    wire = {k: v for k, v in query.to_wire().items() if k not in ("after", "limit")}
+    started = time.monotonic()
+    status = SourceCounts(peer.node_id, peer.name, "ok", withheld=list(withheld or []))
+    got = None
+    try:
+        reply = await asyncio.wait_for(
+            client.request(peer, "POST", "/v1/profiles/facets", wire_of(query), timeout=timeout), timeout)
+        if reply.status == 404:
+            status.status, status.error = "unsupported", "the partner's node does not count facets"
+        elif reply.status in (401, 403):
+            status.status, status.error = "refused", f"HTTP {reply.status}"
+        elif reply.status != 200:
+            status.status, status.error = "invalid", f"HTTP {reply.status}"
+        else:
+            got = Counts.from_wire(reply.json())
+            status.total = got.total
+    except (asyncio.TimeoutError, PeerTimeout):
+        status.status, status.error = "timeout", f"no reply within {timeout:g}s"
+    except DiscnodeError as exc:
+        status.status, status.error = ("invalid" if exc.code == "invalid" else "unreachable"), str(exc)
+    status.ms = int((time.monotonic() - started) * 1000)
+    return status, got
 
-    async def ask(peer: Any) -> tuple[SourceCounts, Counts | None]:
-        started = time.monotonic()
-        status = SourceCounts(peer.node_id, peer.name, "ok", withheld=list(withheld(peer)) if withheld else [])
-        got = None
-        try:
-            reply = await asyncio.wait_for(
-                client.request(peer, "POST", "/v1/profiles/facets", wire, timeout=timeout), timeout)
-            if reply.status == 404:
-                status.status, status.error = "unsupported", "the partner's node does not count facets"
-            elif reply.status in (401, 403):
-                status.status, status.error = "refused", f"HTTP {reply.status}"
-            elif reply.status != 200:
-                status.status, status.error = "invalid", f"HTTP {reply.status}"
-            else:
-                got = Counts.from_wire(reply.json())
-                status.total = got.total
-        except (asyncio.TimeoutError, PeerTimeout):
-            status.status, status.error = "timeout", f"no reply within {timeout:g}s"
-        except DiscnodeError as exc:
-            status.status, status.error = ("invalid" if exc.code == "invalid" else "unreachable"), str(exc)
-        status.ms = int((time.monotonic() - started) * 1000)
-        return status, got
 
+def own(node_id: str, name: str, counts: Counts) -> tuple[SourceCounts, Counts]:
+    """This node's own counts, as a source's."""
+    return SourceCounts(node_id, name, "ok", counts.total), counts
+
+
+def add_up(answers: Iterable[tuple[SourceCounts, Counts | None]]) -> tuple[Counts, list[SourceCounts]]:
+    """The sum of the sources that answered, and every source's status, in order."""
     total = Counts()
     sources: list[SourceCounts] = []
-    if own is not None:
-        node_id, name, counts = own
-        total.add(counts)
-        sources.append(SourceCounts(node_id, name, "ok", counts.total))
-    for status, got in await asyncio.gather(*(ask(p) for p in targets)):
+    for status, got in answers:
         sources.append(status)
         if got is not None:
             total.add(got)
     return total, sources
+
+
+async def across(mine: tuple[str, str, Counts] | None, targets: Iterable[Any], query: Query, client: Any,
+                 timeout: float, withheld: Any = None) -> tuple[Counts, list[SourceCounts]]:
+    """Ask every target peer for its counts, in parallel, each under its own deadline, and add them
+    to this node's own (mine = (node_id, name, counts), or None if this node is filtered out).
+    withheld(peer): the fields that peer withholds (dataview.withheld_by), to report with it."""
+    answers = await asyncio.gather(*(ask(p, query, client, timeout, withheld(p) if withheld else None)
+                                     for p in targets))
+    return add_up(([own(*mine)] if mine is not None else []) + list(answers))

@@ -30,7 +30,7 @@ from .documents.succession import new_inception, verify_chain
 from .errors import Conflict, InvalidInput, NotFound
 from .identity import (Identity, certificate_fingerprint, make_tls_certificate, save_identity,
                        save_next_key, write_secret)
-from .consent import SHARE_KINDS
+from .consent import FEATURES, SHARE_KINDS
 from .signing import sign_document
 from .untrusted import peer_url
 
@@ -263,7 +263,7 @@ class Home:
             "url": self.config.url,
             "tls_fingerprint": self.tls_fingerprint,
             "issued_at": store.now_ts(),
-            "scopes": list(SHARE_KINDS),
+            "scopes": [*SHARE_KINDS, *FEATURES],
         }
         events = self.key_events()
         if events:

@@ -54,6 +54,7 @@ class Query:
     def from_wire(cls, doc: Any) -> "Query":
         schemas.validate("query", doc)
         data = dict(doc)
+        data.pop("counts", None)  # asks for the reply to carry counts (spec 8.1): the server's to read
         # JSON Schema's integer includes 20.0; the schema has passed it, so serve it as 20 (the
         # wire loader already does; this holds for a document from any other parser too).
         for name in ("age_min", "age_max", "limit"):

@@ -12,6 +12,7 @@ import asyncio
 import asyncio.sslproto
 import contextlib
 import datetime as dt
+import json
 import logging
 import math
 import signal
@@ -563,13 +564,16 @@ async def query_profiles(request: web.Request) -> web.Response:
     # The body is read here, on the loop; a bad one is refused only after the agreement is checked,
     # as every handler does (_require first), so that a peer without one learns nothing more.
     query: Query | None = None
+    counts = False  # `counts: true` (spec 8.1): the page and its facet counts, from one read
     bad: BaseException | None = None
     try:
-        query = Query.from_wire(_json_body(request))
+        doc = _json_body(request)
+        query = Query.from_wire(doc)
+        counts = doc.get("counts") is True
     except Exception as exc:  # noqa: BLE001 - raised below, in the order _require would give
         bad = exc
 
-    def read(db: store.DB) -> tuple[list[str], str]:
+    def read(db: store.DB) -> tuple[list[str], str, Any]:
         # The agreement, its check and the page in one trip to a reader thread (each trip costs
         # about as much CPU as the page's SQL).
         agreement, audience = state._agreement_in(db, peer)
@@ -577,9 +581,23 @@ async def query_profiles(request: web.Request) -> web.Response:
         if bad is not None:
             raise bad
         assert query is not None
-        return store.search_served(db, query, today(), state.me, audience)
+        if not counts:
+            return (*store.search_served(db, query, today(), state.me, audience), None)
+        from .facets import count
+        day = today()
+        db.conn.execute("BEGIN")  # one read transaction: the page and the counts see one snapshot (WAL)
+        try:
+            return (*store.search_served(db, query, day, state.me, audience),
+                    count(db, query, day, served_by=state.me, audience=audience))
+        finally:
+            db.conn.execute("COMMIT")
 
-    records, served = await state.sql.read(read)
+    records, served, counted = await state.sql.read(read)
+    if counted is not None:
+        note(request, "served", what="query", count=len(records), records=served, counted=counted.total)
+        # The counts as the facets endpoint sends them (json.dumps: only ASCII codes and integers).
+        body = '{"records":[' + ",".join(records) + '],"counts":' + json.dumps(counted.to_wire()) + "}"
+        return web.Response(text=body, content_type="application/json")
     note(request, "served", what="query", count=len(records), records=served)
     # Stored records are already the signed JSON: send them as they are, unparsed.
     body = '{"records":[' + ",".join(records) + "]}"

@@ -7,7 +7,6 @@ parameters become is the same one the CLI builds, run by the same functions.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 import time
@@ -20,7 +19,7 @@ from multidict import MultiDict, MultiDictProxy
 from .. import audit, facets, handling, peers, profiles, schemas, store
 from ..consent import (ALLOWED, DEFAULT_MATCH_QUOTA, DEFAULT_PURPOSE, DEFAULT_SHARE, DEFAULT_TERM_DAYS, SHARE_KINDS,
                        Action, Terms)
-from ..dataview import active_peers, cursor_secret, fetch_profile, withheld_by
+from ..dataview import cursor_secret, fetch_profile
 from ..dataview import search as federated_search
 from ..errors import InvalidInput, NotFound, Refused
 from ..home import today
@@ -99,25 +98,17 @@ def _handling(record: Mapping[str, Any]) -> dict[str, Any]:
             "ethnicity_shown": record.get("ethnicity", "withheld")}
 
 
-async def _counts(local: Local, query: Query, wanted: set[str], *, paging: bool
-                  ) -> tuple[facets.Counts, list[facets.SourceCounts]]:
-    """Counted afresh for a query's first page; reused for its next pages (for FACET_SECONDS)."""
-    home = local.home
-    key = repr((query.to_wire(), sorted(wanted)))
+def _cached_counts(local: Local, key: str) -> tuple[facets.Counts, list[facets.SourceCounts]] | None:
     cached = local.cache.get(("facets", key))
-    if paging and cached and cached[0] > time.monotonic():
-        return cached[1]
-    targets = [p for p in active_peers(home) if not wanted or p.node_id in wanted]
-    own = None
-    if not wanted or home.node_id in wanted:
-        own = (home.node_id, home.config.name, facets.count(home.db, query, today(), origin=home.node_id))
-    result = await facets.across(own, targets, query, local.client, local.timeout,
-                                 withheld=lambda peer: withheld_by(home, peer))
+    return cached[1] if cached and cached[0] > time.monotonic() else None
+
+
+def _keep_counts(local: Local, key: str, result: tuple[facets.Counts, list[facets.SourceCounts]]) -> None:
+    """Counted afresh for a query's first page; reused for its next pages (for FACET_SECONDS)."""
     local.cache[("facets", key)] = (time.monotonic() + FACET_SECONDS, result)
     if len(local.cache) > 200:
         now = time.monotonic()
         local.cache = {k: v for k, v in local.cache.items() if v[0] > now}
-    return result
 
 
 async def dataview(local: Local, params: Params) -> dict[str, Any]:
@@ -125,9 +116,15 @@ async def dataview(local: Local, params: Params) -> dict[str, Any]:
     query = parse_query(params)
     cursor = params.get("cursor") or None
     wanted = {parse_node_id(p) for p in params.getall("partnership", [])}
-    page, (counts, counted) = await asyncio.gather(
-        federated_search(home, query, cursor=cursor, timeout=local.timeout, partnerships=wanted, client=local.client),
-        _counts(local, query, wanted, paging=cursor is not None))
+    key = repr((query.to_wire(), sorted(wanted)))
+    cached = _cached_counts(local, key) if cursor is not None else None
+    # One request per partner: the page and its counts together (dataview.search, counts=True).
+    page = await federated_search(home, query, cursor=cursor, timeout=local.timeout, partnerships=wanted,
+                                  client=local.client, counts=cached is None)
+    if cached is None:
+        cached = (page.counts or facets.Counts(), page.counted)  # asked for, so search set them
+        _keep_counts(local, key, cached)
+    counts, counted = cached
     audit.append(home.db, "search", "", query=query.to_wire(), results=len(page.results), all=False,
                  contact_sheet=None, peers={p.node_id: p.status for p in page.peers}, via="web")
     facet_rows = facets.labelled(counts)
