@@ -32,7 +32,7 @@ SHARE_KINDS = ("profiles", "images", "match", "statistics", "ethnicity", "minors
 #: scopes (spec 7.1, Features) but never shared by an agreement: `query-counts`, a query that asks
 #: for its facet counts in the same request (spec 8.1). A partner is sent a feature's fields only
 #: if its descriptor lists the feature.
-FEATURES = ("query-counts",)
+FEATURES = ("query-counts",)  # facets.FEATURE
 #: Scopes that widen what `profiles` serves (handling.py): each only with `profiles`.
 WIDENING = ("ethnicity", "minors", "conditional")
 #: What an offer shares unless told otherwise; and what a descriptor without `scopes` supports

@@ -40,7 +40,7 @@ from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Iterator, Se
 import orjson
 
 from . import checked, facets, handling, peers, schemas, store, untrusted, wirejson
-from .consent import FEATURES, scopes_of
+from .consent import scopes_of
 from .client import PeerClient
 from .documents.succession import KeyPeriod
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
@@ -590,10 +590,8 @@ def _counted(status: SourceStatus, screened: Screened | None) -> tuple[facets.So
 
 
 def asks_counts(peer: peers.Peer) -> bool:
-    """Whether a peer's query may ask for its counts in the same request: only if its descriptor
-    lists the `query-counts` feature (spec 13: nothing is sent that a partner has not said it
-    understands; an older node refuses an unknown query member with 400)."""
-    return FEATURES[0] in scopes_of(peer.descriptor)
+    """Whether a peer's query may ask for its counts in the same request (facets.in_query)."""
+    return facets.in_query(peer.descriptor)
 
 
 def withheld_by(home: Home, peer: peers.Peer) -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import schemas
+from .consent import scopes_of
 from .errors import DiscnodeError, InvalidInput
 from .handling import Audience
 from .query import Query, filters
@@ -101,6 +102,19 @@ class SourceCounts:
     error: str = ""
     #: Fields this source withholds under its agreement: its counts of them are not in the total.
     withheld: list[str] = field(default_factory=list)
+
+
+#: The feature (consent.FEATURES) a partner lists in its descriptor's `scopes` when its query
+#: endpoint takes `counts` (spec 7.1, 8.1).
+FEATURE = "query-counts"
+
+
+def in_query(descriptor: Any) -> bool:
+    """Whether a partner with this (verified) descriptor may be asked for its counts inside its
+    query request: only if it lists the feature. Spec 13: nothing is sent that a partner has not
+    said it understands (an older node refuses an unknown query member with 400); the others are
+    asked by POST /v1/profiles/facets, as before."""
+    return FEATURE in scopes_of(descriptor)
 
 
 def of_reply(value: Any) -> Counts:

@@ -388,6 +388,45 @@ def key_event_vectors(vec: Any) -> None:
     assert keyev.check_signed_at(state, sign_document({"issued_at": T2}, k2), T2) == k2.public_key
 
 
+FACETS_REPLY = {"total": 3, "facets": {"gender": {"female": 2, "male": 1}, "ethnicity": {"IC1": 1, "IC9": 2},
+                                      "build": {"medium": 3}, "status": {"identified": 3},
+                                      "tags": {"shoplifting": 3, "violence": 1}}}
+
+
+def query_counts_vectors(vec: Any) -> None:
+    """protocol/vectors/query-counts (spec 7.1, 8.1): whom a node may ask for counts inside its
+    query, and which `counts` members of a reply it takes."""
+    from discnode.consent import SHARE_KINDS
+    vec("query-counts", "listed", "The partner's descriptor lists query-counts: counts go in the query request",
+        {"descriptor": descriptor(BOB, "Bob BCRP", 9443, [*SHARE_KINDS, "query-counts"])}, {"in_query": True}, "valid")
+    vec("query-counts", "not-listed", "Scopes without query-counts: counts by POST /v1/profiles/facets",
+        {"descriptor": descriptor(BOB, "Bob BCRP", 9443, list(SHARE_KINDS))}, {"in_query": False}, "valid")
+    vec("query-counts", "no-scopes", "A descriptor from before scopes: counts by POST /v1/profiles/facets",
+        {"descriptor": descriptor(BOB, "Bob BCRP", 9443)}, {"in_query": False}, "valid")
+    vec("query-counts", "reply", "A reply's counts, taken as a facets reply", {"reply": {"records": [],
+        "counts": FACETS_REPLY}}, FACETS_REPLY, "valid")
+    empty = {f: {} for f in ("gender", "ethnicity", "build", "status", "tags")}
+    vec("query-counts", "withheld-ethnicity", "Ethnicity not shared: {} (never 'unknown')",
+        {"reply": {"records": [], "counts": {"total": 2, "facets": {**empty, "gender": {"male": 2}}}}},
+        {"total": 2, "facets": {**empty, "gender": {"male": 2}}}, "valid")
+    for slug, description, counts, error in [
+            ("missing", "Counts asked for and not sent", None, "no counts"),
+            ("total-text", "A total written as text", {"total": "3", "facets": empty}, "integer"),
+            ("total-fraction", "A total with a fraction", {"total": 2.5, "facets": empty}, "integer"),
+            ("total-boolean", "A total written as true", {"total": True, "facets": empty}, "integer"),
+            ("total-over", "A total over 100,000,000", {"total": 100000001, "facets": empty}, "at most"),
+            ("negative", "A negative count", {"total": 1, "facets": {**empty, "build": {"slim": -1}}}, "at least 0"),
+            ("unknown-code", "A code outside its list", {"total": 1, "facets": {**empty, "gender": {"<b>": 1}}},
+             "gender"),
+            ("missing-field", "A field left out", {"total": 0, "facets": {k: v for k, v in empty.items()
+                                                                          if k != "tags"}}, "tags")]:
+        reply: dict[str, Any] = {"records": []}
+        if counts is not None:
+            reply["counts"] = counts
+        vec("query-counts", slug, description + ": the partner's counts are reported invalid, not added",
+            {"reply": reply}, {"error": error}, "invalid")
+
+
 def examples() -> dict[str, Any]:
     o = offer(ALICE, BOB, 8443)
     head, older = audit_heads()
@@ -424,11 +463,10 @@ def examples() -> dict[str, Any]:
                        "excluded": True, "sort": "last-seen", "desc": True, "limit": 50,
                        "after": ["2026-10-01", ALICE.node_id, "abcdefgh2345"]},
         "query-reply.json": {"records": [profile()]},
+        "query.counts.json": {"gender": ["female"], "tags": ["shoplifting"], "limit": 50, "counts": True},
+        "query-reply.counts.json": {"records": [profile()], "counts": FACETS_REPLY},
         "profile-reply.json": {"record": profile(), "images": ["7d" * 32]},
-        "facets-reply.json": {"total": 3, "facets": {"gender": {"female": 2, "male": 1},
-                                                     "ethnicity": {"IC1": 1, "IC9": 2}, "build": {"medium": 3},
-                                                     "status": {"identified": 3},
-                                                     "tags": {"shoplifting": 3, "violence": 1}}},
+        "facets-reply.json": FACETS_REPLY,
         "consent.offer.json": o,
         "consent.accept.json": respond(Action.ACCEPT, BOB, ALICE, o),
         "consent.revoke.json": respond(Action.REVOKE, ALICE, BOB, o),
@@ -501,6 +539,7 @@ def vectors() -> dict[str, dict[str, Any]]:
         {"signed_bytes": canonical({k: v for k, v in old.items() if k != "sig"}).decode()}, "valid")
 
     profile_view_vectors(vec)
+    query_counts_vectors(vec)
 
     # HTTP message signatures (RFC 9421) with Content-Digest (RFC 9530)
     url = "https://127.0.0.1:8443/v1/profiles/query"

@@ -11,7 +11,7 @@ import pytest
 
 from discnode.audit import _entry_hash
 from discnode.audithead import GENESIS, against, check_head, compare
-from discnode import handling, namekey, oprf, schemas, wirejson
+from discnode import facets, handling, namekey, oprf, schemas, wirejson
 from discnode.consent import derive
 from discnode.documents.proposal import check_outcome, check_proposal
 from discnode.documents.link import check as check_link
@@ -86,6 +86,10 @@ def run(family, vector):
         return run_key_event(i)
     if family == "profile-view":
         return run_profile_view(i)
+    if family == "query-counts":
+        if "descriptor" in i:
+            return {"in_query": facets.in_query(i["descriptor"])}
+        return facets.of_reply(i["reply"].get("counts")).to_wire()
     if family == "evidence":
         verified = verify_evidence(i["file"].encode())
         return {"records": verified.records, "images": verified.images, "references": verified.references,
@@ -154,7 +158,8 @@ def run_audit_head(i):
 def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
     assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json",
-                        "match", "proposal", "sighting", "link", "statistics", "notice", "key-event", "profile-view", "evidence"}
+                        "match", "proposal", "sighting", "link", "statistics", "notice", "key-event", "profile-view", "evidence",
+                        "query-counts"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 
