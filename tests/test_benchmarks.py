@@ -44,3 +44,17 @@ def test_dataview_serving_only_fast_mode_serves_from_both_codes_with_failures_by
                 assert serving["failed"] == 0  # every load process a partner within its fair share
                 assert set(serving["node_cpu_ms_per_query_by_thread"]) == {"event loop", "other threads"}
     assert report["disclosure_index"]["entries"] > 0 and report["disclosure_index"]["rows"] > 0
+
+
+def test_web_counts_benchmark_fast_mode_finds_one_request_per_partner_and_equal_answers(tmp_path):
+    out = tmp_path / "web_counts.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "web_counts.py"), "--fast", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    by_path = {(row["query"], row["path"]): row for row in report["rows"]}
+    for query in ("first page", "gender=female, tag=shoplifting"):
+        # 3 partnerships: a query and a facets request each, against one request carrying both.
+        assert by_path[(query, "two requests")]["requests_per_page"] == 6
+        assert by_path[(query, "one request")]["requests_per_page"] == 3
+        assert by_path[(query, "one request")]["partners_cpu_ms"] >= 0
