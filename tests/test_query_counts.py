@@ -295,3 +295,17 @@ def test_the_web_dataview_asks_a_partner_without_query_counts_twice_and_shows_th
         assert sources[net.b.node_id]["facets_status"] == "ok" and sources[net.b.node_id]["status"] == "ok"
     finally:
         stop(net)
+
+
+def test_a_scope_value_a_node_does_not_know_changes_nothing_for_it(network, monkeypatch):
+    # As query-counts is to a node of the release before it: listed in B's descriptor, unknown to A.
+    monkeypatch.setattr("discnode.home.FEATURES", ("query-counts", "some-later-feature"))
+    b = network.node("B")
+    monkeypatch.undo()
+    a = network.node("A")
+    add(b, "--first-name", "Only", "--last-name", "One", "--gender", "female")
+    network.agree(a, b, "profiles", "images", "ethnicity")  # the offer is checked against B's scopes
+    (peer,) = dataview.active_peers(a.home)
+    assert "some-later-feature" in peer.descriptor["scopes"]
+    page = search(network, a, Query(), counts=True)
+    assert [r["first_name"] for r in page.results] == ["Only"] and page.counts.total == 1
