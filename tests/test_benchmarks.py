@@ -54,7 +54,8 @@ def test_web_counts_benchmark_fast_mode_finds_one_request_per_partner_and_equal_
     report = json.loads(out.read_text())
     by_path = {(row["query"], row["path"]): row for row in report["rows"]}
     for query in ("first page", "gender=female, tag=shoplifting"):
-        # 3 partnerships: a query and a facets request each, against one request carrying both.
-        assert by_path[(query, "two requests")]["requests_per_page"] == 6
-        assert by_path[(query, "one request")]["requests_per_page"] == 3
+        # 3 partnerships: a query and a facets request each, against one request carrying both (and,
+        # on both paths alike, any second rounds of the first page: dataview.round_two).
+        two, one = (by_path[(query, path)]["requests_per_page"] for path in ("two requests", "one request"))
+        assert one >= 3 and two - one == 3
         assert by_path[(query, "one request")]["partners_cpu_ms"] >= 0
