@@ -123,7 +123,7 @@ def thread_ns() -> dict[str, int]:
     return out
 
 
-async def serve(node_path: Path, partner_path: Path, seconds: float, connections: int) -> None:
+async def serve(node_path: Path, partner_path: Path, seconds: float, connections: int, out_path: Path) -> None:
     import dataview
     home = Home.open(node_path)
     running = await server.start(home, server.Limits(rate=1_000_000, burst=2_000_000))
@@ -159,9 +159,8 @@ async def serve(node_path: Path, partner_path: Path, seconds: float, connections
         print(f"  thread {k:52s} {us:8.1f} us/query")
     for k, v in out["stages_us_per_query"].items():
         print(f"  {k:59s} {v['us']:8.1f} us/query  ({v['calls']:.2f} calls/query)")
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(exist_ok=True)
-    (results / "serving-stages.json").write_text(json.dumps(out, indent=2))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=2))
 
 
 def main() -> None:
@@ -171,6 +170,7 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--readers", type=int, default=0, help="SQL reader threads (0: the node's default)")
     p.add_argument("--mmap", type=int, default=0, help="PRAGMA mmap_size of every connection (experiment)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serving-stages.json")
     p.add_argument("--no-stages", action="store_true", help="no wrappers: the totals alone")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="discnode-stages-") as tmp:
@@ -194,7 +194,7 @@ def main() -> None:
             server.SqlThreads.__init__ = lambda self, path, readers=4: init(self, path, args.readers)
         if (os.cpu_count() or 1) >= 2:
             os.sched_setaffinity(0, {0})
-        asyncio.run(serve(paths[0], partner, args.seconds, args.connections))
+        asyncio.run(serve(paths[0], partner, args.seconds, args.connections, args.out))
 
 
 if __name__ == "__main__":
