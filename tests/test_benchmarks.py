@@ -59,3 +59,22 @@ def test_web_counts_benchmark_fast_mode_finds_one_request_per_partner_and_equal_
         two, one = (by_path[(query, path)]["requests_per_page"] for path in ("two requests", "one request"))
         assert one >= 3 and two - one == 3
         assert by_path[(query, "one request")]["partners_cpu_ms"] >= 0
+
+
+def test_serving_stages_times_each_stage_of_answered_queries(tmp_path):
+    out = tmp_path / "stages.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serving_stages.py"), "--profiles", "20",
+                        "--seconds", "1", "--connections", "2", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["queries"] > 0 and report["failed"] == {}
+    stages = report["stages_us_per_query"]
+    for stage in ("verify_request (RFC 9421, reader)", "Ed25519 verify, libsodium (reader)",
+                  "agreement check (reader)", "audit.append_many (writer)"):
+        assert stages[stage]["us"] > 0, stage
+    # every answered query verified once, and its page read once (warm or after a commit)
+    assert 0.9 <= stages["Ed25519 verify, libsodium (reader)"]["calls"] <= 1.1
+    searches = sum(v["calls"] for k, v in stages.items() if k.startswith("store.search_served"))
+    assert 0.9 <= searches <= 1.1
+    assert {"event loop", "sql-reader", "sql-writer"} <= set(report["threads_us_per_query"])
