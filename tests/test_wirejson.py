@@ -1,6 +1,8 @@
 """JSON from the network is I-JSON (RFC 7493), read strictly (discnode/wirejson.py). What real nodes
 answer when a peer sends such input is in tests/test_bad_input.py."""
 
+import json
+
 import pytest
 
 from discnode import wirejson
@@ -52,3 +54,50 @@ def test_loader_reads_32_levels():
     for _ in range(31):
         value = value[0]
     assert value == []
+
+
+# --- the nesting check from the text (wirejson._height) against the walk of the value ---------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Strings full of what could confuse a reading of the text: brackets, quotes, backslashes, escapes.
+_tricky_text = st.text(alphabet=st.sampled_from(list('[]{}"\\/:,ab \n\u00e9\u2028\U0001f600')), max_size=12)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**53 + 1, 2**53 - 1) | _tricky_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_tricky_text, inner, max_size=4),
+    max_leaves=30)
+
+
+def _walk_refuses(value: object) -> bool:
+    try:
+        wirejson._check_depth(value)
+        return False
+    except InvalidInput:
+        return True
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=_json_values, wrappers=st.lists(st.sampled_from(["list", "dict"]), max_size=40),
+       ensure_ascii=st.booleans(), spaced=st.booleans())
+def test_nesting_read_from_the_text_equals_the_walk_of_the_value(value, wrappers, ensure_ascii, spaced):
+    for kind in wrappers:
+        value = [value] if kind == "list" else {"[\"{": value}
+    text = json.dumps(value, ensure_ascii=ensure_ascii, indent=1 if spaced else None)
+    assert (wirejson._height(text.encode()) > wirejson.MAX_DEPTH) == _walk_refuses(value)
+    if not _walk_refuses(value):
+        assert wirejson._height(text.encode()) == _height_of(value)
+    refused = False
+    try:
+        assert wirejson.loads(text.encode()) == value
+    except InvalidInput as exc:
+        refused = "nested deeper" in str(exc)
+    assert refused == _walk_refuses(value)
+
+
+def _height_of(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_height_of, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_height_of, value), default=0)
+    return 0
