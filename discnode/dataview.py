@@ -604,8 +604,9 @@ def withheld_by(home: Home, peer: peers.Peer) -> list[str]:
 def active_peers(home: Home) -> list[peers.Peer]:
     day = today()
     # Match-only partners are asked by `discnode match`, never searched: their profiles are not shared.
+    agreements = peers.agreements(home.db, home.node_id, day)
     return [p for p in peers.all_peers(home.db)
-            if "profiles" in peers.agreement(home.db, home.node_id, p.node_id, day).share]
+            if p.node_id in agreements and "profiles" in agreements[p.node_id].share]
 
 
 async def search(home: Home, query: Query | None = None, *, cursor: str | None = None,

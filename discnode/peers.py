@@ -116,8 +116,31 @@ def public_key(db: store.DB, node_id: str) -> bytes | None:
 
 def all_peers(db: store.DB) -> list[Peer]:
     cur = db.execute("SELECT * FROM peers ORDER BY name, node_id")
-    cols = [d[0] for d in cur.description]
-    return [_with_history(db, _peer_from_row(dict(zip(cols, r)))) for r in cur.fetchall()]
+    cols = tuple(d[0] for d in cur.description)
+    rows = cur.fetchall()
+    # One query for which peers have former keys (a history of more than the inception key), not
+    # one per peer: a search lists every peer. For the others _with_history changes nothing.
+    rotated = {r[0] for r in db.execute("SELECT node_id FROM key_events GROUP BY node_id HAVING count(*) > 1")}
+    out = []
+    for row in rows:
+        peer = _peer_of(cols, tuple(row))
+        out.append(_with_history(db, peer) if peer.node_id in rotated else peer)
+    return out
+
+
+#: Peers as built from their rows, by the row's every column: parsing each descriptor's JSON again
+#: on every search was most of listing the peers. A changed row (a new address, key or descriptor)
+#: is a new key. The Peer is frozen; nothing writes into its descriptor.
+_FROM_ROW: dict[tuple[tuple[str, ...], tuple[Any, ...]], Peer] = {}
+
+
+def _peer_of(cols: tuple[str, ...], row: tuple[Any, ...]) -> Peer:
+    peer = _FROM_ROW.get((cols, row))
+    if peer is None:
+        if len(_FROM_ROW) >= 4096:
+            _FROM_ROW.clear()
+        peer = _FROM_ROW[(cols, row)] = _peer_from_row(dict(zip(cols, row)))
+    return peer
 
 
 def keys_for(db: store.DB, node_id: str, when: Any) -> list[bytes]:
@@ -274,8 +297,18 @@ def documents(db: store.DB, peer: str) -> list[dict[str, Any]]:
         "SELECT doc FROM consent_docs WHERE peer = ? ORDER BY issued_at, hash", [peer]).fetchall()]
 
 
+#: Agreements derived before, by what they were derived from: (me, peer, day, the documents'
+#: hashes in order). A search derives every partner's agreement (twice a page, at 100 partners 200
+#: derivations), and reading the documents' JSON and deriving was nearly all of it. The key is the
+#: documents' content (consent_docs.hash is document_hash of the document stored beside it, and the
+#: table only ever gains rows), so any new document, a revocation written by another process
+#: included, is a new key and takes effect at the very next call; nothing is ever invalidated.
+_DERIVED: dict[tuple[str, str, dt.date, tuple[str, ...]], Agreement] = {}
+_DERIVED_MAX = 4096
+
+
 def agreement(db: store.DB, me: str, peer: str, today: dt.date) -> Agreement:
-    return agreement_and_hashes(db, me, peer, today)[0]
+    return _derived(db, me, peer, today, consent_hashes(db, peer))
 
 
 def agreement_and_hashes(db: store.DB, me: str, peer: str, today: dt.date) -> tuple[Agreement, tuple[str, ...]]:
@@ -292,6 +325,28 @@ def consent_hashes(db: store.DB, peer: str) -> tuple[str, ...]:
     """The hashes of every consent document held with `peer` (see agreement_and_hashes)."""
     return tuple(r[0] for r in db.execute("SELECT hash FROM consent_docs WHERE peer = ? ORDER BY issued_at, hash",
                                           [peer]).fetchall())
+
+
+def agreements(db: store.DB, me: str, today: dt.date) -> dict[str, Agreement]:
+    """Every peer's agreement (by node ID; State.NONE for a peer without documents), from one query."""
+    by_peer: dict[str, list[str]] = {}
+    for peer, digest in db.execute("SELECT peer, hash FROM consent_docs ORDER BY peer, issued_at, hash"):
+        by_peer.setdefault(peer, []).append(digest)
+    return {peer: _derived(db, me, peer, today, tuple(hashes)) for peer, hashes in by_peer.items()}
+
+
+def _derived(db: store.DB, me: str, peer: str, today: dt.date, hashes: tuple[str, ...]) -> Agreement:
+    found = _DERIVED.get((me, peer, today, hashes))
+    if found is not None:
+        return found
+    rows = db.execute("SELECT hash, doc FROM consent_docs WHERE peer = ? ORDER BY issued_at, hash", [peer]).fetchall()
+    found = derive(me, peer, [json.loads(r[1]) for r in rows], today, [r[0] for r in rows])
+    if len(_DERIVED) >= _DERIVED_MAX:
+        _DERIVED.clear()
+    # Keyed by the hashes of the documents it was derived from (a document may have arrived since
+    # `hashes` was read: then this entry serves the next call, and that one's key finds nothing).
+    _DERIVED[(me, peer, today, tuple(r[0] for r in rows))] = found
+    return found
 
 
 def audience(db: store.DB, me: str, peer: str, today: dt.date) -> Audience:

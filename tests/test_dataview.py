@@ -202,6 +202,25 @@ def test_revoked_peer_disappears_from_the_view(abc):
     assert origins(r) == {"B BCRP", "C BCRP"}
 
 
+def asked(result):
+    return {p["node_id"] for p in result["peers"]}
+
+
+def test_a_revocation_takes_effect_at_the_very_next_search(abc):
+    """Agreements and peers are kept between searches (peers._DERIVED, peers._FROM_ROW): a
+    revocation, by this node or delivered by the partner, must still stop the very next search."""
+    a, b, c = abc
+    first = b.cli("search", "--json").json
+    assert asked(first) >= {a.node_id, c.node_id} and origins(first) == {"A BCRP", "B BCRP", "C BCRP"}
+    b.cli("peer", "revoke", a.node_id)  # this node's own revocation
+    after = b.cli("search", "--json").json
+    assert a.node_id not in asked(after) and origins(after) == {"B BCRP", "C BCRP"}
+    assert c.node_id in asked(b.cli("search", "--json").json)
+    c.cli("peer", "revoke", b.node_id)  # the partner's, delivered to B's running node
+    last = b.cli("search", "--json").json
+    assert c.node_id not in asked(last) and origins(last) == {"B BCRP"}
+
+
 def test_contact_sheet_and_remote_profile(abc, tmp_path):
     a, b, _ = abc
     sheet = tmp_path / "sheet.png"
