@@ -26,7 +26,26 @@ def _shown(value: Any) -> str:
     return repr(value)[:80]
 
 
+#: URLs already found valid, with their canonical form: every request to a peer checks its pinned
+#: address again, and the check (yarl, ipaddress, a scan of every character) was a tenth of the
+#: searching node's CPU per request. Only successes are kept; the result depends on the text alone.
+_VALID: dict[str, str] = {}
+
+
 def peer_url(value: Any, what: str = "peer URL") -> str:
+    """The canonical `https://HOST:PORT` of a peer's base URL, or InvalidInput."""
+    if type(value) is str:
+        found = _VALID.get(value)
+        if found is not None:
+            return found
+    canonical = _peer_url(value, what)
+    if len(_VALID) >= 4096:
+        _VALID.clear()
+    _VALID[value] = canonical
+    return canonical
+
+
+def _peer_url(value: Any, what: str) -> str:
     """The canonical `https://HOST:PORT` of a peer's base URL, or InvalidInput.
 
     A peer URL is an origin and nothing more: https (pinning needs TLS), a host, a port. No user
