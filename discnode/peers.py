@@ -407,7 +407,8 @@ def _terms(agreement_: Agreement, me: str) -> dict[str, Any] | None:
              "offered_at": offer["issued_at"]}
     for optional in ("match_daily_quota", "handling_conditions"):
         if optional in offer["terms"]:
-            terms[optional] = offer["terms"][optional]
+            value = offer["terms"][optional]
+            terms[optional] = list(value) if isinstance(value, list) else value  # a copy: the offer may be kept (agreement cache)
     return terms
 
 
