@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return p50
 
     with tempfile.TemporaryDirectory(prefix="discnode-cli-bench-") as tmp:
-        with localnet.running(Path(tmp), args.nodes, args.nodes, args.profiles) as net:
+        with localnet.running(Path(tmp), args.nodes, args.nodes, args.profiles, quiet=not args.fast) as net:
             hub = ["--home", str(net.hub_small)]
             command_ms(hub + ["search"], 2)  # the daemon loads the CLI and opens its connections
             served = record("search, first page (served)", command_ms(hub + ["search"], args.runs))

@@ -79,7 +79,9 @@ def _central(root: Path, paths: list[Path]) -> Path:
 
 
 @contextlib.contextmanager
-def running(root: Path, nodes: int, total: int, profiles: int, log: callable = print) -> Iterator[Net]:
+def running(root: Path, nodes: int, total: int, profiles: int, log: callable = print, *,
+            quiet: bool = True) -> Iterator[Net]:
+    """The network's daemons running; with quiet, only once they have settled (settle)."""
     base_port = network.free_ports(total + 2)
     started = time.monotonic()
     hub_all, paths = network.generate(root / "net", total, profiles, base_port=base_port)
@@ -102,8 +104,9 @@ def running(root: Path, nodes: int, total: int, profiles: int, log: callable = p
             procs.append(_serve(hub))
             _wait_for(hub, procs[-1], "socket")
         log(f"started {len(procs)} daemons")
-        idle = settle()
-        log(f"settled: the CPUs {idle:.0%} idle over 2 s (load {load()})")
+        if quiet:
+            idle = settle()
+            log(f"settled: the CPUs {idle:.0%} idle over 2 s (load {load()})")
         yield Net(root, hub_small.path, hub_all, central, paths, procs)
     finally:
         stop(procs)

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                                  check=True, capture_output=True).stdout
         with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
             tar.extractall(old_tree, filter="data")
-        with localnet.running(Path(tmp), args.nodes, args.nodes, args.profiles) as net:
+        with localnet.running(Path(tmp), args.nodes, args.nodes, args.profiles, quiet=not args.fast) as net:
             # localnet started both hubs from this checkout: restart one from the base commit.
             hub_procs = net.procs[-2:]
             partners = [p.pid for p in net.procs[:-2]]

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return p50
 
     with tempfile.TemporaryDirectory(prefix="discnode-web-bench-") as tmp:
-        with localnet.running(Path(tmp), args.nodes, args.more, args.profiles) as net:
+        with localnet.running(Path(tmp), args.nodes, args.more, args.profiles, quiet=not args.fast) as net:
             figures = {}
             for label, hub, n in (("small", net.hub_small, args.nodes), ("all", net.hub_all, args.more)):
                 opener, origin = opener_for(hub)
