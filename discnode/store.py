@@ -300,6 +300,22 @@ def _m019_ops(db: "sqlite_utils.Database") -> None:
         pk="peer")
 
 
+COUNTED_COLUMNS = ("origin, batch, local_only, review_by, handling_conditions, dob, age_min, age_max, "
+                   "excluded_until, gender, ethnicity, build, status, tags")
+
+
+def _m020_counting(db: "sqlite_utils.Database") -> None:
+    # Facet counts (facets.py) read a few short columns of every row a query matches, but a row is
+    # ~2 KB (a record's two signed views), so a count of 600 profiles walked ~400 table pages:
+    # 1.5 ms, the largest part of a partner's answer to a web Dataview page. These indexes hold
+    # exactly the columns that counting and every filter read (~80 bytes a row): one for partners
+    # that see ethnicity, one for those served the withheld view, which only rows having one may
+    # be (handling.Audience.clauses: `record_withheld != ''`, the partial index's own condition).
+    db.execute(f"CREATE INDEX IF NOT EXISTS profiles_counting ON profiles ({COUNTED_COLUMNS})")
+    db.execute(f"CREATE INDEX IF NOT EXISTS profiles_counting_withheld ON profiles ({COUNTED_COLUMNS}) "
+               "WHERE record_withheld != ''")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -319,6 +335,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("016_handling", _m016_handling),
     ("015_retention", _m015_retention),
     ("019_ops", _m019_ops),
+    ("020_counting", _m020_counting),
 ]
 
 
