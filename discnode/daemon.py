@@ -93,6 +93,11 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool,
             # that teardown must not turn a clean exit into death by signal. Held, it dies with us.
             hold_stop_signals()
 
+    # Everything loaded so far (modules, compiled schemas, keys) lives as long as the daemon; frozen,
+    # the collector's full passes no longer walk it on every one of them while serving.
+    import gc
+    gc.collect()
+    gc.freeze()
     from .audit import acting
     try:
         # Served in-process from `discnode serve` (where exec is unavailable): the command's actor
