@@ -157,9 +157,8 @@ def test_accept_an_offer_with_its_terms_shown_then_revoke_it(browser, net):
     assert cli(net.c, "peer", "list", "--json").json[0]["state"] == "revoked"
 
 
-def test_make_an_offer_from_the_partners_page_and_the_partner_sees_it_pending(browser, net, network, tmp_path):
-    """As `peer add`: the node's ID is checked first (a wrong one: refused, shown, nothing stored),
-    then the signed offer with the typed terms reaches the other node. (Also docs/web-offer.png.)"""
+def offer_form_to_a_new_node(browser: Browser, net: WebNet, network):  # type: ignore[no-untyped-def]
+    """A new partnership D, and this node's offer form filled in with D's address and ID."""
     with outside_playwright():
         d = network.node("D")
     page, _ = logged_in(browser, net)
@@ -167,6 +166,13 @@ def test_make_an_offer_from_the_partners_page_and_the_partner_sees_it_pending(br
     form = page.locator("form#offer")
     form.locator("input[name=url]").fill(d.url)
     form.locator("input[name=expect]").fill(d.node_id)
+    return page, form, d
+
+
+def test_make_an_offer_from_the_partners_page_and_the_partner_sees_it_pending(browser, net, network, tmp_path):
+    """As `peer add`: the node's ID is checked first (a wrong one: refused, shown, nothing stored),
+    then the signed offer with the typed terms reaches the other node. (Also docs/web-offer.png.)"""
+    page, form, d = offer_form_to_a_new_node(browser, net, network)
     form.locator("input[name=purpose]").fill("Shop theft in the twin towns")
     form.locator("input[name=share][value=images]").uncheck()
     form.locator("input[name=review_by]").fill("2027-06-30")
@@ -200,13 +206,7 @@ def test_make_an_offer_from_the_partners_page_and_the_partner_sees_it_pending(br
 
 
 def test_offer_c_graded_records_under_ticked_conditions_from_the_partners_page(browser, net, network):
-    with outside_playwright():
-        d = network.node("D")
-    page, _ = logged_in(browser, net)
-    page.goto(net.origin + "/partners")
-    form = page.locator("form#offer")
-    form.locator("input[name=url]").fill(d.url)
-    form.locator("input[name=expect]").fill(d.node_id)
+    page, form, d = offer_form_to_a_new_node(browser, net, network)
     form.locator("input[name=share][value=conditional]").check()
     form.locator("input[name=handling_condition][value=not-evidential]").check()
     form.get_by_role("button", name="Check the node and send the offer").click()
