@@ -170,8 +170,12 @@ def _write_lock_held(home: Path) -> bool:
 
 
 def _start_import(home: Path, path: Path) -> subprocess.Popen[str]:
+    # Ctrl-C as a terminal delivers it: a shell that runs the suite in the background without job
+    # control (a CI script's `&`) hands its children SIGINT ignored, and Python then keeps it ignored,
+    # so the import would run to the end and exit 0 (the one failed CI run of stop 20).
     return subprocess.Popen([*DISCNODE, "--home", str(home), "profile", "import", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_until(proc: subprocess.Popen[str], check, bound: float = 300) -> None:
