@@ -8,6 +8,7 @@ from hypothesis import event, given, settings, strategies as st
 
 from discnode.errors import InvalidInput, Unauthenticated
 from discnode.identity import Identity
+from discnode import signing
 from discnode.signing import canonical, document_hash, sign_document, verify_document
 
 json_values = st.recursive(
@@ -28,6 +29,38 @@ def test_canonical_is_byte_equal_to_the_rfc8785_package(value):
             canonical(value)
         return
     assert canonical(value) == expected
+
+
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(st.characters(max_codepoint=127), max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(plain_values)
+def test_the_fast_canonical_form_of_plain_json_is_byte_equal_to_the_rfc8785_package(value):
+    """Plain JSON (no floats, ASCII keys: what a record from the wire is) takes orjson's path,
+    which must write exactly what the reference writes."""
+    assert signing._plain(value)
+    assert canonical(value) == canonical(value, plain=True) == rfc8785.dumps(value)
+
+
+def test_the_fast_canonical_form_escapes_every_character_as_rfc8785_does():
+    """Every code point but the surrogates (which neither writes), in a value of a plain document:
+    the one place where orjson and RFC 8785 could still differ is how a character is written."""
+    for start in range(0, 0x110000, 0x4000):
+        text = "".join(chr(c) for c in range(start, start + 0x4000) if not 0xD800 <= c < 0xE000)
+        assert canonical({"k": text, "k2": [text]}) == rfc8785.dumps({"k": text, "k2": [text]})
+
+
+def test_a_plain_document_nested_past_orjsons_limit_is_still_canonical():
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    assert canonical({"d": deep}, plain=True) == rfc8785.dumps({"d": deep})
 
 
 @pytest.mark.parametrize("value", [{"k": "\ud800"}, {"big": 2**60}, {"f": float("nan")}])
