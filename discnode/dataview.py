@@ -823,6 +823,7 @@ def _check_pool(workers: int | None, known: AbstractSet[bytes]) -> ProcessPoolEx
     if count < 1 or (workers is None and count < 2) or not sys.platform.startswith("linux"):
         return None
     schemas.fast_validator("profile")  # compile once, before forking
+    schemas.rust_validator("profile")
     # Fork only from a process with one thread: a fork taken while another thread holds a lock
     # can deadlock the child. The daemon has threads (it runs forwarded commands in one), so there
     # the workers come from a forkserver: forked from its own clean one-threaded process, with

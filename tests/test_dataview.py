@@ -308,6 +308,24 @@ def test_streaming_walk_drops_forged_records(abc, workers):
     assert b.cli("search", "--all", "--json").json["results"]
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["checked-in-process", "checked-in-worker-processes"])
+@pytest.mark.parametrize("change", [{"gender": "martian"}, {"withheld": ["ethnicity"], "ethnicity": "IC1"},
+                                    {"status": "identified", "last_name": ""}, {"dob": "0000-01-01"}],
+                         ids=["unknown-code", "withheld-yet-served", "identified-without-a-name", "no-such-date"])
+def test_a_walk_drops_a_record_its_origin_signed_that_breaks_the_schema(abc, workers, change):
+    """The schema is checked for every record of a first walk (by jsonschema-rs: schemas.IN_RUST),
+    whoever signed it: a partner's own genuine signature over a malformed record does not pass."""
+    from discnode.dataview import walk
+    from discnode.query import Query
+    from discnode.signing import sign_document
+    a, b, _ = abc
+    _tamper(b, lambda r: sign_document({**{k: v for k, v in r.items() if k != "sig"}, **change}, b.home.identity))
+    results, statuses = asyncio.run(walk(a.home, Query(), page_size=2, workers=workers, remember_checks=False))
+    assert len(results) == 2 * PEOPLE - 1
+    b_status = next(s for s in statuses if s.node_id == b.node_id)
+    assert b_status.status == "invalid" and b_status.dropped == 1 and "signature" not in b_status.error
+
+
 def test_a_record_with_a_float_is_still_checked_in_full(abc):
     """The canonical fast path is taken only for float-free replies; a float must not slip by."""
     a, b, _ = abc

@@ -181,3 +181,115 @@ def test_integer_fields_take_a_zero_fraction_as_json_schema_says(field):
 def test_after_sort_value_written_with_a_zero_fraction_is_that_integer():
     key = [3.0, "EH7DDXX-5BKSRGV-CYTL7BD-KAI36SU", "abcdefgh2345"]
     assert Query.from_wire({"sort": "incidents", "after": key}).after == (3, key[1], key[2])
+
+
+# jsonschema-rs checks a profile first (schemas.IN_RUST): every record a walk receives. It must
+# accept exactly what the fast validator accepts (validate's judge before it) and never anything the
+# reference refuses. (The reference alone reads `$` in a pattern as Python does, before a final
+# newline, so it accepts "abcdefghijkl\n" as a profile ID; both compiled validators refuse it, and
+# validate() with them.)
+
+def _synthetic_profiles(count: int) -> list[dict]:
+    from discnode.profiles import build_record
+    from discnode.synthetic import People
+    people = People(7)
+    return [{**build_record(people.fields(), "ABCDEFG-ABCDEFG-ABCDEFG-ABCDEFG", now="2026-11-26T12:00:00Z"),
+             "sig": "A" * 86} for _ in range(count)]
+
+
+SYNTHETIC = _synthetic_profiles(40)
+PROFILE_VALUES = st.one_of(
+    values, NULLABLE_SHAPES, st.integers(), st.floats(allow_nan=False), st.text(),
+    st.sampled_from(["abcdefghijkl\n", "abcdefghijkl", "ABCDEFG-ABCDEFG-ABCDEFG-ABCDEFG\n", "2026-11-26\n",
+                     "2026-11-26T12:00:00Z\n", "0000-01-01", "2026-11-26T24:00:00Z", "2026-11-26T23:59:60Z",
+                     "identified", "id-sought", "P", "C", 1.0, 20.0, 2**53, -1, True, "", "ethnicity",
+                     ["ethnicity"], ["ethnicity", "ethnicity"], [], {"source": 2, "intelligence": "B",
+                     "handling": "C", "conditions": ["staff-only"]}, {"source": 2, "intelligence": "B",
+                     "handling": "C", "conditions": []}, {"source": 2, "intelligence": "B", "handling": "P",
+                     "conditions": ["staff-only"]}]))
+
+
+def _three_ways(doc) -> tuple[bool, bool, bool]:
+    try:
+        schemas.fast_validator("profile")(doc)
+        fast = True
+    except Exception:
+        fast = False
+    return schemas._rust_accepts("profile", doc), fast, schemas.validator("profile").is_valid(doc)
+
+
+@settings(max_examples=2500, deadline=None)
+@given(base=st.sampled_from([PROFILE, *SYNTHETIC]), pick=st.integers(0, 10_000), value=PROFILE_VALUES,
+       how=st.sampled_from(["replace", "drop", "add"]), more=st.lists(
+           st.tuples(st.sampled_from(["withheld", "ethnicity", "status", "first_name", "last_name", "grading"]),
+                     PROFILE_VALUES, st.booleans()), max_size=3))
+def test_the_rust_validator_accepts_exactly_what_the_fast_validator_accepts(base, pick, value, how, more):
+    """Valid profiles (the example and synthetic ones), each with one place anywhere replaced,
+    removed or added, and the members the schema's if/then/else clauses tie together (withheld and
+    ethnicity; status and the names; a grading's handling and conditions) set or removed."""
+    paths = list(_paths(base))
+    path = paths[pick % len(paths)]
+    if how == "drop" and path and isinstance(path[-1], str):
+        parent = base
+        for key in path[:-1]:
+            parent = parent[key]
+        doc = _replaced(base, path[:-1], {k: v for k, v in parent.items() if k != path[-1]})
+    elif how == "add" and isinstance(value, str) and value:
+        doc = {**base, value: 1}
+    else:
+        doc = _replaced(base, path, value)
+    if isinstance(doc, dict):
+        for key, v, remove in more:
+            doc = {k: x for k, x in doc.items() if k != key} if remove else {**doc, key: v}
+    rust, fast, reference = _three_ways(doc)
+    assert rust == fast, (path, value, more)
+    assert not rust or reference, (path, value, more)
+
+
+def test_the_rust_validator_accepts_every_synthetic_profile_and_the_example():
+    for doc in [PROFILE, *SYNTHETIC, *_synthetic_profiles(200)]:
+        assert _three_ways(doc) == (True, True, True)
+
+
+@pytest.mark.parametrize("change", [
+    {"withheld": ["ethnicity"]},                                   # withheld, yet ethnicity served
+    {"status": "identified", "first_name": ""},                    # identified without a name
+    {"grading": {"source": 2, "intelligence": "B", "handling": "C", "conditions": []}},  # C without conditions
+    {"grading": {"source": 2, "intelligence": "B", "handling": "P", "conditions": ["staff-only"]}},
+    {"id": "abcdefghijkl\n"},                                      # the pattern's `$` is the end
+    {"dob": "2026-02-30"},                                         # our date check, in Rust too
+    {"updated": "2026-11-26T24:00:00Z"},
+    {"age_min": True},
+    {"revision": 2**53},
+    {"extra": 1},
+])
+def test_a_malformed_profile_is_refused_by_validate(change):
+    doc = {**PROFILE, **change}
+    assert not schemas._rust_accepts("profile", doc)
+    with pytest.raises(InvalidInput):
+        schemas.validate("profile", doc)
+
+
+def test_a_document_the_rust_validator_cannot_read_goes_to_the_others():
+    assert not schemas._rust_accepts("profile", {**PROFILE, 1: "x"})
+    with pytest.raises(InvalidInput):
+        schemas.validate("profile", {**PROFILE, 1: "x"})
+
+
+TRICKY = ["abcdefghijkl\n", "abcdefghijkl", "ABCDEFG-ABCDEFG-ABCDEFG-ABCDEFG\n", "2026-11-26", "2026-11-26\n",
+          "0000-01-01", "2024-02-29", "2023-02-29", "2026-02-30", "2026-11-26T12:00:00Z", "2026-11-26T12:00:00Z\n",
+          "2026-11-26T24:00:00Z", "2026-11-26T23:59:60Z", "0000-01-01T00:00:00Z", "2026-11-26t12:00:00z",
+          "a" * 64, "A" * 64, "a" * 65, "A" * 86, "A" * 86 + "\n", "x" * 101, "", "\u00e9", "\ud7ff\U0001f600",
+          "identified", "id-sought", "IC1", "IC0", "P", "C", "staff-only", 0, 1, 1.0, 120, 121, 2**53 - 1, 2**53,
+          -1, True, None, [], {}, ["ethnicity"]]
+
+
+def test_the_rust_validator_agrees_at_every_place_of_a_profile_for_every_tricky_value():
+    """Exhaustively: every value above at every place of the example and of three synthetic
+    profiles (the formats, patterns and bounds are where two validators could differ)."""
+    for base in [PROFILE, *SYNTHETIC[:3]]:
+        for path in _paths(base):
+            for value in TRICKY:
+                doc = _replaced(base, path, value)
+                rust, fast, reference = _three_ways(doc)
+                assert rust == fast and (reference or not rust), (path, value)
