@@ -78,3 +78,14 @@ def test_serving_stages_times_each_stage_of_answered_queries(tmp_path):
     searches = sum(v["calls"] for k, v in stages.items() if k.startswith("store.search_served"))
     assert 0.9 <= searches <= 1.1
     assert {"event loop", "sql-reader", "sql-writer"} <= set(report["threads_us_per_query"])
+
+
+def test_first_walk_benchmark_fast_mode_compares_both_codes_on_equal_rows(tmp_path):
+    out = tmp_path / "first_walk.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "first_walk.py"), "--fast", "--base", "HEAD",
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert 0 < report["records"] <= 90 and set(report["sides"]) == {"this", "base"}  # the rows equal, or it stops
+    for side in report["sides"].values():
+        assert side["wall_p50_ms"] > 0 and side["workers_cpu_ms"] > 0 and side["total_cpu_ms"] > 0
