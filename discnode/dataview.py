@@ -357,6 +357,52 @@ def _split_canonical(body: bytes) -> tuple[list[Any], list[bytes], bool] | None:
     return records, received, True
 
 
+def read_known(body: bytes, public_key: bytes, known: AbstractSet[bytes], limit: int
+               ) -> tuple[list[dict[str, Any]], list[bytes]] | None:
+    """A repeat walk's reader: a reply laid out as partners send it (`{"records":[` + record texts
+    joined by `,` + `]}`, at most `limit` of them) whose every record's text, byte for byte, has a
+    digest in `known` (checked.digest under public_key): (its records, their digests). None for any
+    other reply, which split_reply then reads as ever.
+
+    Each record's text is found without parsing: every record a partner sends begins with the
+    same first member (canonical records sort their members, and the profile schema requires
+    the first, `age_max`), so the list's text is cut at each `,` followed by the first record's
+    opening `{"name":`. A cut in the wrong place (such text inside a record) gives a piece whose
+    digest is not in `known`, and the reply goes to split_reply.
+
+    Why this reads exactly what split_reply (so wirejson) reads, without _split_canonical's writing
+    every record back to compare: a digest in `known` is that of a text that an earlier reply
+    carried as one record (one complete JSON object, a span that split_reply found) and that
+    passed wirejson's rules there and every check after (checked.py). So each piece is one whole
+    JSON object, the reply parses to exactly those pieces' values, in order (one per piece: the
+    count is checked all the same), and each holds no repeated member, no unpaired surrogate, no
+    integer out of range, and sits at the same depth as there (a record of the one `records`
+    list). The one thing in which the standard decoder without wirejson's hooks reads such a text
+    otherwise, a number with a fraction or an exponent (wirejson reads 20.0 as 20), stops this
+    reader (_not_plain). So the records are those an earlier reply's were: the same verdict."""
+    head = len(_REPLY_HEAD)
+    if not known or not body.startswith(_REPLY_HEAD) or not body.endswith(_REPLY_TAIL) or len(body) == head + 2:
+        return None
+    opening = body[head: body.find(b":", head) + 1]  # '{"age_max":', as partners write records
+    if not opening.startswith(b'{"') or not opening.endswith(b'":'):
+        return None
+    pieces = body[head + len(opening): -len(_REPLY_TAIL)].split(b"," + opening)
+    if len(pieces) > limit:
+        return None
+    digest = checked.digester(public_key)
+    digests = [digest(opening + piece) for piece in pieces]
+    if not all(map(known.__contains__, digests)):
+        return None
+    try:
+        value = _PLAIN_DECODER.decode(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError, _NotPlain):
+        return None
+    records = value["records"]
+    if len(records) != len(digests):  # not reached: each piece is one whole object (above)
+        return None
+    return records, digests
+
+
 def _split_strict(body: bytes) -> tuple[list[Any], list[bytes], bool]:
     """split_reply for any reply. Written by hand around the standard decoder's raw_decode, which
     parses each value: no JSON library reports where in the text a value lay, and the received
@@ -465,16 +511,20 @@ class Screened:
     newly_checked: list[checked.Check] = field(default_factory=list)
     #: The reply's `counts` member as received, unchecked (facets.of_reply checks it), if any.
     counts: Any = None
+    #: Each record's sort key, in the same order (computed once, by assemble; a walk's merge reuses them).
+    keys: list[SortKey] = field(default_factory=list, repr=False, compare=False)
 
 
 def judge(records: list[Any], received: list[bytes], float_free: bool, peer: peers.Peer, query: Query, *,
-          full: bool = False, known: AbstractSet[bytes] = frozenset(), digests: Sequence[bytes] = ()) -> Verdict:
+          full: bool = False, known: AbstractSet[bytes] = frozenset(), digests: Sequence[bytes] = (),
+          keys: list[SortKey] | None = None) -> Verdict:
     """Which of a reply's records are fit to merge. Always: an object of the peer's own origin
     with a well-formed sort key. With full=True also every record's schema and signature
     (check_record), except records whose digest (of the bytes as received) is in `known`: checked
     in full before (checked.py); otherwise the merge checks the few that reach the page. Pure, so
     that a walk can run it in worker processes. digests: the first records' digests, if the
-    caller has computed them (checked.digest(peer.public_key, received[i]))."""
+    caller has computed them (checked.digest(peer.public_key, received[i])). keys: if given, the
+    sort key of each record kept is appended to it, in the order of verdict.keep (for assemble)."""
     verdict = Verdict(count=len(records), float_free=float_free)
     for index, record in enumerate(records[: query.limit]):
         try:
@@ -491,17 +541,23 @@ def judge(records: list[Any], received: list[bytes], float_free: bool, peer: pee
             verdict.dropped, verdict.reason = verdict.dropped + 1, verdict.reason or str(exc) or "malformed record"
             continue
         verdict.keep.append(index)
+        if keys is not None:
+            keys.append(key)
     return verdict
 
 
-def assemble(records: list[Any], verdict: Verdict, query: Query, float_free: bool) -> Screened:
+def assemble(records: list[Any], verdict: Verdict, query: Query, float_free: bool,
+             keys: Sequence[SortKey] | None = None) -> Screened:
     """The records a verdict keeps, after the cursor, in order (a peer's order is not something to
-    trust; the merge needs sorted input)."""
-    keyed = [(sort_key(r, query.sort), r) for r in (records[i] for i in verdict.keep)]  # each key once
+    trust; the merge needs sorted input), with their sort keys. keys: the kept records' keys, if
+    judge has computed them (judge(keys=...)); else computed here, each once."""
+    kept = [records[i] for i in verdict.keep]
+    keyed = list(zip(keys, kept)) if keys is not None else [(sort_key(r, query.sort), r) for r in kept]
     if query.after is not None:
         keyed = [(k, r) for k, r in keyed if (k < query.after if query.desc else k > query.after)]  # after the cursor
     keyed.sort(key=_first, reverse=query.desc)
-    return Screened([r for _, r in keyed], verdict.dropped, verdict.reason, float_free, verdict.newly_checked)
+    return Screened([r for _, r in keyed], verdict.dropped, verdict.reason, float_free, verdict.newly_checked,
+                    keys=[k for k, _ in keyed])
 
 
 _first = operator.itemgetter(0)
@@ -536,10 +592,11 @@ async def _inline_screen(body: bytes, peer: peers.Peer, query: Query) -> Screene
 
 
 async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: float,
-               screener: Screen = _inline_screen, withheld: list[str] | None = None, counts: bool = False
-               ) -> tuple[list[dict[str, Any]], SourceStatus]:
+               screener: Screen = _inline_screen, withheld: list[str] | None = None, counts: bool = False,
+               keys: list[SortKey] | None = None) -> tuple[list[dict[str, Any]], SourceStatus]:
     """One peer's page. With counts (only to a peer that lists `query-counts`: asks_counts), the
-    same request asks for the query's facet counts too, which come back in status.counted."""
+    same request asks for the query's facet counts too, which come back in status.counted. keys:
+    if given, the records' sort keys are appended to it (the walk's merge orders by them)."""
     started = time.monotonic()
     status = SourceStatus(peer.node_id, peer.name, "ok", withheld=list(withheld or []))
     screened: Screened | None = None
@@ -560,6 +617,8 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
             return [], status
         status.float_free = screened.float_free
         status.count, status.dropped = len(screened.records), screened.dropped
+        if keys is not None:
+            keys.extend(screened.keys)
         if screened.dropped:
             status.status, status.error = "invalid", f"dropped {screened.dropped}: {screened.reason}"
         return screened.records, status
@@ -745,9 +804,11 @@ class _Stream:
     status: SourceStatus
     peer: peers.Peer | None = None
     buffer: deque[dict[str, Any]] = field(default_factory=deque)
+    #: The sort key of each record in buffer, in the same order.
+    keys: deque[SortKey] = field(default_factory=deque)
     after: Any = None
     more: bool = True
-    pending: asyncio.Task[list[dict[str, Any]]] | None = None
+    pending: asyncio.Task[tuple[list[dict[str, Any]], list[SortKey]]] | None = None
 
 
 def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], sink: list[checked.Check]) -> Screen:
@@ -759,11 +820,23 @@ def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], si
     reply the worker accepted, and of the length it found."""
     async def run(body: bytes, peer: peers.Peer, query: Query) -> Screened:
         records: list[Any] | None = None
-        if known and pool is not None:
+        if known:
             # A repeat walk: if every record of the reply was checked before, judge here (origin,
             # sort key and digest are all that is left to do) rather than write the reply into a
-            # worker's pipe and wait for a CPU. The same pure function on the same bytes with the
+            # worker's pipe and wait for a CPU. The same pure function on the same records with the
             # same `known` as the worker's, so the same verdict (tests/test_dataview.py).
+            read = read_known(body, peer.public_key, known, query.limit)
+            if read is not None:
+                records, digests = read
+                keys: list[SortKey] = []
+                screened = assemble(records, judge(records, [], True, peer, query, full=True, known=known,
+                                                   digests=digests, keys=keys), query, True, keys)
+                sink.extend(screened.newly_checked)  # none: every record was known
+                return screened
+        if known and pool is not None:
+            # Some record of the reply is new to this node: read it as every reply is read
+            # (split_reply), and judge here all the same if every record was checked before (a
+            # reply that read_known declines for its layout alone).
             records, received, float_free = split_reply(body)
             digests = list(itertools.takewhile(known.__contains__, (
                 checked.digest(peer.public_key, b) for b in received[: query.limit])))
@@ -901,7 +974,7 @@ async def _walk(home: Home, query: Query, timeout: float, page_size: int, target
         for i, p in enumerate(targets)]
     by_index = {s.index: s for s in streams}
 
-    async def fetch(stream: _Stream) -> list[dict[str, Any]]:
+    async def fetch(stream: _Stream) -> tuple[list[dict[str, Any]], list[SortKey]]:
         try:
             return await fetch_page(stream)
         finally:
@@ -910,33 +983,36 @@ async def _walk(home: Home, query: Query, timeout: float, page_size: int, target
             if not stream.more and on_source_done is not None:
                 on_source_done(stream.status)
 
-    async def fetch_page(stream: _Stream) -> list[dict[str, Any]]:
+    async def fetch_page(stream: _Stream) -> tuple[list[dict[str, Any]], list[SortKey]]:
+        """A source's next page: its records and their sort keys."""
         q = replace(page, after=stream.after)
+        keys: list[SortKey] = []
         if stream.peer is None:
             records = [r for r in store.search(home.db, q, today()) if r["origin"] == home.node_id]
+            keys = [sort_key(r, query.sort) for r in records]
             stream.more = len(records) >= page_size
             stream.status.float_free = stream.status.float_free and wirejson.float_free(records)
         else:
             # Every record of a walk is checked anyway, so check it as it arrives (in a worker
             # process, while this one merges): a peer's position then only ever advances to the key
             # of a record that proved genuine.
-            records, status = await _ask(client, stream.peer, q, timeout, checker)
+            records, status = await _ask(client, stream.peer, q, timeout, checker, keys=keys)
             if status.status not in ("ok", "invalid"):
                 stream.status.status, stream.status.error = status.status, status.error
                 stream.more = False
-                return []
+                return [], []
             stream.status.dropped += status.dropped
             stream.status.float_free = stream.status.float_free and status.float_free
             if status.dropped:
                 stream.status.status, stream.status.error = "invalid", status.error
             stream.more = bool(records) and len(records) + status.dropped >= page_size
         if records:
-            stream.after = sort_key(records[-1], query.sort)
+            stream.after = keys[-1]
         stream.status.count += len(records)
-        return records
+        return records, keys
 
     def heap_key(stream: _Stream) -> tuple[Any, int]:
-        key = sort_key(stream.buffer[0], query.sort)
+        key = stream.keys[0]
         return (_Desc(key) if query.desc else key, stream.index)
 
     started = time.monotonic()
@@ -947,8 +1023,9 @@ async def _walk(home: Home, query: Query, timeout: float, page_size: int, target
     try:
         firsts = await asyncio.gather(*(fetch(s) for s in streams))
         heap = []
-        for stream, records in zip(streams, firsts):
+        for stream, (records, keys) in zip(streams, firsts):
             stream.buffer.extend(records)
+            stream.keys.extend(keys)
             if stream.buffer:
                 heap.append(heap_key(stream))
         heapq.heapify(heap)
@@ -957,10 +1034,13 @@ async def _walk(home: Home, query: Query, timeout: float, page_size: int, target
             _, index = heapq.heappop(heap)
             stream = by_index[index]
             out.append(stream.buffer.popleft())
+            stream.keys.popleft()
             if len(stream.buffer) < page_size // 2 and stream.more and stream.pending is None:
                 stream.pending = asyncio.create_task(fetch(stream))  # prefetch: overlap the round trip
             if not stream.buffer and stream.pending is not None:
-                stream.buffer.extend(await stream.pending)
+                records, keys = await stream.pending
+                stream.buffer.extend(records)
+                stream.keys.extend(keys)
                 stream.pending = None
             if stream.buffer:
                 heapq.heappush(heap, heap_key(stream))
