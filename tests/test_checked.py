@@ -33,3 +33,12 @@ def test_remembering_twice_keeps_the_first_check_date(home):
     checked.remember(home.db, [(b"x" * 32, "N", "p")], day)
     checked.remember(home.db, [(b"x" * 32, "N", "p")], day + dt.timedelta(days=20))
     assert checked.load(home.db, day + dt.timedelta(days=checked.MAX_AGE_DAYS + 1)) == set()
+
+
+def test_the_digester_gives_digest_s_digests():
+    """checked.digester(key) (a repeat walk's, one BLAKE2b state a key) is digest(key, ...), byte for byte."""
+    for key in (b"k" * 32, b"j" * 32):
+        of = checked.digester(key)
+        for text in (b"", b'{"a":1,"sig":"x"}', b"x" * 5000, "é".encode()):
+            assert of(text) == checked.digest(key, text)
+            assert of(text) == of(text)  # the shared state is copied, never consumed

@@ -673,6 +673,89 @@ def test_a_tampered_record_read_by_the_canonical_reader_is_dropped(abc, monkeypa
     assert fast and all(fast)  # in this process, every reply went through the fast path
 
 
+# --- the repeat walk's reader (read_known) -----------------------------------------------------
+
+
+@settings(max_examples=600, deadline=None)
+@given(values=st.lists(json_values, max_size=4), awkward=st.lists(st.sampled_from(AWKWARD), max_size=2),
+       forget=st.booleans(), cut=st.integers(0, 400),
+       insert=st.sampled_from([b"", b",", b"]", b"}", b" ", b"\n", b'"', b"\\", b"\xff", b"\xed\xa0\x80", b"\xc3",
+                               b"0", b".0", b"e1", b"[", b"{", b'{"a":', b',{"a":1}', b'"records":[],']))
+def test_the_known_reader_reads_exactly_what_split_reply_reads(values, awkward, forget, cut, insert):
+    """read_known (a repeat walk's reader) against split_reply: records whose texts an earlier
+    reply carried and wirejson accepted (their digests known; with `forget`, one of them not),
+    among them texts that wirejson reads otherwise than a plain parse (20.0, 2e1, -0, escapes,
+    nesting), records that hold the cut's own text (`,{"a":` in a nested object), then any byte
+    inserted anywhere. Whenever it answers, it answers what split_reply does, with each record's
+    digest of its text as split_reply finds it; a reply as partners send it, every record known,
+    does take it."""
+    from discnode import checked
+    from discnode.dataview import read_known, split_reply
+    from discnode.errors import PeerError
+
+    key = b"k" * 32
+    texts = [json.dumps({"a": v, "b": 1}, separators=(",", ":"), ensure_ascii=False) for v in values]
+    texts += ['{"a":' + a + "}" for a in awkward]
+    known: set[bytes] = set()
+    for text in texts:  # what an earlier reply carried as one record, and wirejson accepted
+        try:
+            known.update(checked.digest(key, t) for t in split_reply(_canonical_body([text]))[1])
+        except PeerError:
+            continue
+    if forget and known:
+        known.discard(min(known))
+
+    def agree(body):
+        got = read_known(body, key, frozenset(known), 200)
+        if got is not None:
+            records, received, float_free = split_reply(body)
+            assert got == (records, [checked.digest(key, t) for t in received]) and float_free
+        return got
+    body = _canonical_body(texts)
+    got = agree(body)
+    if (texts and not awkward and not forget and all(_in_range(v) for v in values)
+            and not any(',{"a":' in t for t in texts)):
+        assert got is not None  # as partners send them, every record checked before: the fast path
+    agree(body[:cut] + insert + body[cut:])
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["checked-in-process", "checked-in-worker-processes"])
+def test_a_repeat_walk_reads_its_replies_by_their_digests_writes_the_same_bytes_and_drops_a_changed_record(
+        abc, monkeypatch, workers):
+    """A repeat walk reads every reply whose records were all checked before with read_known, and
+    `search --all --json`'s bytes are those of the same walk read the way every reply was read
+    before (split_reply, the digests taken of what it found). A record changed since (compact, as
+    partners serve records) leaves its reply to split_reply: checked in full, dropped."""
+    import dataclasses
+
+    from discnode import dataview, output
+    from discnode.query import Query
+    a, b, _ = abc
+
+    def walked():
+        results, statuses = asyncio.run(dataview.walk(a.home, Query(), workers=workers, page_size=2))
+        statuses = [dataclasses.replace(s, ms=0) for s in statuses]
+        page = dataview.Page(results, statuses, None, Query())
+        ok = all(s.float_free for s in statuses)
+        return output.json_ascii(page.to_json(), float_free=results if ok else []), statuses
+    first, _ = walked()  # checks every record, and remembers them
+    read, real = [], dataview.read_known
+    monkeypatch.setattr(dataview, "read_known", lambda *args: read.append(real(*args) is not None) or real(*args))
+    again, statuses = walked()
+    assert again == first and {s.status for s in statuses} == {"ok"}
+    assert read == [True, True, False]  # B's 4 records in pages of 2; the empty page after them has none to know
+    monkeypatch.setattr(dataview, "read_known", lambda *args: None)
+    before, _ = walked()  # as before read_known
+    assert before == again
+    monkeypatch.setattr(dataview, "read_known", lambda *args: read.append(real(*args) is not None) or real(*args))
+    read.clear()
+    _tamper_canonical(b, lambda r: {**r, "last_name": "Framed"})
+    third, statuses = walked()
+    b_status = next(s for s in statuses if s.node_id == b.node_id)
+    assert b_status.status == "invalid" and b_status.dropped == 1 and "signature" in b_status.error
+    assert "Framed" not in third and sorted(read) == [False, False, True]  # the changed record's page, the empty one
+
+
 def test_search_all_json_is_byte_for_byte_what_the_strict_reader_and_the_standard_writer_give(abc, monkeypatch):
     """`search --all --json`'s bytes through the fast reader, the float-free knowledge passed to
     the writer and the records labelled in place, against the strict reader and json.dumps."""
