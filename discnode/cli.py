@@ -1000,7 +1000,7 @@ def search(
     json_out: bool = JsonOpt,
 ) -> None:
     """Search the Dataview: this node's profiles and every consenting peer's, merged."""
-    from .dataview import Page, walk
+    from .dataview import Page, collector_paused, walk
     from .dataview import search as federated_search
 
     if not 0.1 <= timeout <= 60:
@@ -1019,6 +1019,8 @@ def search(
     client = _daemon_client()
     float_free: list[dict[str, Any]] = []  # records known to hold no float (output.json_ascii)
     if all_pages:
+        # Until the command ends: its records are written out and freed before the collector resumes.
+        ctx.with_resource(collector_paused())
         results, statuses = _run(walk(home, query, timeout=timeout, partnerships=partnership, client=client))
         page = Page(results, statuses, None, query)
         float_free = results if all(s.float_free for s in statuses) else []

@@ -916,9 +916,13 @@ _resume = False
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector held off while a walk runs (the process's, so while
     walks overlap it resumes when the last one ends, and only if it ran before the first began).
+    A caller that writes a walk's records out and drops them (`search --all`) holds it off until
+    then too: the first collection after it resumes goes through every object made since it was
+    held off that is still alive, a walk's records (~90 ms of a 0.35 s repeat walk's CPU at
+    17,000 records); records freed before it resumes are freed by their reference counts alone.
     A walk creates some 30 lists and objects a record, 600,000 for 18,000 profiles, all kept
     until it ends: each collection of the oldest generation goes through all of them again, and
     those grew with the walk (measured: 0.1 s of a 0.55 s repeat walk's CPU in a small process;
@@ -959,7 +963,7 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
     own = not wanted or home.node_id in wanted
     owned_client = client is None
     client = client or PeerClient(home.identity, timeout=timeout)
-    with _collector_paused():
+    with collector_paused():
         return await _walk(home, query, timeout, page_size, targets, own, client, owned_client, workers,
                            remember_checks, on_source_done)
 

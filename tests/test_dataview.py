@@ -817,3 +817,18 @@ def test_walks_hold_off_the_cyclic_collector_and_resume_it_after_even_when_they_
         assert not gc.isenabled()  # not turned on by a walk if it was off before
     finally:
         gc.enable()
+
+
+def test_search_all_writes_its_records_before_the_collector_resumes_and_resumes_it(abc, monkeypatch):
+    """`search --all` holds the cyclic collector off until the command ends, not only while the
+    walk runs, so that the walk's records are written and freed before it resumes (which would
+    otherwise go through every one of them once), and resumes it after."""
+    import gc
+
+    from discnode import output
+    a, _, _ = abc
+    seen, write = [], output.json_ascii
+    monkeypatch.setattr(output, "json_ascii", lambda data, **kw: seen.append(gc.isenabled()) or write(data, **kw))
+    assert gc.isenabled()
+    assert len(a.cli("search", "--all", "--json").json["results"]) == 2 * PEOPLE
+    assert seen == [False] and gc.isenabled()
