@@ -89,3 +89,16 @@ def test_first_walk_benchmark_fast_mode_compares_both_codes_on_equal_rows(tmp_pa
     assert 0 < report["records"] <= 90 and set(report["sides"]) == {"this", "base"}  # the rows equal, or it stops
     for side in report["sides"].values():
         assert side["wall_p50_ms"] > 0 and side["workers_cpu_ms"] > 0 and side["total_cpu_ms"] > 0
+
+
+def test_repeat_walk_benchmark_fast_mode_compares_both_codes_on_the_same_bytes(tmp_path):
+    out = tmp_path / "repeat.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "repeat_walk.py"), "--fast", "--base", "HEAD",
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["same_bytes"] is True and len(report["sides"]) == 2  # the base commit and this checkout
+    for side in report["sides"].values():
+        assert side["walk_cpu"]["runs"] == 2 and side["walk_cpu"]["mean_ms"] > 0
+        assert side["command_cpu"]["runs"] == 1 and side["command_cpu"]["mean_ms"] > 0
+    assert "this/base" in r.stdout
