@@ -23,10 +23,10 @@ from typing import Any
 
 #: mallopt's parameter for the most malloc arenas (glibc's malloc.h).
 M_ARENA_MAX = -8
-#: The daemon's malloc arenas. Measured with 50 connections (benchmarks/README.md): one arena per
-#: thread (glibc's default) 2.2 MB more at the peak; one arena for all, 0.6 MB less than two, and no
-#: difference in CPU per query that the noise showed. Two, so that SQL threads, which allocate
-#: without the GIL, need not all queue for the loop's heap.
+#: The daemon's malloc arenas. Measured with 50 connections (benchmarks/README.md): a heap per
+#: thread (glibc's default) ~1.8 MB more at the peak than two; one for all ~0.6 MB less than two, and
+#: no difference in CPU per query that the noise showed. Two, so that the SQL threads, which
+#: allocate without the GIL, need not all queue for the loop's heap.
 ARENAS = 2
 
 
