@@ -1106,9 +1106,11 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
             # What start-up (compiling validators, reading the database through home.db) and the
             # work above read and freed, back to the system: resident memory is what the node is
             # sized by (memory.py). Each connection's page cache is emptied on its own thread.
-            memory.shrink(side_home.db.conn)
-            with contextlib.suppress(RuntimeError):  # the loop closed: the node is stopping
+            try:
+                memory.shrink(side_home.db.conn)
                 await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_shrink(home), loop))
+            except Exception:  # noqa: BLE001
+                log.exception("emptying SQLite's page caches failed")
             memory.release()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), deliver_every)
