@@ -91,9 +91,11 @@ def start_nodes(paths: list[Path], progress: Progress, code: Path = ROOT) -> lis
     try:
         for path in paths:
             log = open(path / "serve.log", "w")
+            # cwd "/": `python -m` puts the working directory first on sys.path, before PYTHONPATH,
+            # so run from a checkout every node imported that checkout's discnode, --base's too.
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "discnode", "--home", str(path), "serve", "--no-advertise",
-                 "--rate-limit", "1000000"], stdout=log, stderr=subprocess.STDOUT, env=env))
+                [sys.executable, "-m", "discnode", "--home", str(path.resolve()), "serve", "--no-advertise",
+                 "--rate-limit", "1000000"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd="/"))
         for path, proc in zip(paths, procs):
             port = Home.open(path).config.port
             deadline = time.monotonic() + 120

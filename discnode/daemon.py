@@ -73,6 +73,9 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool,
     from .server import Limits, serve_forever
     from .text import PrintableLogs
 
+    # Before any thread starts: the node's threads share two malloc heaps, not one each (memory.py).
+    from . import memory
+    memory.limit_arenas(memory.ARENAS)
     stop_requested = catch_stop_signals()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -41,6 +41,49 @@ def test_serve_becomes_the_lean_daemon_in_the_same_process(node_home):
         assert "discnode.daemon" in Path(f"/proc/{proc.pid}/cmdline").read_text()
         maps = Path(f"/proc/{proc.pid}/maps").read_text()
         assert "_pydantic_core" not in maps, "the daemon must not hold the command line's libraries"
+        # Nor the web Dataview's, the contact sheets' or the charts' (measured: none loads to serve).
+        assert not [lib for lib in ("PIL/", "markupsafe", "matplotlib", "numpy") if lib in maps]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+
+
+def _thread_heaps(pid: int) -> int:
+    """glibc's malloc heaps other than the main one, from the process's memory map: each is a
+    64 MiB-aligned anonymous mapping, the part in use read-write and the rest reserved (---p), 64 MiB
+    in all."""
+    spans = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        spans.append((start, end, fields[1], len(fields) == 5))
+    heap = 64 << 20
+    return sum(1 for (start, end, perms, anon), (start2, end2, perms2, anon2) in zip(spans, spans[1:])
+               if anon and anon2 and perms == "rw-p" and perms2 == "---p" and start % heap == 0
+               and end == start2 and end2 == start + heap)
+
+
+def test_the_daemons_threads_share_its_malloc_heaps(node_home):
+    """Set at the daemon's start (memory.limit_arenas), before its threads: the delivery thread,
+    the audit writer and the SQL reader that a request starts share two heaps, instead of one each
+    that only they could reuse."""
+    import asyncio
+
+    from discnode import memory
+    from discnode.home import Home
+    from tests.nodes import _raw
+
+    home, port = node_home
+    fingerprint = Home.open(home).tls_fingerprint
+    proc = start(home)
+    try:
+        async def unsigned_queries() -> list[int]:  # refused (401) and audited: reader and writer at work
+            return [s for s, _ in await asyncio.gather(*(_raw(f"https://127.0.0.1:{port}", fingerprint, "POST",
+                                                              "/v1/profiles/query", b"{}", {}) for _ in range(8)))]
+        assert asyncio.run(unsigned_queries()) == [401] * 8
+        threads = len(list(Path(f"/proc/{proc.pid}/task").iterdir()))
+        assert threads >= 4, threads  # the loop, delivery, writer, reader(s)
+        assert _thread_heaps(proc.pid) <= memory.ARENAS - 1
     finally:
         proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
