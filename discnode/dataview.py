@@ -607,6 +607,9 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
         if reply.status in (401, 403):
             status.status, status.error = "refused", f"HTTP {reply.status}"
             return [], status
+        if reply.status == 400 and counts:
+            return await _ask_counts_apart(client, peer, query, started, started + timeout, screener,
+                                           status.withheld)
         if reply.status != 200:
             status.status, status.error = "invalid", f"HTTP {reply.status}"
             return [], status
@@ -631,6 +634,27 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
         if counts:
             status.counted = _counted(status, screened)
     return [], status
+
+
+async def _ask_counts_apart(client: PeerClient, peer: peers.Peer, query: Query, started: float, deadline: float,
+                            screener: Screen, withheld: list[str]) -> tuple[list[dict[str, Any]], SourceStatus]:
+    """A partner that lists `query-counts` but refused the query that asked for them: its node went
+    back to a version without the feature, and the descriptor kept here is older than its code
+    (spec 13: an older node refuses an unknown member with 400). It is asked as a partner without
+    the feature is, within what is left of the deadline: the page alone, and the counts by their own
+    request. Any other 400 comes back again from the page alone and is reported as before; a
+    partner can cost this node one request more, never a loop."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        status = SourceStatus(peer.node_id, peer.name, "timeout", withheld=list(withheld),
+                              ms=int((time.monotonic() - started) * 1000), error="no time left to ask again without counts")
+        status.counted = _counted(status, None)
+        return [], status
+    (records, status), counted = await asyncio.gather(
+        _ask(client, peer, query, left, screener, withheld), facets.ask(peer, query, client, left, withheld))
+    status.counted = counted
+    status.ms = int((time.monotonic() - started) * 1000)  # both attempts: the partner's time in this search
+    return records, status
 
 
 def _counted(status: SourceStatus, screened: Screened | None) -> tuple[facets.SourceCounts, facets.Counts | None]:

@@ -309,3 +309,56 @@ def test_a_scope_value_a_node_does_not_know_changes_nothing_for_it(network, monk
     assert "some-later-feature" in peer.descriptor["scopes"]
     page = search(network, a, Query(), counts=True)
     assert [r["first_name"] for r in page.results] == ["Only"] and page.counts.total == 1
+
+
+def test_a_partner_gone_back_to_a_node_without_query_counts_is_asked_again_without_them(network, tmp_path):
+    """Its descriptor as kept here still lists `query-counts`, but its node now refuses the member
+    (400, as spec 13 says an older node does): the page comes from a query without it, and the counts
+    from their own request, and nothing is reported invalid."""
+    a = network.node("A")
+    h = HostilePeer(tmp_path / "hostiles", network.loop)
+    try:
+        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
+        a.cli("peer", "add", h.url, "--expect", h.node_id)
+        h.accept_from(a)
+        assert dataview.asks_counts(dataview.active_peers(a.home)[0])
+        record = h.add_profile(gender="male")
+        asked: list[Any] = []
+
+        async def older_node(request: Any) -> Any:
+            from aiohttp import web
+            body = await request.json()
+            asked.append(sorted(body))
+            if "counts" in body:
+                return web.json_response({"error": {"code": "invalid", "message": "counts: unknown member"}}, status=400)
+            return web.json_response({"records": [record]})
+        h.routes[("POST", QUERY)] = older_node
+        h.routes[("POST", FACETS)] = answer({"total": 1, "facets": {**{f: {} for f in facets.FIELDS}, "gender": {"male": 1}}})
+        page = search(network, a, Query(), counts=True)
+        (status,) = [s for s in page.peers if s.node_id == h.node_id]
+        assert status.status == "ok" and [r["id"] for r in page.results if r["origin"] == h.node_id] == [record["id"]]
+        (counted,) = [s for s in page.counted if s.node_id == h.node_id]
+        assert counted.status == "ok" and counted.total == 1
+        assert page.counts is not None and page.counts.total == 1 and page.counts.facets["gender"] == {"male": 1}
+        assert len(asked) == 2 and "counts" in asked[0] and "counts" not in asked[1]
+        assert h.hits_on("POST", FACETS) == 1
+    finally:
+        h.stop()
+
+
+def test_a_partner_refusing_every_query_is_asked_once_more_and_reported_invalid(network, tmp_path):
+    a = network.node("A")
+    h = HostilePeer(tmp_path / "hostiles", network.loop)
+    try:
+        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
+        a.cli("peer", "add", h.url, "--expect", h.node_id)
+        h.accept_from(a)
+        h.routes[("POST", QUERY)] = answer({"error": {"code": "invalid", "message": "no"}}, status=400)
+        h.routes[("POST", FACETS)] = answer({"error": {"code": "invalid", "message": "no"}}, status=400)
+        page = search(network, a, Query(), counts=True)
+        (status,) = [s for s in page.peers if s.node_id == h.node_id]
+        (counted,) = [s for s in page.counted if s.node_id == h.node_id]
+        assert (status.status, status.error) == ("invalid", "HTTP 400") and counted.status == "invalid"
+        assert h.hits_on("POST", QUERY) == 2 and h.hits_on("POST", FACETS) == 1
+    finally:
+        h.stop()
