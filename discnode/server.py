@@ -46,6 +46,9 @@ from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW, verify_document, verify_r
 
 log = logging.getLogger("discnode.server")
 
+#: The longest an accepted nonce waits for its request's audit entry to carry it to disk (seen_nonce).
+NONCE_LINGER = 0.05
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -138,6 +141,7 @@ class NodeState:
 
     _audit_queue: list[tuple[str, str, dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
     _flusher: asyncio.Task[None] | None = None
+    _nonce_timer: asyncio.TimerHandle | None = None
     refusals: Refusals = field(default_factory=Refusals)
     _refusals_timer: asyncio.TimerHandle | None = None
 
@@ -193,6 +197,9 @@ class NodeState:
         while self._audit_queue or self.nonces.unsaved:
             batch, self._audit_queue = self._audit_queue, []
             rows = self.nonces.take_unsaved()
+            if self._nonce_timer is not None:  # every nonce accepted so far is in this batch
+                self._nonce_timer.cancel()
+                self._nonce_timer = None
             entries = [(event, peer, detail) for event, peer, detail, _ in batch]
             now = time.time()
 
@@ -215,8 +222,11 @@ class NodeState:
                     done.set_result(None)
 
     async def close(self) -> None:
-        """Queue the counted refusals, finish the last group commit, then close the SQL threads."""
+        """Queue the counted refusals and unsaved nonces, finish the last group commit, then close
+        the SQL threads."""
         self._write_counted_refusals()
+        if self.nonces.unsaved:
+            self._schedule_flush()
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await self._flusher
@@ -227,11 +237,22 @@ class NodeState:
 
     def seen_nonce(self, key_id: str, nonce: str, expires: int, now: float) -> bool:
         """Replay check. A nonce need only be remembered until its signature could no longer pass
-        the freshness checks (expiry plus clock skew); it is saved with this turn's audit entries."""
+        the freshness checks (expiry plus clock skew). It is saved in the group commit that holds
+        its request's audit entry, before the reply goes out: every verified request's outcome is
+        audited (_audited), and a commit takes every nonce accepted before it. Committing it at
+        once, apart, cost a lone request a second transaction and a second trip to the writer.
+        For a request that ends with no entry of its own (a refusal counted rather than written,
+        a peer gone before its reply), NONCE_LINGER seconds later at the latest."""
         if self.nonces.seen(key_id, nonce, expires + CLOCK_SKEW + MAX_SIGNATURE_WINDOW, now):
             return True
-        self._schedule_flush()
+        if self._nonce_timer is None:
+            self._nonce_timer = asyncio.get_running_loop().call_later(NONCE_LINGER, self._save_nonces)
         return False
+
+    def _save_nonces(self) -> None:
+        self._nonce_timer = None
+        if self.nonces.unsaved:
+            self._schedule_flush()
 
     def allow(self, key: str, now: float, factor: int = 1) -> bool:
         """Token bucket per key (a peer's node ID, or an address)."""

@@ -2,6 +2,8 @@
 requests, the one trip to a reader thread for a query, the audit detail's ASCII fast path."""
 
 import datetime as dt
+import re
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,7 +12,7 @@ from discnode import audit, peers
 from discnode.consent import Action, Terms, new_offer, new_response
 from discnode.handling import Audience
 from discnode.home import Config, Home, today
-from discnode.server import Limits, NodeState, _unicode
+from discnode.server import NONCE_LINGER, STATE, Limits, NodeState, _unicode
 from discnode.signing import document_hash, sign_document
 from discnode.store import now_ts
 from tests.nodes import send, signed
@@ -222,3 +224,64 @@ def test_an_idle_keep_alive_connection_does_not_hold_the_page_it_was_sent(networ
     assert status == 200 and len(json.loads(raw)["records"]) == 3
     assert open_connections == 1  # the connection is kept alive: the request loop still runs
     assert held == []
+
+
+def _nonce(headers: dict[str, str]) -> str:
+    return re.search(r';nonce="([^"]+)"', headers["Signature-Input"])[1]
+
+
+def _saved(node, nonce: str) -> bool:
+    return node.home.db.execute("SELECT count(*) FROM nonces WHERE nonce = ?", [nonce]).fetchone()[0] == 1
+
+
+def test_a_lone_query_is_one_commit_holding_both_its_audit_entry_and_its_nonce(network):
+    """A query arriving alone is one transaction on the writer thread, and when its reply arrives
+    both its audit entry and its nonce are on disk (a restart refuses its replay:
+    test_server.py::test_replayed_request_is_refused). The nonce used to be committed apart, at
+    once: two transactions and two writer trips for every lone request."""
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    add_profiles(b, 1)
+    state = b.running.runner.app[STATE]
+    writes: list[object] = []
+    write = state.sql.write
+
+    async def counted(fn):
+        writes.append(fn)
+        return await write(fn)
+    state.sql.write = counted
+    for _ in range(3):
+        before = len(audit.entries(b.home.db))
+        body, headers = signed(a.home.identity, b, "POST", QUERY, {})
+        writes.clear()
+        assert send(b, "POST", QUERY, body, headers)[0] == 200
+        assert len(writes) == 1
+        assert _saved(b, _nonce(headers))
+        assert len(audit.entries(b.home.db)) == before + 1 and audit.entries(b.home.db)[-1]["event"] == "served"
+        time.sleep(2 * NONCE_LINGER)  # alone: nothing else is written after it either
+        assert len(writes) == 1
+
+
+def test_a_nonce_whose_request_leaves_no_audit_entry_is_saved_and_saved_at_shutdown(network):
+    """A refusal counted rather than written (the second over the rate limit from one address this
+    minute) has no audit entry to carry its nonce: it is saved on its own within NONCE_LINGER, and
+    at once if the node stops first."""
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    b.stop()
+    b.limits = Limits(rate=0.001, burst=1)
+    b.start()
+    sent = []
+    for _ in range(3):  # 200; 429 audited in full; 429 counted
+        body, headers = signed(a.home.identity, b, "POST", QUERY, {})
+        sent.append((send(b, "POST", QUERY, body, headers)[0], _nonce(headers)))
+    assert [status for status, _ in sent] == [200, 429, 429]
+    deadline = time.monotonic() + 5
+    while not _saved(b, sent[2][1]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(_saved(b, nonce) for _, nonce in sent)
+    body, headers = signed(a.home.identity, b, "POST", QUERY, {})
+    assert send(b, "POST", QUERY, body, headers)[0] == 429  # counted too
+    b.stop()  # at once, before NONCE_LINGER has passed
+    assert Home.open(b.cli.home).db.execute("SELECT count(*) FROM nonces WHERE nonce = ?",
+                                            [_nonce(headers)]).fetchone()[0] == 1
