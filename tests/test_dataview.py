@@ -637,6 +637,70 @@ def test_a_served_reply_takes_the_canonical_reader_and_reads_as_wirejson_reads(a
     assert fast[0] == wirejson.loads(body)["records"] and fast[1] == [t.encode() for t in texts]
 
 
+_SIGNED: list = []
+
+
+def _signed_source():  # type: ignore[no-untyped-def]
+    """A node's descriptor as a Peer, and three of its signed records as it serves them (made once)."""
+    if not _SIGNED:
+        import tempfile
+        from pathlib import Path
+
+        from discnode import profiles
+        from discnode.home import Config, Home
+        from discnode.peers import verify_descriptor
+        home = Home.create(Path(tempfile.mkdtemp(prefix="discnode-screen-")) / "n", Config(name="N BCRP"))
+        for i in range(3):
+            profiles.add(home, {"first_name": f"Pat{i}", "last_name": "Example", "gender": "male", "build": "slim"})
+        texts = [r[0] for r in home.db.execute("select record from profiles order by id")]
+        _SIGNED.append((verify_descriptor(home.descriptor()), texts))
+        home.close()
+    return _SIGNED[0]
+
+
+def _page_screen(body, peer, query, *, canonical):  # type: ignore[no-untyped-def]
+    """dataview.screen of a page's reply (not a walk's), with or without the canonical reader."""
+    from discnode import dataview
+    from discnode.errors import PeerError
+    real = dataview._split_canonical
+    if not canonical:
+        dataview._split_canonical = lambda body: None
+    try:
+        return dataview.screen(body, peer, query)
+    except PeerError as exc:
+        return f"PeerError: {exc}"
+    finally:
+        dataview._split_canonical = real
+
+
+@settings(max_examples=400, deadline=None)
+@given(signed=st.lists(st.integers(0, 2), max_size=3), records=st.lists(json_values, max_size=3),
+       awkward=st.lists(st.sampled_from(AWKWARD), max_size=2), desc=st.booleans(), tamper=st.booleans(),
+       cut=st.integers(0, 4000), insert=st.sampled_from([b"", b",", b"]", b"}", b" ", b'"', b"\\", b"\xff", b"0",
+                                                        b".0", b"[", b'"records":[],', b',"counts":{}']))
+def test_a_page_reply_screens_through_the_canonical_reader_as_through_wirejson(signed, records, awkward, desc, tamper,
+                                                                                cut, insert):
+    """A first page's screening (dataview.screen, not full) reads a reply as partners write it with
+    the canonical reader, and anything else with wirejson as before: the same records kept, in the
+    same order, the same dropped and why, the same float-freedom, or the same refusal. Replies of
+    signed records (one altered), of anything JSON, of awkward texts, with any byte inserted."""
+    from discnode import dataview
+    from discnode.query import Query
+    peer, texts = _signed_source()
+    pieces = [texts[i] for i in signed]
+    if tamper and pieces:
+        pieces[0] = pieces[0].replace('"Pat', '"Pam', 1)
+    pieces += [json.dumps(r, separators=(",", ":"), ensure_ascii=False) for r in records] + list(awkward)
+    body = _canonical_body(pieces)
+    query = Query(sort="name", desc=desc)
+    for b in (body, body[:cut] + insert + body[cut:]):
+        new, old = _page_screen(b, peer, query, canonical=True), _page_screen(b, peer, query, canonical=False)
+        assert new == old
+    if not records and not awkward:  # as partners send them: read by the canonical reader, every one kept
+        assert dataview._split_canonical(body) is not None  # (the signatures are checked at the merge)
+        assert len(_page_screen(body, peer, query, canonical=True).records) == len(pieces)
+
+
 def _tamper_canonical(node, fn):
     """_tamper, the altered record written compactly as partners serve records (the fast path)."""
     import orjson
