@@ -102,3 +102,14 @@ def test_repeat_walk_benchmark_fast_mode_compares_both_codes_on_the_same_bytes(t
         assert side["walk_cpu"]["runs"] == 2 and side["walk_cpu"]["mean_ms"] > 0
         assert side["command_cpu"]["runs"] == 1 and side["command_cpu"]["mean_ms"] > 0
     assert "this/base" in r.stdout
+
+
+def test_lone_request_benchmark_fast_mode_measures_both_codes_request_by_request(tmp_path):
+    out = tmp_path / "lone.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lone_request.py"), "--fast", "--base", "HEAD",
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["code"] for row in rows] == ["this", "base (HEAD)"]
+    for row in rows:
+        assert row["requests"] == 20 and 0 < row["p25_us"] <= row["median_us"] <= row["p75_us"]
