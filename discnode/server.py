@@ -194,7 +194,11 @@ class NodeState:
         """Commit queued audit entries and newly accepted nonces on the writer thread, one
         transaction per batch, until nothing is queued."""
         await asyncio.sleep(0)  # let this loop turn's entries join the first batch
-        while self._audit_queue or self.nonces.unsaved:
+        failed = False
+        # After a failed commit, go on only while entries wait: those queued during it must each
+        # be tried (or failed) now, not left waiting for some later request to start a flush; the
+        # nonces it gave back are tried with them, or with the next flush.
+        while self._audit_queue or (self.nonces.unsaved and not failed):
             batch, self._audit_queue = self._audit_queue, []
             rows = self.nonces.take_unsaved()
             if self._nonce_timer is not None:  # every nonce accepted so far is in this batch
@@ -216,7 +220,8 @@ class NodeState:
                 for *_, done in batch:
                     if not done.done():
                         done.set_exception(exc)
-                return
+                failed = True
+                continue
             for *_, done in batch:
                 if not done.done():
                     done.set_result(None)

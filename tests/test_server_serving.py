@@ -285,3 +285,41 @@ def test_a_nonce_whose_request_leaves_no_audit_entry_is_saved_and_saved_at_shutd
     b.stop()  # at once, before NONCE_LINGER has passed
     assert Home.open(b.cli.home).db.execute("SELECT count(*) FROM nonces WHERE nonce = ?",
                                             [_nonce(headers)]).fetchone()[0] == 1
+
+
+def test_entries_queued_during_a_failed_audit_commit_are_still_committed(network):
+    """A group commit fails (disk full, I/O error): its requests learn of it at once, and the entries
+    queued while it was under way are committed by the same flush, not left waiting until some
+    later request happens to start one (their requests would wait until their deadline)."""
+    import asyncio
+    import sqlite3
+
+    b = network.node("B")
+    state = b.running.runner.app[STATE]
+    write = state.sql.write
+    calls = 0
+
+    async def failing_once(fn):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.3)  # the first commit under way while the second entry queues
+            raise sqlite3.OperationalError("disk I/O error")
+        return await write(fn)
+    state.sql.write = failing_once
+    before = len(audit.entries(b.home.db))
+
+    async def scenario() -> tuple[BaseException | None, bool]:
+        first = asyncio.ensure_future(state.audit("served", "", records=[]))
+        await asyncio.sleep(0.1)
+        second = asyncio.ensure_future(state.audit("served", "", records=["second"]))
+        outcome = (await asyncio.gather(first, return_exceptions=True))[0]
+        await asyncio.wait_for(second, 5)  # timed out here before the fix: nothing flushed it
+        return outcome if isinstance(outcome, BaseException) else None, second.done()
+    try:
+        failure, committed = network.loop.run(scenario())
+    finally:
+        state.sql.write = write
+    assert isinstance(failure, sqlite3.OperationalError) and committed
+    entries = audit.entries(b.home.db)
+    assert len(entries) == before + 1 and entries[-1]["detail"].get("records") == ["second"]
