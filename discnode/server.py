@@ -1128,6 +1128,8 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
             await asyncio.wrap_future(task)
         side.call_soon_threadsafe(side.stop)
         side_thread.join(10)
+        if not side_thread.is_alive():
+            side.close()  # uvloop frees its descriptors only then
         side_home.close()
         if advertiser:
             await advertiser.stop()

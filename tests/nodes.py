@@ -46,6 +46,9 @@ class LoopThread:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        if not self.thread.is_alive():
+            # uvloop frees a loop's descriptors only when it is closed (asyncio's does it when collected).
+            self.loop.close()
 
 
 @dataclass
