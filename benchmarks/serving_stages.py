@@ -172,6 +172,8 @@ def main() -> None:
     p.add_argument("--mmap", type=int, default=0, help="PRAGMA mmap_size of every connection (experiment)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serving-stages.json")
     p.add_argument("--no-stages", action="store_true", help="no wrappers: the totals alone")
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
+                   help="the event loop (default: the daemon's, loops.kind())")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="discnode-stages-") as tmp:
         root = Path(tmp)
@@ -194,7 +196,9 @@ def main() -> None:
             server.SqlThreads.__init__ = lambda self, path, readers=4: init(self, path, args.readers)
         if (os.cpu_count() or 1) >= 2:
             os.sched_setaffinity(0, {0})
-        asyncio.run(serve(paths[0], partner, args.seconds, args.connections, args.out))
+        from discnode import loops
+        print(f"event loop: {args.loop or loops.kind()}")
+        loops.run(serve(paths[0], partner, args.seconds, args.connections, args.out), args.loop)
 
 
 if __name__ == "__main__":

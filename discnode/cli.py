@@ -614,8 +614,8 @@ def _daemon_client() -> Any:
 
 
 def _run(coro: Any) -> Any:
-    import asyncio
-    return asyncio.run(coro)
+    from .loops import run
+    return run(coro)
 
 
 def _print_peer_state(result: dict[str, Any], json_out: bool, verb: str) -> None:

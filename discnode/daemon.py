@@ -10,7 +10,6 @@ instead of ~66 MB. Its arguments are an internal interface; administrators use `
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
@@ -102,11 +101,12 @@ def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool,
     gc.collect()
     gc.freeze()
     from .audit import acting
+    from .loops import run as run_loop
     try:
         # Served in-process from `discnode serve` (where exec is unavailable): the command's actor
         # must not become every peer request's. Local faces set their own (forward.py, web).
         with acting(""):
-            asyncio.run(run())
+            run_loop(run())  # uvloop where installed (loops.py)
     except OSError as exc:
         raise DiscnodeError(f"cannot listen on {home.config.host}:{home.config.port}: {exc.strerror}") from None
 

@@ -36,7 +36,7 @@ from .errors import (Busy, DiscnodeError, InvalidInput, NotFound, RateLimited, R
                      Unauthenticated)
 from .home import DESCRIPTOR_PATH, Home, today
 from .images import read as read_image
-from . import oprf
+from . import loops, oprf
 from .query import Query
 from .refusals import Refusals
 from .replay import Nonces
@@ -1038,7 +1038,8 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     # 16 KiB of data (16,645 bytes on the wire): a buffer that holds one record reads a signed query
     # in one go, and a large body a record at a time (64 KiB read them in as many loop turns for
     # queries; 17 KiB takes ~35 kB less a connection: 50 connections 1.7 MB). Process-wide, so only
-    # the daemon sets it, not the library.
+    # the daemon sets it, not the library. uvloop's TLS (loops.py) has its own 256 KiB buffer, not
+    # zero-filled: only the pages its reads touch become resident.
     asyncio.sslproto.SSLProtocol.max_size = limits.tls_read_buffer
     # Failed handshakes and the like are logged by asyncio itself, as often as a stranger likes.
     logs.guard(logging.getLogger("asyncio"), one_line=True)
@@ -1046,8 +1047,8 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     store.sign_missing_views(home.db, home.identity)  # rows a crash left unsigned after migration 016
     running = await start(home, limits)
     caps = running.connections.limits
-    log.info("at most %d connections (%d per address; file descriptors: %d)", caps.total, caps.per_address,
-             descriptor_limit())
+    log.info("at most %d connections (%d per address; file descriptors: %d; event loop: %s)", caps.total,
+             caps.per_address, descriptor_limit(), loops.running_kind())
     try:
         local = await localapi.start(home, ui_port=ui_port)
     except BaseException:
@@ -1081,7 +1082,7 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
     # It has its own connection: the local API uses home.db on this loop, and a sqlite3 connection
     # shared by two threads would mix their transactions.
     side_home = Home.open(home.path)
-    side = asyncio.new_event_loop()
+    side = loops.new_event_loop()
     side_thread = threading.Thread(target=side.run_forever, name="redelivery", daemon=True)
     retry = Retry(first=deliver_every)
     wake = asyncio.Event()
@@ -1153,6 +1154,8 @@ async def serve_forever(home: Home, limits: Limits = Limits(), *, advertise: boo
             await asyncio.wrap_future(task)
         side.call_soon_threadsafe(side.stop)
         side_thread.join(10)
+        if not side_thread.is_alive():
+            side.close()  # uvloop frees its descriptors only then
         side_home.close()
         if advertiser:
             await advertiser.stop()

@@ -5,21 +5,87 @@ SQLite lets one writer in at a time. While another process holds the write lock 
 command), a write waits in SQLite's busy handler; done on the event loop, that wait would stall every
 connection the node holds. So the daemon never runs SQL on its loop: every write (the audit group
 commit, consent documents, descriptors) queues for the one writer thread, and reads run on a small
-pool. A WAL reader seldom waits, but it can (recovery after a crash), and a long query should not
+pool (the hand-off itself is `_Threads`, below). A WAL reader seldom waits, but it can (recovery after a crash), and a long query should not
 hold the loop either; sqlite3 releases the GIL while SQLite works, so the loop keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from . import store
 
 T = TypeVar("T")
+
+_STOP = object()
+
+
+class _Threads:
+    """Up to `size` threads taking calls from one queue, each answering on the caller's loop.
+
+    What `loop.run_in_executor(ThreadPoolExecutor)` does, less its layers: that makes a concurrent
+    Future, a work item and an asyncio Future chained to it by callbacks, about 27 us of the event
+    loop's CPU a trip (uvloop; 31-44 us on asyncio's loop), where an asyncio Future set through
+    call_soon_threadsafe costs 14 (20): measured with benchmarks/serving_stages.py's reasoning, a
+    served query makes two trips and a fifth of a third. Same contract: a call cancelled before a
+    thread takes it does not run; threads start as calls find none idle; close() runs what is queued.
+    """
+
+    def __init__(self, size: int, name: str, call: Callable[[Callable[[store.DB], Any]], Any]) -> None:
+        self.size, self.name, self.call = size, name, call
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, fn: Callable[[store.DB], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((fn, future, loop))
+        if not self._idle.acquire(timeout=0) and len(self._threads) < self.size:
+            thread = threading.Thread(target=self._work, name=f"{self.name}_{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            fn, future, loop = item
+            del item
+            if not future.cancelled():  # read across threads: at worst a cancelled call runs, as a started one would
+                try:
+                    result, error = self.call(fn), None
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller, as an executor does
+                    result, error = None, exc
+                try:
+                    loop.call_soon_threadsafe(_settle, future, result, error)
+                except RuntimeError:  # the loop is closed: nobody waits for the answer
+                    pass
+                del result, error
+            del fn, future, loop  # nothing held while idle
+            self._idle.release()
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class SqlThreads:
@@ -28,8 +94,8 @@ class SqlThreads:
         self._local = threading.local()
         self._opened: list[store.DB] = []
         self._lock = threading.Lock()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sql-writer")
-        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sql-reader")
+        self._writer = _Threads(1, "sql-writer", self._call)
+        self._readers = _Threads(readers, "sql-reader", self._call)
 
     def _db(self) -> store.DB:
         db = getattr(self._local, "db", None)
@@ -46,15 +112,15 @@ class SqlThreads:
 
     async def write(self, fn: Callable[[store.DB], T]) -> T:
         """Run fn(db) on the writer thread; fn opens its own transaction (store.write)."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._call, fn)
+        return await self._writer.submit(fn)
 
     async def read(self, fn: Callable[[store.DB], T]) -> T:
         """Run fn(db) on a reader thread. It must not write: writes belong to `write`."""
-        return await asyncio.get_running_loop().run_in_executor(self._readers, self._call, fn)
+        return await self._readers.submit(fn)
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
-        self._readers.shutdown(wait=True)
+        self._writer.close()
+        self._readers.close()
         with self._lock:
             for db in self._opened:
                 db.conn.close()

@@ -16,6 +16,10 @@ hands the connection to aiohttp through a `Guard` that sees every byte arrive:
   sends a head and then a byte every few seconds is cut at its deadline.
 
 asyncio has no per-connection accept hook; writing this by hand is the least code that does it.
+It runs on asyncio's own loop and on uvloop's alike (tests/test_limits.py runs on both): the one
+difference that matters is that uvloop starts reading as soon as `connection_made` returns, whatever
+the protocol paused there, so a client's first TLS bytes can reach the gate before `start_tls` takes
+the transport over. The gate holds them, and hands them to TLS ahead of anything read after.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ BURSTS_IN_FLIGHT = 3
 #: Even with a large descriptor limit, more connections than this only cost memory (each TLS
 #: connection holds its buffers).
 MAX_TOTAL = 4096
+#: Bytes a connection may send before TLS takes it over (held, then handed to TLS: see `_Gate`).
+#: A ClientHello is one TLS record of at most 16 KiB; a client sending more before any answer is
+#: not speaking TLS, and is cut.
+EARLY_LIMIT = 65536
 
 
 def descriptor_limit() -> int:
@@ -144,20 +152,46 @@ class _Gate(asyncio.Protocol):
     def __init__(self, pool: "Connections") -> None:
         self.pool = pool
         self.guard: Guard | None = None
+        self.held = bytearray()  # bytes read before TLS took the transport over (uvloop only)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        peer = transport.get_extra_info("peername")
+        # Not asyncio.Transport: uvloop's transports implement it without subclassing it.
+        raw: Any = transport
+        peer = raw.get_extra_info("peername")
         address = str(peer[0]) if peer else "?"
         if not self.pool.admit(address):
-            transport.abort()
+            raw.abort()
             return
-        transport.pause_reading()  # nothing is read before TLS starts
-        self.guard = self.pool.add(address, transport)
+        raw.pause_reading()  # asyncio reads nothing before TLS starts; uvloop resumes once we return
+        self.guard = self.pool.add(address, raw, self)
+
+    def data_received(self, data: bytes) -> None:
+        # uvloop: the start of the handshake, read before start_tls paused the transport again.
+        self.held += data
+        if len(self.held) > EARLY_LIMIT and self.guard is not None:
+            self.guard.cut()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.guard is not None:  # lost before TLS took the connection over
             self.guard.release()
+
+
+def _feed(protocol: Any, data: bytes) -> None:
+    """Pass bytes to a protocol as a transport would: in chunks of the buffers a BufferedProtocol
+    (asyncio's and uvloop's TLS both are) hands out, or whole to data_received. asyncio's own helper
+    for this (protocols._feed_data_to_buffered_proto) is private."""
+    if not hasattr(protocol, "buffer_updated"):
+        protocol.data_received(data)
+        return
+    view = memoryview(data)
+    while view:
+        buf = protocol.get_buffer(len(view))
+        n = min(len(buf), len(view))
+        if n == 0:
+            raise RuntimeError("get_buffer() returned an empty buffer")
+        buf[:n] = view[:n]
+        protocol.buffer_updated(n)
+        view = view[n:]
 
 
 class Connections:
@@ -193,19 +227,24 @@ class Connections:
             victim.cut()
         return True
 
-    def add(self, address: str, raw: asyncio.Transport) -> Guard:
+    def add(self, address: str, raw: asyncio.Transport, gate: _Gate) -> Guard:
         guard = Guard(self, address, raw)
         self.live[guard] = None
         self.per_address[address] += 1
-        task = self.loop.create_task(self._start_tls(guard), name="tls-handshake")
+        task = self.loop.create_task(self._start_tls(guard, gate), name="tls-handshake")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return guard
 
-    async def _start_tls(self, guard: Guard) -> None:
+    async def _start_tls(self, guard: Guard, gate: _Gate) -> None:
+        starting = self.loop.start_tls(guard.raw, guard, self.tls, server_side=True,
+                                       ssl_handshake_timeout=self.limits.handshake_timeout)
+        # Runs once this task step is over, so after start_tls's own first step (pause the
+        # transport, put TLS in the gate's place, schedule TLS's connection_made): the held bytes
+        # go into TLS's input before the handshake starts and before reading resumes, in order.
+        self.loop.call_soon(self._hand_over, guard, gate)
         try:
-            tls = await self.loop.start_tls(guard.raw, guard, self.tls, server_side=True,
-                                            ssl_handshake_timeout=self.limits.handshake_timeout)
+            tls = await starting
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
             guard.cut()  # a failed or abandoned handshake: nothing to log per connection
             return
@@ -214,6 +253,16 @@ class Connections:
         handler = self.make_handler()
         self.by_handler[id(handler)] = guard
         guard.attach(handler, tls)
+
+    @staticmethod
+    def _hand_over(guard: Guard, gate: _Gate) -> None:
+        if not gate.held or guard.released:
+            return
+        tls = guard.raw.get_protocol()
+        if tls is gate:  # start_tls failed before taking the transport: it is being cut
+            return
+        data, gate.held = bytes(gate.held), bytearray()
+        _feed(tls, data)
 
     def forget(self, guard: Guard) -> None:
         self.live.pop(guard, None)

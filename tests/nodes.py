@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from discnode import server
+from discnode import loops, server
 from discnode.home import Home
 from tests.conftest import Cli
 
@@ -35,8 +35,8 @@ def free_port() -> int:
 
 
 class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, kind: str | None = None) -> None:
+        self.loop = loops.new_event_loop(kind)  # the daemon's (uvloop where installed) unless asked
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="nodes")
         self.thread.start()
 
@@ -46,6 +46,9 @@ class LoopThread:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        if not self.thread.is_alive():
+            # uvloop frees a loop's descriptors only when it is closed (asyncio's does it when collected).
+            self.loop.close()
 
 
 @dataclass
@@ -80,10 +83,10 @@ class Node:
 
 
 class Network:
-    def __init__(self, root: Path, capsys: Any) -> None:
+    def __init__(self, root: Path, capsys: Any, loop: str | None = None) -> None:
         self.root = root
         self.capsys = capsys
-        self.loop = LoopThread()
+        self.loop = LoopThread(loop)
         self.nodes: list[Node] = []
 
     def node(self, name: str, *, start: bool = True, limits: server.Limits = server.Limits()) -> Node:

@@ -2,10 +2,14 @@
 
 Slow and flooding clients here are real sockets. Loopback is all of 127.0.0.0/8 on Linux, so a
 client can come from 127.0.0.2, 127.0.0.3, ... and be a different address to the node.
+
+Every test of the connection guard (transport.py) runs on both event loops the node may use:
+uvloop (the daemon's default) and asyncio's own (loops.py).
 """
 
 import asyncio
 import json
+import os
 import resource
 import select
 import signal
@@ -17,14 +21,28 @@ import time
 
 import pytest
 
+from discnode import loops
 from discnode.fairshare import FairShare
 from discnode.errors import RateLimited
 from discnode.server import Limits
-from discnode.transport import ACCEPT_BURST, RESERVED_FDS, connection_cap
-from tests.nodes import free_port, signed
+from discnode.transport import ACCEPT_BURST, EARLY_LIMIT, RESERVED_FDS, connection_cap
+from tests.nodes import Network, free_port, signed
 from tests.test_server import QUERY, add_profiles
 
 DISCNODE = [sys.executable, "-m", "discnode"]
+
+
+@pytest.fixture(params=loops.KINDS)
+def loop_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def network(tmp_path, capsys, loop_kind):
+    """Nodes on one loop of each kind in turn (this module's tests are the guard's)."""
+    net = Network(tmp_path, capsys, loop=loop_kind)
+    yield net
+    net.stop()
 
 
 def _tls() -> ssl.SSLContext:
@@ -167,19 +185,22 @@ def test_connection_cap_is_below_the_descriptor_limit():
         assert 8 <= cap <= nofile - RESERVED_FDS - ACCEPT_BURST
 
 
-def _daemon(tmp_path, nofile: int) -> tuple[subprocess.Popen[str], int]:
+def _daemon(tmp_path, nofile: int, loop_kind: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     home = tmp_path / "node"
     subprocess.run([*DISCNODE, "--home", str(home), "init", "--name", "Limits BCRP", "--port", str(port)],
                    check=True, capture_output=True)
+    env = {**os.environ, loops.ENV: loop_kind}
     proc = subprocess.Popen([*DISCNODE, "--home", str(home), "serve", "--no-advertise"], stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+                            text=True, env=env,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
     assert proc.stderr is not None
     for line in proc.stderr:
         assert "Traceback" not in line
         if "at most" in line:
             cap = int(line.split("at most ")[1].split()[0])
             assert cap <= nofile - RESERVED_FDS - ACCEPT_BURST, line
+            assert f"event loop: {loop_kind}" in line, line
         if "serving Limits BCRP" in line:
             return proc, port
     raise AssertionError(f"serve exited with {proc.wait()}")
@@ -202,8 +223,8 @@ def _get_descriptor(port: int) -> int:
     return int(reply.split(b" ", 2)[1]) if reply else 0
 
 
-def test_connection_flood_never_exhausts_the_daemons_descriptors(tmp_path):
-    proc, port = _daemon(tmp_path, nofile=256)
+def test_connection_flood_never_exhausts_the_daemons_descriptors(tmp_path, loop_kind):
+    proc, port = _daemon(tmp_path, nofile=256, loop_kind=loop_kind)
     held = []
     try:
         # More connections than the daemon has descriptors, from 6 addresses (64 each at most).
@@ -223,8 +244,8 @@ def test_connection_flood_never_exhausts_the_daemons_descriptors(tmp_path):
     assert "Traceback" not in err
 
 
-def test_malformed_request_lines_are_summarised_without_tracebacks(tmp_path):
-    proc, port = _daemon(tmp_path, nofile=1024)
+def test_malformed_request_lines_are_summarised_without_tracebacks(tmp_path, loop_kind):
+    proc, port = _daemon(tmp_path, nofile=1024, loop_kind=loop_kind)
     try:
         for _ in range(30):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, _tls().wrap_socket(raw) as tls:
@@ -368,3 +389,65 @@ def test_idle_connections_of_an_address_make_room_for_its_new_ones(network):
     finally:
         for c in idle:
             c.close()
+
+
+def _tls_over(raw: socket.socket, obj: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+              step) -> object:
+    """Run one SSLObject operation to completion over a blocking socket (the handshake, a read)."""
+    while True:
+        try:
+            result = step()
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            data = raw.recv(65536)
+            if not data:
+                raise ConnectionError("closed")
+            incoming.write(data)
+            continue
+        raw.sendall(outgoing.read())
+        return result
+
+
+def test_handshake_waiting_when_the_node_accepts_reaches_tls_and_is_answered(network):
+    """The ClientHello is already in the socket when the node accepts the connection (the loop is
+    held until it is sent): uvloop reads it before start_tls takes the transport over, and it must
+    reach TLS (it was dropped, and the handshake timed out)."""
+    import threading
+    b = network.node("B")
+    for _ in range(3):
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = _tls().wrap_bio(incoming, outgoing)
+        with pytest.raises(ssl.SSLWantReadError):
+            obj.do_handshake()
+        hello = outgoing.read()
+        sent = threading.Event()
+        network.loop.loop.call_soon_threadsafe(sent.wait, 10)  # the node's loop waits for the hello
+        with socket.create_connection(("127.0.0.1", port_of(b)), timeout=10) as raw:
+            raw.sendall(hello)
+            sent.set()
+            _tls_over(raw, obj, incoming, outgoing, obj.do_handshake)
+            obj.write(b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = _tls_over(raw, obj, incoming, outgoing, lambda: obj.read(65536))
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:80]
+
+
+def test_bytes_that_are_not_tls_are_cut_and_the_node_answers_others(network):
+    """A client that pours bytes that are not TLS before any answer is cut (held at most EARLY_LIMIT)."""
+    b = network.node("B")
+    with socket.create_connection(("127.0.0.1", port_of(b)), timeout=10) as raw:
+        sent = 0
+        try:
+            while sent < 4 * EARLY_LIMIT:
+                raw.sendall(b"\x16" * 4096)  # not a TLS record: no handshake comes of it either
+                sent += 4096
+        except OSError:
+            pass  # cut while sending
+        raw.settimeout(10)
+        try:
+            tail = raw.recv(65536)
+            while tail:  # a TLS alert, then the close
+                tail = raw.recv(65536)
+        except ConnectionResetError:
+            pass
+    # The node still answers others.
+    assert _get_descriptor(port_of(b)) == 200

@@ -22,6 +22,7 @@ def _locked() -> dict[str, tuple[str, list[str]]]:
             continue
         name, _, version = first.partition("==")
         assert version, f"not pinned with ==: {first!r}"
+        version = version.split(";", 1)[0]  # an environment marker (uvloop: not on Windows)
         out[canonicalize_name(name)] = (version.strip(), re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
     return out
 
