@@ -498,15 +498,8 @@ def load_partners(root: Path, served: Path, count: int, base_port: int) -> list[
 
 
 def code_tree(ref: str, into: Path) -> Path:
-    """The discnode package of git `ref`, extracted (as versus.py does) to go first on PYTHONPATH."""
-    import io
-    import tarfile
-    into.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref, "discnode", "protocol"], cwd=ROOT, check=True,
-                             capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
+    import localnet  # this script's directory is first on sys.path
+    return localnet.code_tree(ref, into)
 
 
 def serving_only(args: argparse.Namespace) -> dict[str, Any]:

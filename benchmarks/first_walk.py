@@ -88,17 +88,6 @@ def _own_cpu(pids: list[int]) -> float:
     return total / TICK
 
 
-def _code_tree(ref: str, into: Path) -> Path:
-    import io
-    import tarfile
-    into.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref, "discnode", "protocol"], cwd=ROOT, check=True,
-                             capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
-
-
 def _network(root: Path, nodes: int, profiles: int) -> tuple[Path, list[Path]]:
     sys.path.insert(0, str(ROOT / "examples"))
     import network  # examples/network.py
@@ -136,7 +125,7 @@ def main() -> int:
             for path, proc in zip(partners, procs):
                 localnet._wait_for(path, proc, "port")
             localnet.settle(limit=60)
-            trees = {"this": ROOT, "base": _code_tree(args.base, Path(tmp) / "base")}
+            trees = {"this": ROOT, "base": localnet.code_tree(args.base, Path(tmp) / "base")}
             for label, code in trees.items():
                 sides[label] = subprocess.Popen(
                     [sys.executable, __file__, "--agent", str(hub)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

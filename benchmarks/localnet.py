@@ -41,6 +41,19 @@ class Net:
     procs: list[subprocess.Popen]
 
 
+def code_tree(ref: str, into: Path) -> Path:
+    """The discnode package of git `ref` (and its protocol/), extracted into `into`, to go first on
+    PYTHONPATH: the benchmarks' "--base" code, run beside this checkout's."""
+    import io
+    import tarfile
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref, "discnode", "protocol"], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")

@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import io
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -90,15 +88,6 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def code_tree(ref: str, into: Path) -> Path:
-    into.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref, "discnode", "protocol"], cwd=ROOT, check=True,
-                             capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
-
-
 def serve(paths: list[Path]) -> list[subprocess.Popen]:
     procs = [localnet._serve(path) for path in paths]
     for path, proc in zip(paths, procs):
@@ -130,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             network.generate(net, args.nodes, args.profiles, base_port=network.free_ports(args.nodes + 1))
         hub = net / "node000"
         partners = sorted(p for p in net.glob("node[0-9][0-9][0-9]") if p != hub and p.is_dir())
-        sides = {f"base ({sha[args.base]})": str(code_tree(args.base, Path(tmp) / "base")),
+        sides = {f"base ({sha[args.base]})": str(localnet.code_tree(args.base, Path(tmp) / "base")),
                  f"this ({sha['HEAD']}{'+' if dirty else ''})": str(ROOT)}
         procs = serve(partners)
         pids = [p.pid for p in procs]

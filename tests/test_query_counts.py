@@ -4,8 +4,9 @@ a hostile partner is a real HTTPS server with its own identity."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -16,6 +17,19 @@ from tests.hostile import HostilePeer, answer
 from tests.nodes import audit_events, send, signed
 
 QUERY, FACETS = "/v1/profiles/query", "/v1/profiles/facets"
+
+
+@contextlib.contextmanager
+def hostile_partner(network: Any, tmp_path: Any, a: Any) -> Iterator[HostilePeer]:
+    """A hostile peer in an active agreement with `a` (it accepted a's offer), stopped afterwards."""
+    h = HostilePeer(tmp_path / "hostiles", network.loop)
+    try:
+        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
+        a.cli("peer", "add", h.url, "--expect", h.node_id)
+        h.accept_from(a)
+        yield h
+    finally:
+        h.stop()
 
 
 def ask(src, dst, path, payload):
@@ -173,11 +187,7 @@ BAD_COUNTS = {
 def test_a_hostile_partners_bad_counts_are_reported_invalid_and_the_page_stands(network, tmp_path, bad):
     a = network.node("A")
     add(a, "--first-name", "Own", "--last-name", "Record", "--gender", "female")
-    h = HostilePeer(tmp_path / "hostiles", network.loop)
-    try:
-        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
-        a.cli("peer", "add", h.url, "--expect", h.node_id)
-        h.accept_from(a)
+    with hostile_partner(network, tmp_path, a) as h:
         record = h.add_profile(gender="male")
         reply: dict[str, Any] = {"records": [record]}
         if BAD_COUNTS[bad] is not None:
@@ -190,22 +200,14 @@ def test_a_hostile_partners_bad_counts_are_reported_invalid_and_the_page_stands(
         assert counted.status == "invalid" and counted.total is None and "counts" in counted.error
         assert page.counts is not None and page.counts.total == 1  # only A's own: nothing of H's added
         assert h.hits_on("POST", QUERY) == 1 and h.hits_on("POST", FACETS) == 0
-    finally:
-        h.stop()
 
 
 def test_counts_a_hostile_partner_sends_unasked_are_ignored(network, tmp_path):
     a = network.node("A")
-    h = HostilePeer(tmp_path / "hostiles", network.loop)
-    try:
-        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
-        a.cli("peer", "add", h.url, "--expect", h.node_id)
-        h.accept_from(a)
+    with hostile_partner(network, tmp_path, a) as h:
         h.routes[("POST", QUERY)] = answer({"records": [], "counts": {"total": 10 ** 6, "facets": {}}})
         page = search(network, a, Query())
         assert page.counts is None and page.counted == [] and [s.status for s in page.peers] == ["ok", "ok"]
-    finally:
-        h.stop()
 
 
 def test_a_partner_that_fails_the_page_fails_its_counts_the_same_way(world):
@@ -316,11 +318,7 @@ def test_a_partner_gone_back_to_a_node_without_query_counts_is_asked_again_witho
     (400, as spec 13 says an older node does): the page comes from a query without it, and the counts
     from their own request, and nothing is reported invalid."""
     a = network.node("A")
-    h = HostilePeer(tmp_path / "hostiles", network.loop)
-    try:
-        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
-        a.cli("peer", "add", h.url, "--expect", h.node_id)
-        h.accept_from(a)
+    with hostile_partner(network, tmp_path, a) as h:
         assert dataview.asks_counts(dataview.active_peers(a.home)[0])
         record = h.add_profile(gender="male")
         asked: list[Any] = []
@@ -342,17 +340,11 @@ def test_a_partner_gone_back_to_a_node_without_query_counts_is_asked_again_witho
         assert page.counts is not None and page.counts.total == 1 and page.counts.facets["gender"] == {"male": 1}
         assert len(asked) == 2 and "counts" in asked[0] and "counts" not in asked[1]
         assert h.hits_on("POST", FACETS) == 1
-    finally:
-        h.stop()
 
 
 def test_a_partner_refusing_every_query_is_asked_once_more_and_reported_invalid(network, tmp_path):
     a = network.node("A")
-    h = HostilePeer(tmp_path / "hostiles", network.loop)
-    try:
-        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
-        a.cli("peer", "add", h.url, "--expect", h.node_id)
-        h.accept_from(a)
+    with hostile_partner(network, tmp_path, a) as h:
         h.routes[("POST", QUERY)] = answer({"error": {"code": "invalid", "message": "no"}}, status=400)
         h.routes[("POST", FACETS)] = answer({"error": {"code": "invalid", "message": "no"}}, status=400)
         page = search(network, a, Query(), counts=True)
@@ -360,5 +352,3 @@ def test_a_partner_refusing_every_query_is_asked_once_more_and_reported_invalid(
         (counted,) = [s for s in page.counted if s.node_id == h.node_id]
         assert (status.status, status.error) == ("invalid", "HTTP 400") and counted.status == "invalid"
         assert h.hits_on("POST", QUERY) == 2 and h.hits_on("POST", FACETS) == 1
-    finally:
-        h.stop()
