@@ -367,7 +367,7 @@ def read_known(body: bytes, public_key: bytes, known: AbstractSet[bytes], limit:
     Each record's text is found without parsing: every record a partner sends begins with the
     same first member (canonical records sort their members, and the profile schema requires
     the first, `age_max`), so the list's text is cut at each `,` followed by the first record's
-    opening `{"name":`. A cut in the wrong place (such text inside a record) gives a piece whose
+    opening (`{"age_max":`). A cut in the wrong place (such text inside a record) gives a piece whose
     digest is not in `known`, and the reply goes to split_reply.
 
     Why this reads exactly what split_reply (so wirejson) reads, without _split_canonical's writing
