@@ -155,21 +155,23 @@ def catch_up(db: store.DB) -> int:
             conn.execute("UPDATE disclosures_indexed SET upto = ? WHERE id = 1", [through])
 
 
-def _indexed(db: store.DB, profile_id: str, upto: int) -> list[Disclosure]:
+def _terms(db: store.DB, profile_id: str) -> Iterator[tuple[str, int]]:
+    """(term, revision): the profile's terms in the index, one per revision disclosed. They lie
+    between its prefix and the prefix with "s" for "r" (the vocabulary is read by range, not
+    scanned). Each is hex and digits: quoted, one phrase of one token, never query syntax."""
     prefix = _prefix(profile_id)
-    # Every term of the profile lies between its prefix and the prefix with "s" for "r": one per
-    # revision disclosed (the vocabulary is read by range, not scanned).
-    runs = []
     for (name,) in db.execute("SELECT term FROM disclosure_vocabulary WHERE term > ? AND term < ?",
                               [prefix, prefix[:-1] + "s"]).fetchall():
         rev = name[len(prefix):]
-        if not rev.isdigit():
-            continue
-        # The term is hex and digits; quoted, it is one phrase of one token, never query syntax.
-        # FTS5 gives a term's entries in rowid (seq) order; the columns come in Disclosure's order.
-        runs.append(list(map(Disclosure._make, db.execute(
-            "SELECT e.peer, e.ts, ?, e.seq, e.what FROM disclosure_terms t JOIN disclosure_entries e ON e.seq = t.rowid "
-            "WHERE disclosure_terms MATCH ? AND t.rowid <= ?", [int(rev), f'"{name}"', upto]))))
+        if rev.isdigit():
+            yield f'"{name}"', int(rev)
+
+
+def _indexed(db: store.DB, profile_id: str, upto: int) -> list[Disclosure]:
+    # FTS5 gives a term's entries in rowid (seq) order; the columns come in Disclosure's order.
+    runs = [list(map(Disclosure._make, db.execute(
+        "SELECT e.peer, e.ts, ?, e.seq, e.what FROM disclosure_terms t JOIN disclosure_entries e ON e.seq = t.rowid "
+        "WHERE disclosure_terms MATCH ? AND t.rowid <= ?", [rev, match, upto]))) for match, rev in _terms(db, profile_id)]
     if len(runs) == 1:
         return runs[0]
     return sorted((d for run in runs for d in run), key=lambda d: d.seq)
@@ -202,5 +204,12 @@ def indexed(db: store.DB) -> list[tuple[str, int, str, int, str, str]]:
 
 def recipients(db: store.DB, profile_id: str) -> set[str]:
     """The partners that received any revision of the profile, or any of its images (evidence
-    exports, which went to police and not to a node, are not among them)."""
-    return {d.peer for d in of_profile(db, profile_id) if d.peer}
+    exports, which went to police and not to a node, are not among them). The same as the peers of
+    of_profile, without making a Disclosure of each (every edit of an imported record asks)."""
+    upto = _indexed_upto(db)
+    found = {peer for match, _ in _terms(db, profile_id) for (peer,) in db.execute(
+        "SELECT DISTINCT e.peer FROM disclosure_terms t JOIN disclosure_entries e ON e.seq = t.rowid "
+        "WHERE disclosure_terms MATCH ? AND t.rowid <= ?", [match, upto])}
+    found.update(peer for pid, _, peer, _, _, _ in _entries(db, upto) if pid == profile_id)
+    found.discard("")
+    return found
