@@ -78,7 +78,7 @@ def old_of_profile(db: store.DB, profile_id: str) -> list[disclosures.Disclosure
 
 
 OLD_TABLES = ("disclosures",)
-NEW_TABLES = ("disclosure_entries", "disclosure_terms_data", "disclosure_terms_idx", "disclosure_terms_config")
+NEW_TABLES = ("disclosure_entries", "disclosure_peers", "disclosure_terms_data", "disclosure_terms_idx", "disclosure_terms_config")
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             old.db.execute("DROP TABLE disclosure_vocabulary_instances")
             old.db.execute("DROP TABLE disclosure_terms")
             old.db.execute("DROP TABLE disclosure_entries")
+            old.db.execute("DROP TABLE disclosure_peers")
             old.db.execute(OLD_TABLE)
         serve([old.db, new.db], pids, args.entries, rng)
         fill = {"old": cpu_of(lambda: old_catch_up(old.db))[0], "new": cpu_of(lambda: disclosures.catch_up(new.db))[0]}

@@ -16,7 +16,7 @@ the index's only reads and writes (and store.py's migrations, which create and c
 
 The index is two tables (migration 021):
 - `disclosure_entries`: one row per indexed entry that disclosed a record (seq, partner, kind,
-  time), appended in seq order;
+  time), appended in seq order; the partner by its number in `disclosure_peers`;
 - `disclosure_terms`: a contentless FTS5 table (no text kept, `detail=none`: which entries hold a
   term, nothing more), one document per entry, rowid = the entry's seq, one term per record
   disclosed: `term(profile, revision)`. FTS5 gathers a transaction's terms in memory and writes them
@@ -138,6 +138,7 @@ def catch_up(db: store.DB) -> int:
                              [upto, CHUNK - 1]).fetchone()
             through = nth[0] if nth and nth[0] < last else last
             entries, documents = [], []
+            peers = dict(db.execute("SELECT peer, id FROM disclosure_peers").fetchall())
             for seq, peer, what, ts, text in _served(db, upto, through):
                 # The first pair naming a profile counts (as the old table's key kept it). decode()
                 # and term(), inline: this loop is most of catch_up's cost.
@@ -147,7 +148,9 @@ def catch_up(db: store.DB) -> int:
                     if pid and rev.isdigit() and pid not in first:
                         first[pid] = int(rev)
                 if first:
-                    entries.append((seq, peer, what, ts))
+                    if peer not in peers:
+                        peers[peer] = conn.execute("INSERT INTO disclosure_peers (peer) VALUES (?)", [peer]).lastrowid
+                    entries.append((seq, peers[peer], what, ts))
                     documents.append((seq, " ".join([f"{pid.encode().hex()}r{rev}" for pid, rev in first.items()])))
                     added += len(first)
             conn.executemany("INSERT INTO disclosure_entries (seq, peer, what, ts) VALUES (?, ?, ?, ?)", entries)
@@ -170,8 +173,9 @@ def _terms(db: store.DB, profile_id: str) -> Iterator[tuple[str, int]]:
 def _indexed(db: store.DB, profile_id: str, upto: int) -> list[Disclosure]:
     # FTS5 gives a term's entries in rowid (seq) order; the columns come in Disclosure's order.
     runs = [list(map(Disclosure._make, db.execute(
-        "SELECT e.peer, e.ts, ?, e.seq, e.what FROM disclosure_terms t JOIN disclosure_entries e ON e.seq = t.rowid "
-        "WHERE disclosure_terms MATCH ? AND t.rowid <= ?", [rev, match, upto]))) for match, rev in _terms(db, profile_id)]
+        "SELECT p.peer, e.ts, ?, e.seq, e.what FROM disclosure_terms t JOIN disclosure_entries e ON e.seq = t.rowid "
+        "JOIN disclosure_peers p ON p.id = e.peer WHERE disclosure_terms MATCH ? AND t.rowid <= ?",
+        [rev, match, upto]))) for match, rev in _terms(db, profile_id)]
     if len(runs) == 1:
         return runs[0]
     return sorted((d for run in runs for d in run), key=lambda d: d.seq)
@@ -192,8 +196,8 @@ def of_profile(db: store.DB, profile_id: str) -> list[Disclosure]:
 def indexed(db: store.DB) -> list[tuple[str, int, str, int, str, str]]:
     """Every (profile, seq, peer, revision, what, ts) the index holds, for checking it whole: it reads
     every term's every entry (tests, the migration's check)."""
-    entries = {seq: (peer, what, ts) for seq, peer, what, ts in
-               db.execute("SELECT seq, peer, what, ts FROM disclosure_entries")}
+    entries = {seq: (peer, what, ts) for seq, peer, what, ts in db.execute(
+        "SELECT e.seq, p.peer, e.what, e.ts FROM disclosure_entries e JOIN disclosure_peers p ON p.id = e.peer")}
     out = []
     for name, seq in db.execute("SELECT term, doc FROM disclosure_vocabulary_instances"):
         hexed, _, rev = name.partition("r")
@@ -208,8 +212,8 @@ def recipients(db: store.DB, profile_id: str) -> set[str]:
     of_profile, without making a Disclosure of each (every edit of an imported record asks)."""
     upto = _indexed_upto(db)
     found = {peer for match, _ in _terms(db, profile_id) for (peer,) in db.execute(
-        "SELECT DISTINCT e.peer FROM disclosure_terms t JOIN disclosure_entries e ON e.seq = t.rowid "
-        "WHERE disclosure_terms MATCH ? AND t.rowid <= ?", [match, upto])}
+        "SELECT DISTINCT p.peer FROM disclosure_terms t JOIN disclosure_entries e ON e.seq = t.rowid "
+        "JOIN disclosure_peers p ON p.id = e.peer WHERE disclosure_terms MATCH ? AND t.rowid <= ?", [match, upto])}
     found.update(peer for pid, _, peer, _, _, _ in _entries(db, upto) if pid == profile_id)
     found.discard("")
     return found
