@@ -196,7 +196,7 @@ def of_profile(db: store.DB, profile_id: str) -> list[Disclosure]:
 
 def indexed(db: store.DB) -> list[tuple[str, int, str, int, str, str]]:
     """Every (profile, seq, peer, revision, what, ts) the index holds, for checking it whole: it reads
-    every term's every entry (tests, the migration's check)."""
+    every term's every entry (tests)."""
     entries = {seq: (peer, what, ts) for seq, peer, what, ts in db.execute(
         "SELECT e.seq, p.peer, e.what, e.ts FROM disclosure_entries e JOIN disclosure_peers p ON p.id = e.peer")}
     out = []

@@ -165,6 +165,9 @@ def test_hostile_profile_ids_are_words_not_fts5_syntax(tmp_path):
     for pid in words:
         (only,) = disclosures.of_profile(db, pid)  # found, once, and no error from FTS5's parser
         assert only.revision == 1 and only.peer == "PEER-A"
+    held = {name for (name,) in db.execute("SELECT term FROM disclosure_vocabulary")}
+    assert held == {disclosures.term(pid, 1) for pid in words}  # letters and digits only, one term each
+    assert all(name.isascii() and name.isalnum() for name in held)
     for absent in ['"', "a", "OR", "*", "records", "NEAR", "日", "p", "P", "a b"]:
         if absent not in words:
             assert disclosures.of_profile(db, absent) == []
