@@ -13,7 +13,8 @@ disclosed ~5,000 times), copies the database twice, and indexes it with each lay
 entries are appended to both copies and each copy's catch_up is timed, alternating which goes
 first. Figures are process CPU time (the machine is shared): catch_up's CPU per served entry, the
 longest and the median hold of the write lock by one catch_up chunk (the server's audit commits wait
-for it), `of_profile` of the hot profile (median of 20), and the index's size on disk (dbstat).
+for it), what catch_up writes to the WAL per entry (kB; each of those pages is written again by the
+next checkpoint), `of_profile` of the hot profile (median of 20), and the index's size on disk (dbstat).
 Both layouts' answers for every profile are asserted equal first.
 """
 
@@ -175,12 +176,18 @@ def main(argv: list[str] | None = None) -> int:
         fill = {"old": cpu_of(lambda: old_catch_up(old.db))[0], "new": cpu_of(lambda: disclosures.catch_up(new.db))[0]}
         cpu: dict[str, list[float]] = {"old": [], "new": []}
         holds = {"old": Holds(), "new": Holds()}
+        wal: dict[str, list[float]] = {"old": [], "new": []}  # bytes written to the WAL per entry
         for r in range(args.rounds):
             serve([old.db, new.db], pids, args.batch, rng)
             sides = [("old", lambda: old_catch_up(old.db)), ("new", lambda: disclosures.catch_up(new.db))]
             for name, fn in sides if r % 2 else reversed(sides):
+                db = old.db if name == "old" else new.db
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL empty, and no checkpoint inside
+                db.execute("PRAGMA wal_autocheckpoint=0")
                 with holds[name].active():
                     cpu[name].append(cpu_of(fn)[0] / args.batch)
+                wal[name].append((Path(tmp) / name / "discnode.db-wal").stat().st_size / args.batch)
+                db.execute("PRAGMA wal_autocheckpoint=1000")
         total = args.entries + args.rounds * args.batch
         # Same answer: every profile, both layouts (and the hot one's count).
         for pid in pids:
@@ -198,17 +205,18 @@ def main(argv: list[str] | None = None) -> int:
                       "chunk_hold_ms_median": round(statistics.median(holds[name].wall) * 1e3, 2),
                       "chunk_hold_ms_max": round(max(holds[name].wall) * 1e3, 2),
                       "chunk_cpu_ms_median": round(statistics.median(holds[name].cpu) * 1e3, 2),
+                      "wal_kb_per_entry": round(statistics.median(wal[name]) / 1e3, 2),
                       "of_profile_ms": round(lookup[name] * 1e3, 2),
                       "index_mb": round(disk[name] / 1e6, 2),
                       "bytes_per_entry": round(disk[name] / total)}
     print(f"{total:,} served entries of {PER_ENTRY} records ({total * PER_ENTRY:,} rows), {args.profiles} profiles; "
           f"hot profile disclosed {hits:,} times; chunk = {disclosures.CHUNK} entries")
     print(f"{'layout':>6} {'fill':>8} {'catch_up':>9} {'chunk hold p50':>14} {'max':>7} {'chunk CPU':>9} "
-          f"{'of_profile':>10} {'index MB':>8} {'B/entry':>8}   (ms of CPU per served entry unless said)")
+          f"{'WAL kB':>7} {'of_profile':>10} {'index MB':>8} {'B/entry':>8}   (ms of CPU per served entry unless said)")
     for name, r in rows.items():
         print(f"{name:>6} {r['fill_ms_per_entry']:>8} {r['catch_up_ms_per_entry']:>9} {r['chunk_hold_ms_median']:>14} "
-              f"{r['chunk_hold_ms_max']:>7} {r['chunk_cpu_ms_median']:>9} {r['of_profile_ms']:>10} "
-              f"{r['index_mb']:>8} {r['bytes_per_entry']:>8}")
+              f"{r['chunk_hold_ms_max']:>7} {r['chunk_cpu_ms_median']:>9} {r['wal_kb_per_entry']:>7} "
+              f"{r['of_profile_ms']:>10} {r['index_mb']:>8} {r['bytes_per_entry']:>8}")
     ratios = {k: round(rows["new"][k] / rows["old"][k], 3) if rows["old"][k] else None for k in rows["old"]}
     print(f"{'ratio':>6} " + " ".join(f"{ratios[k]}" for k in rows["old"]) + "   (new / old)")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,11 +23,11 @@ The index is three tables (migration 021):
   as one sorted segment, merging segments later, so indexing an entry of 50 records is nearly an
   append. The table it replaced, one B-tree row per (profile, entry) with the entry's partner, kind
   and time (~130 bytes), took each of those rows as an insert at a random place in the tree: at
-  1.1 million rows, 1.16 ms of CPU per entry of 50 records against 0.06, and 124 MB against 2.2
-  (benchmarks/disclosure_index.py; its README section has the rest).
+  1.1 million rows, 1.0-1.2 ms of CPU per entry of 50 records against 0.06, 159 kB written to the
+  WAL per entry against 1.3, and 124 MB against 2.2 (benchmarks/disclosure_index.py, README).
 A profile's disclosures are then: its terms (one per revision disclosed, read from the FTS5
-vocabulary by range), each term's entries (MATCH), and those entries' rows: ~9 ms for a profile
-disclosed 5,500 times, as the old table took ~7.
+vocabulary by range), each term's entries (MATCH), and those entries' rows: ~9 ms of CPU for a
+profile disclosed 5,500 times, where the old table took ~7.
 """
 
 from __future__ import annotations
