@@ -32,7 +32,9 @@ profile disclosed 5,500 times, where the old table took ~7.
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 from typing import Iterable, Iterator, NamedTuple
 
 from . import store
@@ -181,7 +183,7 @@ def _indexed(db: store.DB, profile_id: str, upto: int) -> list[Disclosure]:
         [rev, match, upto]))) for match, rev in _terms(db, profile_id)]
     if len(runs) == 1:
         return runs[0]
-    return sorted((d for run in runs for d in run), key=lambda d: d.seq)
+    return sorted(itertools.chain.from_iterable(runs), key=operator.itemgetter(3))  # by seq
 
 
 def of_profile(db: store.DB, profile_id: str) -> list[Disclosure]:
