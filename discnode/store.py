@@ -316,6 +316,35 @@ def _m020_counting(db: "sqlite_utils.Database") -> None:
                "WHERE record_withheld != ''")
 
 
+def _m021_disclosure_entries(db: "sqlite_utils.Database") -> None:
+    # The disclosure index (disclosures.py, which alone reads and writes these) as an entry table and
+    # a contentless FTS5 table of terms, instead of one B-tree row per (profile, entry): indexing no
+    # longer inserts at random places in a large tree (its module docstring has the figures).
+    # disclosure_terms: one document per entry (rowid = its seq), one term per record disclosed,
+    # disclosures.term(): the profile ID's UTF-8 bytes in hex, "r", the revision. Each row of the old
+    # table becomes one term; its entry's partner, kind and time (the same in every row of an
+    # entry) one row of disclosure_entries. Contentless: no text is kept, and FTS5 can then never
+    # be asked to delete a document (the index only grows, as the old table did).
+    # disclosure_peers: each partner's node ID once (an entry's row holds its number: a third of the
+    # row, and of_profile reads one row per disclosure).
+    db.execute("CREATE TABLE disclosure_peers (id INTEGER PRIMARY KEY, peer TEXT NOT NULL UNIQUE)")
+    db.execute("CREATE TABLE disclosure_entries (seq INTEGER PRIMARY KEY, peer INTEGER NOT NULL, what TEXT NOT NULL, "
+               "ts TEXT NOT NULL)")
+    db.execute("CREATE VIRTUAL TABLE disclosure_terms USING fts5(records, content='', detail=none, "
+               "columnsize=0, tokenize='ascii')")
+    # Its terms, by range (a profile's prefix), and every (term, entry) pair (disclosures.indexed).
+    db.execute("CREATE VIRTUAL TABLE disclosure_vocabulary USING fts5vocab(disclosure_terms, 'row')")
+    db.execute("CREATE VIRTUAL TABLE disclosure_vocabulary_instances USING fts5vocab(disclosure_terms, 'instance')")
+    db.execute("INSERT INTO disclosure_peers (peer) SELECT DISTINCT peer FROM disclosures ORDER BY peer")
+    db.execute("INSERT INTO disclosure_entries (seq, peer, what, ts) "
+               "SELECT d.seq, p.id, d.what, d.ts FROM (SELECT seq, min(peer) AS peer, min(what) AS what, min(ts) AS ts "
+               "FROM disclosures GROUP BY seq) d JOIN disclosure_peers p ON p.peer = d.peer")
+    # hex() is upper case; the ascii tokenizer folds it to the lower case disclosures.term() writes.
+    db.execute("INSERT INTO disclosure_terms (rowid, records) "
+               "SELECT seq, group_concat(hex(profile_id) || 'r' || revision, ' ') FROM disclosures GROUP BY seq")
+    db.execute("DROP TABLE disclosures")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_profiles", _m001_profiles),
     ("002_peers_consent_audit", _m002_peers),
@@ -336,6 +365,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("015_retention", _m015_retention),
     ("019_ops", _m019_ops),
     ("020_counting", _m020_counting),
+    ("021_disclosure_entries", _m021_disclosure_entries),
 ]
 
 

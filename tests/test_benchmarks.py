@@ -113,3 +113,13 @@ def test_lone_request_benchmark_fast_mode_measures_both_codes_request_by_request
     assert [row["code"] for row in rows] == ["this", "base (HEAD)"]
     for row in rows:
         assert row["requests"] == 20 and 0 < row["p25_us"] <= row["median_us"] <= row["p75_us"]
+
+
+def test_disclosure_index_benchmark_fast_mode_compares_both_layouts_on_equal_answers(tmp_path):
+    out = tmp_path / "disclosure_index.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "disclosure_index.py"), "--fast", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert set(report["rows"]) == {"old", "new"} and report["hot_profile_disclosures"] > 0
+    assert all(row["catch_up_ms_per_entry"] > 0 and row["index_mb"] > 0 for row in report["rows"].values())

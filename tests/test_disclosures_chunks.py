@@ -31,7 +31,7 @@ def _expected(db: store.DB) -> list[tuple]:
 
 
 def _table(db: store.DB) -> list[tuple]:
-    return sorted(db.execute("SELECT profile_id, seq, peer, revision, what, ts FROM disclosures").fetchall())
+    return disclosures.indexed(db)
 
 
 def test_chunked_catch_up_indexes_exactly_what_one_pass_would(tmp_path, monkeypatch):

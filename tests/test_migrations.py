@@ -29,9 +29,10 @@ def _b64(text: str) -> bytes:
 def _snapshot(path: Path) -> dict[str, list[tuple]]:
     """Every row the release wrote, by table (what a migration must not lose or change)."""
     conn = sqlite3.connect(path)
+    # Virtual tables (FTS5, its vocabularies) cannot all be scanned; their rows are in their shadow tables.
     tables = [r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE '%fts%' "
-        "AND name NOT LIKE 'sqlite_%' AND name != '_migrations'")]
+        "AND name NOT LIKE 'sqlite_%' AND name != '_migrations' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'")]
     out = {}
     for t in tables:
         cols = [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')]
