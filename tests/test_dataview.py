@@ -1,16 +1,19 @@
 """The federated Dataview across real nodes over HTTPS on loopback."""
 
 import asyncio
+import contextlib
+import io
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from discnode.store import write
-from tests.conftest import jpeg_with_gps
-from tests.nodes import Impostor
+from tests.conftest import Cli, Result, jpeg_with_gps
+from tests.nodes import Impostor, Network
 
 PEOPLE = 4
 
@@ -24,22 +27,69 @@ def populate(node, n=PEOPLE, images=None):
         node.cli("profile", "add", *args)
 
 
-@pytest.fixture
-def abc(network, tmp_path):
+def _build_abc(network, images):
     a, b, c = network.node("A"), network.node("B"), network.node("C")
     network.agree(a, b)
     network.agree(b, c)
     for node in (a, b, c):
-        populate(node, images=tmp_path)
+        populate(node, images=images)
     return a, b, c
+
+
+@pytest.fixture
+def abc(network, tmp_path):
+    """A-B-C for a test that changes them (revokes, tampers, counts its own checks or caches)."""
+    return _build_abc(network, tmp_path)
+
+
+class _Captured:
+    """capsys's readouterr() for commands run outside any one test's capsys (SharedCli)."""
+
+    def __init__(self) -> None:
+        self.out, self.err = io.StringIO(), io.StringIO()
+
+    def readouterr(self) -> SimpleNamespace:
+        got = SimpleNamespace(out=self.out.getvalue(), err=self.err.getvalue())
+        for stream in (self.out, self.err):
+            stream.seek(0)
+            stream.truncate()
+        return got
+
+
+class SharedCli(Cli):
+    """The real CLI in this process, its output caught here: capsys lasts one test, these nodes a module."""
+
+    def __call__(self, *args: str, ok: bool | None = True) -> Result:
+        with contextlib.redirect_stdout(self.capsys.out), contextlib.redirect_stderr(self.capsys.err):
+            return super().__call__(*args, ok=ok)
+
+
+@pytest.fixture(scope="module")
+def abc_read(tmp_path_factory):
+    """A-B-C, built once for the tests below that only search them (none changes a node, an
+    agreement or a record, and none depends on what an earlier search cached)."""
+    root = tmp_path_factory.mktemp("abc")
+    captured = _Captured()
+    net = Network(root, captured)
+    make = net.node
+
+    def node(name, **kw):
+        made = make(name, **kw)
+        made.cli = SharedCli(made.cli.home, captured)
+        return made
+    net.node = node  # type: ignore[method-assign]
+    try:
+        yield _build_abc(net, root)
+    finally:
+        net.stop()
 
 
 def origins(result):
     return {r["origin_name"] for r in result["results"]}
 
 
-def test_b_sees_all_three_and_a_sees_only_a_and_b(abc):
-    a, b, c = abc
+def test_b_sees_all_three_and_a_sees_only_a_and_b(abc_read):
+    a, b, c = abc_read
     rb = b.cli("search", "--json").json
     assert origins(rb) == {"A BCRP", "B BCRP", "C BCRP"} and len(rb["results"]) == 3 * PEOPLE
     assert {p["name"]: p["status"] for p in rb["peers"]} == {"A BCRP": "ok", "B BCRP": "ok", "C BCRP": "ok"}
@@ -52,8 +102,8 @@ def test_b_sees_all_three_and_a_sees_only_a_and_b(abc):
     assert all({"node_id", "name", "status", "count", "ms"} <= p.keys() for p in rb["peers"])
 
 
-def test_filters_and_sort_are_pushed_down_and_merged(abc):
-    _, b, _ = abc
+def test_filters_and_sort_are_pushed_down_and_merged(abc_read):
+    _, b, _ = abc_read
     r = b.cli("search", "--gender", "female", "--sort", "last-seen", "--desc", "--json").json
     assert {x["gender"] for x in r["results"]} == {"female"} and len(r["results"]) == 3 * (PEOPLE // 2)
     keys = [(x["last_seen"], x["origin"], x["id"]) for x in r["results"]]
@@ -65,8 +115,8 @@ def test_filters_and_sort_are_pushed_down_and_merged(abc):
     assert origins(r) == {"B BCRP"}
 
 
-def test_walking_pages_across_the_network(abc):
-    _, b, _ = abc
+def test_walking_pages_across_the_network(abc_read):
+    _, b, _ = abc_read
     seen, cursor = [], None
     for _ in range(20):
         args = ["search", "--limit", "5", "--sort", "name", "--json"] + (["--cursor", cursor] if cursor else [])
@@ -79,8 +129,8 @@ def test_walking_pages_across_the_network(abc):
     assert seen == sorted(seen)
 
 
-def test_bad_cursor_and_codes_are_refused(abc):
-    _, b, _ = abc
+def test_bad_cursor_and_codes_are_refused(abc_read):
+    _, b, _ = abc_read
     assert "cursor" in b.cli("search", "--cursor", "garbage!", ok=False).err
     assert "IC7" in b.cli("search", "--ethnicity", "IC7", ok=False).err
     other_sort = b.cli("search", "--limit", "2", "--json").json["next_cursor"]
@@ -99,8 +149,8 @@ def _pages(node, *args):
     return [r for page in pages for r in page["results"]]
 
 
-def test_a_cursor_alone_continues_its_whole_search(abc):
-    a, b, c = abc
+def test_a_cursor_alone_continues_its_whole_search(abc_read):
+    a, b, c = abc_read
     men = _pages(b, "--gender", "male", "--sort", "last-seen", "--desc")
     assert len(men) == 3 * PEOPLE // 2 and {r["gender"] for r in men} == {"male"}
     assert [r["last_seen"] for r in men] == sorted((r["last_seen"] for r in men), reverse=True)
@@ -110,8 +160,8 @@ def test_a_cursor_alone_continues_its_whole_search(abc):
     assert len(text) == PEOPLE and {r["origin"] for r in text} == {a.node_id}
 
 
-def test_a_cursor_given_with_other_options_is_refused_and_with_the_same_continues(abc):
-    _, b, c = abc
+def test_a_cursor_given_with_other_options_is_refused_and_with_the_same_continues(abc_read):
+    _, b, c = abc_read
     cursor = b.cli("search", "--gender", "male", "--limit", "2", "--json").json["next_cursor"]
     for other in (["--gender", "female"], ["--gender", "male", "--limit", "3"], ["--gender", "male", "--desc"],
                   ["--gender", "male", "--limit", "2", "--partnership", c.node_id], ["P1", "--gender", "male"]):
@@ -122,9 +172,9 @@ def test_a_cursor_given_with_other_options_is_refused_and_with_the_same_continue
     assert {r["gender"] for r in same["results"]} == {"male"} and len(same["results"]) == 2
 
 
-def test_an_altered_or_foreign_cursor_is_refused(abc):
+def test_an_altered_or_foreign_cursor_is_refused(abc_read):
     import base64
-    a, b, _ = abc
+    a, b, _ = abc_read
     cursor = b.cli("search", "--gender", "male", "--limit", "2", "--json").json["next_cursor"]
     body, tag = cursor.split(".")
     doc = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -136,10 +186,10 @@ def test_an_altered_or_foreign_cursor_is_refused(abc):
     assert len(cursor) < 300 and "\n" not in cursor
 
 
-def test_the_library_search_continues_a_cursor_alone(abc):
+def test_the_library_search_continues_a_cursor_alone(abc_read):
     from discnode.dataview import search
     from discnode.query import Query
-    _, b, _ = abc
+    _, b, _ = abc_read
     first = asyncio.run(search(b.home, Query(gender=("female",), limit=3)))
     second = asyncio.run(search(b.home, cursor=first.next_cursor))
     assert second.query.gender == ("female",) and second.query.limit == 3
@@ -221,8 +271,8 @@ def test_a_revocation_takes_effect_at_the_very_next_search(abc):
     assert c.node_id not in asked(last) and origins(last) == {"B BCRP"}
 
 
-def test_contact_sheet_and_remote_profile(abc, tmp_path):
-    a, b, _ = abc
+def test_contact_sheet_and_remote_profile(abc_read, tmp_path):
+    a, b, _ = abc_read
     sheet = tmp_path / "sheet.png"
     out = b.cli("search", "--contact-sheet", sheet)
     assert "Contact sheet" in out.out
@@ -277,10 +327,10 @@ def test_client_reuses_its_pinned_connections(network):
 
 
 @pytest.mark.parametrize("sort, desc", [("name", False), ("last-seen", True), ("incidents", False)])
-def test_streaming_walk_equals_paging_by_cursor(abc, sort, desc):
+def test_streaming_walk_equals_paging_by_cursor(abc_read, sort, desc):
     from discnode.dataview import search, walk
     from discnode.query import Query
-    _, b, _ = abc
+    _, b, _ = abc_read
     query = Query(sort=sort, desc=desc, limit=5)
     walked, statuses = asyncio.run(walk(b.home, query, page_size=3))  # tiny pages: many refills
     paged, cursor = [], None

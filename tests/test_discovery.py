@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tests.conftest import Cli
 from tests.netns import Link, wait_for_log
 
 
@@ -20,19 +21,21 @@ def _json(result):
     return json.loads(result.stdout)
 
 
-def two_nodes(link, tmp_path, *, announce=("--announce",), host_a=None):
-    """A node on each test host: (host a, host b, home a, home b, node ID a, node ID b)."""
+def two_nodes(link, tmp_path, capsys, *, announce=("--announce",), host_a=None):
+    """A node on each test host: (host a, host b, home a, home b, node ID a, node ID b).
+    `init` and `id` touch no network: the real CLI runs them in this process (as the `cli` fixture
+    does), saving four interpreter start-ups a test; what talks on the link runs in its namespace."""
     a, b = link.hosts
     home_a, home_b = tmp_path / "a", tmp_path / "b"
-    a.discnode(home_a, "init", "--name", "Alpha BCRP", "--host", host_a or a.address, *announce)
-    b.discnode(home_b, "init", "--name", "Beta BCRP", "--host", b.address, *announce)
-    id_a = _json(a.discnode(home_a, "id", "--json"))["node_id"]
-    id_b = _json(b.discnode(home_b, "id", "--json"))["node_id"]
+    Cli(home_a, capsys)("init", "--name", "Alpha BCRP", "--host", host_a or a.address, *announce)
+    Cli(home_b, capsys)("init", "--name", "Beta BCRP", "--host", b.address, *announce)
+    id_a = Cli(home_a, capsys)("id", "--json").json["node_id"]
+    id_b = Cli(home_b, capsys)("id", "--json").json["node_id"]
     return a, b, home_a, home_b, id_a, id_b
 
 
-def test_two_nodes_discover_each_other_and_agree_over_the_link(link, tmp_path):
-    a, b, home_a, home_b, id_a, id_b = two_nodes(link, tmp_path)
+def test_two_nodes_discover_each_other_and_agree_over_the_link(link, tmp_path, capsys):
+    a, b, home_a, home_b, id_a, id_b = two_nodes(link, tmp_path, capsys)
     serve_a = a.serve(home_a, tmp_path / "a.log")
     b.serve(home_b, tmp_path / "b.log")
 
@@ -53,8 +56,8 @@ def test_two_nodes_discover_each_other_and_agree_over_the_link(link, tmp_path):
     a.serve(home_a, tmp_path / "a2.log")
     wait_for_log(tmp_path / "b.log", "serving")
     import time
-    for _ in range(50):
-        url = _json(b.discnode(home_b, "peer", "list", "--json"))[0]["url"]
+    for _ in range(50):  # read in this process: a poll need not start an interpreter each time
+        url = Cli(home_b, capsys)("peer", "list", "--json").json[0]["url"]
         if url.endswith(":9555"):
             break
         time.sleep(0.2)
@@ -63,8 +66,8 @@ def test_two_nodes_discover_each_other_and_agree_over_the_link(link, tmp_path):
     assert {p["name"]: p["status"] for p in r["peers"]}["Alpha BCRP"] == "ok"
 
 
-def test_descriptor_with_bad_signature_at_discovered_address_is_refused(link, tmp_path):
-    a, b, home_a, home_b, id_a, _ = two_nodes(link, tmp_path)
+def test_descriptor_with_bad_signature_at_discovered_address_is_refused(link, tmp_path, capsys):
+    a, b, home_a, home_b, id_a, _ = two_nodes(link, tmp_path, capsys)
     serve_a = a.serve(home_a, tmp_path / "a.log")
     b.discnode(home_b, "peer", "add", f"https://{a.address}:8443", "--expect", id_a)
     serve_a.terminate()
@@ -80,8 +83,8 @@ def test_descriptor_with_bad_signature_at_discovered_address_is_refused(link, tm
     assert r.returncode != 0 and "signature" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_a_stranger_cannot_move_its_pinned_address_by_announcing_or_advertising(link, tmp_path):
-    a, b, home_a, home_b, id_a, id_b = two_nodes(link, tmp_path)
+def test_a_stranger_cannot_move_its_pinned_address_by_announcing_or_advertising(link, tmp_path, capsys):
+    a, b, home_a, home_b, id_a, id_b = two_nodes(link, tmp_path, capsys)
     serve_a = a.serve(home_a, tmp_path / "a.log")
     b.serve(home_b, tmp_path / "b.log")
     a.discnode(home_a, "peer", "add", f"https://{b.address}:8443", "--expect", id_b)  # B never answers it
@@ -95,8 +98,8 @@ def test_a_stranger_cannot_move_its_pinned_address_by_announcing_or_advertising(
     assert row["state"] == "pending" and row["url"] == f"https://{a.address}:8443"
 
 
-def test_a_node_not_configured_to_announce_is_not_found(link, tmp_path):
-    a, b, home_a, home_b, id_a, id_b = two_nodes(link, tmp_path, announce=())
+def test_a_node_not_configured_to_announce_is_not_found(link, tmp_path, capsys):
+    a, b, home_a, home_b, id_a, id_b = two_nodes(link, tmp_path, capsys, announce=())
     a.serve(home_a, tmp_path / "a.log")
     assert _json(b.discnode(home_b, "peer", "discover", "--timeout", "3", "--json")) == []
     assert link.probe(b, b.address) == {}
@@ -110,8 +113,8 @@ def test_a_node_not_configured_to_announce_is_not_found(link, tmp_path):
     assert link.probe(b, b.address) == {id_a: [a.address]}
 
 
-def test_a_node_on_loopback_is_not_announced_anywhere(link, tmp_path):
-    a, b, home_a, home_b, _, _ = two_nodes(link, tmp_path, host_a="127.0.0.1")
+def test_a_node_on_loopback_is_not_announced_anywhere(link, tmp_path, capsys):
+    a, b, home_a, home_b, _, _ = two_nodes(link, tmp_path, capsys, host_a="127.0.0.1")
     a.serve(home_a, tmp_path / "a.log")
     assert link.probe(b, b.address) == {}
     assert "not announced on the local network: 127.0.0.1 is loopback" in (tmp_path / "a.log").read_text()
@@ -123,9 +126,9 @@ def two_links():
         yield l
 
 
-def test_a_node_listening_on_one_address_announces_only_that_address_on_its_interface(two_links, tmp_path):
+def test_a_node_listening_on_one_address_announces_only_that_address_on_its_interface(two_links, tmp_path, capsys):
     link = two_links
-    a, b, home_a, _, id_a, _ = two_nodes(link, tmp_path, host_a=link.hosts[0].address2)
+    a, b, home_a, _, id_a, _ = two_nodes(link, tmp_path, capsys, host_a=link.hosts[0].address2)
     a.serve(home_a, tmp_path / "a.log")
     assert link.probe(b, b.address2) == {id_a: [a.address2]}
     assert link.probe(b, b.address) == {}, "announced on an interface the node does not listen on"

@@ -4,6 +4,7 @@ keep that page true: every named test exists, and no threat is left without one.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -12,10 +13,11 @@ MODEL = ROOT / "protocol" / "threat-model.md"
 NAMED = re.compile(r"`(test_[a-z0-9_]+\.py)::(test_[a-z0-9_]+)`")
 
 
-def _test_functions(path: Path) -> set[str]:
+@functools.cache  # a test file names many tests: parse it once, not once for each
+def _test_functions(path: Path) -> frozenset[str]:
     tree = ast.parse(path.read_text())
-    return {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and n.name.startswith("test_")}
+    return frozenset(n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                     and n.name.startswith("test_"))
 
 
 def _threat_rows() -> list[str]:
