@@ -112,7 +112,7 @@ class NodeState:
         leave the change on disk without the nonce, or a restart would carry out the same captured
         request again while its signature is fresh. They stay queued for the group commit too:
         a write cancelled before it runs saves nothing. A request that writes nothing (a query)
-        still costs one commit (T2, T161)."""
+        still costs one commit (T2, T162)."""
         if not self.nonces.unsaved:
             return None
         rows, now = list(self.nonces.unsaved), time.time()
