@@ -104,6 +104,20 @@ class NodeState:
     match_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _own_keys: tuple[tuple[Any, ...], dict[bytes, list[str]]] | None = None
 
+    def _nonces_first(self) -> Callable[[store.DB], None] | None:
+        """What runs before each write on the writer thread: the nonces accepted and not yet saved,
+        committed in a transaction of their own. A handler that changes the node (a match quota
+        charged, a document kept) commits its change before the group commit of its request's
+        audit entry, which carries its nonce; a crash between the two (SIGKILL, power) must not
+        leave the change on disk without the nonce, or a restart would carry out the same captured
+        request again while its signature is fresh. They stay queued for the group commit too:
+        a write cancelled before it runs saves nothing. A request that writes nothing (a query)
+        still costs one commit (T2, T162)."""
+        if not self.nonces.unsaved:
+            return None
+        rows, now = list(self.nonces.unsaved), time.time()
+        return lambda db: replay.write(db, rows, now)
+
     def own_match_keys(self, db: store.DB) -> dict[bytes, list[str]]:
         """This node's Level Two keys (match.own_keys), read again only when its profiles may have
         changed (their count, latest update, row IDs, sharing or sizes) or the day has (reviews
@@ -878,6 +892,7 @@ def create_app(home: Home, limits: Limits = Limits()) -> web.Application:
                           client_max_size=limits.max_body)
     state = NodeState(home, limits, SqlThreads(home.db_path), nonces=Nonces.load(home.db, time.time()),
                       fair=FairShare(limits.slots, limits.peer_queue))
+    state.sql.first = state._nonces_first  # no change of a request on disk before its nonce
     state.descriptor = home.descriptor()
     app[STATE] = state
     app.router.add_get(DESCRIPTOR_PATH, descriptor)

@@ -96,6 +96,10 @@ class SqlThreads:
         self._lock = threading.Lock()
         self._writer = _Threads(1, "sql-writer", self._call)
         self._readers = _Threads(readers, "sql-reader", self._call)
+        #: Asked on the loop as each write is handed over: a function to run on the writer thread
+        #: before it, in the same trip, or None. Its owner's (server.NodeState: the nonces it has
+        #: accepted and not yet saved, so that no request's change reaches the disk before its nonce).
+        self.first: Callable[[], Callable[[store.DB], Any] | None] = lambda: None
 
     def _db(self) -> store.DB:
         db = getattr(self._local, "db", None)
@@ -111,8 +115,16 @@ class SqlThreads:
         return fn(self._db())
 
     async def write(self, fn: Callable[[store.DB], T]) -> T:
-        """Run fn(db) on the writer thread; fn opens its own transaction (store.write)."""
-        return await self._writer.submit(fn)
+        """Run fn(db) on the writer thread, after `first`'s function if any; fn opens its own
+        transaction (store.write)."""
+        first = self.first()
+        if first is None:
+            return await self._writer.submit(fn)
+
+        def both(db: store.DB) -> T:
+            first(db)
+            return fn(db)
+        return await self._writer.submit(both)
 
     async def read(self, fn: Callable[[store.DB], T]) -> T:
         """Run fn(db) on a reader thread. It must not write: writes belong to `write`."""

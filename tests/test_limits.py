@@ -8,6 +8,7 @@ uvloop (the daemon's default) and asyncio's own (loops.py).
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -18,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import pytest
 
@@ -451,3 +453,64 @@ def test_bytes_that_are_not_tls_are_cut_and_the_node_answers_others(network):
             pass
     # The node still answers others.
     assert _get_descriptor(port_of(b)) == 200
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP reset (SO_LINGER 0) rather than a FIN."""
+    import struct
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_connections_dropped_at_every_stage_of_the_gate_give_back_their_address_count(network):
+    """A stranger that hangs up (FIN or reset) before TLS, in the middle of a ClientHello the gate
+    holds, after a whole one, after the handshake, or after bytes that are not TLS, each more times
+    than its address may hold connections: every one is forgotten, and the address is served."""
+    b = network.node("B", limits=Limits(connections_per_address=3))
+    port, pool = port_of(b), b.running.connections
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    with pytest.raises(ssl.SSLWantReadError):
+        _tls().wrap_bio(incoming, outgoing).do_handshake()
+    hello = outgoing.read()
+
+    def connect() -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.7", 0))
+
+    def handshake_then_reset() -> None:
+        raw = connect()
+        tls = _tls().wrap_socket(raw)
+        _reset(tls)
+
+    def hangs_up(data: bytes, reset: bool) -> Callable[[], None]:
+        def run() -> None:
+            raw = connect()
+            if data:
+                raw.sendall(data)
+            _reset(raw) if reset else raw.close()
+        return run
+    ways = [hangs_up(b"", False), hangs_up(b"", True), hangs_up(hello[:40], False), hangs_up(hello[:40], True),
+            hangs_up(hello, True), hangs_up(b"GET / HTTP/1.1\r\n\r\n", False), handshake_then_reset]
+    for number, way in enumerate(ways):
+        for _ in range(4):  # one more than the address may hold (refused while the others are counted)
+            with contextlib.suppress(ssl.SSLError, OSError):
+                way()
+        # Served from another address once the node has accepted everything sent before it.
+        assert _served(port, "127.0.0.8")
+        deadline = time.monotonic() + 5
+        while network.loop.run(_counts(pool, "127.0.0.7")) != (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert network.loop.run(_counts(pool, "127.0.0.7")) == (0, 0), number
+    assert _served(port, "127.0.0.7")
+
+
+def _served(port: int, source: str) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as raw, \
+            _tls().wrap_socket(raw) as tls:
+        tls.sendall(b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply, _ = read_reply(tls)
+    return reply.startswith(b"HTTP/1.1 200")
+
+
+async def _counts(pool, address: str) -> tuple[int, int]:
+    """The connections the node holds from address, and its count of them."""
+    return sum(g.address == address for g in pool.live), pool.per_address.get(address, 0)

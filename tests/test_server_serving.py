@@ -323,3 +323,49 @@ def test_entries_queued_during_a_failed_audit_commit_are_still_committed(network
     assert isinstance(failure, sqlite3.OperationalError) and committed
     entries = audit.entries(b.home.db)
     assert len(entries) == before + 1 and entries[-1]["detail"].get("records") == ["second"]
+
+
+def test_a_request_that_changes_the_node_has_its_nonce_on_disk_before_its_change(network, monkeypatch):
+    """A request whose handler writes (a match evaluation charges the partner's daily quota)
+    commits that change before the group commit of its audit entry. A crash between the two
+    (SIGKILL: a few milliseconds, held open here at exactly that point) must not leave the change
+    on disk without the nonce: a restart reads its nonces from disk, so the same captured request,
+    replayed while its signature is fresh, would be carried out a second time (the quota charged
+    twice). The nonce goes in the same trip to the writer, committed before the change."""
+    import asyncio
+    import sqlite3
+    import threading
+
+    from discnode import oprf
+    from discnode.match import b64
+    from discnode.sqlthreads import SqlThreads
+    from tests.test_match import _match_pair
+
+    a, b = _match_pair(network, quota=5)
+    release = threading.Event()
+    real = SqlThreads.write
+
+    async def holding(self, fn):  # the audit group commit waits: the crash's point
+        if fn.__qualname__.startswith("NodeState._flush"):
+            await asyncio.to_thread(release.wait, 10)
+        return await real(self, fn)
+    monkeypatch.setattr(SqlThreads, "write", holding)
+    body, headers = signed(a.home.identity, b, "POST", "/v1/match/evaluate",
+                           {"blinded": [b64(oprf.blind(b"x|1990-01-01")[1])]})
+    replies: list = []
+    sender = threading.Thread(target=lambda: replies.append(send(b, "POST", "/v1/match/evaluate", body, headers)))
+    sender.start()
+    try:
+        on_disk = sqlite3.connect(b.home.db_path)  # what a crash would leave: committed rows only
+        deadline = time.monotonic() + 10
+        while not on_disk.execute("SELECT count(*) FROM match_quota").fetchone()[0]:
+            assert time.monotonic() < deadline, "the quota was never charged"
+            time.sleep(0.01)
+        saved = on_disk.execute("SELECT count(*) FROM nonces WHERE nonce = ?", [_nonce(headers)]).fetchone()[0]
+        on_disk.close()
+    finally:
+        release.set()
+        sender.join(15)
+    assert saved == 1
+    assert replies and replies[0][0] == 200
+    assert send(b, "POST", "/v1/match/evaluate", body, headers)[0] == 401  # and in this run
