@@ -586,9 +586,8 @@ def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False,
             if not isinstance(records, list):
                 raise PeerError("reply has no record list")
         received = []
-    keys: list[SortKey] = []  # each kept record's sort key, computed once (judge), not again (assemble)
-    screened = assemble(records, judge(records, received, float_free, peer, query, full=full, known=known, keys=keys),
-                        query, float_free, keys)
+    screened = assemble(records, judge(records, received, float_free, peer, query, full=full, known=known),
+                        query, float_free)
     if not full:  # a walk never asks for counts
         screened.counts = parsed.get("counts")
     return screened
