@@ -40,7 +40,7 @@ from typing import AbstractSet, Any, Awaitable, Callable, Iterable, Iterator, Se
 import orjson
 
 from . import checked, facets, handling, peers, schemas, store, untrusted, wirejson
-from .consent import scopes_of
+from .consent import Agreement, scopes_of
 from .client import PeerClient
 from .documents.succession import KeyPeriod
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
@@ -686,19 +686,28 @@ def asks_counts(peer: peers.Peer) -> bool:
     return facets.in_query(peer.descriptor)
 
 
-def withheld_by(home: Home, peer: peers.Peer) -> list[str]:
+def withheld_by(home: Home, peer: peers.Peer, agreement: Agreement | None = None) -> list[str]:
     """The fields a partner withholds from this node: those their agreement does not share, if
-    the partner's node knows to withhold them (an older node, without the scope, serves them)."""
-    audience = peers.audience(home.db, home.node_id, peer.node_id, today())
+    the partner's node knows to withhold them (an older node, without the scope, serves them).
+    agreement: the partner's, if the caller holds it already (_active_agreements: one query for
+    every partner of a search, where this would make one each)."""
+    if agreement is None:
+        agreement = peers.agreement(home.db, home.node_id, peer.node_id, today())
+    audience = handling.Audience.of_agreement(agreement)
     return [f for f in audience.withheld if handling.WITHHOLDABLE[f] in scopes_of(peer.descriptor)]
 
 
-def active_peers(home: Home) -> list[peers.Peer]:
+def _active_agreements(home: Home) -> list[tuple[peers.Peer, Agreement]]:
+    """The partners a search asks, each with its agreement, from one query of the documents."""
     day = today()
     # Match-only partners are asked by `discnode match`, never searched: their profiles are not shared.
     agreements = peers.agreements(home.db, home.node_id, day)
-    return [p for p in peers.all_peers(home.db)
+    return [(p, agreements[p.node_id]) for p in peers.all_peers(home.db)
             if p.node_id in agreements and "profiles" in agreements[p.node_id].share]
+
+
+def active_peers(home: Home) -> list[peers.Peer]:
+    return [p for p, _ in _active_agreements(home)]
 
 
 async def search(home: Home, query: Query | None = None, *, cursor: str | None = None,
@@ -723,7 +732,9 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
         r for r in store.search(home.db, query, today()) if r["origin"] == home.node_id]
     own_status = SourceStatus(home.node_id, home.config.name, "ok", len(own),
                               int((time.monotonic() - started) * 1000))
-    targets = [p for p in active_peers(home) if not wanted or p.node_id in wanted]
+    active = [(p, a) for p, a in _active_agreements(home) if not wanted or p.node_id in wanted]
+    targets = [p for p, _ in active]
+    withheld = {p.node_id: withheld_by(home, p, a) for p, a in active}
     unknown = wanted - {p.node_id for p in targets} - {home.node_id}
     if unknown:
         raise InvalidInput(f"no active agreement with {', '.join(sorted(unknown))}")
@@ -763,9 +774,9 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
     try:
         # Only the first round carries the counts (they do not depend on the page's limit or position).
         replies, counted_apart = await asyncio.gather(
-            asyncio.gather(*(_ask(client, p, first, timeout, withheld=withheld_by(home, p),
+            asyncio.gather(*(_ask(client, p, first, timeout, withheld=withheld[p.node_id],
                                   counts=counts and asks_counts(p)) for p in targets)),
-            asyncio.gather(*(facets.ask(p, query, client, timeout, withheld_by(home, p)) for p in apart)))
+            asyncio.gather(*(facets.ask(p, query, client, timeout, withheld[p.node_id]) for p in apart)))
         statuses.update((s.node_id, s) for _, s in replies)
         answers = [Answer(own, query.limit, len(own))] + [
             Answer(records, first.limit, len(records) + s.dropped) for records, s in replies]

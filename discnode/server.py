@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -45,6 +45,8 @@ from .transport import ACCEPT_BURST, ConnectionLimits, Connections, connection_c
 from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW, verify_document, verify_request
 
 log = logging.getLogger("discnode.server")
+
+T = TypeVar("T")
 
 #: The longest an accepted nonce waits for its request's audit entry to carry it to disk (seen_nonce).
 NONCE_LINGER = 0.05
@@ -103,6 +105,8 @@ class NodeState:
     match_sets: dict[tuple[str, str], match.Evaluated] = field(default_factory=dict)
     match_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _own_keys: tuple[tuple[Any, ...], dict[bytes, list[str]]] | None = None
+    #: Serve a query arriving alone with its read and its audit commit in one trip (read_and_audit).
+    fuse_lone: bool = True
 
     def _nonces_first(self) -> Callable[[store.DB], None] | None:
         """What runs before each write on the writer thread: the nonces accepted and not yet saved,
@@ -199,6 +203,43 @@ class NodeState:
         self._audit_queue.append((event, peer, _unicode(detail), done))
         self._schedule_flush()
         await done
+
+    def alone(self) -> bool:
+        """Whether the request calling this is the only one being served, with no audit entry
+        queued and no group commit under way: nothing for it to share a commit with."""
+        return (self.fuse_lone and self.fair.running == 1 and not self.fair.waiting and not self._audit_queue
+                and (self._flusher is None or self._flusher.done()))
+
+    async def read_and_audit(self, read: Callable[[store.DB], T],
+                             entry: Callable[[T], tuple[str, str, dict[str, Any]]]) -> T:
+        """read(db), and the audit entry that says what it read, in one transaction on the writer
+        thread: one trip to a SQL thread where a lone request made two (a reader for the read, the
+        writer for the group commit), each a wake-up of a cold thread and of this loop. For a
+        request served alone (`alone`): the group commit is what amortises a commit over a stream
+        of requests, and there is none to join. The entry is on disk before this returns, as
+        `audit` promises, and the commit takes every nonce accepted before it, as _flush's does.
+        If read raises, nothing is written (the nonces go back to the queue) and the caller audits
+        the refusal as ever."""
+        rows = self.nonces.take_unsaved()
+        if self._nonce_timer is not None:  # every nonce accepted so far is in this commit
+            self._nonce_timer.cancel()
+            self._nonce_timer = None
+        now = time.time()
+
+        def commit(db: store.DB) -> T:
+            with store.write(db):
+                result = read(db)
+                event, peer, detail = entry(result)
+                audit.append_many(db, [(event, peer, _unicode(detail))])
+                replay.write(db, rows, now)
+            return result
+        try:
+            return await self.sql.write(commit)
+        except BaseException:
+            self.nonces.unsaved[:0] = rows  # still owed to the table: the next commit takes them
+            if rows:
+                self._schedule_flush()
+            raise
 
     def _schedule_flush(self) -> None:
         if self._flusher is None or self._flusher.done():
@@ -319,6 +360,8 @@ BODY = web.RequestKey("body", bytes)    # the raw body, read once and digest-che
 OUTCOME = web.RequestKey("outcome", tuple)
 #: Set when a refusal was counted with other strangers' (refusals.py) instead of audited alone.
 COUNTED = web.RequestKey("counted", bool)
+#: Set when the handler committed the request's own audit entry itself (NodeState.read_and_audit).
+AUDITED = web.RequestKey("audited", bool)
 
 
 def note(request: web.Request, event: str, **detail: Any) -> None:
@@ -503,9 +546,17 @@ async def _audited(request: web.Request, handler: Callable[[web.Request], Awaita
     except Exception:  # a bug of ours: the peer learns nothing, the log and the audit say it happened
         await state.audit("failed", request[PEER], **where, status=500, reason="internal error")
         raise
+    if request.get(AUDITED):  # its entry is on disk already, written with what it read
+        return response
     event, detail = request.get(OUTCOME, ("answered", {}))
-    await state.audit(event, request[PEER], **where, status=response.status, **detail)
+    await state.audit(event, request[PEER], **_served_detail(request, response.status, detail))
     return response
+
+
+def _served_detail(request: web.Request, status: int, detail: dict[str, Any]) -> dict[str, Any]:
+    """The detail of a handled request's audit entry: where, the status, what the handler noted.
+    One function for both ways an entry is written (_audited, NodeState.read_and_audit)."""
+    return {"method": request.method, "path": request.path, "status": status, **detail}
 
 
 async def _require(request: web.Request, kind: str = "") -> str:
@@ -630,7 +681,7 @@ async def query_profiles(request: web.Request) -> web.Response:
         bad = exc
 
     def read(db: store.DB) -> tuple[list[str], str, Any]:
-        # The agreement, its check and the page in one trip to a reader thread (each trip costs
+        # The agreement, its check and the page in one trip to a SQL thread (each trip costs
         # about as much CPU as the page's SQL).
         agreement, audience = state._agreement_in(db, peer)
         _check_share(agreement, "profiles")
@@ -641,20 +692,35 @@ async def query_profiles(request: web.Request) -> web.Response:
             return (*store.search_served(db, query, today(), state.me, audience), None)
         from .facets import count
         day = today()
-        db.conn.execute("BEGIN")  # one read transaction: the page and the counts see one snapshot (WAL)
+        # One read transaction: the page and the counts see one snapshot (WAL). On the writer
+        # (read_and_audit) the write transaction is that snapshot already.
+        opened = not db.conn.in_transaction
+        if opened:
+            db.conn.execute("BEGIN")
         try:
             return (*store.search_served(db, query, day, state.me, audience),
                     count(db, query, day, served_by=state.me, audience=audience))
         finally:
-            db.conn.execute("COMMIT")
+            if opened:
+                db.conn.execute("COMMIT")
 
-    records, served, counted = await state.sql.read(read)
+    def served(result: tuple[list[str], str, Any]) -> dict[str, Any]:
+        records, names, counted = result
+        return ({"what": "query", "count": len(records), "records": names, "counted": counted.total}
+                if counted is not None else {"what": "query", "count": len(records), "records": names})
+
+    if state.alone():  # nothing to share a group commit with: read and audit in one trip
+        where = _served_detail(request, 200, {})  # read here, on the loop, not on the writer thread
+        records, names, counted = await state.read_and_audit(
+            read, lambda result: ("served", peer, {**where, **served(result)}))
+        request[AUDITED] = True
+    else:
+        records, names, counted = await state.sql.read(read)
+        note(request, "served", **served((records, names, counted)))
     if counted is not None:
-        note(request, "served", what="query", count=len(records), records=served, counted=counted.total)
         # The counts as the facets endpoint sends them (json.dumps: only ASCII codes and integers).
         body = '{"records":[' + ",".join(records) + '],"counts":' + json.dumps(counted.to_wire()) + "}"
         return Sent(text=body, content_type="application/json")
-    note(request, "served", what="query", count=len(records), records=served)
     # Stored records are already the signed JSON: send them as they are, unparsed.
     body = '{"records":[' + ",".join(records) + "]}"
     return Sent(text=body, content_type="application/json")

@@ -60,3 +60,19 @@ def test_node_id_and_keys_are_derived_once_per_identity(monkeypatch, tmp_path):
     assert ids == {real(fresh.identity.public_key)} and len(calls) <= 1
     assert fresh.identity.crypto_private_key() is fresh.identity.crypto_private_key()
     assert fresh.identity.public_key is fresh.identity.public_key
+
+
+@given(st.one_of(st.binary(min_size=32, max_size=32).map(node_id_for), st.text(max_size=40),
+                 st.text(alphabet=ALPHABET + "abc -\t27", min_size=26, max_size=34)))
+def test_a_kept_node_id_parse_equals_parsing_afresh_refusals_included(text):
+    """parse_node_id keeps what it parsed (identity._parse_text); the answer, or the refusal and its
+    message, is what parsing the same text afresh gives, the first time and every time after."""
+    from discnode.identity import _parse
+
+    def outcome(fn):
+        try:
+            return "ok", fn(text)
+        except InvalidInput as exc:
+            return "refused", str(exc)
+    fresh = outcome(_parse)
+    assert outcome(parse_node_id) == fresh and outcome(parse_node_id) == fresh

@@ -352,3 +352,17 @@ def test_a_partner_refusing_every_query_is_asked_once_more_and_reported_invalid(
         (counted,) = [s for s in page.counted if s.node_id == h.node_id]
         assert (status.status, status.error) == ("invalid", "HTTP 400") and counted.status == "invalid"
         assert h.hits_on("POST", QUERY) == 2 and h.hits_on("POST", FACETS) == 1
+
+
+def test_withheld_fields_from_the_agreement_in_hand_equal_those_read_partner_by_partner(world):
+    """A search takes every partner's agreement from the one query that lists them
+    (dataview._active_agreements) and gives it to withheld_by, where withheld_by used to read each
+    partner's documents again: the same fields, for a partner that withholds some and one that does not."""
+    _, a, b, c = world
+    seen = []
+    for node in (a, c):
+        for peer, agreement in dataview._active_agreements(node.home):
+            got = dataview.withheld_by(node.home, peer, agreement)
+            assert got == dataview.withheld_by(node.home, peer)
+            seen.append(tuple(got))
+    assert ("ethnicity",) in [s[:1] for s in seen] and () in seen  # both kinds of partner were compared

@@ -262,6 +262,54 @@ def test_a_lone_query_is_one_commit_holding_both_its_audit_entry_and_its_nonce(n
         assert len(writes) == 1
 
 
+def test_a_lone_query_reads_and_commits_its_audit_entry_in_one_trip_as_the_group_commit_would(network):
+    """A query served alone reads its page and commits its audit entry (and its nonce) in one trip
+    to the writer thread (NodeState.read_and_audit) where it made two (a reader, then the group
+    commit). The same requests answered the other way (fuse_lone off: the path it replaces) get the
+    same status, the same reply, and the same audit entry (event, peer, detail), refusals included;
+    a refusal commits nothing of the one trip and is audited as ever."""
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    add_profiles(b, 12)
+    state = b.running.runner.app[STATE]
+    trips: list[str] = []
+    read, write = state.sql.read, state.sql.write
+
+    async def counted_read(fn):
+        trips.append("read")
+        return await read(fn)
+
+    async def counted_write(fn):
+        trips.append("write")
+        return await write(fn)
+    state.sql.read, state.sql.write = counted_read, counted_write
+    payloads = [{}, {"limit": 5}, {"limit": 3, "sort": "name"}, {"gender": ["male"], "counts": True},
+                {"text": "B1", "counts": True}, {"limit": 0}, {"sort": "no-such-sort"}, {"counts": "yes", "limit": 2}]
+    try:
+        for payload in payloads:
+            seen = {}
+            for fused in (True, False):
+                state.fuse_lone = fused
+                before = len(audit.entries(b.home.db))
+                body, headers = signed(a.home.identity, b, "POST", QUERY, payload)
+                trips.clear()
+                status, reply = send(b, "POST", QUERY, body, headers)
+                entries = audit.entries(b.home.db)
+                assert len(entries) == before + 1, payload
+                assert _saved(b, _nonce(headers))
+                seen[fused] = (status, reply, {k: entries[-1][k] for k in ("event", "peer", "detail")}, list(trips))
+            (status, reply, entry, fused_trips), (old_status, old_reply, old_entry, old_trips) = seen[True], seen[False]
+            assert (status, reply, entry) == (old_status, old_reply, old_entry), payload
+            if status == 200:
+                assert entry["event"] == "served" and entry["detail"]["status"] == 200
+                assert fused_trips == ["read", "write"] and old_trips == ["read", "read", "write"], payload
+            else:  # refused inside the one trip: rolled back, then audited by the group commit
+                assert status == 400 and entry["event"] == "refused", payload
+                assert fused_trips == ["read", "write", "write"] and old_trips == ["read", "read", "write"], payload
+    finally:
+        state.sql.read, state.sql.write, state.fuse_lone = read, write, True
+
+
 def test_a_nonce_whose_request_leaves_no_audit_entry_is_saved_and_saved_at_shutdown(network):
     """A refusal counted rather than written (the second over the rate limit from one address this
     minute) has no audit entry to carry its nonce: it is saved on its own within NONCE_LINGER, and
