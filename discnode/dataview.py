@@ -1077,7 +1077,8 @@ async def _walk(home: Home, query: Query, timeout: float, page_size: int | None,
                 keys.clear()
                 q = replace(q, limit=MAX_PAGE)
                 records, status = await _ask(client, stream.peer, q, timeout, checker, keys=keys)
-            if status.status not in ("ok", "invalid"):
+            if status.status not in ("ok", "invalid") or (status.status == "invalid" and not status.dropped):
+                # Failed, or the whole reply refused (an HTTP error, no record list): reported, not "ok".
                 stream.status.status, stream.status.error = status.status, status.error
                 stream.more = False
                 return [], []
