@@ -46,8 +46,8 @@ from .documents.succession import KeyPeriod
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, ReplyTooLarge, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
-from .query import (MAX_PAGE, WIDE_FEATURE, WIDE_PAGE, Query, SortKey, apply_cursor, cursor_partnerships,
-                    encode_cursor, sort_key)
+from .query import (MAX_PAGE, WIDE_PAGE, Query, SortKey, apply_cursor, cursor_partnerships, encode_cursor, sort_key,
+                    widest_page)
 from .signing import signed_message, verify_signature
 
 DEFAULT_TIMEOUT = 3.0
@@ -695,7 +695,7 @@ def walk_page(peer: peers.Peer | None, page_size: int | None = None) -> int:
     database and from a partner whose descriptor lists WIDE_FEATURE (spec 8.1), up to MAX_PAGE from
     any other (an older node refuses more with 400); page_size, if given, is the most for every
     source. Fewer, larger pages: a served request costs a partner ~1.2 ms besides its records."""
-    widest = WIDE_PAGE if peer is None or WIDE_FEATURE in scopes_of(peer.descriptor) else MAX_PAGE
+    widest = WIDE_PAGE if peer is None else widest_page(scopes_of(peer.descriptor))
     return widest if page_size is None else min(page_size, widest)
 
 

@@ -38,6 +38,12 @@ SORT_COLUMNS = {"name": "sort_name", "last-seen": "last_seen_key", "incidents": 
 SortKey = tuple[Any, str, str]
 
 
+def widest_page(scopes: Iterable[str]) -> int:
+    """The largest query `limit` a node serves, from the scopes of its descriptor (spec 8.1):
+    WIDE_PAGE if they list WIDE_FEATURE, else MAX_PAGE (an older node refuses more with 400)."""
+    return WIDE_PAGE if WIDE_FEATURE in scopes else MAX_PAGE
+
+
 @dataclass(frozen=True)
 class Query:
     text: str | None = None

@@ -37,7 +37,7 @@ from .errors import (Busy, DiscnodeError, InvalidInput, NotFound, RateLimited, R
 from .home import DESCRIPTOR_PATH, Home, today
 from .images import read as read_image
 from . import loops, oprf
-from .query import MAX_PAGE, WIDE_FEATURE, WIDE_PAGE, Query
+from .query import Query, widest_page
 from .refusals import Refusals
 from .replay import Nonces
 from .sqlthreads import SqlThreads
@@ -139,9 +139,9 @@ class NodeState:
 
     @property
     def max_limit(self) -> int:
-        """The largest query `limit` this node serves: WIDE_PAGE iff its own descriptor lists the
-        feature (spec 8.1), so that what it serves is what it told its partners."""
-        return WIDE_PAGE if WIDE_FEATURE in self.descriptor.get("scopes", ()) else MAX_PAGE
+        """The largest query `limit` this node serves, from its own descriptor (spec 8.1): what it
+        serves is what it told its partners."""
+        return widest_page(self.descriptor.get("scopes", ()))
 
     def _agreement_in(self, db: store.DB, peer: str) -> tuple[Agreement, Audience]:
         # The agreement is a function of the documents held with the peer (their hashes name them;
