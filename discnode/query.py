@@ -28,10 +28,10 @@ DEFAULT_PAGE = 50
 WIDE_FEATURE = "query-limit-1000"
 #: Why 1,000 (benchmarks/README.md, "Walks in pages of 1,000"): a served request costs a partner
 #: ~1.2 ms besides ~9 us a record, so at 200 the request is 40% of a page's cost and at 1,000 12%;
-#: past it the saving is small and the reply keeps growing. A reply of 1,000 records is ~0.6 MB
-#: at the benchmark's records (~600 bytes) and stays inside the 16 MiB a client reads (spec 10)
-#: up to records of ~16 KB on average; a larger reply is refused by the hub as any oversized one
-#: is, and the hub asks that partner again in pages of MAX_PAGE (dataview.walk).
+#: past it the saving is small and the reply keeps growing. A reply of 1,000 records is ~1 MB at
+#: the benchmark's records (1,060 bytes on average) and stays inside the 16 MiB a client reads
+#: (spec 10) up to ~16 KB a record on average; a larger reply is refused by the hub as any
+#: oversized one is, and the hub asks that partner again in pages of MAX_PAGE (dataview.walk).
 WIDE_PAGE = 1000
 SORT_COLUMNS = {"name": "sort_name", "last-seen": "last_seen_key", "incidents": "incident_count", "created": "created"}
 
