@@ -5,7 +5,8 @@
     python benchmarks/repeat_walk.py --base main --fast          # a small network, for a quick look
 
 Every partnership runs as a `discnode serve` process from this checkout. The searching hub walks
-the whole merged Dataview (`dataview.walk`, sort by name, pages of 200, every record's verdict
+the whole merged Dataview (`dataview.walk`, sort by name, in the pages that side's code asks for:
+200, or 1,000 of partners that list `query-limit-1000` since that feature; every record's verdict
 already remembered by digest: the repeat walk of issue 16) in a child process whose code is this
 checkout's or `--base`'s (`git archive`, first on PYTHONPATH), side by side, run by run. For each
 walk: the hub's CPU for the walk (getrusage of the child, user + system, before and after), its CPU

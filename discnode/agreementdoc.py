@@ -50,7 +50,7 @@ DATA_ITEMS = {
                   "under 5, nor one derivable by subtraction; no profile, name, image or identifier.",
 }
 #: A scope this text does not know yet (a newer protocol's): named, and pointed at the spec.
-UNKNOWN_SCOPE = "As the discnode protocol defines the scope {scope!r} (spec section 7.1)."
+UNKNOWN_SCOPE = "As the discnode protocol defines the scope {scope!r} (spec section 7.2)."
 TERMINATION = ("Either party may withdraw at any time, at once and without notice: `discnode peer revoke "
                "NODE_ID` signs a revoke of the agreement. The withdrawing node stops sharing the moment it "
                "signs; the other stops as soon as it receives the revoke (its node delivers it, retrying until "

@@ -17,7 +17,8 @@ from typing import Any, Mapping
 import aiohttp
 
 from . import wirejson
-from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, RateLimited, Redirected, Refused, Unauthenticated
+from .errors import (DiscnodeError, InvalidInput, PeerError, PeerTimeout, RateLimited, Redirected, Refused,
+                     ReplyTooLarge, Unauthenticated)
 from .home import DESCRIPTOR_PATH
 from .identity import Identity
 from .peers import Peer, verify_descriptor
@@ -133,12 +134,12 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body, or PeerError past `limit` bytes. (StreamReader.read(n) returns only what has
     arrived so far, which for a large reply is a fragment.)"""
     if resp.content_length is not None and resp.content_length > limit:
-        raise PeerError(f"reply of {resp.content_length} bytes is over the {limit}-byte limit")
+        raise ReplyTooLarge(f"reply of {resp.content_length} bytes is over the {limit}-byte limit")
     chunks, total = [], 0
     async for chunk in resp.content.iter_chunked(64 * 1024):
         total += len(chunk)
         if total > limit:
-            raise PeerError(f"reply is over the {limit}-byte limit")
+            raise ReplyTooLarge(f"reply is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -29,10 +29,11 @@ from .signing import document_hash
 #: carries only a reference to them.
 SHARE_KINDS = ("profiles", "images", "match", "statistics", "ethnicity", "minors", "conditional", "evidence")
 #: Protocol features this implementation understands, advertised in `scopes` beside the share
-#: scopes (spec 7.1, Features) but never shared by an agreement: `query-counts`, a query that asks
-#: for its facet counts in the same request (spec 8.1). A partner is sent a feature's fields only
-#: if its descriptor lists the feature.
-FEATURES = ("query-counts",)  # facets.FEATURE
+#: scopes (spec 7.2, Features) but never shared by an agreement: `query-counts`, a query that asks
+#: for its facet counts in the same request (spec 8.1); `query-limit-1000`, a query `limit` up to
+#: 1,000 (spec 8.1), which walks ask for. A partner is sent a feature's fields or values only if
+#: its descriptor lists the feature.
+FEATURES = ("query-counts", "query-limit-1000")  # facets.FEATURE, query.WIDE_FEATURE
 #: Scopes that widen what `profiles` serves (handling.py): each only with `profiles`.
 WIDENING = ("ethnicity", "minors", "conditional")
 #: What an offer shares unless told otherwise; and what a descriptor without `scopes` supports

@@ -43,10 +43,11 @@ from . import checked, facets, handling, peers, schemas, store, untrusted, wirej
 from .consent import Agreement, scopes_of
 from .client import PeerClient
 from .documents.succession import KeyPeriod
-from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, Unauthenticated
+from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, ReplyTooLarge, Unauthenticated
 from .home import Home, today
 from .identity import parse_node_id
-from .query import Query, SortKey, apply_cursor, cursor_partnerships, encode_cursor, sort_key
+from .query import (MAX_PAGE, WIDE_PAGE, Query, SortKey, apply_cursor, cursor_partnerships, encode_cursor, sort_key,
+                    widest_page)
 from .signing import signed_message, verify_signature
 
 DEFAULT_TIMEOUT = 3.0
@@ -68,9 +69,13 @@ class SourceStatus:
     float_free: bool = field(default=False, repr=False, compare=False)
     #: The facet counts that came with the records, if they were asked for (internal: Page.counts).
     counted: tuple[facets.SourceCounts, facets.Counts | None] | None = field(default=None, repr=False, compare=False)
+    #: Internal: the partner refused a page over MAX_PAGE (400) or sent one over what this node
+    #: reads, so a page of MAX_PAGE may still succeed (walk_page).
+    too_wide: bool = field(default=False, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(replace(self, counted=None)).items() if k not in ("float_free", "counted")}
+        return {k: v for k, v in asdict(replace(self, counted=None)).items()
+                if k not in ("float_free", "counted", "too_wide")}
 
 
 @dataclass
@@ -621,6 +626,7 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
                                            status.withheld)
         if reply.status != 200:
             status.status, status.error = "invalid", f"HTTP {reply.status}"
+            status.too_wide = reply.status == 400 and query.limit > MAX_PAGE
             return [], status
         try:
             screened = await screener(reply.body, peer, query)
@@ -636,6 +642,9 @@ async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: floa
         return screened.records, status
     except (asyncio.TimeoutError, PeerTimeout):
         status.status, status.error = "timeout", f"no reply within {timeout:g}s"
+    except ReplyTooLarge as exc:
+        status.status, status.error = "unreachable", str(exc)
+        status.too_wide = query.limit > MAX_PAGE
     except (PeerError, Unauthenticated) as exc:
         status.status, status.error = "unreachable", str(exc)
     finally:
@@ -679,6 +688,15 @@ def _counted(status: SourceStatus, screened: Screened | None) -> tuple[facets.So
         return out, None
     out.total = got.total
     return out, got
+
+
+def walk_page(peer: peers.Peer | None, page_size: int | None = None) -> int:
+    """How many records a walk asks a source for at a time: up to WIDE_PAGE from this node's own
+    database and from a partner whose descriptor lists WIDE_FEATURE (spec 8.1), up to MAX_PAGE from
+    any other (an older node refuses more with 400); page_size, if given, is the most for every
+    source. Fewer, larger pages: a served request costs a partner ~1.2 ms besides its records."""
+    widest = WIDE_PAGE if peer is None else widest_page(scopes_of(peer.descriptor))
+    return widest if page_size is None else min(page_size, widest)
 
 
 def asks_counts(peer: peers.Peer) -> bool:
@@ -852,6 +870,8 @@ class _Stream:
     keys: deque[SortKey] = field(default_factory=deque)
     after: Any = None
     more: bool = True
+    #: How many records it is asked for at a time (walk_page).
+    page: int = MAX_PAGE
     pending: asyncio.Task[tuple[list[dict[str, Any]], list[SortKey]]] | None = None
 
 
@@ -988,13 +1008,14 @@ def collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
-async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, page_size: int = 200,
+async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, page_size: int | None = None,
                partnerships: Iterable[str] = (), client: PeerClient | None = None, workers: int | None = None,
                remember_checks: bool = True, on_source_done: Callable[[SourceStatus], None] | None = None
                ) -> tuple[list[dict[str, Any]], list[SourceStatus]]:
     """Every matching profile across the Dataview, in order: a streaming k-way merge in which each
     source is paged on its own, from its own last key, and asked for its next page only when its
-    buffer runs low. Each record crosses the network about once, where paging the merged view
+    buffer runs low, in pages as large as it serves (walk_page; page_size, if given, caps them).
+    Each record crosses the network about once, where paging the merged view
     (`search` with a cursor) fetches up to one page per peer for every page shown. Every record is
     fully checked, in `workers` processes (default: one per CPU; 0 checks in this process), except
     those checked by an earlier walk (checked.py; remember_checks=False neither uses nor adds to
@@ -1012,13 +1033,15 @@ async def walk(home: Home, query: Query, *, timeout: float = DEFAULT_TIMEOUT, pa
                            remember_checks, on_source_done)
 
 
-async def _walk(home: Home, query: Query, timeout: float, page_size: int, targets: list[peers.Peer], own: bool,
+async def _walk(home: Home, query: Query, timeout: float, page_size: int | None, targets: list[peers.Peer], own: bool,
                 client: PeerClient, owned_client: bool, workers: int | None, remember_checks: bool,
                 on_source_done: Callable[[SourceStatus], None] | None
                 ) -> tuple[list[dict[str, Any]], list[SourceStatus]]:
-    page = replace(query, limit=page_size, after=None)
-    streams = ([_Stream(0, SourceStatus(home.node_id, home.config.name, "ok", float_free=True))] if own else []) + [
-        _Stream(i + 1, SourceStatus(p.node_id, p.name, "ok", withheld=withheld_by(home, p), float_free=True), p)
+    page = replace(query, after=None)
+    streams = ([_Stream(0, SourceStatus(home.node_id, home.config.name, "ok", float_free=True),
+                        page=walk_page(None, page_size))] if own else []) + [
+        _Stream(i + 1, SourceStatus(p.node_id, p.name, "ok", withheld=withheld_by(home, p), float_free=True), p,
+                page=walk_page(p, page_size))
         for i, p in enumerate(targets)]
     by_index = {s.index: s for s in streams}
 
@@ -1033,19 +1056,29 @@ async def _walk(home: Home, query: Query, timeout: float, page_size: int, target
 
     async def fetch_page(stream: _Stream) -> tuple[list[dict[str, Any]], list[SortKey]]:
         """A source's next page: its records and their sort keys."""
-        q = replace(page, after=stream.after)
+        q = replace(page, after=stream.after, limit=stream.page)
         keys: list[SortKey] = []
         if stream.peer is None:
             records = [r for r in store.search(home.db, q, today()) if r["origin"] == home.node_id]
             keys = [sort_key(r, query.sort) for r in records]
-            stream.more = len(records) >= page_size
+            stream.more = len(records) >= stream.page
             stream.status.float_free = stream.status.float_free and wirejson.float_free(records)
         else:
             # Every record of a walk is checked anyway, so check it as it arrives (in a worker
             # process, while this one merges): a peer's position then only ever advances to the key
             # of a record that proved genuine.
             records, status = await _ask(client, stream.peer, q, timeout, checker, keys=keys)
-            if status.status not in ("ok", "invalid"):
+            if status.too_wide:
+                # It lists WIDE_FEATURE but refused the wide page (its node went back to a release
+                # without it; spec 8.1), or its page was over what this node reads: the same page
+                # once more in MAX_PAGE, and the rest of this walk too. Never a third time: a page
+                # of MAX_PAGE is never too wide.
+                stream.page = MAX_PAGE
+                keys.clear()
+                q = replace(q, limit=MAX_PAGE)
+                records, status = await _ask(client, stream.peer, q, timeout, checker, keys=keys)
+            if status.status not in ("ok", "invalid") or (status.status == "invalid" and not status.dropped):
+                # Failed, or the whole reply refused (an HTTP error, no record list): reported, not "ok".
                 stream.status.status, stream.status.error = status.status, status.error
                 stream.more = False
                 return [], []
@@ -1053,7 +1086,7 @@ async def _walk(home: Home, query: Query, timeout: float, page_size: int, target
             stream.status.float_free = stream.status.float_free and status.float_free
             if status.dropped:
                 stream.status.status, stream.status.error = "invalid", status.error
-            stream.more = bool(records) and len(records) + status.dropped >= page_size
+            stream.more = bool(records) and len(records) + status.dropped >= stream.page
         if records:
             stream.after = keys[-1]
         stream.status.count += len(records)
@@ -1083,7 +1116,7 @@ async def _walk(home: Home, query: Query, timeout: float, page_size: int, target
             stream = by_index[index]
             out.append(stream.buffer.popleft())
             stream.keys.popleft()
-            if len(stream.buffer) < page_size // 2 and stream.more and stream.pending is None:
+            if len(stream.buffer) < stream.page // 2 and stream.more and stream.pending is None:
                 stream.pending = asyncio.create_task(fetch(stream))  # prefetch: overlap the round trip
             if not stream.buffer and stream.pending is not None:
                 records, keys = await stream.pending

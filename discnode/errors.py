@@ -111,6 +111,11 @@ class PeerTimeout(PeerError):
     code = "peer_timeout"
 
 
+class ReplyTooLarge(PeerError):
+    """A peer's reply was over the size this node reads (spec 10). Its code is PeerError's: the
+    walk tells it apart to ask again in smaller pages; a user sees it as any peer failure."""
+
+
 class Tampered(DiscnodeError):
     """The evidence does not verify: it is not what its signers signed and its exporter wrote."""
 

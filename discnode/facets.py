@@ -105,7 +105,7 @@ class SourceCounts:
 
 
 #: The feature (consent.FEATURES) a partner lists in its descriptor's `scopes` when its query
-#: endpoint takes `counts` (spec 7.1, 8.1).
+#: endpoint takes `counts` (spec 7.2, 8.1).
 FEATURE = "query-counts"
 
 

@@ -22,9 +22,26 @@ from .errors import InvalidInput
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
+#: The feature (consent.FEATURES; spec 7.2, Features) a node lists in its descriptor's `scopes`
+#: when it serves a query `limit` up to WIDE_PAGE (spec 8.1). Only a walk asks for such pages
+#: (dataview.walk): an interactive page stays at most MAX_PAGE.
+WIDE_FEATURE = "query-limit-1000"
+#: Why 1,000 (benchmarks/README.md, "Walks in pages of 1,000"): a served request costs a partner
+#: ~1.2 ms besides ~9 us a record, so at 200 the request is 40% of a page's cost and at 1,000 12%;
+#: past it the saving is small and the reply keeps growing. A reply of 1,000 records is ~1 MB at
+#: the benchmark's records (1,060 bytes on average) and stays inside the 16 MiB a client reads
+#: (spec 10) up to ~16 KB a record on average; a larger reply is refused by the hub as any
+#: oversized one is, and the hub asks that partner again in pages of MAX_PAGE (dataview.walk).
+WIDE_PAGE = 1000
 SORT_COLUMNS = {"name": "sort_name", "last-seen": "last_seen_key", "incidents": "incident_count", "created": "created"}
 
 SortKey = tuple[Any, str, str]
+
+
+def widest_page(scopes: Iterable[str]) -> int:
+    """The largest query `limit` a node serves, from the scopes of its descriptor (spec 8.1):
+    WIDE_PAGE if they list WIDE_FEATURE, else MAX_PAGE (an older node refuses more with 400)."""
+    return WIDE_PAGE if WIDE_FEATURE in scopes else MAX_PAGE
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,9 @@ class Query:
         return {k: v for k, v in out.items() if v not in (None, [], ())}
 
     @classmethod
-    def from_wire(cls, doc: Any) -> "Query":
+    def from_wire(cls, doc: Any, max_limit: int = MAX_PAGE) -> "Query":
+        """A query from its wire form. max_limit: the largest `limit` taken (WIDE_PAGE only where
+        the node serves it: a peer's query to a node that lists WIDE_FEATURE)."""
         schemas.validate("query", doc)
         data = dict(doc)
         data.pop("counts", None)  # asks for the reply to carry counts (spec 8.1): the server's to read
@@ -66,17 +85,17 @@ class Query:
             data[name] = tuple(data.get(name, ()))
         if data.get("after") is not None:
             data["after"] = tuple(data["after"])
-        return cls(**data).checked()
+        return cls(**data).checked(max_limit)
 
-    def checked(self) -> "Query":
-        """Raise InvalidInput for values outside the code lists or limits."""
+    def checked(self, max_limit: int = MAX_PAGE) -> "Query":
+        """Raise InvalidInput for values outside the code lists or limits (`limit` up to max_limit)."""
         for name, code in (("gender", "gender"), ("ethnicity", "ethnicity"), ("build", "build"),
                            ("status", "status"), ("tags", "offence_tag")):
             for value in getattr(self, name):
                 schemas.check_code(code, value, name)
         schemas.check_code("sort", self.sort, "sort")
-        if not 1 <= self.limit <= MAX_PAGE:
-            raise InvalidInput(f"limit must be 1 to {MAX_PAGE}")
+        if not 1 <= self.limit <= max_limit:
+            raise InvalidInput(f"limit must be 1 to {max_limit}")
         for name in ("age_min", "age_max"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 120:

@@ -37,7 +37,7 @@ from .errors import (Busy, DiscnodeError, InvalidInput, NotFound, RateLimited, R
 from .home import DESCRIPTOR_PATH, Home, today
 from .images import read as read_image
 from . import loops, oprf
-from .query import Query
+from .query import Query, widest_page
 from .refusals import Refusals
 from .replay import Nonces
 from .sqlthreads import SqlThreads
@@ -136,6 +136,12 @@ class NodeState:
     @property
     def me(self) -> str:
         return self.home.node_id
+
+    @property
+    def max_limit(self) -> int:
+        """The largest query `limit` this node serves, from its own descriptor (spec 8.1): what it
+        serves is what it told its partners."""
+        return widest_page(self.descriptor.get("scopes", ()))
 
     def _agreement_in(self, db: store.DB, peer: str) -> tuple[Agreement, Audience]:
         # The agreement is a function of the documents held with the peer (their hashes name them;
@@ -675,7 +681,7 @@ async def query_profiles(request: web.Request) -> web.Response:
     bad: BaseException | None = None
     try:
         doc = _json_body(request)
-        query = Query.from_wire(doc)
+        query = Query.from_wire(doc, state.max_limit)
         counts = doc.get("counts") is True
     except Exception as exc:  # noqa: BLE001 - raised below, in the order _require would give
         bad = exc

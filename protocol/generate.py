@@ -394,7 +394,7 @@ FACETS_REPLY = {"total": 3, "facets": {"gender": {"female": 2, "male": 1}, "ethn
 
 
 def query_counts_vectors(vec: Any) -> None:
-    """protocol/vectors/query-counts (spec 7.1, 8.1): whom a node may ask for counts inside its
+    """protocol/vectors/query-counts (spec 7.2, 8.1): whom a node may ask for counts inside its
     query, and which `counts` members of a reply it takes."""
     from discnode.consent import SHARE_KINDS
     vec("query-counts", "listed", "The partner's descriptor lists query-counts: counts go in the query request",
@@ -425,6 +425,31 @@ def query_counts_vectors(vec: Any) -> None:
             reply["counts"] = counts
         vec("query-counts", slug, description + ": the partner's counts are reported invalid, not added",
             {"reply": reply}, {"error": error}, "invalid")
+
+
+def query_limit_vectors(vec: Any) -> None:
+    """protocol/vectors/query-limit (spec 7.2, 8.1): the largest page a node asks a partner for, by
+    the partner's descriptor, and the `limit` a node serves, by whether it lists query-limit-1000."""
+    from discnode.consent import SHARE_KINDS
+    vec("query-limit", "listed", "The partner lists query-limit-1000: a walk may ask it for 1,000 records a page",
+        {"descriptor": descriptor(BOB, "Bob BCRP", 9443, [*SHARE_KINDS, "query-limit-1000"])}, {"page": 1000}, "valid")
+    vec("query-limit", "not-listed", "Scopes without query-limit-1000: pages of at most 200",
+        {"descriptor": descriptor(BOB, "Bob BCRP", 9443, [*SHARE_KINDS, "query-counts"])}, {"page": 200}, "valid")
+    vec("query-limit", "no-scopes", "A descriptor from before scopes: pages of at most 200",
+        {"descriptor": descriptor(BOB, "Bob BCRP", 9443)}, {"page": 200}, "valid")
+    for slug, description, lists, query, expected, result in [
+            ("serve-1000", "A node that lists the feature serves a limit of 1,000", True, {"limit": 1000},
+             {"limit": 1000}, "valid"),
+            ("serve-1000-zero-fraction", "1000.0 is 1000, as JSON Schema's integer says", True, {"limit": 1000.0},
+             {"limit": 1000}, "valid"),
+            ("serve-200-without", "A node without the feature serves 200", False, {"limit": 200}, {"limit": 200},
+             "valid"),
+            ("refuse-1001", "Over 1,000: refused with 400 by every node", True, {"limit": 1001},
+             {"error": "limit"}, "invalid"),
+            ("refuse-201-without", "Over 200 to a node without the feature: refused with 400", False,
+             {"limit": 201}, {"error": "limit must be 1 to 200"}, "invalid"),
+            ("refuse-zero", "A limit of 0: refused with 400", True, {"limit": 0}, {"error": "limit"}, "invalid")]:
+        vec("query-limit", slug, description, {"lists_feature": lists, "query": query}, expected, result)
 
 
 def examples() -> dict[str, Any]:
@@ -464,6 +489,9 @@ def examples() -> dict[str, Any]:
                        "after": ["2026-10-01", ALICE.node_id, "abcdefgh2345"]},
         "query-reply.json": {"records": [profile()]},
         "query.counts.json": {"gender": ["female"], "tags": ["shoplifting"], "limit": 50, "counts": True},
+        # A walk's next page from a partner that lists query-limit-1000 (spec 8.1, Wide pages).
+        "query.wide.json": {"status": ["identified"], "sort": "name", "limit": 1000,
+                            "after": ["example\u001fjane", ALICE.node_id, "abcdefgh2345"]},
         "query-reply.counts.json": {"records": [profile()], "counts": FACETS_REPLY},
         "profile-reply.json": {"record": profile(), "images": ["7d" * 32]},
         "facets-reply.json": FACETS_REPLY,
@@ -540,6 +568,7 @@ def vectors() -> dict[str, dict[str, Any]]:
 
     profile_view_vectors(vec)
     query_counts_vectors(vec)
+    query_limit_vectors(vec)
 
     # HTTP message signatures (RFC 9421) with Content-Digest (RFC 9530)
     url = "https://127.0.0.1:8443/v1/profiles/query"

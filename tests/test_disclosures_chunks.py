@@ -68,3 +68,19 @@ def test_catching_up_after_a_busy_spell_holds_one_chunk_in_memory(tmp_path):
         tracemalloc.stop()
     assert added == 50_000
     assert peak < 3_000_000, f"catch_up held {peak / 1e6:.1f} MB"
+
+
+def test_catching_up_after_walks_of_wide_pages_holds_under_three_megabytes(tmp_path):
+    """A walk's served entries name up to 1,000 records each (spec 8.1, wide pages): a chunk of 50
+    of them is 50 index documents of ~1,000 terms each, held at once."""
+    home = _node(tmp_path)
+    db = home.db
+    _serve(db, 60, 990)
+    tracemalloc.start()
+    try:
+        added = disclosures.catch_up(db)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert added == 60 * 990 and _table(db) == _expected(db) and disclosures._indexed_upto(db) == audit.head(db)[0]
+    assert peak < 3_000_000, f"catch_up held {peak / 1e6:.1f} MB"

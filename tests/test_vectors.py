@@ -12,7 +12,7 @@ import pytest
 from discnode.audit import _entry_hash
 from discnode.audithead import GENESIS, against, check_head, compare
 from discnode import facets, handling, namekey, oprf, schemas, wirejson
-from discnode.consent import derive
+from discnode.consent import derive, scopes_of
 from discnode.documents.proposal import check_outcome, check_proposal
 from discnode.documents.link import check as check_link
 from discnode.documents.sighting import check_sighting
@@ -23,6 +23,7 @@ from discnode.documents.evidence import verify as verify_evidence
 from discnode.errors import DiscnodeError
 from discnode.documents import succession
 from discnode.identity import b64u, b64u_decode, node_id_for, parse_node_id
+from discnode.query import MAX_PAGE, WIDE_PAGE, Query, widest_page
 from discnode.signing import canonical, verify_document, verify_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +91,10 @@ def run(family, vector):
         if "descriptor" in i:
             return {"in_query": facets.in_query(i["descriptor"])}
         return facets.of_reply(i["reply"].get("counts")).to_wire()
+    if family == "query-limit":
+        if "descriptor" in i:
+            return {"page": widest_page(scopes_of(i["descriptor"]))}
+        return {"limit": Query.from_wire(i["query"], WIDE_PAGE if i["lists_feature"] else MAX_PAGE).limit}
     if family == "evidence":
         verified = verify_evidence(i["file"].encode())
         return {"records": verified.records, "images": verified.images, "references": verified.references,
@@ -159,7 +164,7 @@ def test_there_are_vectors_of_every_family():
     families = {p.parent.name for p in VECTORS}
     assert families == {"node-id", "canonical", "document", "http-signature", "consent-state", "audit-head", "json",
                         "match", "proposal", "sighting", "link", "statistics", "notice", "key-event", "profile-view", "evidence",
-                        "query-counts"}
+                        "query-counts", "query-limit"}
     assert {load(p)["result"] for p in VECTORS} == {"valid", "invalid"}
 
 
