@@ -13,11 +13,12 @@ Tests drive them through `tests.nodes.LoopThread`, like real nodes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import aiohttp
 from aiohttp import web
@@ -240,3 +241,19 @@ def flood(loop: LoopThread, identity: Identity, target: Node, n: int, path: str 
     assert target.home is not None
     return loop.run(_flood(target.url, target.home.tls_fingerprint, identity, target.node_id, path, n, concurrency),
                     timeout=600)
+
+
+@contextlib.contextmanager
+def hostile_partner(root: Path, loop: LoopThread, a: Node, *, remove: bool = False) -> Iterator[HostilePeer]:
+    """A hostile peer in an active agreement with `a` (it accepted a's offer), stopped afterwards
+    (and, with `remove`, taken off a's peer list first, for a network that other tests go on using)."""
+    h = HostilePeer(root, loop)
+    try:
+        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
+        a.cli("peer", "add", h.url, "--expect", h.node_id)
+        h.accept_from(a)
+        yield h
+    finally:
+        if remove:
+            a.cli("peer", "remove", h.node_id, ok=None)
+        h.stop()

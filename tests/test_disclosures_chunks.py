@@ -53,6 +53,16 @@ def test_chunked_catch_up_indexes_exactly_what_one_pass_would(tmp_path, monkeypa
         assert got == want
 
 
+def _catch_up_traced(db: store.DB) -> tuple[int, int]:
+    """catch_up's count, and the peak of memory Python allocated while it ran."""
+    tracemalloc.start()
+    try:
+        added = disclosures.catch_up(db)
+        return added, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_catching_up_after_a_busy_spell_holds_one_chunk_in_memory(tmp_path):
     """1,000 pages of 50 records (50,000 rows) are indexed with at most
     a few chunks' worth of memory (7.8 MB before it went by chunks)."""
@@ -60,12 +70,7 @@ def test_catching_up_after_a_busy_spell_holds_one_chunk_in_memory(tmp_path):
     db = home.db
     for start in range(0, 1000, 250):
         _serve(db, 250, 50, first=start)
-    tracemalloc.start()
-    try:
-        added = disclosures.catch_up(db)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    added, peak = _catch_up_traced(db)
     assert added == 50_000
     assert peak < 3_000_000, f"catch_up held {peak / 1e6:.1f} MB"
 
@@ -76,11 +81,6 @@ def test_catching_up_after_walks_of_wide_pages_holds_under_three_megabytes(tmp_p
     home = _node(tmp_path)
     db = home.db
     _serve(db, 60, 990)
-    tracemalloc.start()
-    try:
-        added = disclosures.catch_up(db)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    added, peak = _catch_up_traced(db)
     assert added == 60 * 990 and _table(db) == _expected(db) and disclosures._indexed_upto(db) == audit.head(db)[0]
     assert peak < 3_000_000, f"catch_up held {peak / 1e6:.1f} MB"

@@ -6,30 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from discnode import dataview, facets, handling
 from discnode.home import today
 from discnode.query import Query
+from tests import hostile
 from tests.hostile import HostilePeer, answer
 from tests.nodes import audit_events, send, signed
 
 QUERY, FACETS = "/v1/profiles/query", "/v1/profiles/facets"
 
 
-@contextlib.contextmanager
-def hostile_partner(network: Any, tmp_path: Any, a: Any) -> Iterator[HostilePeer]:
-    """A hostile peer in an active agreement with `a` (it accepted a's offer), stopped afterwards."""
-    h = HostilePeer(tmp_path / "hostiles", network.loop)
-    try:
-        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
-        a.cli("peer", "add", h.url, "--expect", h.node_id)
-        h.accept_from(a)
-        yield h
-    finally:
-        h.stop()
+def hostile_partner(network: Any, tmp_path: Any, a: Any) -> contextlib.AbstractContextManager[HostilePeer]:
+    """A hostile peer in an active agreement with `a` (tests/hostile.py), stopped afterwards."""
+    return hostile.hostile_partner(tmp_path / "hostiles", network.loop, a)
 
 
 def ask(src, dst, path, payload):

@@ -21,6 +21,7 @@ from discnode.home import today
 from discnode.profiles import build_record
 from discnode.query import MAX_PAGE, WIDE_FEATURE, WIDE_PAGE, Query
 from discnode.signing import sign_document
+from tests import hostile
 from tests.hostile import HostilePeer, answer
 from tests.nodes import Network, audit_events, send, signed
 
@@ -229,17 +230,8 @@ def _all(node: Any, word: str) -> list[dict[str, Any]]:
     return store.search(node.home.db, replace(Query(text=word, sort="name"), limit=100_000), today())
 
 
-@contextlib.contextmanager
-def hostile_partner(net: Network, root: Any, a: Any) -> Iterator[HostilePeer]:
-    h = HostilePeer(root, net.loop)
-    try:
-        h.routes[("POST", "/v1/consent")] = answer({"state": "pending"})
-        a.cli("peer", "add", h.url, "--expect", h.node_id)
-        h.accept_from(a)
-        yield h
-    finally:
-        a.cli("peer", "remove", h.node_id, ok=None)
-        h.stop()
+def hostile_partner(net: Network, root: Any, a: Any) -> contextlib.AbstractContextManager[HostilePeer]:
+    return hostile.hostile_partner(root, net.loop, a, remove=True)  # the network is the module's
 
 
 def test_a_partner_listing_the_feature_that_refuses_wide_pages_is_walked_in_pages_of_200(world, tmp_path):
