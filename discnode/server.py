@@ -41,7 +41,7 @@ from .query import Query, widest_page
 from .refusals import Refusals
 from .replay import Nonces
 from .sqlthreads import SqlThreads
-from .transport import ACCEPT_BURST, ConnectionLimits, Connections, connection_cap, descriptor_limit
+from .transport import ACCEPT_BURST, ConnectionLimits, Connections, connection_cap, descriptor_limit, source
 from .signing import CLOCK_SKEW, MAX_SIGNATURE_WINDOW, verify_document, verify_request
 
 log = logging.getLogger("discnode.server")
@@ -475,7 +475,7 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         return await handler(request)
     state = request.app[STATE]
     claimed = request.headers.get("Signature-Input", "")[:300]
-    address = f"address {request.remote}"
+    address = f"address {source(request.remote or '')}"  # an IPv6 /64 as one (transport.source)
     if not state.allow(address, time.time(), state.limits.address_factor):
         # Before any verification; counted, not audited one by one (refusals.py).
         exc = RateLimited("rate limit exceeded; slow down",

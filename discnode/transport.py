@@ -6,7 +6,8 @@ after their TLS handshake, when a descriptor is already spent. So the node accep
 counts and refuses there (before TLS, at the cost of one accept and one close), then starts TLS and
 hands the connection to aiohttp through a `Guard` that sees every byte arrive:
 
-- at most `per_address` connections from one address (an idle keep-alive one of that address makes
+- at most `per_address` connections from one address (an IPv6 /64 counts as one address: see
+  `source`; an idle keep-alive one of that address makes
   room for a new one), and `total` in all, sized below the process's file-descriptor limit so that
   accept() never fails for want of one;
 - when the total is reached, a new connection takes the place of the oldest one that has not yet
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import resource
 import ssl
 from collections import Counter
@@ -146,6 +148,23 @@ class Guard(asyncio.Protocol):
             self.handler.resume_writing()
 
 
+def source(host: str) -> str:
+    """The address a connection is counted and rate-limited by: an IPv4 address as it is (an
+    IPv4-mapped IPv6 one as the IPv4 address it carries), an IPv6 address as its /64. One host, or
+    one site, is routinely given a whole /64 and can send from any of its 2**64 addresses, so
+    counting IPv6 addresses one by one would let one hostile host escape every per-address limit.
+    Anything else (no address, a Unix socket) is counted as given."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])  # a link-local scope is not the address
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class _Gate(asyncio.Protocol):
     """The protocol of a freshly accepted TCP connection: admit it (or close it), then start TLS."""
 
@@ -158,7 +177,7 @@ class _Gate(asyncio.Protocol):
         # Not asyncio.Transport: uvloop's transports implement it without subclassing it.
         raw: Any = transport
         peer = raw.get_extra_info("peername")
-        address = str(peer[0]) if peer else "?"
+        address = source(str(peer[0])) if peer else "?"
         if not self.pool.admit(address):
             raw.abort()
             return

@@ -27,7 +27,7 @@ from discnode import loops
 from discnode.fairshare import FairShare
 from discnode.errors import RateLimited
 from discnode.server import Limits
-from discnode.transport import ACCEPT_BURST, EARLY_LIMIT, RESERVED_FDS, connection_cap
+from discnode.transport import ACCEPT_BURST, EARLY_LIMIT, RESERVED_FDS, connection_cap, source
 from tests.nodes import Network, free_port, signed
 from tests.test_server import QUERY, add_profiles
 
@@ -514,3 +514,30 @@ def _served(port: int, source: str) -> bool:
 async def _counts(pool, address: str) -> tuple[int, int]:
     """The connections the node holds from address, and its count of them."""
     return sum(g.address == address for g in pool.live), pool.per_address.get(address, 0)
+
+
+@pytest.mark.parametrize("host, counted_as", [
+    ("203.0.113.7", "203.0.113.7"),
+    ("127.0.0.1", "127.0.0.1"),
+    ("::ffff:203.0.113.7", "203.0.113.7"),            # IPv4-mapped: the IPv4 address it carries
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("fe80::1%eth0", "fe80::/64"),                    # a link-local scope is not part of the address
+    ("::1", "::/64"),
+    ("not an address", "not an address"),
+])
+def test_an_ipv6_64_is_counted_as_one_address_and_an_ipv4_mapped_one_as_its_ipv4(host, counted_as):
+    """The connection cap and the rate limit count sources by transport.source: a host holding a
+    /64 cannot escape them by sending from a fresh address each time."""
+    assert source(host) == counted_as
+
+
+def test_every_address_of_one_ipv6_64_shares_one_count_and_the_next_64_has_its_own():
+    import ipaddress
+    import random
+    rng = random.Random(7)
+    net = ipaddress.IPv6Network("2001:db8:aa:bb::/64")
+    keys = {source(str(net[rng.getrandbits(64)])) for _ in range(1000)}
+    assert keys == {"2001:db8:aa:bb::/64"}
+    assert source("2001:db8:aa:bc::1") != source("2001:db8:aa:bb::1")
