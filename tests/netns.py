@@ -115,3 +115,35 @@ class Link:
                     except subprocess.TimeoutExpired:
                         proc.kill()
             subprocess.run(["ip", "netns", "del", host.ns], capture_output=True)
+
+
+class LocalPrefixes:
+    """One host alone in a namespace of its own: loopback up, `address` on it, and each IPv6 prefix
+    routed locally, so that a socket with IP_FREEBIND may send from any address in it (as a host
+    given a whole /64 can)."""
+
+    def __init__(self, address: str, prefixes: list[str]) -> None:
+        self.host = Host(f"dn{os.getpid() % 100000}l6", address)
+        self.prefixes = prefixes
+
+    def __enter__(self) -> Host:
+        if shutil.which("ip") is None:
+            raise RuntimeError("iproute2 is needed for the namespace tests (apt-get install iproute2)")
+        self.__exit__()
+        ns = self.host.ns
+        _ip("netns", "add", ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", ns, "-6", "addr", "add", f"{self.host.address}/128", "dev", "lo", "nodad")
+        for prefix in self.prefixes:
+            _ip("-n", ns, "-6", "route", "add", "local", prefix, "dev", "lo")
+        return self.host
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.host.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        subprocess.run(["ip", "netns", "del", self.host.ns], capture_output=True)

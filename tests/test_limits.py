@@ -541,3 +541,32 @@ def test_every_address_of_one_ipv6_64_shares_one_count_and_the_next_64_has_its_o
     keys = {source(str(net[rng.getrandbits(64)])) for _ in range(1000)}
     assert keys == {"2001:db8:aa:bb::/64"}
     assert source("2001:db8:aa:bc::1") != source("2001:db8:aa:bb::1")
+
+
+def test_a_real_ipv6_64_shares_one_connection_cap_and_one_rate_budget(tmp_path, capsys):
+    """End to end, over real TCP and TLS in a namespace of the test's own where two /64s are routed
+    locally: a client sending each connection from a fresh address of one /64 is held to one
+    address's 64 connections, and each request from a fresh address to one address's rate budget;
+    a client in the next /64 is not. (Counted per exact address, all 65 connections stayed and no
+    request was ever refused 429.)"""
+    from tests.conftest import Cli
+    from tests.netns import LocalPrefixes, wait_for_log
+    node, same, other = "fd00:d15c:0:1::1", "fd00:d15c:0:2::/64", "fd00:d15c:0:3::/64"
+    home, log = tmp_path / "B", tmp_path / "b.log"
+    Cli(home, capsys)("init", "--name", "Beta BCRP", "--host", node, "--port", "8443")
+    with LocalPrefixes(node, [same, other]) as host:
+        # --rate-limit 0.2: a peer's burst is 1, an address's five times that, refilled at 1 a second.
+        host.start(*DISCNODE, "--home", str(home), "serve", "--rate-limit", "0.2", log=log)
+        wait_for_log(log, "serving")
+        probe = os.path.join(os.path.dirname(__file__), "ipv6_sources.py")
+        r = subprocess.run(host.cmd(sys.executable, probe, node, "8443", same, other, "64"),
+                           capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout)
+    assert seen["kept_same"] == 64, seen  # the 65th address of the /64 was refused before TLS
+    assert seen["kept_other"], seen
+    statuses = seen["statuses_same"]
+    assert set(statuses) <= {401, 429}, statuses  # unsigned: refused, never served
+    served = sum(1 for s in statuses if s == 401)
+    assert 429 in statuses and served <= 5 + seen["seconds"] + 1, seen
+    assert seen["status_other"] == 401, seen
