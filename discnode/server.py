@@ -68,6 +68,9 @@ class Limits:
     #: Connections held at once in all (0: sized from the file-descriptor limit), and from one address.
     max_connections: int = 0
     connections_per_address: int = 64
+    #: Connections of one partner kept when the total is reached (its own client holds at most
+    #: 20 to a node: client.py); past them, its connections give way as strangers' do.
+    connections_per_peer: int = 32
     #: Requests served at once, and how many more one partner may have waiting for a turn.
     slots: int = 8
     peer_queue: int = 16
@@ -100,7 +103,7 @@ class NodeState:
     #: server_notices.py), so that the daemon's in-memory caches of its data (the web pages') go.
     notice_taken: Callable[[str], None] = field(default=lambda origin: None)
     #: Marks the connection of a verified request as a peer's (see transport.Connections.admit).
-    trust: Callable[[web.BaseRequest], None] = field(default=lambda request: None)
+    trust: Callable[[web.BaseRequest, str], None] = field(default=lambda request, peer: None)
     #: This node's own set evaluated under each agreement's match key: (peer, offer hash) -> set.
     match_sets: dict[tuple[str, str], match.Evaluated] = field(default_factory=dict)
     match_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -517,7 +520,7 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
             raise Unauthenticated("request signed before this node was restored from a backup; sign it again")
         if state.seen_nonce(verified.key_id, verified.nonce, verified.expires, now):
             raise Unauthenticated("replayed request (nonce already used)")
-        state.trust(request)
+        state.trust(request, verified.key_id)
         if not state.allow(verified.key_id, now):
             raise RateLimited("rate limit exceeded; slow down", retry_after=state.retry_after(verified.key_id))
         turn = state.fair.claim(verified.key_id)
@@ -1016,7 +1019,9 @@ class Running:
 
 def connection_limits(limits: Limits, nofile: int | None = None) -> ConnectionLimits:
     total = limits.max_connections or connection_cap(nofile if nofile is not None else descriptor_limit())
+    # One partner never keeps more than half the total from giving way, however small the total.
     return ConnectionLimits(total=total, per_address=min(limits.connections_per_address, total),
+                            per_peer=min(limits.connections_per_peer, max(1, total // 2)),
                             header_timeout=limits.header_timeout, request_timeout=limits.request_timeout,
                             handshake_timeout=limits.header_timeout)
 
@@ -1052,10 +1057,10 @@ async def start(home: Home, limits: Limits = Limits(), *, host: str | None = Non
             guard.head_received()
         return make_request(message, payload, protocol, writer, task, *a)
 
-    def trust(request: web.BaseRequest) -> None:
+    def trust(request: web.BaseRequest, peer: str) -> None:
         guard = connections.guard_of(request.protocol) if connections else None
-        if guard is not None:
-            guard.trusted = True
+        if guard is not None and connections is not None:
+            connections.trust(guard, peer)
 
     web_server.request_factory = request_factory
     app[STATE].trust = trust

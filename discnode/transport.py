@@ -11,7 +11,10 @@ hands the connection to aiohttp through a `Guard` that sees every byte arrive:
   room for a new one), and `total` in all, sized below the process's file-descriptor limit so that
   accept() never fails for want of one;
 - when the total is reached, a new connection takes the place of the oldest one that has not yet
-  carried a verified peer request (a thousand slow strangers cannot keep a partner out);
+  carried a verified peer request (a thousand slow strangers cannot keep a partner out); only
+  `per_peer` connections of one partner are kept from giving way like that, so that a partner
+  turned hostile, holding connections from many addresses, cannot keep the other partners out
+  either;
 - a request head must arrive within `header_timeout` of its first byte (or of the connection's
   start), and the whole request, head, body and reply, within `request_timeout`: a connection that
   sends a head and then a byte every few seconds is cut at its deadline.
@@ -70,6 +73,9 @@ def connection_cap(nofile: int) -> int:
 class ConnectionLimits:
     total: int
     per_address: int
+    #: Connections of one partner that never give way to new ones (its verified ones, the first
+    #: this many): past them, its connections are taken like a stranger's when the total is reached.
+    per_peer: int
     header_timeout: float
     request_timeout: float
     handshake_timeout: float
@@ -82,7 +88,10 @@ class Guard(asyncio.Protocol):
     def __init__(self, pool: "Connections", address: str, raw: asyncio.Transport) -> None:
         self.pool, self.address, self.raw = pool, address, raw
         self.handler: Any = None
+        #: Kept when the total is reached: it carried a verified request from `peer`, one of the
+        #: first `per_peer` connections of that partner to do so.
         self.trusted = False
+        self.peer: str | None = None
         self.started: float | None = pool.loop.time()  # the TLS handshake counts as a request head
         self.head_done = False
         self.released = False
@@ -221,6 +230,7 @@ class Connections:
         self.loop = asyncio.get_running_loop()
         self.live: dict[Guard, None] = {}  # in order of arrival: the oldest first
         self.per_address: Counter[str] = Counter()
+        self.per_peer: Counter[str] = Counter()  # trusted connections of each partner
         self.by_handler: dict[int, Guard] = {}
         self.refused = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -283,11 +293,23 @@ class Connections:
         data, gate.held = bytes(gate.held), bytearray()
         _feed(tls, data)
 
+    def trust(self, guard: Guard, peer: str) -> None:
+        """`guard` carried a request verified as `peer`'s: keep it when the total is reached, if
+        that partner's kept connections leave room."""
+        if guard.trusted or guard.released or self.per_peer[peer] >= self.limits.per_peer:
+            return
+        guard.trusted, guard.peer = True, peer
+        self.per_peer[peer] += 1
+
     def forget(self, guard: Guard) -> None:
         self.live.pop(guard, None)
         self.per_address[guard.address] -= 1
         if self.per_address[guard.address] <= 0:
             del self.per_address[guard.address]
+        if guard.trusted and guard.peer is not None:
+            self.per_peer[guard.peer] -= 1
+            if self.per_peer[guard.peer] <= 0:
+                del self.per_peer[guard.peer]
         if guard.handler is not None:
             self.by_handler.pop(id(guard.handler), None)
 

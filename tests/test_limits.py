@@ -570,3 +570,45 @@ def test_a_real_ipv6_64_shares_one_connection_cap_and_one_rate_budget(tmp_path, 
     served = sum(1 for s in statuses if s == 401)
     assert 429 in statuses and served <= 5 + seen["seconds"] + 1, seen
     assert seen["status_other"] == 401, seen
+
+
+def _verified_then_slow(partner, node, source: str) -> ssl.SSLSocket:
+    """A connection that carries one signed query of `partner` (answered 200), then sends half of
+    the next request head and nothing more: a partner's connection, busy, that never finishes."""
+    body, headers = signed(partner.home.identity, node, "POST", QUERY, {})
+    raw = socket.create_connection(("127.0.0.1", port_of(node)), timeout=10, source_address=(source, 0))
+    tls = _tls().wrap_socket(raw)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    tls.sendall(f"POST {QUERY} HTTP/1.1\r\nHost: 127.0.0.1:{port_of(node)}\r\n{head}"
+                f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        reply += tls.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    tls.sendall(f"POST {QUERY} HTTP/1.1\r\nHost: x\r\n".encode())
+    return tls
+
+
+def test_a_hostile_partner_holding_every_connection_cannot_keep_another_partner_out(network):
+    """A partner turned hostile fills the node's total with connections from many addresses, each
+    of which carried one of its verified queries and is now in the middle of another. Only its first
+    connections_per_peer of them are kept from giving way, so another partner's search still gets
+    through (before T165 every one was kept, and the other partner was refused a connection)."""
+    hostile, other = network.node("H"), network.node("C")
+    b = network.node("B", limits=Limits(max_connections=12, connections_per_peer=4, header_timeout=60,
+                                        request_timeout=60))
+    network.agree(hostile, b)
+    network.agree(other, b)
+    add_profiles(b, 2)
+    held = [_verified_then_slow(hostile, b, f"127.0.0.{2 + i}") for i in range(12)]
+    try:
+        pool = b.running.connections
+        assert len(pool.live) == 12
+        page = other.cli("search", "--json").json
+        assert {p["status"] for p in page["peers"]} == {"ok"} and len(page["results"]) == 2, page
+        # Only the hostile partner's connections past its kept four gave way.
+        assert sum(1 for c in held if is_open(c)) >= 4 and len(pool.live) <= 12
+        assert dict(pool.per_peer).get(hostile.node_id) == 4
+    finally:
+        for c in held:
+            c.close()
