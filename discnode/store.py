@@ -379,6 +379,12 @@ def connect(path: Path | str, *, eager: bool = False) -> DB:
     return db
 
 
+def sync_log(db: DB) -> None:
+    """Put every commit so far on stable storage: a passive checkpoint syncs the write-ahead log
+    (and then copies what it can into the database file without waiting for readers or writers)."""
+    db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 def migrate(db: DB) -> list[str]:
     """Apply pending migrations, each in its own transaction, recorded in `_migrations`."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT)")

@@ -53,6 +53,12 @@ def checkpoint(home: Home) -> dict[str, Any]:
         entries, head = audit.head(home.db)
         doc = new_head(home.identity, entries, head, store.now_ts())
         _insert(home.db, doc, None)
+    # The node commits with synchronous=NORMAL (store.connect): a commit survives the process
+    # dying, but until the write-ahead log is next synced a power cut can take the last ones. A
+    # head is about to be given to witnesses, and one that holds a head this node then loses
+    # would see a log rolled back. A checkpoint syncs the log before anything else, so every
+    # entry up to the head (and the head) is on stable storage before any partner can take it.
+    store.sync_log(home.db)
     return doc
 
 

@@ -270,6 +270,29 @@ def test_the_daemon_checkpoints_only_when_the_log_moved_and_the_last_is_old_enou
     home.close()
 
 
+def test_a_signed_head_and_every_entry_before_it_are_on_disk_before_any_witness_can_take_them(cli):
+    """With synchronous=NORMAL, commits live in the write-ahead log until it is next synced; a
+    power cut could lose a head already given to witnesses, which would then see a rolled-back
+    log. Signing a head checkpoints the log: the database file alone (the log lost) holds it."""
+    import shutil
+    import sqlite3
+    from discnode.home import Home
+    for name in ("Ann", "Bo"):
+        cli("profile", "add", "--first-name", name, "--last-name", "Example")
+    home = Home.open(cli.home)
+    doc = witness.checkpoint(home)
+    path = home.path / "discnode.db"
+    copy = path.with_name("without-log.db")
+    shutil.copyfile(path, copy)  # the database file only: its -wal and -shm are left behind
+    db = sqlite3.connect(copy)
+    try:
+        assert db.execute("SELECT count(*) FROM audit").fetchone()[0] == doc["entries"] == 2
+        assert db.execute("SELECT entries, head FROM audit_heads").fetchall() == [(2, doc["head"])]
+    finally:
+        db.close()
+        home.close()
+
+
 def post_head(src, dst, doc):
     body, headers = signed(src.home.identity, dst, "POST", HEAD, doc)
     return send(dst, "POST", HEAD, body, headers)
