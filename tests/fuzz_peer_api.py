@@ -29,7 +29,6 @@ import asyncio
 import datetime as dt
 import json
 import re
-import socket
 import ssl
 import sys
 import tempfile
@@ -250,9 +249,8 @@ def breaking_body(doc: Any) -> st.SearchStrategy[bytes]:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from tests.nodes import free_port  # the suite's: no other process (nor xdist worker) is handed it
+    return free_port()
 
 
 class Nodes:

@@ -7,6 +7,8 @@ through the real CLI (which runs its own asyncio loop per command), exactly as a
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import socket
 import threading
 from dataclasses import dataclass
@@ -28,10 +30,38 @@ def audit_events(node: "Node", *names: str) -> list[tuple[str, str, Any]]:
         h.close()
 
 
+#: Where free_port looks: below Linux's ephemeral range (32768 up), where the kernel hands no port
+#: to an outgoing connection or a bind to port 0, and below the benchmarks' (12000-32000).
+PORTS = range(2000, 12000)
+
+
+def _port_slice() -> range:
+    """This process's share of PORTS: under pytest-xdist, each worker its own slice, so that two
+    workers never hand out the same port; otherwise all of it."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 0):
+        return PORTS
+    size = len(PORTS) // int(count)
+    start = PORTS.start + int(worker[2:]) % int(count) * size
+    return range(start, start + size)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now, for a node to listen on once started. A port got by binding to
+    port 0 and closing is free again for any other process (another xdist worker, or an outgoing
+    connection) until the node binds it; one from this process's own slice below the ephemeral
+    range is handed to no other worker meanwhile. Picked at random (other test runs may share the
+    machine), each checked free."""
+    ports, pick = _port_slice(), random.SystemRandom()
+    for _ in range(200):
+        port = pick.choice(ports)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free loopback port in {ports}")
 
 
 class LoopThread:

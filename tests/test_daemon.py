@@ -8,17 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Cli
 from tests.nodes import free_port
 
 DISCNODE = [sys.executable, "-m", "discnode"]
 
 
 @pytest.fixture
-def node_home(tmp_path: Path) -> tuple[Path, int]:
+def node_home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, int]:
+    """A node's home, made by the real CLI in this process (as the `cli` fixture does): these tests
+    are about the `serve` process, not `init`'s, and an interpreter start-up a test is ~1 s of CPU."""
     port = free_port()
     home = tmp_path / "node"
-    subprocess.run([*DISCNODE, "--home", str(home), "init", "--name", "Daemon BCRP", "--port", str(port)],
-                   check=True, capture_output=True)
+    Cli(home, capsys)("init", "--name", "Daemon BCRP", "--port", str(port))
     return home, port
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from discnode import sealed
 from discnode.errors import BadPassphrase, InvalidInput
+from tests.conftest import Cli
 from tests.nodes import free_port
 
 DISCNODE = [sys.executable, "-m", "discnode"]
@@ -33,12 +34,17 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def sealed_home(tmp_path: Path, pp: Path) -> tuple[Path, int]:
+def sealed_home(tmp_path: Path, pp: Path, capsys: pytest.CaptureFixture[str],
+                monkeypatch: pytest.MonkeyPatch) -> tuple[Path, int]:
+    """A node whose key is sealed, made by the real CLI in this process (as the `cli` fixture does):
+    the tests are about the processes that open it, not `init`'s (an interpreter start-up saved)."""
     port = free_port()
     home = tmp_path / "node"
-    subprocess.run([*DISCNODE, "--home", str(home), "init", "--name", "Sealed BCRP", "--port", str(port),
-                    "--encrypt-key", "--passphrase-file", str(pp)], check=True, capture_output=True, env=_env(),
-                   stdin=subprocess.DEVNULL)
+    with monkeypatch.context() as env:  # as _env() gives the processes: no passphrase but the file's
+        env.delenv("DISCNODE_PASSPHRASE_FILE", raising=False)
+        env.delenv("CREDENTIALS_DIRECTORY", raising=False)
+        Cli(home, capsys)("init", "--name", "Sealed BCRP", "--port", str(port), "--encrypt-key",
+                          "--passphrase-file", str(pp))
     return home, port
 
 

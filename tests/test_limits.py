@@ -28,6 +28,7 @@ from discnode.fairshare import FairShare
 from discnode.errors import RateLimited
 from discnode.server import Limits
 from discnode.transport import ACCEPT_BURST, EARLY_LIMIT, RESERVED_FDS, connection_cap, source
+from tests.conftest import Cli
 from tests.nodes import Network, free_port, signed
 from tests.test_server import QUERY, add_profiles
 
@@ -187,11 +188,12 @@ def test_connection_cap_is_below_the_descriptor_limit():
         assert 8 <= cap <= nofile - RESERVED_FDS - ACCEPT_BURST
 
 
-def _daemon(tmp_path, nofile: int, loop_kind: str) -> tuple[subprocess.Popen[str], int]:
+def _daemon(tmp_path, capsys, nofile: int, loop_kind: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     home = tmp_path / "node"
-    subprocess.run([*DISCNODE, "--home", str(home), "init", "--name", "Limits BCRP", "--port", str(port)],
-                   check=True, capture_output=True)
+    # `init` by the real CLI in this process (as the `cli` fixture runs it): the daemon is the process
+    # under test, not `init` (an interpreter start-up saved a test).
+    Cli(home, capsys)("init", "--name", "Limits BCRP", "--port", str(port))
     env = {**os.environ, loops.ENV: loop_kind}
     proc = subprocess.Popen([*DISCNODE, "--home", str(home), "serve", "--no-advertise"], stderr=subprocess.PIPE,
                             text=True, env=env,
@@ -225,8 +227,8 @@ def _get_descriptor(port: int) -> int:
     return int(reply.split(b" ", 2)[1]) if reply else 0
 
 
-def test_connection_flood_never_exhausts_the_daemons_descriptors(tmp_path, loop_kind):
-    proc, port = _daemon(tmp_path, nofile=256, loop_kind=loop_kind)
+def test_connection_flood_never_exhausts_the_daemons_descriptors(tmp_path, capsys, loop_kind):
+    proc, port = _daemon(tmp_path, capsys, nofile=256, loop_kind=loop_kind)
     held = []
     try:
         # More connections than the daemon has descriptors, from 6 addresses (64 each at most).
@@ -246,8 +248,8 @@ def test_connection_flood_never_exhausts_the_daemons_descriptors(tmp_path, loop_
     assert "Traceback" not in err
 
 
-def test_malformed_request_lines_are_summarised_without_tracebacks(tmp_path, loop_kind):
-    proc, port = _daemon(tmp_path, nofile=1024, loop_kind=loop_kind)
+def test_malformed_request_lines_are_summarised_without_tracebacks(tmp_path, capsys, loop_kind):
+    proc, port = _daemon(tmp_path, capsys, nofile=1024, loop_kind=loop_kind)
     try:
         for _ in range(30):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, _tls().wrap_socket(raw) as tls:
