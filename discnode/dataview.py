@@ -536,7 +536,7 @@ class Screened:
     dropped: int = 0
     reason: str = ""
     float_free: bool = False
-    #: The records that passed a full check just now: (checked.digest, origin, profile ID).
+    #: The records that passed a full check just now, to remember (Verdict.newly_checked).
     newly_checked: list[checked.Check] = field(default_factory=list)
     #: The reply's `counts` member as received, unchecked (facets.of_reply checks it), if any.
     counts: Any = None
