@@ -405,7 +405,7 @@ def read_known(body: bytes, public_key: bytes, known: AbstractSet[bytes], limit:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:  # not reached: every piece is a known text (above)
         return None
-    records = value["records"] if type(value) is dict and len(value) == 1 else None
+    records = value.get("records") if type(value) is dict and len(value) == 1 else None
     if type(records) is not list or len(records) != len(digests):  # not reached either
         return None
     return records, digests
