@@ -519,8 +519,8 @@ class Verdict:
     keep: list[int] = field(default_factory=list)
     dropped: int = 0
     reason: str = ""
-    #: The records that passed a full check just now, in a reply that held no float (those to
-    #: remember, checked.py): (checked.digest, origin, profile ID).
+    #: The records that passed a full check just now and whose text holds no number with a
+    #: fraction or an exponent (those to remember, checked.py): (checked.digest, origin, profile ID).
     newly_checked: list[checked.Check] = field(default_factory=list)
     #: How many records the reply held, whether it held no float, and why it was refused, if it was.
     count: int = 0
@@ -554,10 +554,10 @@ def judge(records: list[Any], received: list[bytes], float_free: bool, peer: pee
     checked in full is remembered (verdict.newly_checked) only if its text holds no number with a
     fraction or an exponent (plain: the whole reply held none, _split_plain; else its text is read
     for them): read_known reads known texts with orjson, which reads `20.0` otherwise than
-    wirejson. Pure, so
-    that a walk can run it in worker processes. digests: the first records' digests, if the
-    caller has computed them (checked.digest(peer.public_key, received[i])). keys: if given, the
-    sort key of each record kept is appended to it, in the order of verdict.keep (for assemble)."""
+    wirejson. Pure, so that a walk can run it in worker processes. digests: the first records'
+    digests, if the caller has computed them (checked.digest(peer.public_key, received[i])). keys:
+    if given, the sort key of each record kept is appended to it, in the order of verdict.keep (for
+    assemble)."""
     verdict = Verdict(count=len(records), float_free=float_free)
     for index, record in enumerate(records[: query.limit]):
         try:
@@ -569,7 +569,7 @@ def judge(records: list[Any], received: list[bytes], float_free: bool, peer: pee
                 digest = digests[index] if index < len(digests) else checked.digest(peer.public_key, received[index])
                 if digest not in known:
                     check_record(record, peer, float_free=float_free)
-                    if float_free and (plain or _plain(received[index])):  # read by orjson next time
+                    if float_free and (plain or (index < len(received) and _plain(received[index]))):
                         verdict.newly_checked.append((digest, peer.node_id, record["id"]))
         except (DiscnodeError, KeyError, TypeError) as exc:
             verdict.dropped, verdict.reason = verdict.dropped + 1, verdict.reason or str(exc) or "malformed record"
