@@ -796,15 +796,16 @@ def test_a_tampered_record_read_by_the_canonical_reader_is_dropped(abc, monkeypa
        insert=st.sampled_from([b"", b",", b"]", b"}", b" ", b"\n", b'"', b"\\", b"\xff", b"\xed\xa0\x80", b"\xc3",
                                b"0", b".0", b"e1", b"[", b"{", b'{"a":', b',{"a":1}', b'"records":[],']))
 def test_the_known_reader_reads_exactly_what_split_reply_reads(values, awkward, forget, cut, insert):
-    """read_known (a repeat walk's reader) against split_reply: records whose texts an earlier
-    reply carried and wirejson accepted (their digests known; with `forget`, one of them not),
-    among them texts that wirejson reads otherwise than a plain parse (20.0, 2e1, -0, escapes,
-    nesting), records that hold the cut's own text (`,{"a":` in a nested object), then any byte
+    """read_known (a repeat walk's reader, orjson) against split_reply (wirejson): records whose
+    texts an earlier reply carried, wirejson accepted and a walk remembers (their digests known;
+    with `forget`, one of them not), beside texts that orjson reads otherwise than wirejson or
+    refuses (repeated members, lone surrogates, integers past 2^53 and 2^64, 20.0, 2e1, NaN, -0,
+    escapes, nesting), records that hold the cut's own text (`,{"a":` in a nested object), then any byte
     inserted anywhere. Whenever it answers, it answers what split_reply does, with each record's
     digest of its text as split_reply finds it; a reply as partners send it, every record known,
     does take it."""
     from discnode import checked
-    from discnode.dataview import read_known, split_reply
+    from discnode.dataview import _plain, read_known, split_reply
     from discnode.errors import PeerError
 
     key = b"k" * 32
@@ -813,9 +814,12 @@ def test_the_known_reader_reads_exactly_what_split_reply_reads(values, awkward, 
     known: set[bytes] = set()
     for text in texts:  # what an earlier reply carried as one record, and wirejson accepted
         try:
-            known.update(checked.digest(key, t) for t in split_reply(_canonical_body([text]))[1])
+            _, received, float_free = split_reply(_canonical_body([text]))
         except PeerError:
             continue
+        # and that a walk remembers: none holding a number with a fraction or an exponent (judge;
+        # test_a_record_whose_text_holds_20_0_is_checked_in_full_on_every_walk_and_reads_as_before)
+        known.update(checked.digest(key, t) for t in received if float_free and _plain(t))
     if forget and known:
         known.discard(min(known))
 
@@ -868,6 +872,42 @@ def test_a_repeat_walk_reads_its_replies_by_their_digests_writes_the_same_bytes_
     b_status = next(s for s in statuses if s.node_id == b.node_id)
     assert b_status.status == "invalid" and b_status.dropped == 1 and "signature" in b_status.error
     assert "Framed" not in third and sorted(read) == [False, False, True]  # the changed record's page, the empty one
+
+
+def test_a_record_whose_text_holds_20_0_is_checked_in_full_on_every_walk_and_reads_as_before(abc, monkeypatch):
+    """A partner's stored text with `"revision":1.0` (its signature still verifies: the canonical
+    form writes 1) reads as the integer 1 (wirejson) on every walk, and is never remembered: a
+    repeat walk reads known texts with orjson, which would read a float. Its reply goes to the
+    strict reader every time; the walk's bytes are those of the walk before."""
+    import dataclasses
+
+    from discnode import checked, dataview, output
+    from discnode.query import Query
+    a, b, _ = abc
+    db = b.home.db
+    rid, record = db.execute("select id, record_withheld from profiles limit 1").fetchone()
+    assert '"revision":1,' in record
+    with write(db):
+        db.execute("update profiles set record_withheld = ? where id = ?",
+                   [record.replace('"revision":1,', '"revision":1.0,'), rid])
+
+    def walked():
+        results, statuses = asyncio.run(dataview.walk(a.home, Query(), workers=0))
+        statuses = [dataclasses.replace(s, ms=0) for s in statuses]
+        assert {s.status for s in statuses} == {"ok"} and len(results) == 2 * PEOPLE
+        assert [type(r["revision"]) for r in results if r["id"] == rid] == [int]
+        ok = all(s.float_free for s in statuses)
+        return output.json_ascii(dataview.Page(results, statuses, None, Query()).to_json(),
+                                 float_free=results if ok else [])
+    remembered = lambda: {row[0] for row in a.home.db.execute(  # noqa: E731
+        "select profile_id from checked_records where origin = ?", [b.node_id])}
+    read, real = [], dataview.read_known
+    monkeypatch.setattr(dataview, "read_known", lambda *args: read.append(real(*args) is not None) or real(*args))
+    first = walked()
+    assert rid not in remembered() and len(remembered()) == PEOPLE - 1
+    read.clear()
+    assert walked() == first and rid not in remembered()
+    assert read == [False]  # B's reply, the one with 1.0, read as every reply is (A's own records are its own)
 
 
 def test_search_all_json_is_byte_for_byte_what_the_strict_reader_and_the_standard_writer_give(abc, monkeypatch):
