@@ -290,7 +290,7 @@ def test_a_lone_query_reads_and_commits_its_audit_entry_in_one_trip_as_the_group
         for payload in payloads:
             seen = {}
             for fused in (True, False):
-                state.fuse_lone = fused
+                state.fuse_reads = fused
                 before = len(audit.entries(b.home.db))
                 body, headers = signed(a.home.identity, b, "POST", QUERY, payload)
                 trips.clear()
@@ -308,7 +308,7 @@ def test_a_lone_query_reads_and_commits_its_audit_entry_in_one_trip_as_the_group
                 assert status == 400 and entry["event"] == "refused", payload
                 assert fused_trips == ["read", "write", "write"] and old_trips == ["read", "read", "write"], payload
     finally:
-        state.sql.read, state.sql.write, state.fuse_lone = read, write, True
+        state.sql.read, state.sql.write, state.fuse_reads = read, write, True
 
 
 def test_a_nonce_whose_request_leaves_no_audit_entry_is_saved_and_saved_at_shutdown(network):
