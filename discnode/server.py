@@ -702,7 +702,7 @@ async def query_profiles(request: web.Request) -> web.Response:
     except Exception as exc:  # noqa: BLE001 - raised below, in the order _require would give
         bad = exc
 
-    def read(db: store.DB) -> tuple[list[str], str, Any]:
+    def read(db: store.DB) -> tuple[list[bytes], str, Any]:
         # The agreement, its check and the page in one trip to a SQL thread (each trip costs
         # about as much CPU as the page's SQL).
         agreement, audience = state._agreement_in(db, peer)
@@ -711,7 +711,7 @@ async def query_profiles(request: web.Request) -> web.Response:
             raise bad
         assert query is not None
         if not counts:
-            return (*store.search_served(db, query, today(), state.me, audience), None)
+            return (*store.search_served_bytes(db, query, today(), state.me, audience), None)
         from .facets import count
         day = today()
         # One read transaction: the page and the counts see one snapshot (WAL). On the writer
@@ -720,13 +720,13 @@ async def query_profiles(request: web.Request) -> web.Response:
         if opened:
             db.conn.execute("BEGIN")
         try:
-            return (*store.search_served(db, query, day, state.me, audience),
+            return (*store.search_served_bytes(db, query, day, state.me, audience),
                     count(db, query, day, served_by=state.me, audience=audience))
         finally:
             if opened:
                 db.conn.execute("COMMIT")
 
-    def served(result: tuple[list[str], str, Any]) -> dict[str, Any]:
+    def served(result: tuple[list[bytes], str, Any]) -> dict[str, Any]:
         records, names, counted = result
         return ({"what": "query", "count": len(records), "records": names, "counted": counted.total}
                 if counted is not None else {"what": "query", "count": len(records), "records": names})
@@ -739,13 +739,21 @@ async def query_profiles(request: web.Request) -> web.Response:
     else:
         records, names, counted = await state.sql.read(read)
         note(request, "served", **served((records, names, counted)))
-    if counted is not None:
-        # The counts as the facets endpoint sends them (json.dumps: only ASCII codes and integers).
-        body = '{"records":[' + ",".join(records) + '],"counts":' + json.dumps(counted.to_wire()) + "}"
-        return Sent(text=body, content_type="application/json")
-    # Stored records are already the signed JSON: send them as they are, unparsed.
-    body = '{"records":[' + ",".join(records) + "]}"
-    return Sent(text=body, content_type="application/json")
+    # Stored records are already the signed JSON: send them as they are, unparsed; the counts as
+    # the facets endpoint sends them (json.dumps: only ASCII codes and integers).
+    tail = b"]}" if counted is None else b'],"counts":' + json.dumps(counted.to_wire()).encode() + b"}"
+    return Sent(body=page_body(records, tail), content_type="application/json", charset="utf-8")
+
+
+def page_body(records: list[bytes], tail: bytes) -> bytes:
+    """b'{"records":[' + b",".join(records) + tail, copying the page once rather than three times
+    (the join, then each concatenation: ~53 kB each for a page of 50)."""
+    if not records:
+        return b'{"records":[' + tail
+    parts = list(records)
+    parts[0] = b'{"records":[' + parts[0]
+    parts[-1] = parts[-1] + tail
+    return b",".join(parts)
 
 
 async def count_facets(request: web.Request) -> web.Response:
