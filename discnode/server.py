@@ -338,10 +338,13 @@ def _commit_batch(batch: list[tuple[Any, Any, asyncio.Future[Any]]], rows: list[
     outcomes: list[tuple[Any, BaseException | None]] = []
     entries: list[tuple[str, str, dict[str, Any]]] = []
     with store.write(db):
-        for read, entry, _ in batch:
+        for read, entry, done in batch:
             if read is None:
                 entries.append(entry)
                 outcomes.append((None, None))
+                continue
+            if done.cancelled():  # its request is gone: nothing read, nothing served, no entry
+                outcomes.append((None, None))  # (read across threads, as _Threads does: at worst it runs)
                 continue
             try:
                 result = read(db)

@@ -529,3 +529,36 @@ def test_queries_served_together_read_in_one_group_commit_and_answer_as_the_read
             from discnode.facets import count
             counts = count(home.db, Query.from_wire(payload), day, served_by=me, audience=audience).to_wire()
         assert raw == _old_page(records, counts), payload
+
+
+def test_a_queued_read_whose_request_is_gone_is_not_run_nor_audited(tmp_path):
+    """A query whose request was cancelled (its connection's deadline, the node stopping) while its
+    read waited for the group commit reads nothing and writes no `served` entry; the entries and
+    reads queued with it are written and run as ever."""
+    import asyncio
+
+    from discnode import store as st_
+
+    db = st_.connect(tmp_path / "node.db")
+    st_.migrate(db)
+    ran: list[str] = []
+
+    def read(name):
+        def run(db_):
+            ran.append(name)
+            return name
+        return run
+
+    async def batch():
+        loop = asyncio.get_running_loop()
+        gone, kept, plain = loop.create_future(), loop.create_future(), loop.create_future()
+        gone.cancel()
+        entry = lambda result: ("served", "peer", {"what": result})  # noqa: E731
+        return server._commit_batch([(read("gone"), entry, gone), (read("kept"), entry, kept),
+                                     (None, ("refused", "peer", {"status": 400}), plain)], [], time.time(), db)
+
+    outcomes = asyncio.run(batch())
+    assert ran == ["kept"]
+    assert outcomes == [(None, None), ("kept", None), (None, None)]
+    assert [(e["event"], e["detail"]) for e in audit.entries(db)] == [("served", {"what": "kept"}),
+                                                                      ("refused", {"status": 400})]
