@@ -6,7 +6,7 @@ load process (dataview.load_worker, another core if there is one) sends signed f
 queries for --seconds. Prints each stage's CPU per answered query (its own, less that of timed
 stages inside it), and each thread's total (from /proc/self/task/*/schedstat); writes them to
 benchmarks/results/serving-stages.json. What the stages leave of the event loop's total is asyncio's
-scheduling (three trips to SQL threads a request), aiohttp's request and response objects, the
+scheduling (two trips to SQL threads a request: the verification's, the group commit's), aiohttp's request and response objects, the
 middlewares' own lines and the socket system calls. Each wrapper costs about 1 us of the figures
 (_unicode is recursive: ~13 calls a request, so its figure is mostly the wrappers').
 A diagnostic, not a comparison: compare codes with dataview.py --serving-only --base.
@@ -68,18 +68,22 @@ def timed(name: str, fn: Any) -> Any:
 
 def patch() -> None:
     server.verify_request = timed("verify_request (RFC 9421, reader)", server.verify_request)
-    search = store.search_served
     seen: dict[int, int] = {}
 
-    def search_split(db: Any, *a: Any, **k: Any) -> Any:
-        # Split by whether another connection committed since this one last read (SQLite then
-        # drops the connection's whole page cache and reads every page again).
-        version = db.execute("PRAGMA data_version").fetchone()[0]
-        changed = seen.get(id(db)) != version
-        seen[id(db)] = version
-        name = "store.search_served after a commit (reader)" if changed else "store.search_served, cache warm (reader)"
-        return timed(name, search)(db, *a, **k)
-    store.search_served = search_split
+    def search_split(search: Any) -> Any:
+        def split(db: Any, *a: Any, **k: Any) -> Any:
+            # Split by whether another connection committed since this one last read (SQLite then
+            # drops the connection's whole page cache and reads every page again). The page is
+            # read on the writer thread now, in its group commit (NodeState.read_and_audit).
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            changed = seen.get(id(db)) != version
+            seen[id(db)] = version
+            name = ("store.search_served after a commit (SQL thread)" if changed
+                    else "store.search_served, cache warm (SQL thread)")
+            return timed(name, search)(db, *a, **k)
+        return split
+    store.search_served = search_split(store.search_served)
+    store.search_served_bytes = search_split(store.search_served_bytes)
     server.NodeState._agreement_in = timed("agreement check (reader)", server.NodeState._agreement_in)
     server.SqlThreads._call = timed("reader/writer thread call, rest", server.SqlThreads._call)
     audit.append_many = timed("audit.append_many (writer)", audit.append_many)

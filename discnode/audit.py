@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 
 from . import store
-from .signing import canonical
+from .signing import _plain, canonical
 
 GENESIS = "0" * 64
 MAX_ACTOR = 100
@@ -57,8 +57,13 @@ def os_user(uid: int | None = None) -> str:
         return f"os:uid {uid}"
 
 
-def _entry_hash(prev: str, seq: int, ts: str, event: str, peer: str, detail: str, actor: str = "") -> str:
-    fields = {"seq": seq, "ts": ts, "event": event, "peer": peer, "detail": json.loads(detail)}
+def _entry_hash(prev: str, seq: int, ts: str, event: str, peer: str, detail: str, actor: str = "",
+                parsed: Any = None) -> str:
+    """The entry's hash over its fields, the detail as its stored text reads back (json.loads).
+    parsed: that value already, when the caller holds it (append_many: a plain detail, which
+    reads back as itself), to spare parsing the text just written (~1.5 kB for a served page)."""
+    fields = {"seq": seq, "ts": ts, "event": event, "peer": peer,
+              "detail": json.loads(detail) if parsed is None else parsed}
     if actor:
         fields["actor"] = actor
     return hashlib.sha256(bytes.fromhex(prev) + canonical(fields)).hexdigest()
@@ -78,7 +83,11 @@ def append_many(db: store.DB, entries: list[tuple[str, str, dict[str, Any]]]) ->
         for event, peer, detail in entries:
             seq += 1
             detail_text = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
-            digest = _entry_hash(prev, seq, ts, event, peer, detail_text, actor)
+            # A plain detail (dicts with ASCII keys, lists, str, int within 2**53, bool, None:
+            # signing._plain) is what its text reads back as, value for value; anything else
+            # (a tuple, a float, a date written by default=str) is hashed as it reads back.
+            digest = _entry_hash(prev, seq, ts, event, peer, detail_text, actor,
+                                 parsed=detail if type(detail) is dict and _plain(detail) else None)
             conn.execute("INSERT INTO audit (seq, ts, event, peer, detail, prev, hash, actor) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [seq, ts, event, peer, detail_text, prev, digest, actor])
             prev = digest

@@ -253,10 +253,11 @@ def shareable(sql: SQL, me: str, today: dt.date, audience: handling.Audience) ->
 
 
 def build_sql(query: Query, today: dt.date, *, served_by: str | None = None,
-              audience: handling.Audience = handling.Audience(), columns: str = "") -> tuple[str, list[Any]]:
+              audience: handling.Audience = handling.Audience(), columns: str = "", raw: bool = False
+              ) -> tuple[str, list[Any]]:
     """SELECT of the record (then the given columns, if any) for one page. With served_by, only
     what that node may serve to `audience`, in the view it may see (handling.py); without, every
-    record in full."""
+    record in full. raw: the record as its UTF-8 bytes (a BLOB), not text."""
     sql = filters(query, today, served_by=served_by, audience=audience)
     column = SORT_COLUMNS[query.sort]
     direction = "DESC" if query.desc else "ASC"
@@ -264,6 +265,8 @@ def build_sql(query: Query, today: dt.date, *, served_by: str | None = None,
         sql.add(f"({column}, origin, id) {'<' if query.desc else '>'} (?, ?, ?)", *query.after)
     where = " AND ".join(sql.where) or "1"
     view = record_column(audience) if served_by is not None else "record"
+    if raw:
+        view = f"CAST(({view}) AS BLOB)"
     text = (f"SELECT {view}{', ' + columns if columns else ''} FROM profiles WHERE {where} "
             f"ORDER BY {column} {direction}, origin {direction}, id {direction} LIMIT ?")
     return text, [*sql.params, query.limit]

@@ -12,6 +12,7 @@ import asyncio
 import asyncio.sslproto
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -108,8 +109,9 @@ class NodeState:
     match_sets: dict[tuple[str, str], match.Evaluated] = field(default_factory=dict)
     match_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _own_keys: tuple[tuple[Any, ...], dict[bytes, list[str]]] | None = None
-    #: Serve a query arriving alone with its read and its audit commit in one trip (read_and_audit).
-    fuse_lone: bool = True
+    #: Run a query's read in the group commit that writes its audit entry (read_and_audit): one
+    #: trip to a SQL thread where a reader's trip and the commit's made two. Off: the path it replaced.
+    fuse_reads: bool = True
 
     def _nonces_first(self) -> Callable[[store.DB], None] | None:
         """What runs before each write on the writer thread: the nonces accepted and not yet saved,
@@ -166,7 +168,9 @@ class NodeState:
     async def agreement(self, peer: str) -> Agreement:
         return (await self.sql.read(lambda db: self._agreement_in(db, peer)))[0]
 
-    _audit_queue: list[tuple[str, str, dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
+    #: What the next group commit writes, in order: (None, (event, peer, detail), done) for an entry;
+    #: (read, entry, done) for a read whose result entry(result) describes (read_and_audit).
+    _audit_queue: list[tuple[Any, Any, asyncio.Future[Any]]] = field(default_factory=list)
     _flusher: asyncio.Task[None] | None = None
     _nonce_timer: asyncio.TimerHandle | None = None
     refusals: Refusals = field(default_factory=Refusals)
@@ -192,7 +196,7 @@ class NodeState:
         if entries:  # into the next group commit, on the writer thread; nobody waits for them
             loop = asyncio.get_running_loop()
             for event, peer, detail in entries:
-                self._audit_queue.append((event, peer, detail, loop.create_future()))
+                self._audit_queue.append((None, (event, peer, detail), loop.create_future()))
             self._schedule_flush()
         if self.refusals.pending and not everything:
             self._refusals_timer = asyncio.get_running_loop().call_later(
@@ -209,46 +213,24 @@ class NodeState:
         commit is under way are written together in the next (group commit): one commit for many
         requests, and no request is answered before its entry is on disk."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._audit_queue.append((event, peer, _unicode(detail), done))
+        self._audit_queue.append((None, (event, peer, _unicode(detail)), done))
         self._schedule_flush()
         await done
 
-    def alone(self) -> bool:
-        """Whether the request calling this is the only one being served, with no audit entry
-        queued and no group commit under way: nothing for it to share a commit with."""
-        return (self.fuse_lone and self.fair.running == 1 and not self.fair.waiting and not self._audit_queue
-                and (self._flusher is None or self._flusher.done()))
-
     async def read_and_audit(self, read: Callable[[store.DB], T],
                              entry: Callable[[T], tuple[str, str, dict[str, Any]]]) -> T:
-        """read(db), and the audit entry that says what it read, in one transaction on the writer
-        thread: one trip to a SQL thread where a lone request made two (a reader for the read, the
-        writer for the group commit), each a wake-up of a cold thread and of this loop. For a
-        request served alone (`alone`): the group commit is what amortises a commit over a stream
-        of requests, and there is none to join. The entry is on disk before this returns, as
-        `audit` promises, and the commit takes every nonce accepted before it, as _flush's does.
-        If read raises, nothing is written (the nonces go back to the queue) and the caller audits
-        the refusal as ever."""
-        rows = self.nonces.take_unsaved()
-        if self._nonce_timer is not None:  # every nonce accepted so far is in this commit
-            self._nonce_timer.cancel()
-            self._nonce_timer = None
-        now = time.time()
-
-        def commit(db: store.DB) -> T:
-            with store.write(db):
-                result = read(db)
-                event, peer, detail = entry(result)
-                audit.append_many(db, [(event, peer, _unicode(detail))])
-                replay.write(db, rows, now)
-            return result
-        try:
-            return await self.sql.write(commit)
-        except BaseException:
-            self.nonces.unsaved[:0] = rows  # still owed to the table: the next commit takes them
-            if rows:
-                self._schedule_flush()
-            raise
+        """read(db), and the audit entry that says what it read, written by the next group commit
+        in its transaction on the writer thread: one trip to a SQL thread where a query made two
+        (a reader for the read, the writer for the group commit), each a wake-up of a thread and
+        of this loop. Alone, the commit is this request's own; under load, the reads of the
+        requests queued together run one after another in one commit, as their entries did. The
+        entry is on disk before this returns, as `audit` promises. If read (or entry) raises,
+        its request gets the exception and writes no entry here (its caller audits the refusal
+        as ever); the others' entries and the nonces are committed all the same."""
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._audit_queue.append((read, entry, done))
+        self._schedule_flush()
+        return await done
 
     def _schedule_flush(self) -> None:
         if self._flusher is None or self._flusher.done():
@@ -268,16 +250,12 @@ class NodeState:
             if self._nonce_timer is not None:  # every nonce accepted so far is in this batch
                 self._nonce_timer.cancel()
                 self._nonce_timer = None
-            entries = [(event, peer, detail) for event, peer, detail, _ in batch]
             now = time.time()
 
-            def commit(db: store.DB) -> None:
-                with store.write(db):
-                    if entries:
-                        audit.append_many(db, entries)
-                    replay.write(db, rows, now)
+            def commit(db: store.DB) -> list[tuple[Any, BaseException | None]]:
+                return _commit_batch(batch, rows, now, db)
             try:
-                await self.sql.write(commit)
+                outcomes = await self.sql.write(commit)
             except Exception as exc:  # noqa: BLE001 - every waiting request must learn of it
                 log.error("audit commit failed: %s", exc)
                 self.nonces.unsaved[:0] = rows  # still owed to the table; tried with the next batch
@@ -286,9 +264,13 @@ class NodeState:
                         done.set_exception(exc)
                 failed = True
                 continue
-            for *_, done in batch:
-                if not done.done():
-                    done.set_result(None)
+            for (*_, done), (result, error) in zip(batch, outcomes):
+                if done.done():
+                    continue
+                if error is not None:
+                    done.set_exception(error)
+                else:
+                    done.set_result(result)
 
     async def close(self) -> None:
         """Queue the counted refusals and unsaved nonces, finish the last group commit, then close
@@ -345,6 +327,41 @@ class NodeState:
         return max(1, math.ceil(missing / (self.limits.rate * factor)))
 
 
+def _commit_batch(batch: list[tuple[Any, Any, asyncio.Future[Any]]], rows: list[Any], now: float,
+                  db: store.DB) -> list[tuple[Any, BaseException | None]]:
+    """One group commit, on the writer thread: each queued read run and its entry made from what
+    it read, the entries appended in the order queued, the nonces saved; one transaction. Returns
+    each queued item's (result, error). A read that raises costs its own request its entry and
+    nothing else: reads write nothing, so the transaction holds what it held before it; unless
+    SQLite itself rolled the transaction back (an I/O error, a full disk), and then the whole
+    batch fails as a failed commit does."""
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    entries: list[tuple[str, str, dict[str, Any]]] = []
+    with store.write(db):
+        for read, entry, done in batch:
+            if read is None:
+                entries.append(entry)
+                outcomes.append((None, None))
+                continue
+            if done.cancelled():  # its request is gone: nothing read, nothing served, no entry
+                outcomes.append((None, None))  # (read across threads, as _Threads does: at worst it runs)
+                continue
+            try:
+                result = read(db)
+                event, peer, detail = entry(result)
+            except Exception as exc:  # noqa: BLE001 - handed to its request, as a reader's trip would
+                if not db.conn.in_transaction:
+                    raise
+                outcomes.append((None, exc))
+                continue
+            entries.append((event, peer, _unicode(detail)))
+            outcomes.append((result, None))
+        if entries:
+            audit.append_many(db, entries)
+        replay.write(db, rows, now)
+    return outcomes
+
+
 def _unicode(value: Any) -> Any:
     """value with every string made valid Unicode. Header bytes that are not UTF-8 reach us as lone
     surrogates (surrogateescape); in an audit entry they would make the batch's canonical form
@@ -355,6 +372,13 @@ def _unicode(value: Any) -> Any:
         if type(value) is str and value.isascii():
             return value
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if type(value) is dict:
+        # An entry's detail is mostly ASCII names to ASCII strings and integers: a copy as it is.
+        for k, v in value.items():
+            if not (type(k) is str and k.isascii() and (type(v) is int or type(v) is str and v.isascii())):
+                break
+        else:
+            return dict(value)
     if isinstance(value, dict):
         return {_unicode(k): _unicode(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -430,6 +454,11 @@ async def size_middleware(request: web.Request, handler: Callable[[web.Request],
     return await handler(request)
 
 
+#: transport.source, remembered: a pure function of the peer's address string, which parsing
+#: (ipaddress) costs ~6 us of every request's loop time; bounded, as addresses are the sender's.
+_source = functools.lru_cache(maxsize=256)(source)
+
+
 def _rotation_keys(db: store.DB, request: web.Request, body: bytes, key_id: str, now: float) -> list[bytes]:
     """Keys other than the pinned one that may sign a request from key_id now: its former keys
     whose grace period has not ended; and, for an announced descriptor (POST /v1/descriptor), the
@@ -478,7 +507,7 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         return await handler(request)
     state = request.app[STATE]
     claimed = request.headers.get("Signature-Input", "")[:300]
-    address = f"address {source(request.remote or '')}"  # an IPv6 /64 as one (transport.source)
+    address = f"address {_source(request.remote or '')}"  # an IPv6 /64 as one (transport.source)
     if not state.allow(address, time.time(), state.limits.address_factor):
         # Before any verification; counted, not audited one by one (refusals.py).
         exc = RateLimited("rate limit exceeded; slow down",
@@ -689,7 +718,7 @@ async def query_profiles(request: web.Request) -> web.Response:
     except Exception as exc:  # noqa: BLE001 - raised below, in the order _require would give
         bad = exc
 
-    def read(db: store.DB) -> tuple[list[str], str, Any]:
+    def read(db: store.DB) -> tuple[list[bytes], str, Any]:
         # The agreement, its check and the page in one trip to a SQL thread (each trip costs
         # about as much CPU as the page's SQL).
         agreement, audience = state._agreement_in(db, peer)
@@ -698,7 +727,7 @@ async def query_profiles(request: web.Request) -> web.Response:
             raise bad
         assert query is not None
         if not counts:
-            return (*store.search_served(db, query, today(), state.me, audience), None)
+            return (*store.search_served_bytes(db, query, today(), state.me, audience), None)
         from .facets import count
         day = today()
         # One read transaction: the page and the counts see one snapshot (WAL). On the writer
@@ -707,18 +736,18 @@ async def query_profiles(request: web.Request) -> web.Response:
         if opened:
             db.conn.execute("BEGIN")
         try:
-            return (*store.search_served(db, query, day, state.me, audience),
+            return (*store.search_served_bytes(db, query, day, state.me, audience),
                     count(db, query, day, served_by=state.me, audience=audience))
         finally:
             if opened:
                 db.conn.execute("COMMIT")
 
-    def served(result: tuple[list[str], str, Any]) -> dict[str, Any]:
+    def served(result: tuple[list[bytes], str, Any]) -> dict[str, Any]:
         records, names, counted = result
         return ({"what": "query", "count": len(records), "records": names, "counted": counted.total}
                 if counted is not None else {"what": "query", "count": len(records), "records": names})
 
-    if state.alone():  # nothing to share a group commit with: read and audit in one trip
+    if state.fuse_reads:  # the read rides in the group commit that writes its entry
         where = _served_detail(request, 200, {})  # read here, on the loop, not on the writer thread
         records, names, counted = await state.read_and_audit(
             read, lambda result: ("served", peer, {**where, **served(result)}))
@@ -726,13 +755,21 @@ async def query_profiles(request: web.Request) -> web.Response:
     else:
         records, names, counted = await state.sql.read(read)
         note(request, "served", **served((records, names, counted)))
-    if counted is not None:
-        # The counts as the facets endpoint sends them (json.dumps: only ASCII codes and integers).
-        body = '{"records":[' + ",".join(records) + '],"counts":' + json.dumps(counted.to_wire()) + "}"
-        return Sent(text=body, content_type="application/json")
-    # Stored records are already the signed JSON: send them as they are, unparsed.
-    body = '{"records":[' + ",".join(records) + "]}"
-    return Sent(text=body, content_type="application/json")
+    # Stored records are already the signed JSON: send them as they are, unparsed; the counts as
+    # the facets endpoint sends them (json.dumps: only ASCII codes and integers).
+    tail = b"]}" if counted is None else b'],"counts":' + json.dumps(counted.to_wire()).encode() + b"}"
+    return Sent(body=page_body(records, tail), content_type="application/json", charset="utf-8")
+
+
+def page_body(records: list[bytes], tail: bytes) -> bytes:
+    """b'{"records":[' + b",".join(records) + tail, copying the page once rather than three times
+    (the join, then each concatenation: ~53 kB each for a page of 50)."""
+    if not records:
+        return b'{"records":[' + tail
+    parts = list(records)
+    parts[0] = b'{"records":[' + parts[0]
+    parts[-1] = parts[-1] + tail
+    return b",".join(parts)
 
 
 async def count_facets(request: web.Request) -> web.Response:

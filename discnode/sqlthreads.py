@@ -5,8 +5,8 @@ SQLite lets one writer in at a time. While another process holds the write lock 
 command), a write waits in SQLite's busy handler; done on the event loop, that wait would stall every
 connection the node holds. So the daemon never runs SQL on its loop: every write (the audit group
 commit, consent documents, descriptors) queues for the one writer thread, and reads run on a small
-pool (except a query served alone, whose read rides in its audit commit's transaction on the writer:
-server.NodeState.read_and_audit) (the hand-off itself is `_Threads`, below). A WAL reader seldom waits, but it can (recovery after a crash), and a long query should not
+pool (except a query's read, which rides in the group commit that writes its audit entry, on the
+writer: server.NodeState.read_and_audit) (the hand-off itself is `_Threads`, below). A WAL reader seldom waits, but it can (recovery after a crash), and a long query should not
 hold the loop either; sqlite3 releases the GIL while SQLite works, so the loop keeps serving.
 """
 

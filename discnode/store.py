@@ -597,6 +597,17 @@ def search_served(db: DB, query: q.Query, today: dt.date, served_by: str,
     return [row[0] for row in rows], " ".join([row[1] for row in rows])
 
 
+def search_served_bytes(db: DB, query: q.Query, today: dt.date, served_by: str,
+                        audience: handling.Audience = handling.Audience()) -> tuple[list[bytes], str]:
+    """search_served with each record as its stored UTF-8 bytes (CAST AS BLOB), for the reply that
+    sends them as they are: a str made of each and encoded again to send cost ~1 us a kB for
+    nothing (the peer API's page, server.query_profiles). The same rows, in the same order."""
+    sql, params = q.build_sql(query, today, served_by=served_by, audience=audience, columns="id || ':' || revision",
+                              raw=True)
+    rows = db.execute(sql, params).fetchall()
+    return [row[0] for row in rows], " ".join([row[1] for row in rows])
+
+
 def profiles_due(db: DB, me: str, until: str) -> list[dict[str, Any]]:
     """This node's own profiles whose review-by date is on or before `until` (ISO), soonest first."""
     cur = db.execute("SELECT id, status, first_name, last_name, review_by, local_only, dob, age_max FROM profiles "

@@ -2,17 +2,19 @@
 requests, the one trip to a reader thread for a query, the audit detail's ASCII fast path."""
 
 import datetime as dt
+import json
 import re
 import time
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discnode import audit, peers
+from discnode import audit, peers, server, store
 from discnode.consent import Action, Terms, new_offer, new_response
 from discnode.handling import Audience
 from discnode.home import Config, Home, today
-from discnode.server import NONCE_LINGER, STATE, Limits, NodeState, _unicode
+from discnode.server import NONCE_LINGER, STATE, Limits, NodeState, _unicode, page_body
 from discnode.signing import document_hash, sign_document
 from discnode.store import now_ts
 from tests.nodes import send, signed
@@ -290,7 +292,7 @@ def test_a_lone_query_reads_and_commits_its_audit_entry_in_one_trip_as_the_group
         for payload in payloads:
             seen = {}
             for fused in (True, False):
-                state.fuse_lone = fused
+                state.fuse_reads = fused
                 before = len(audit.entries(b.home.db))
                 body, headers = signed(a.home.identity, b, "POST", QUERY, payload)
                 trips.clear()
@@ -308,7 +310,7 @@ def test_a_lone_query_reads_and_commits_its_audit_entry_in_one_trip_as_the_group
                 assert status == 400 and entry["event"] == "refused", payload
                 assert fused_trips == ["read", "write", "write"] and old_trips == ["read", "read", "write"], payload
     finally:
-        state.sql.read, state.sql.write, state.fuse_lone = read, write, True
+        state.sql.read, state.sql.write, state.fuse_reads = read, write, True
 
 
 def test_a_nonce_whose_request_leaves_no_audit_entry_is_saved_and_saved_at_shutdown(network):
@@ -418,3 +420,145 @@ def test_a_request_that_changes_the_node_has_its_nonce_on_disk_before_its_change
     assert saved == 1
     assert replies and replies[0][0] == 200
     assert send(b, "POST", "/v1/match/evaluate", body, headers)[0] == 401  # and in this run
+
+
+def _old_page(records: list[str], counts: Any = None) -> bytes:
+    """The reply's body as the text path built it before page_body (records read as str)."""
+    if counts is not None:
+        text = '{"records":[' + ",".join(records) + '],"counts":' + json.dumps(counts) + "}"
+    else:
+        text = '{"records":[' + ",".join(records) + "]}"
+    return text.encode("utf-8")
+
+
+@given(st.lists(st.text(max_size=40), max_size=8), st.one_of(st.none(), st.dictionaries(
+    st.text(alphabet="abcdefgh", max_size=5), st.integers(min_value=0, max_value=10**6), max_size=4)))
+@settings(max_examples=200, deadline=None)
+def test_page_body_from_bytes_equals_the_text_path_it_replaces(records, counts):
+    """The page built from the records' UTF-8 bytes is byte for byte the text path's, encoded."""
+    tail = b"]}" if counts is None else b'],"counts":' + json.dumps(counts).encode() + b"}"
+    assert page_body([r.encode("utf-8") for r in records], tail) == _old_page(records, counts)
+
+
+def test_queries_served_together_read_in_one_group_commit_and_answer_as_the_reader_path(network, monkeypatch):
+    """Queries arriving together have their reads run in the group commit that writes their audit
+    entries (NodeState.read_and_audit): one trip to a SQL thread each, the verification's, where
+    they made two (a reader's for the read) plus their share of the commit. The same batches
+    answered the other way (fuse_reads off: the path it replaces) get the same statuses, the same
+    replies byte for byte (Content-Type included), and the same audit entries; a refused query in
+    a batch (400) costs the others nothing. Each 200's body is the old text path's over the same
+    records (store.search_served, as str)."""
+    import asyncio
+
+    import aiohttp
+
+    from discnode.query import Query
+
+    a, b = network.node("A"), network.node("B")
+    network.agree(a, b)
+    add_profiles(b, 12)
+    state = b.running.runner.app[STATE]
+    trips: list[str] = []
+    read, write = state.sql.read, state.sql.write
+
+    async def counted_read(fn):
+        trips.append("read")
+        return await read(fn)
+
+    async def counted_write(fn):
+        trips.append("write")
+        if trips.count("write") == 1:  # the first commit waits: the others queue for the next one
+            await asyncio.sleep(0.3)
+        return await write(fn)
+    reads_in_commits: list[int] = []
+    commit_batch = server._commit_batch
+
+    def counted_batch(batch, *rest):
+        reads_in_commits.append(sum(read is not None for read, _, _ in batch))
+        return commit_batch(batch, *rest)
+    monkeypatch.setattr(server, "_commit_batch", counted_batch)
+    payloads = [{}, {"limit": 5}, {"limit": 3, "sort": "name"}, {"gender": ["male"], "counts": True},
+                {"sort": "no-such-sort"}, {"text": "B1", "counts": True}, {"limit": 0}, {"limit": 2, "desc": True}]
+
+    async def together(signed_requests):
+        tls = aiohttp.Fingerprint(bytes.fromhex(b.home.tls_fingerprint))
+        async with aiohttp.ClientSession() as session:
+            async def one(body, headers):
+                async with session.post(b.url + QUERY, data=body, headers=headers, ssl=tls) as resp:
+                    return resp.status, resp.headers.get("Content-Type"), await resp.read()
+            return await asyncio.gather(*(one(body, headers) for body, headers in signed_requests))
+
+    seen = {}
+    state.sql.read, state.sql.write = counted_read, counted_write
+    try:
+        for fused in (True, False, True):
+            state.fuse_reads = fused
+            before = len(audit.entries(b.home.db))
+            requests = [signed(a.home.identity, b, "POST", QUERY, p) for p in payloads]
+            trips.clear()
+            reads_in_commits.clear()
+            replies = b.loop.run(together(requests))
+            entries = audit.entries(b.home.db)[before:]
+            assert all(_saved(b, _nonce(headers)) for _, headers in requests)
+            made = sorted(json.dumps({k: e[k] for k in ("event", "peer", "detail")}, sort_keys=True) for e in entries)
+            seen.setdefault(fused, []).append((replies, made, list(trips)))
+            assert (max(reads_in_commits) > 1) if fused else not any(reads_in_commits)
+    finally:
+        state.sql.read, state.sql.write, state.fuse_reads = read, write, True
+    (fused_replies, fused_entries, fused_trips), = seen[True][:1]
+    old_replies, old_entries, old_trips = seen[False][0]
+    assert fused_replies == old_replies and fused_entries == old_entries
+    assert seen[True][1][:2] == seen[True][0][:2]
+    statuses = [status for status, _, _ in fused_replies]
+    assert statuses == [200, 200, 200, 200, 400, 200, 400, 200]
+    assert len(fused_entries) == len(payloads)
+    served = sum(status == 200 for status in statuses)
+    # Fused: one reader trip (the verification) a request, no reader trip for any read.
+    assert fused_trips.count("read") == len(payloads)
+    assert old_trips.count("read") == len(payloads) + served + 2  # the refused two read too
+    home = Home.open(b.home.path)
+    me, day = home.node_id, today()
+    audience = state._agreement_in(home.db, a.home.node_id)[1]
+    for payload, (status, content_type, raw) in zip(payloads, fused_replies):
+        if status != 200:
+            continue
+        assert content_type == "application/json; charset=utf-8"
+        records, _ = store.search_served(home.db, Query.from_wire(payload), day, me, audience)
+        counts = None
+        if payload.get("counts"):
+            from discnode.facets import count
+            counts = count(home.db, Query.from_wire(payload), day, served_by=me, audience=audience).to_wire()
+        assert raw == _old_page(records, counts), payload
+
+
+def test_a_queued_read_whose_request_is_gone_is_not_run_nor_audited(tmp_path):
+    """A query whose request was cancelled (its connection's deadline, the node stopping) while its
+    read waited for the group commit reads nothing and writes no `served` entry; the entries and
+    reads queued with it are written and run as ever."""
+    import asyncio
+
+    from discnode import store as st_
+
+    db = st_.connect(tmp_path / "node.db")
+    st_.migrate(db)
+    ran: list[str] = []
+
+    def read(name):
+        def run(db_):
+            ran.append(name)
+            return name
+        return run
+
+    async def batch():
+        loop = asyncio.get_running_loop()
+        gone, kept, plain = loop.create_future(), loop.create_future(), loop.create_future()
+        gone.cancel()
+        entry = lambda result: ("served", "peer", {"what": result})  # noqa: E731
+        return server._commit_batch([(read("gone"), entry, gone), (read("kept"), entry, kept),
+                                     (None, ("refused", "peer", {"status": 400}), plain)], [], time.time(), db)
+
+    outcomes = asyncio.run(batch())
+    assert ran == ["kept"]
+    assert outcomes == [(None, None), ("kept", None), (None, None)]
+    assert [(e["event"], e["detail"]) for e in audit.entries(db)] == [("served", {"what": "kept"}),
+                                                                      ("refused", {"status": 400})]
