@@ -13,7 +13,7 @@ so both meet the same machine. For each walk: wall-clock time and, from the kern
 the CPU of the hub process (all its threads), of its check workers (reaped children), and of the 30
 partnerships' daemons. On a shared 2-core machine the wall-clock figures move with everyone else's
 work; the CPU figures much less. Every walk of either side must return the same records in the
-same order (a digest of the rows), or the run stops.
+same order, every member equal (a digest of the whole rows), or the run stops.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def agent(hub: str) -> None:
                 while multiprocessing.active_children() and time.monotonic() < deadline:
                     time.sleep(0.01)  # the pool's workers, reaped: their CPU is then in RUSAGE_CHILDREN
                 bad = [s.to_json() for s in statuses if s.status != "ok"]
-                digest = hashlib.sha256(json.dumps([[r["origin"], r["id"], r.get("revision")] for r in rows]).encode())
+                # Every row whole (every member, in order): the same records are not enough.
+                digest = hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode())
                 print(json.dumps({"wall": wall, "hub": own, "workers": _children() - kids0, "records": len(rows),
                                   "digest": digest.hexdigest(), "bad": bad}), flush=True)
         finally:

@@ -526,6 +526,9 @@ class Verdict:
     count: int = 0
     float_free: bool = False
     error: str = ""
+    #: Whether the worker read the reply with the canonical reader (_split_canonical): the
+    #: searching process may then take the records from orjson (_values) rather than read it again.
+    canonical: bool = False
 
 
 @dataclass
@@ -908,10 +911,11 @@ class _Stream:
 def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], sink: list[checked.Check]) -> Screen:
     """A walk's screener: every record checked in full (in the pool's worker processes, if any)
     unless in `known`, and the digests of the newly checked collected in sink. A worker judges
-    the reply and sends back only a Verdict; meanwhile this process parses the same bytes itself
-    (split_reply, which reads as wirejson does), rather than unpickling records a worker parsed. The worker's
+    the reply and sends back only a Verdict; meanwhile this process reads the values from the same
+    bytes itself (by orjson: _values), rather than unpickling records a worker parsed. The worker's
     split_reply is the judge of the reply's form: this process takes the records only from a
-    reply the worker accepted, and of the length it found."""
+    reply the worker accepted, and of the length it found, and takes orjson's only if the worker
+    read it with the canonical reader (else it reads it again with split_reply)."""
     async def run(body: bytes, peer: peers.Peer, query: Query) -> Screened:
         records: list[Any] | None = None
         if known:
@@ -945,10 +949,10 @@ def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], si
                 pending = asyncio.get_running_loop().run_in_executor(
                     pool, functools.partial(_judge_in_worker, body, peer, query))
         verdict = None
+        by_orjson = False
         if pending is not None:
-            if records is None:  # read as wirejson reads it (split_reply), at C speed when canonical
-                with contextlib.suppress(PeerError):
-                    records = split_reply(body)[0]
+            if records is None:  # the values, while the worker reads the reply as wirejson does
+                records, by_orjson = _values(body), True
             with contextlib.suppress(BrokenProcessPool):
                 verdict = await pending
         if verdict is None:
@@ -957,6 +961,10 @@ def _full_screen(pool: ProcessPoolExecutor | None, known: AbstractSet[bytes], si
             return screened
         if verdict.error:
             raise PeerError(verdict.error)
+        if by_orjson and (records is None or not verdict.canonical):
+            # Not a reply as partners write them: read here as the worker read it (wirejson's rules).
+            with contextlib.suppress(PeerError):
+                records = split_reply(body)[0]
         if not isinstance(records, list) or len(records) != verdict.count:
             raise PeerError("reply has no record list")  # not reached: the worker read it so
         sink.extend(verdict.newly_checked)
@@ -978,7 +986,25 @@ def _judge_in_worker(body: bytes, peer: peers.Peer, query: Query) -> Verdict:
         records, received, float_free, plain = _split_plain(body)
     except PeerError as exc:
         return Verdict(error=str(exc))
-    return judge(records, received, float_free, peer, query, full=True, known=_worker_known, plain=plain)
+    verdict = judge(records, received, float_free, peer, query, full=True, known=_worker_known, plain=plain)
+    verdict.canonical = plain  # read by the canonical reader (_split_plain)
+    return verdict
+
+
+def _values(body: bytes) -> list[Any] | None:
+    """The records of a reply that the canonical reader reads (_split_canonical), by orjson: the
+    same values, in about half the CPU of reading it again (5.3 against 11.0 us a record). Why the
+    same: such a reply's every record is exactly what orjson writes for the value the standard
+    decoder gives (the canonical reader compares the bytes), with no number that is not an
+    integer, none past I-JSON's range, no repeated member and no lone surrogate; on such text
+    orjson reads what it wrote. None if orjson refuses it or it is not `{"records": [...]}`; the
+    caller takes these records only when the worker has found the reply canonical."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    records = value.get("records") if type(value) is dict and len(value) == 1 else None
+    return records if type(records) is list else None
 
 
 def _check_pool(workers: int | None, known: AbstractSet[bytes]) -> ProcessPoolExecutor | None:
