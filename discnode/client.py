@@ -9,6 +9,7 @@ so no peer can point this node at another address, an internal service included.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -135,6 +136,11 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     arrived so far, which for a large reply is a fragment.)"""
     if resp.content_length is not None and resp.content_length > limit:
         raise ReplyTooLarge(f"reply of {resp.content_length} bytes is over the {limit}-byte limit")
+    if resp.content_length is not None and "Content-Encoding" not in resp.headers:
+        # Neither compressed nor chunked: aiohttp's parser hands the body over at exactly the
+        # length it declared (checked above), so it is read at once rather than chunk by chunk.
+        # A compressed body is always read in chunks: its length says nothing of what it unpacks to.
+        return await resp.content.read()
     chunks, total = [], 0
     async for chunk in resp.content.iter_chunked(64 * 1024):
         total += len(chunk)
@@ -142,6 +148,12 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
             raise ReplyTooLarge(f"reply is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=32)
+def _timeout(total: float) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout for `total` seconds: a frozen value, made once, not per request."""
+    return aiohttp.ClientTimeout(total=total)
 
 
 #: Seconds after which this side closes an idle pooled connection: before a peer does (its
@@ -174,7 +186,9 @@ class PeerClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=20, ttl_dns_cache=300,
                                                keepalive_timeout=IDLE_CLOSE),
-                trust_env=False, auto_decompress=True)
+                # No cookie jar: peers authenticate by signature, and nothing a peer sets should ride
+                # along on later requests (it also spares a jar lookup on every request).
+                cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=True)
         return self._session
 
     def _pin(self, fingerprint: str) -> "_Pinned":
@@ -219,19 +233,22 @@ class PeerClient:
         return peer
 
     async def request(self, peer: Peer, method: str, path: str, payload: Any = None, *,
-                      timeout: float | None = None) -> Reply:
+                      timeout: float | None = None, body: bytes | None = None) -> Reply:
         """Send one signed request to a pinned peer. Raises PeerError for transport failures; HTTP
-        errors come back as a Reply so that callers can tell refused from broken."""
-        body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        errors come back as a Reply so that callers can tell refused from broken. body: the
+        payload already encoded (send_json(payload)), for a caller sending one payload to many
+        peers; then payload is not given."""
+        if body is None and payload is not None:
+            body = send_json(payload)
         url = peer_url(peer.url, f"address of {peer.name}") + path
-        headers = sign_request(self.identity, method, url, body, peer.node_id)
-        if payload is not None:
+        headers = sign_request(self.identity, method, url, body or b"", peer.node_id)
+        if body is not None:
             headers["Content-Type"] = "application/json"
         try:
             async with self.session.request(
-                method, url, data=body if payload is not None else None, headers=headers,
+                method, url, data=body, headers=headers,
                 ssl=self._pin(peer.tls_fingerprint), allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+                timeout=_timeout(timeout or self.timeout),
             ) as resp:
                 if 300 <= resp.status < 400:
                     raise _redirect(resp.status, f"{peer.name} at {peer.url}")

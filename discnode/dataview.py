@@ -41,7 +41,7 @@ import orjson
 
 from . import checked, facets, handling, peers, schemas, store, untrusted, wirejson
 from .consent import Agreement, scopes_of
-from .client import PeerClient
+from .client import PeerClient, send_json
 from .documents.succession import KeyPeriod
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, ReplyTooLarge, Unauthenticated
 from .home import Home, today
@@ -638,19 +638,27 @@ async def _inline_screen(body: bytes, peer: peers.Peer, query: Query) -> Screene
     return screen(body, peer, query)
 
 
+def _query_body(query: Query, counts: bool) -> bytes:
+    """A query's request body (search encodes a round's once for every partner it asks)."""
+    return send_json({**query.to_wire(), "counts": True} if counts else query.to_wire())
+
+
 async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: float,
                screener: Screen = _inline_screen, withheld: list[str] | None = None, counts: bool = False,
-               keys: list[SortKey] | None = None) -> tuple[list[dict[str, Any]], SourceStatus]:
+               keys: list[SortKey] | None = None, body: bytes | None = None
+               ) -> tuple[list[dict[str, Any]], SourceStatus]:
     """One peer's page. With counts (only to a peer that lists `query-counts`: asks_counts), the
     same request asks for the query's facet counts too, which come back in status.counted. keys:
-    if given, the records' sort keys are appended to it (the walk's merge orders by them)."""
+    if given, the records' sort keys are appended to it (the walk's merge orders by them). body:
+    _query_body(query, counts), if the caller has it (one encoding for a whole round)."""
     started = time.monotonic()
     status = SourceStatus(peer.node_id, peer.name, "ok", withheld=list(withheld or []))
     screened: Screened | None = None
     try:
-        reply = await asyncio.wait_for(client.request(
-            peer, "POST", "/v1/profiles/query", {**query.to_wire(), "counts": True} if counts else query.to_wire(),
-            timeout=timeout), timeout)
+        # asyncio.timeout, not wait_for: the same deadline without a task of its own per partner.
+        async with asyncio.timeout(timeout):
+            reply = await client.request(peer, "POST", "/v1/profiles/query", body=body or _query_body(query, counts),
+                                         timeout=timeout)
         if reply.status in (401, 403):
             status.status, status.error = "refused", f"HTTP {reply.status}"
             return [], status
@@ -824,9 +832,11 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
     client = client or PeerClient(home.identity, timeout=timeout)
     try:
         # Only the first round carries the counts (they do not depend on the page's limit or position).
+        bodies = {c: _query_body(first, c) for c in {counts and asks_counts(p) for p in targets}}
         replies, counted_apart = await asyncio.gather(
             asyncio.gather(*(_ask(client, p, first, timeout, withheld=withheld[p.node_id],
-                                  counts=counts and asks_counts(p)) for p in targets)),
+                                  counts=counts and asks_counts(p), body=bodies[counts and asks_counts(p)])
+                             for p in targets)),
             asyncio.gather(*(facets.ask(p, query, client, timeout, withheld[p.node_id]) for p in apart)))
         statuses.update((s.node_id, s) for _, s in replies)
         answers = [Answer(own, query.limit, len(own))] + [
