@@ -830,39 +830,44 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
     first = replace(query, limit=first_round_size(query.limit, len(targets)))
     owned_client = client is None
     client = client or PeerClient(home.identity, timeout=timeout)
-    try:
-        # Only the first round carries the counts (they do not depend on the page's limit or position).
-        bodies = {c: _query_body(first, c) for c in {counts and asks_counts(p) for p in targets}}
-        replies, counted_apart = await asyncio.gather(
-            asyncio.gather(*(_ask(client, p, first, timeout, withheld=withheld[p.node_id],
-                                  counts=counts and asks_counts(p), body=bodies[counts and asks_counts(p)])
-                             for p in targets)),
-            asyncio.gather(*(facets.ask(p, query, client, timeout, withheld[p.node_id]) for p in apart)))
-        statuses.update((s.node_id, s) for _, s in replies)
-        answers = [Answer(own, query.limit, len(own))] + [
-            Answer(records, first.limit, len(records) + s.dropped) for records, s in replies]
-        results, more = merge([a.records for a in answers], query, accept)
-        again = round_two(answers, results, query)
-        if again:  # answers[0] is this node's own: never asked again (asked for the whole page)
-            peer_of = {a.source: targets[a.source - 1] for a in again}
-            seconds = await asyncio.gather(*(
-                _ask_again(client, peer_of[a.source], replace(query, after=a.after, limit=a.limit), deadline,
-                           statuses[peer_of[a.source].node_id]) for a in again))
-            for a, (records, sent) in zip(again, seconds):
-                if sent is not None:
-                    answers[a.source] = answered(answers[a.source], a, records, sent)
+    # The collector held off for the page, as for a walk (collector_paused): a first page parses
+    # some 300 records of which ~50 are kept; the rest are freed by their reference counts as the
+    # page returns (no await between the collector resuming and that), never gone through by a
+    # collection, which took ~8% of a page's CPU (benchmarks/README.md).
+    with collector_paused():
+        try:
+            # Only the first round carries the counts (they do not depend on the page's limit or position).
+            bodies = {c: _query_body(first, c) for c in {counts and asks_counts(p) for p in targets}}
+            replies, counted_apart = await asyncio.gather(
+                asyncio.gather(*(_ask(client, p, first, timeout, withheld=withheld[p.node_id],
+                                      counts=counts and asks_counts(p), body=bodies[counts and asks_counts(p)])
+                                 for p in targets)),
+                asyncio.gather(*(facets.ask(p, query, client, timeout, withheld[p.node_id]) for p in apart)))
+            statuses.update((s.node_id, s) for _, s in replies)
+            answers = [Answer(own, query.limit, len(own))] + [
+                Answer(records, first.limit, len(records) + s.dropped) for records, s in replies]
             results, more = merge([a.records for a in answers], query, accept)
-    finally:
-        if owned_client:
-            await client.close()
-    more = may_hold_more(answers, more)
-    page = Page([{**r, "origin_name": names[r["origin"]]} for r in results],
-                [own_status] + [s for _, s in replies], next_cursor(results, more, query, asked, secret),
-                query, asked)
-    if counts:
-        each = {c.node_id: (c, got) for c, got in counted_apart}
-        each.update((s.node_id, s.counted) for _, s in replies if s.counted is not None)
-        page.counts, page.counted = facets.add_up(([mine] if mine else []) + [each[p.node_id] for p in targets])
+            again = round_two(answers, results, query)
+            if again:  # answers[0] is this node's own: never asked again (asked for the whole page)
+                peer_of = {a.source: targets[a.source - 1] for a in again}
+                seconds = await asyncio.gather(*(
+                    _ask_again(client, peer_of[a.source], replace(query, after=a.after, limit=a.limit), deadline,
+                               statuses[peer_of[a.source].node_id]) for a in again))
+                for a, (records, sent) in zip(again, seconds):
+                    if sent is not None:
+                        answers[a.source] = answered(answers[a.source], a, records, sent)
+                results, more = merge([a.records for a in answers], query, accept)
+            more = may_hold_more(answers, more)
+            page = Page([{**r, "origin_name": names[r["origin"]]} for r in results],
+                        [own_status] + [s for _, s in replies], next_cursor(results, more, query, asked, secret),
+                        query, asked)
+            if counts:
+                each = {c.node_id: (c, got) for c, got in counted_apart}
+                each.update((s.node_id, s.counted) for _, s in replies if s.counted is not None)
+                page.counts, page.counted = facets.add_up(([mine] if mine else []) + [each[p.node_id] for p in targets])
+        finally:
+            if owned_client:
+                await client.close()
     return page
 
 
