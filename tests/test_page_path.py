@@ -61,6 +61,15 @@ class _ClientBefore(PeerClient):
 _ASYNCIO_BEFORE = types.SimpleNamespace(**{**vars(asyncio), "timeout": lambda seconds: contextlib.nullcontext()})
 
 
+_ASK = dataview._ask
+
+
+async def _ask_before(*args, body=None, **kwargs):
+    """dataview._ask as search called it before: each request's body made from the query it asks
+    (_ClientBefore then encodes it again, as client.request did), not handed one for the round."""
+    return await _ASK(*args, **kwargs)
+
+
 def _shown(page):
     """Everything a page shows and says of each source, but the milliseconds each took."""
     return (page.results, [replace(s, ms=0).to_json() for s in page.peers], page.next_cursor is not None,
@@ -93,6 +102,7 @@ def test_every_page_of_a_search_is_what_the_path_it_replaced_gives(abc_read, mon
     with monkeypatch.context() as m:
         m.setattr(client_module, "read_limited", _read_in_chunks)
         m.setattr(dataview, "asyncio", _ASYNCIO_BEFORE)
+        m.setattr(dataview, "_ask", _ask_before)
         m.setattr(dataview, "collector_paused", contextlib.nullcontext)
         before = asyncio.run(pages(_ClientBefore))
     assert len(now) > len(QUERIES)  # cursors were followed
