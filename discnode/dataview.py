@@ -624,8 +624,9 @@ def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False,
             if not isinstance(records, list):
                 raise PeerError("reply has no record list")
         received = []
+    keys: list[SortKey] = []  # each kept record's sort key, computed once, by judge
     screened = assemble(records, judge(records, received, float_free, peer, query, full=full, known=known,
-                                       plain=plain), query, float_free)
+                                       plain=plain, keys=keys), query, float_free, keys)
     if not full:  # a walk never asks for counts
         screened.counts = parsed.get("counts")
     return screened
