@@ -834,7 +834,8 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
     # The collector held off for the page, as for a walk (collector_paused): a first page parses
     # some 300 records of which ~50 are kept; the rest are freed by their reference counts as the
     # page returns (no await between the collector resuming and that), never gone through by a
-    # collection, which took ~8% of a page's CPU (benchmarks/README.md).
+    # collection: ~1-2 ms of a page's ~21 in a small process, more in the daemon, whose own objects
+    # each older collection goes through too (benchmarks/README.md, "The searching side's first page").
     with collector_paused():
         try:
             # Only the first round carries the counts (they do not depend on the page's limit or position).
