@@ -136,11 +136,6 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     arrived so far, which for a large reply is a fragment.)"""
     if resp.content_length is not None and resp.content_length > limit:
         raise ReplyTooLarge(f"reply of {resp.content_length} bytes is over the {limit}-byte limit")
-    if resp.content_length is not None and "Content-Encoding" not in resp.headers:
-        # Neither compressed nor chunked: aiohttp's parser hands the body over at exactly the
-        # length it declared (checked above), so it is read at once rather than chunk by chunk.
-        # A compressed body is always read in chunks: its length says nothing of what it unpacks to.
-        return await resp.content.read()
     chunks, total = [], 0
     async for chunk in resp.content.iter_chunked(64 * 1024):
         total += len(chunk)
