@@ -63,6 +63,9 @@ class Result:
     federated: list[float] = field(default_factory=list)
     baseline: list[float] = field(default_factory=list)
     checked: list[float] = field(default_factory=list)
+    #: CPU time of this (the searching) process for each federated run, ms: comparable between
+    #: tables and phases of a run where wall-clock time, on a shared machine, is not.
+    federated_cpu: list[float] = field(default_factory=list)
     note: str = ""
 
     @staticmethod
@@ -80,7 +83,9 @@ class Result:
                 "federated_p95_ms": round(f95, 2), "baseline_p50_ms": round(b50, 2),
                 "baseline_p95_ms": round(b95, 2), "checked_baseline_p50_ms": round(c50, 2),
                 "checked_baseline_p95_ms": round(c95, 2), "ratio_p50": round(f50 / b50, 1) if b50 else None,
-                "ratio_checked_p50": round(f50 / c50, 2) if c50 else None, "note": self.note}
+                "ratio_checked_p50": round(f50 / c50, 2) if c50 else None,
+                "federated_cpu_p50_ms": round(self.pct(self.federated_cpu, 50), 2) if self.federated_cpu else None,
+                "note": self.note}
 
 
 def start_nodes(paths: list[Path], progress: Progress, code: Path = ROOT) -> list[subprocess.Popen]:
@@ -184,6 +189,13 @@ async def clock(fn: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
     return (time.perf_counter() - started) * 1000, value
 
 
+async def clock_cpu(fn: Callable[[], Awaitable[Any]]) -> tuple[float, float, Any]:
+    """(wall ms, this process's CPU ms, value): the searching side's own CPU, all its threads."""
+    cpu, started = time.process_time(), time.perf_counter()
+    value = await fn()
+    return (time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000, value
+
+
 def clock_sync(fn: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     value = fn()
@@ -235,8 +247,9 @@ async def measure(hub_path: Path, node_paths: list[Path], baseline: Baseline, ru
         for name, query in shapes.items():
             r = Result(name)
             for _ in range(runs):  # interleaved: federated, baseline, checked baseline, in turn
-                ms, fed = await clock(lambda: federated_page(hub, client, query, timeout, ids))
+                ms, cpu, fed = await clock_cpu(lambda: federated_page(hub, client, query, timeout, ids))
                 r.federated.append(ms)
+                r.federated_cpu.append(cpu)
                 ms, base = clock_sync(lambda: baseline.page(query))
                 r.baseline.append(ms)
                 ms, checked = clock_sync(lambda: baseline.page(query, checked=True))
@@ -296,19 +309,21 @@ async def first_page_by_n(hub_path: Path, node_paths: list[Path], sizes: list[in
     ids = [Home.open(p).node_id for p in node_paths]
     query = Query(sort="last-seen", desc=True, limit=50)
     times: dict[int, list[float]] = {n: [] for n in sizes}
+    cpus: dict[int, list[float]] = {n: [] for n in sizes}
     base: dict[int, list[float]] = {n: [] for n in sizes}
     async with HubClient(hub.identity, timeout=timeout, limit=200) as client:
         for n in sizes:
             await federated_page(hub, client, query, timeout, ids[:n])  # warm
         for _ in range(runs):  # interleaved across sizes and with the baseline
             for n in sizes:
-                ms, fed = await clock(lambda: federated_page(hub, client, query, timeout, ids[:n]))
+                ms, cpu, fed = await clock_cpu(lambda: federated_page(hub, client, query, timeout, ids[:n]))
                 times[n].append(ms)
+                cpus[n].append(cpu)
                 ms, rows = clock_sync(lambda: baselines[n].page(query, checked=True))
                 base[n].append(ms)
                 same(f"first page at {n} nodes", fed, rows)
     return {n: {"runs": runs, "p50_ms": round(Result.pct(times[n], 50), 2),
-                "p95_ms": round(Result.pct(times[n], 95), 2),
+                "p95_ms": round(Result.pct(times[n], 95), 2), "hub_cpu_p50_ms": round(Result.pct(cpus[n], 50), 2),
                 "checked_baseline_p50_ms": round(Result.pct(base[n], 50), 2)} for n in sizes}
 
 
@@ -737,18 +752,22 @@ def print_report(report: dict[str, Any]) -> None:
     net = report["network"]
     t = Table(title=f"Dataview: {net['nodes']} nodes x {net['profiles_per_node']} profiles "
                     f"= {net['profiles']:,} profiles (ms; ratio = federated p50 / baseline p50)")
-    for col in ("query", "runs", "fed p50", "fed p95", "base p50", "checked p50", "ratio", "ratio checked", "note"):
+    for col in ("query", "runs", "fed p50", "fed p95", "hub CPU p50", "base p50", "checked p50", "ratio", "ratio checked",
+                "note"):
         t.add_column(col, justify="left" if col in ("query", "note") else "right")
     for q in report["queries"]:
+        cpu = q.get("federated_cpu_p50_ms")
         t.add_row(q["name"], str(q["runs"]), f"{q['federated_p50_ms']:.1f}", f"{q['federated_p95_ms']:.1f}",
+                  f"{cpu:.1f}" if cpu is not None else "",
                   f"{q['baseline_p50_ms']:.2f}", f"{q['checked_baseline_p50_ms']:.2f}", f"{q['ratio_p50']}x",
                   f"{q['ratio_checked_p50']}x" if q["ratio_checked_p50"] else "", q["note"])
     console.print(t)
     s = Table(title="First page (50, by last seen) by number of nodes")
-    for col in ("nodes", "runs", "p50 ms", "p95 ms", "checked baseline p50 ms"):
+    for col in ("nodes", "runs", "p50 ms", "p95 ms", "hub CPU p50 ms", "checked baseline p50 ms"):
         s.add_column(col, justify="right")
     for n, v in report["first_page_by_nodes"].items():
-        s.add_row(str(n), str(v["runs"]), f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v['checked_baseline_p50_ms']:.2f}")
+        s.add_row(str(n), str(v["runs"]), f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v.get('hub_cpu_p50_ms', float('nan')):.1f}",
+                  f"{v['checked_baseline_p50_ms']:.2f}")
     console.print(s)
     for key in ("serving_pinned", "serving"):
         sv = report[key]

@@ -9,6 +9,7 @@ so no peer can point this node at another address, an internal service included.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -144,6 +145,12 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+@functools.lru_cache(maxsize=32)
+def _timeout(total: float) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout for `total` seconds: a frozen value, made once, not per request."""
+    return aiohttp.ClientTimeout(total=total)
+
+
 #: Seconds after which this side closes an idle pooled connection: before a peer does (its
 #: server.Limits.keepalive, 15 s). At aiohttp's default, also 15 s, a request could go out on a
 #: connection the peer was closing at that moment and fail as "unreachable". Longer than the
@@ -174,7 +181,9 @@ class PeerClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=20, ttl_dns_cache=300,
                                                keepalive_timeout=IDLE_CLOSE),
-                trust_env=False, auto_decompress=True)
+                # No cookie jar: peers authenticate by signature, and nothing a peer sets should ride
+                # along on later requests (it also spares a jar lookup on every request).
+                cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=True)
         return self._session
 
     def _pin(self, fingerprint: str) -> "_Pinned":
@@ -219,19 +228,22 @@ class PeerClient:
         return peer
 
     async def request(self, peer: Peer, method: str, path: str, payload: Any = None, *,
-                      timeout: float | None = None) -> Reply:
+                      timeout: float | None = None, body: bytes | None = None) -> Reply:
         """Send one signed request to a pinned peer. Raises PeerError for transport failures; HTTP
-        errors come back as a Reply so that callers can tell refused from broken."""
-        body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        errors come back as a Reply so that callers can tell refused from broken. body: the
+        payload already encoded (send_json(payload)), for a caller sending one payload to many
+        peers; then payload is not given."""
+        if body is None and payload is not None:
+            body = send_json(payload)
         url = peer_url(peer.url, f"address of {peer.name}") + path
-        headers = sign_request(self.identity, method, url, body, peer.node_id)
-        if payload is not None:
+        headers = sign_request(self.identity, method, url, body or b"", peer.node_id)
+        if body is not None:
             headers["Content-Type"] = "application/json"
         try:
             async with self.session.request(
-                method, url, data=body if payload is not None else None, headers=headers,
+                method, url, data=body, headers=headers,
                 ssl=self._pin(peer.tls_fingerprint), allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+                timeout=_timeout(timeout or self.timeout),
             ) as resp:
                 if 300 <= resp.status < 400:
                     raise _redirect(resp.status, f"{peer.name} at {peer.url}")

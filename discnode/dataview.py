@@ -41,7 +41,7 @@ import orjson
 
 from . import checked, facets, handling, peers, schemas, store, untrusted, wirejson
 from .consent import Agreement, scopes_of
-from .client import PeerClient
+from .client import PeerClient, send_json
 from .documents.succession import KeyPeriod
 from .errors import DiscnodeError, InvalidInput, PeerError, PeerTimeout, Refused, ReplyTooLarge, Unauthenticated
 from .home import Home, today
@@ -624,8 +624,9 @@ def screen(body: bytes, peer: peers.Peer, query: Query, *, full: bool = False,
             if not isinstance(records, list):
                 raise PeerError("reply has no record list")
         received = []
+    keys: list[SortKey] = []  # each kept record's sort key, computed once, by judge
     screened = assemble(records, judge(records, received, float_free, peer, query, full=full, known=known,
-                                       plain=plain), query, float_free)
+                                       plain=plain, keys=keys), query, float_free, keys)
     if not full:  # a walk never asks for counts
         screened.counts = parsed.get("counts")
     return screened
@@ -638,19 +639,27 @@ async def _inline_screen(body: bytes, peer: peers.Peer, query: Query) -> Screene
     return screen(body, peer, query)
 
 
+def _query_body(query: Query, counts: bool) -> bytes:
+    """A query's request body (search encodes a round's once for every partner it asks)."""
+    return send_json({**query.to_wire(), "counts": True} if counts else query.to_wire())
+
+
 async def _ask(client: PeerClient, peer: peers.Peer, query: Query, timeout: float,
                screener: Screen = _inline_screen, withheld: list[str] | None = None, counts: bool = False,
-               keys: list[SortKey] | None = None) -> tuple[list[dict[str, Any]], SourceStatus]:
+               keys: list[SortKey] | None = None, body: bytes | None = None
+               ) -> tuple[list[dict[str, Any]], SourceStatus]:
     """One peer's page. With counts (only to a peer that lists `query-counts`: asks_counts), the
     same request asks for the query's facet counts too, which come back in status.counted. keys:
-    if given, the records' sort keys are appended to it (the walk's merge orders by them)."""
+    if given, the records' sort keys are appended to it (the walk's merge orders by them). body:
+    _query_body(query, counts), if the caller has it (one encoding for a whole round)."""
     started = time.monotonic()
     status = SourceStatus(peer.node_id, peer.name, "ok", withheld=list(withheld or []))
     screened: Screened | None = None
     try:
-        reply = await asyncio.wait_for(client.request(
-            peer, "POST", "/v1/profiles/query", {**query.to_wire(), "counts": True} if counts else query.to_wire(),
-            timeout=timeout), timeout)
+        # asyncio.timeout, not wait_for: the same deadline without a task of its own per partner.
+        async with asyncio.timeout(timeout):
+            reply = await client.request(peer, "POST", "/v1/profiles/query", body=body or _query_body(query, counts),
+                                         timeout=timeout)
         if reply.status in (401, 403):
             status.status, status.error = "refused", f"HTTP {reply.status}"
             return [], status
@@ -822,37 +831,45 @@ async def search(home: Home, query: Query | None = None, *, cursor: str | None =
     first = replace(query, limit=first_round_size(query.limit, len(targets)))
     owned_client = client is None
     client = client or PeerClient(home.identity, timeout=timeout)
-    try:
-        # Only the first round carries the counts (they do not depend on the page's limit or position).
-        replies, counted_apart = await asyncio.gather(
-            asyncio.gather(*(_ask(client, p, first, timeout, withheld=withheld[p.node_id],
-                                  counts=counts and asks_counts(p)) for p in targets)),
-            asyncio.gather(*(facets.ask(p, query, client, timeout, withheld[p.node_id]) for p in apart)))
-        statuses.update((s.node_id, s) for _, s in replies)
-        answers = [Answer(own, query.limit, len(own))] + [
-            Answer(records, first.limit, len(records) + s.dropped) for records, s in replies]
-        results, more = merge([a.records for a in answers], query, accept)
-        again = round_two(answers, results, query)
-        if again:  # answers[0] is this node's own: never asked again (asked for the whole page)
-            peer_of = {a.source: targets[a.source - 1] for a in again}
-            seconds = await asyncio.gather(*(
-                _ask_again(client, peer_of[a.source], replace(query, after=a.after, limit=a.limit), deadline,
-                           statuses[peer_of[a.source].node_id]) for a in again))
-            for a, (records, sent) in zip(again, seconds):
-                if sent is not None:
-                    answers[a.source] = answered(answers[a.source], a, records, sent)
+    # The collector held off for the page, as for a walk (collector_paused): a first page parses
+    # some 300 records of which ~50 are kept; the rest are freed by their reference counts as the
+    # page returns (no await between the collector resuming and that), never gone through by a
+    # collection: ~1-2 ms of a page's ~21 in a small process, more in the daemon, whose own objects
+    # each older collection goes through too (benchmarks/README.md, "The searching side's first page").
+    with collector_paused():
+        try:
+            # Only the first round carries the counts (they do not depend on the page's limit or position).
+            bodies = {c: _query_body(first, c) for c in {counts and asks_counts(p) for p in targets}}
+            replies, counted_apart = await asyncio.gather(
+                asyncio.gather(*(_ask(client, p, first, timeout, withheld=withheld[p.node_id],
+                                      counts=counts and asks_counts(p), body=bodies[counts and asks_counts(p)])
+                                 for p in targets)),
+                asyncio.gather(*(facets.ask(p, query, client, timeout, withheld[p.node_id]) for p in apart)))
+            statuses.update((s.node_id, s) for _, s in replies)
+            answers = [Answer(own, query.limit, len(own))] + [
+                Answer(records, first.limit, len(records) + s.dropped) for records, s in replies]
             results, more = merge([a.records for a in answers], query, accept)
-    finally:
-        if owned_client:
-            await client.close()
-    more = may_hold_more(answers, more)
-    page = Page([{**r, "origin_name": names[r["origin"]]} for r in results],
-                [own_status] + [s for _, s in replies], next_cursor(results, more, query, asked, secret),
-                query, asked)
-    if counts:
-        each = {c.node_id: (c, got) for c, got in counted_apart}
-        each.update((s.node_id, s.counted) for _, s in replies if s.counted is not None)
-        page.counts, page.counted = facets.add_up(([mine] if mine else []) + [each[p.node_id] for p in targets])
+            again = round_two(answers, results, query)
+            if again:  # answers[0] is this node's own: never asked again (asked for the whole page)
+                peer_of = {a.source: targets[a.source - 1] for a in again}
+                seconds = await asyncio.gather(*(
+                    _ask_again(client, peer_of[a.source], replace(query, after=a.after, limit=a.limit), deadline,
+                               statuses[peer_of[a.source].node_id]) for a in again))
+                for a, (records, sent) in zip(again, seconds):
+                    if sent is not None:
+                        answers[a.source] = answered(answers[a.source], a, records, sent)
+                results, more = merge([a.records for a in answers], query, accept)
+            more = may_hold_more(answers, more)
+            page = Page([{**r, "origin_name": names[r["origin"]]} for r in results],
+                        [own_status] + [s for _, s in replies], next_cursor(results, more, query, asked, secret),
+                        query, asked)
+            if counts:
+                each = {c.node_id: (c, got) for c, got in counted_apart}
+                each.update((s.node_id, s.counted) for _, s in replies if s.counted is not None)
+                page.counts, page.counted = facets.add_up(([mine] if mine else []) + [each[p.node_id] for p in targets])
+        finally:
+            if owned_client:
+                await client.close()
     return page
 
 

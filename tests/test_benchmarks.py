@@ -115,6 +115,18 @@ def test_lone_request_benchmark_fast_mode_measures_both_codes_request_by_request
         assert row["requests"] == 20 and 0 < row["p25_us"] <= row["median_us"] <= row["p75_us"]
 
 
+def test_first_page_benchmark_fast_mode_compares_both_codes_page_by_page_on_the_same_pages(tmp_path):
+    out = tmp_path / "first_page.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "first_page.py"), "--fast", "--base", "HEAD",
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["same_pages"] is True and len(report["rows"]) == 2  # the pages equal, or it stops
+    for row in report["rows"].values():
+        assert row["pages"] == 5 and row["cpu_ms_p50"] > 0 and row["wall_ms_p50"] > 0
+    assert "this/base" in r.stdout
+
+
 def test_disclosure_index_benchmark_fast_mode_compares_both_layouts_on_equal_answers(tmp_path):
     out = tmp_path / "disclosure_index.json"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "disclosure_index.py"), "--fast", "--out", str(out)],
