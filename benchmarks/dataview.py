@@ -46,7 +46,7 @@ import network  # noqa: E402  (examples/network.py: the generator)
 
 import aiohttp  # noqa: E402
 
-from discnode import peers, store  # noqa: E402
+from discnode import loops, peers, store  # noqa: E402
 from discnode.client import PeerClient  # noqa: E402
 from discnode.dataview import check_record, merge, next_cursor, search, walk  # noqa: E402
 from discnode.errors import DiscnodeError  # noqa: E402
@@ -653,11 +653,13 @@ def main(argv: list[str] | None = None) -> int:
                 from localnet import settle  # beside this file
                 console.print(f"settled: the CPUs {settle():.0%} idle over 2 s")
             loads = {"before": load()}
-            results = asyncio.run(measure(hub_path, main_paths, baselines[args.nodes], args.runs, args.walk_runs,
-                                          args.timeout))
+            # The searching side on the event loop `discnode search` and the daemon run on (loops.py:
+            # uvloop where installed), so that the rows measure what ships.
+            results = loops.run(measure(hub_path, main_paths, baselines[args.nodes], args.runs, args.walk_runs,
+                                        args.timeout))
             loads["after_queries"] = load()
-            scaling = asyncio.run(first_page_by_n(hub_path, paths, scale, baselines, max(args.runs, 20)
-                                                  if not args.fast else args.runs, args.timeout))
+            scaling = loops.run(first_page_by_n(hub_path, paths, scale, baselines, max(args.runs, 20)
+                                                if not args.fast else args.runs, args.timeout))
             loads["after_scaling"] = load()
             target, pid, port = Home.open(paths[0]).node_id, procs[0].pid, Home.open(paths[0]).config.port
             # Only the measured node need stay up now: the others would share its cores, idle or not.
@@ -672,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "loadavg_1min": loads},
+                    "loadavg_1min": loads, "searching_event_loop": loops.kind()},
         "network": {"nodes": args.nodes, "profiles_per_node": args.profiles,
                     "profiles": args.nodes * args.profiles, "build_seconds": round(build_s, 1)},
         "queries": [r.row() for r in results],
