@@ -47,6 +47,7 @@ def test_serve_becomes_the_lean_daemon_in_the_same_process(node_home):
         assert not [lib for lib in ("PIL/", "markupsafe", "matplotlib", "numpy") if lib in maps]
         # Nor a walk's process pool or the schema reference resolver (benchmarks/README.md, "Serving RSS").
         assert not [lib for lib in ("/_multiprocessing", "/rpds/") if lib in maps]
+        assert "libstdc++" not in maps  # frozenlist's C++ extension, for aiohttp's signal lists
     finally:
         proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
