@@ -67,6 +67,10 @@ def exec_daemon(home: Path, *, rate_limit: float, advertise: bool, verbose: bool
 
 def serve(home_path: Path, *, rate_limit: float, advertise: bool, verbose: bool, ui_port: int = 0) -> None:
     """Run the node until SIGINT or SIGTERM; DiscnodeError for anything the administrator can fix."""
+    # Before aiohttp loads: frozenlist's pure-Python list, not its C++ extension, which brings
+    # libstdc++ (~0.9 MB resident) for aiohttp's signal lists, read once at start and once a reply
+    # (benchmarks/README.md, "Serving RSS"). frozenlist's own switch; it changes nothing else.
+    os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
     from .errors import DiscnodeError
     from .home import Home
     from .server import Limits, serve_forever

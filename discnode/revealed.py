@@ -15,7 +15,6 @@ import json
 from typing import Any
 
 from . import peers, store
-from .dataview import verify_records
 
 
 def keep(db: store.DB, holder: str, ref: str, records: list[dict[str, Any]]) -> None:
@@ -39,6 +38,9 @@ def kept(db: store.DB, holder: peers.Peer, ref: str) -> list[dict[str, Any]] | N
         records = json.loads(row[0])
     except ValueError:
         return []
+    # Here, not at the top: notices (which a serving node loads) import this module, and dataview
+    # brings the walk's process pool (multiprocessing) with it, which serving never uses.
+    from .dataview import verify_records
     good, _, _ = verify_records(records, holder)
     return good
 

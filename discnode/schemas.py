@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, cast
 
 import fastjsonschema
-from referencing import Registry, Resource
 
 if TYPE_CHECKING:  # loaded only to explain a refusal: ~1 MB the serving daemon need not hold
     import jsonschema
     from jsonschema import Draft202012Validator
+    from referencing import Registry
 
 from .errors import InvalidInput
 
@@ -29,25 +29,56 @@ def schema_dir() -> Path:
 
 
 @functools.cache
-def _registry() -> tuple[Registry, dict[str, dict[str, Any]]]:
-    schemas: dict[str, dict[str, Any]] = {}
+def _schemas() -> dict[str, dict[str, Any]]:
+    """Every published schema by name (`profile` for profile.schema.json)."""
+    return {path.name.removesuffix(".schema.json"): json.loads(path.read_text())
+            for path in sorted(schema_dir().glob("*.schema.json"))}
+
+
+@functools.cache
+def _by_uri() -> dict[str, dict[str, Any]]:
+    return {schema["$id"]: schema for schema in _schemas().values()}
+
+
+@functools.cache
+def _registry() -> Registry:
+    """The schemas as `referencing` (the JSON Schema reference resolver) holds them: the judge of
+    any reference `_resolve` does not take itself, and the reference it is tested against."""
+    from referencing import Registry, Resource
     registry: Registry = Registry()
-    for path in sorted(schema_dir().glob("*.schema.json")):
-        schema = json.loads(path.read_text())
-        name = path.name.removesuffix(".schema.json")
-        schemas[name] = schema
-        registry = registry.with_resource(schema["$id"], Resource.from_contents(schema))
-    return registry, schemas
+    for uri, schema in _by_uri().items():
+        registry = registry.with_resource(uri, Resource.from_contents(schema))
+    return registry
 
 
 def schema(name: str) -> dict[str, Any]:
-    return _registry()[1][name]
+    return _schemas()[name]
 
 
-def _resolve(ref: str, base: str) -> Any:
-    registry, _ = _registry()
-    resolver = registry.resolver(base_uri=base)
+def _resolve_by_library(ref: str, base: str) -> tuple[Any, str]:
+    resolver = _registry().resolver(base_uri=base)
     return resolver.lookup(ref).contents, (ref.split("#")[0] and _BASE + ref.split("#")[0]) or base
+
+
+def _resolve(ref: str, base: str) -> tuple[Any, str]:
+    """What `ref` points to, and the base URI for the references inside it.
+
+    By hand, for the two forms our schemas use (`name.schema.json` and `name.schema.json#/pointer`
+    or `#/pointer`, the pointer in plain RFC 6901 words): `referencing` and the `rpds` it needs are
+    ~1.4 MB that a serving node would hold for its whole life only to compile its validators at
+    start (benchmarks/README.md, "Serving RSS"). Any other form goes to `referencing`, and
+    test_schemas.py proves both give the same for every reference in every schema."""
+    target, _, pointer = ref.partition("#")
+    uri = _BASE + target if target else base
+    node: Any = _by_uri().get(uri)
+    if node is None or "/" in target or "%" in pointer or (pointer and not pointer.startswith("/")):
+        return _resolve_by_library(ref, base)
+    for token in pointer.split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or token not in node:
+            return _resolve_by_library(ref, base)  # the library says what is wrong with it
+        node = node[token]
+    return node, uri
 
 
 def _inline(node: Any, base: str) -> Any:
@@ -71,7 +102,7 @@ def _inline(node: Any, base: str) -> Any:
 def validator(name: str) -> Draft202012Validator:
     """The reference validator (jsonschema, draft 2020-12): the one that explains a refusal."""
     from jsonschema import Draft202012Validator, FormatChecker
-    original = _registry()[1][name]
+    original = _schemas()[name]
     # Our own format checks, as the fast validator's: jsonschema's date-time check needs a package
     # that may be absent, and then the two would disagree and a refusal could not be explained.
     formats = FormatChecker(())
@@ -152,7 +183,7 @@ def fast_validator(name: str) -> Callable[[Any], Any]:
     """The same schema compiled to Python by fastjsonschema: ~13x faster than the reference, which
     matters because a search checks every record that reaches the page. Formats use the same checks
     as the reference validator, so the two accept exactly the same documents."""
-    original = _registry()[1][name]
+    original = _schemas()[name]
     schema = {"$schema": "http://json-schema.org/draft-07/schema#",
               **_null_last(_draft7(_inline(original, original["$id"])))}
     return fastjsonschema.compile(schema, formats={"date": _is_date, "date-time": _is_timestamp})
@@ -171,7 +202,7 @@ def rust_validator(name: str) -> Callable[[Any], bool]:
     Like the fast validator it only says yes or no; the reference explains a refusal. test_schemas.py
     checks that it accepts exactly what the reference and the fast validator accept."""
     import jsonschema_rs
-    original = _registry()[1][name]
+    original = _schemas()[name]
     return cast(Callable[[Any], bool], jsonschema_rs.Draft202012Validator(
         _inline(original, original["$id"]), formats={"date": _is_date, "date-time": _is_timestamp},
         validate_formats=True).is_valid)

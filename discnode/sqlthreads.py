@@ -89,6 +89,15 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+#: Each SQL thread's page cache, in KiB (SQLite's default is 2,000 KiB a connection). A served
+#: page's working set is 256-384 KiB (measured: a 50-record page costs the same at 384 KiB as at
+#: 2,000, and 1.8x at 256 when nothing else wrote in between); and every commit by another
+#: connection (the audit writer commits all the time under load) empties a WAL reader's cache at
+#: its next read anyway. Five connections at 2 MB were up to 10 MB of a serving node's resident
+#: memory for pages read again at once (benchmarks/README.md, "Serving RSS").
+CACHE_KIB = 512
+
+
 class SqlThreads:
     def __init__(self, path: Path, readers: int = 4) -> None:
         self.path = path
@@ -108,6 +117,7 @@ class SqlThreads:
             # The writer tries for the lock every millisecond (store.write); readers never need it.
             writer = threading.current_thread().name.startswith("sql-writer")
             db = self._local.db = store.connect(self.path, eager=writer)
+            db.conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             with self._lock:
                 self._opened.append(db)
         return db

@@ -45,6 +45,9 @@ def test_serve_becomes_the_lean_daemon_in_the_same_process(node_home):
         assert "_pydantic_core" not in maps, "the daemon must not hold the command line's libraries"
         # Nor the web Dataview's, the contact sheets' or the charts' (measured: none loads to serve).
         assert not [lib for lib in ("PIL/", "markupsafe", "matplotlib", "numpy") if lib in maps]
+        # Nor a walk's process pool or the schema reference resolver (benchmarks/README.md, "Serving RSS").
+        assert not [lib for lib in ("/_multiprocessing", "/rpds/") if lib in maps]
+        assert "libstdc++" not in maps  # frozenlist's C++ extension, for aiohttp's signal lists
     finally:
         proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0

@@ -293,3 +293,62 @@ def test_the_rust_validator_agrees_at_every_place_of_a_profile_for_every_tricky_
                 doc = _replaced(base, path, value)
                 rust, fast, reference = _three_ways(doc)
                 assert rust == fast and (reference or not rust), (path, value)
+
+
+# References are resolved by hand for the forms our schemas use (schemas._resolve), so that a
+# serving node never loads `referencing` and `rpds`; the library stays the judge of everything else.
+def _references(node, found):
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            found.add(node["$ref"])
+        for value in node.values():
+            _references(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _references(value, found)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(schemas._schemas()))
+def test_every_reference_resolves_as_referencing_resolves_it(name):
+    original = schemas.schema(name)
+    refs = _references(original, set())
+    for ref in refs:
+        assert schemas._resolve(ref, original["$id"]) == schemas._resolve_by_library(ref, original["$id"]), ref
+    # and whole schemas inline the same, references inside referenced schemas included
+    import unittest.mock
+    by_hand = schemas._inline(original, original["$id"])
+    with unittest.mock.patch.object(schemas, "_resolve", schemas._resolve_by_library):
+        assert by_hand == schemas._inline(original, original["$id"])
+
+
+@pytest.mark.parametrize("ref", ["#/$defs/nothing", "nothing.schema.json", "codes.schema.json#/$defs/nothing",
+                                 "codes.schema.json#%2F%24defs", "#$defs", "../v1/codes.schema.json",
+                                 "codes.schema.json#/$defs/ethnicity/enum/99"])
+def test_a_reference_of_another_form_goes_to_the_library(ref):
+    from referencing.exceptions import Unresolvable
+    base = schemas.schema("query")["$id"]
+    try:
+        expected = schemas._resolve_by_library(ref, base)
+    except Unresolvable as exc:
+        with pytest.raises(type(exc)):
+            schemas._resolve(ref, base)
+    else:
+        assert schemas._resolve(ref, base) == expected
+
+
+def test_compiling_every_validator_a_node_serves_with_loads_no_reference_resolver():
+    """`referencing` (and `rpds`, its Rust core) stay out of a serving node: ~1.4 MB resident."""
+    import subprocess
+    import sys
+    code = """
+import sys
+import discnode.daemon, discnode.server
+from discnode import schemas
+for name in schemas._schemas():
+    schemas.fast_validator(name)
+schemas.validate("query", {"limit": 50})
+print(sorted({m.split(".")[0] for m in sys.modules} & {"referencing", "rpds", "jsonschema", "multiprocessing"}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -562,3 +562,69 @@ def test_a_queued_read_whose_request_is_gone_is_not_run_nor_audited(tmp_path):
     assert outcomes == [(None, None), ("kept", None), (None, None)]
     assert [(e["event"], e["detail"]) for e in audit.entries(db)] == [("served", {"what": "kept"}),
                                                                       ("refused", {"status": 400})]
+
+
+def test_a_sent_body_goes_to_tls_a_record_at_a_time_and_arrives_whole(home):
+    """TLS encrypts into a memory buffer (OpenSSL's BIO) that keeps, for the connection's life, the
+    size of the largest write it held: a whole 50-record page in one write left ~81 KB of TLS state
+    on each keep-alive connection, a record at a time ~39 KB. A `Sent` body goes to TLS in writes of
+    at most one record's data; the peer gets every byte, with its length; a HEAD reply has no body.
+    (asyncio's TLS, whose transport can be watched; uvloop's is the same protocol in C.)"""
+    import asyncio
+    import asyncio.sslproto
+    import hashlib
+
+    import aiohttp
+    from aiohttp import web
+
+    from discnode.server import TLS_RECORD, Sent, tls_context
+    from tests.nodes import free_port
+
+    body = hashlib.shake_256(b"page").digest(70_000)  # four records and a bit
+    writes: list[int] = []
+    transport = asyncio.sslproto._SSLProtocolTransport
+    plain_write, plain_writelines = transport.write, transport.writelines
+
+    def write(self, data):
+        if self._ssl_protocol._server_side:  # not the client's, in this same process
+            writes.append(len(data))
+        plain_write(self, data)
+
+    def writelines(self, chunks):
+        chunks = list(chunks)
+        if self._ssl_protocol._server_side:
+            writes.append(sum(map(len, chunks)))
+        plain_writelines(self, chunks)
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        return Sent(body=body, content_type="application/json")
+
+    async def go() -> list[tuple[int, str | None, bytes, list[int]]]:
+        app = web.Application()
+        app.router.add_get("/page", page)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls_context(home)).start()
+        out = []
+        try:
+            async with aiohttp.ClientSession() as session:
+                for method in ("GET", "HEAD", "GET"):
+                    writes.clear()
+                    async with session.request(method, f"https://127.0.0.1:{port}/page",
+                                               ssl=aiohttp.Fingerprint(bytes.fromhex(home.tls_fingerprint))) as resp:
+                        out.append((resp.status, resp.headers.get("Content-Length"), await resp.read(), list(writes)))
+        finally:
+            await runner.cleanup()
+        return out
+
+    transport.write, transport.writelines = write, writelines
+    try:
+        replies = asyncio.run(go())
+    finally:
+        transport.write, transport.writelines = plain_write, plain_writelines
+    (get, got, raw, sizes), (head, head_length, head_raw, head_sizes), again = replies
+    assert (get, got, raw) == (200, str(len(body)), body) and again[:3] == (200, str(len(body)), body)
+    assert len(sizes) == 5 and max(sizes) <= TLS_RECORD + 1024  # the first carries the headers too
+    assert sum(sizes) > len(body)
+    assert (head, head_length, head_raw) == (200, str(len(body)), b"") and max(head_sizes) < 1024

@@ -124,3 +124,17 @@ def test_close_finishes_what_is_queued(run, home):
     release.set()
     sql.close()
     assert done == [0, 1, 2, 3, 4]
+
+
+def test_every_sql_thread_keeps_a_page_cache_of_cache_kib(run, sql):
+    """Not SQLite's 2 MB a connection: the readers' and the writer's caches are a serving node's
+    resident memory (benchmarks/README.md, "Serving RSS")."""
+    from discnode.sqlthreads import CACHE_KIB
+
+    def cache(db: store.DB) -> int:
+        return db.execute("PRAGMA cache_size").fetchone()[0]
+
+    async def go() -> list[int]:
+        return [await sql.write(cache), *await asyncio.gather(*(sql.read(cache) for _ in range(8)))]
+    assert CACHE_KIB < 2000
+    assert set(run(go())) == {-CACHE_KIB}
