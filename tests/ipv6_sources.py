@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import select
 import socket
 import ssl
 import sys
 import time
 
+from tlsprobe import is_open, slow_over, tls_context  # beside this file (run as a script)
+
 IP_FREEBIND = 15  # linux/in.h; applies to IPv6 sockets too (Linux 4.15+)
-
-
-def _tls() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    return ctx
 
 
 def _connect(host: str, port: int, source: str) -> socket.socket:
@@ -41,36 +36,14 @@ def _connect(host: str, port: int, source: str) -> socket.socket:
 
 def slow(host: str, port: int, source: str) -> ssl.SSLSocket | None:
     """A TLS connection that sends half a request head and then nothing; None if refused."""
-    raw = _connect(host, port, source)
-    try:
-        tls = _tls().wrap_socket(raw)
-        tls.sendall(b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\n")
-        return tls
-    except (ssl.SSLError, OSError):
-        raw.close()
-        return None
-
-
-def is_open(tls: ssl.SSLSocket) -> bool:
-    readable, _, _ = select.select([tls], [], [], 0.2)
-    if not readable:
-        return True
-    tls.setblocking(False)
-    try:
-        return tls.recv(1) != b""
-    except ssl.SSLWantReadError:  # only TLS housekeeping (session tickets) was waiting
-        return True
-    except (ssl.SSLError, OSError):
-        return False
-    finally:
-        tls.setblocking(True)
+    return slow_over(_connect(host, port, source))
 
 
 def unsigned_query(host: str, port: int, source: str) -> int:
     """The status of one unsigned query on a fresh connection from `source` (0: no reply)."""
     raw = _connect(host, port, source)
     try:
-        tls = _tls().wrap_socket(raw)
+        tls = tls_context().wrap_socket(raw)
         tls.sendall(b"POST /v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                     b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
         head = tls.recv(64)

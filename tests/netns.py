@@ -40,6 +40,17 @@ class Host:
         self.procs.append(proc)
         return proc
 
+    def remove(self) -> None:
+        """Stop what the host started (SIGTERM, then SIGKILL after 10 s), then delete its namespace."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
     def serve(self, home: Path, log: Path) -> subprocess.Popen:
         proc = self.start(sys.executable, "-m", "discnode", "--home", str(home), "serve", log=log)
         wait_for_log(log, "serving")
@@ -107,14 +118,7 @@ class Link:
 
     def __exit__(self, *exc: object) -> None:
         for host in self.hosts:
-            for proc in host.procs:
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-            subprocess.run(["ip", "netns", "del", host.ns], capture_output=True)
+            host.remove()
 
 
 class LocalPrefixes:
@@ -139,11 +143,4 @@ class LocalPrefixes:
         return self.host
 
     def __exit__(self, *exc: object) -> None:
-        for proc in self.host.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        subprocess.run(["ip", "netns", "del", self.host.ns], capture_output=True)
+        self.host.remove()

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import resource
-import select
 import signal
 import socket
 import ssl
@@ -30,6 +29,7 @@ from discnode.server import Limits
 from discnode.transport import ACCEPT_BURST, EARLY_LIMIT, RESERVED_FDS, connection_cap, source
 from tests.conftest import Cli
 from tests.nodes import Network, free_port, signed
+from tests.tlsprobe import HALF_HEAD, is_open, slow_over, tls_context
 from tests.test_server import QUERY, add_profiles
 
 DISCNODE = [sys.executable, "-m", "discnode"]
@@ -48,43 +48,17 @@ def network(tmp_path, capsys, loop_kind):
     net.stop()
 
 
-def _tls() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    return ctx
+_tls = tls_context
 
 
 def port_of(node) -> int:
     return int(node.url.rsplit(":", 1)[1])
 
 
-def slow_connection(port: int, source: str = "127.0.0.2",
-                    head: bytes = b"GET /.well-known/discnode HTTP/1.1\r\nHost: x\r\n") -> ssl.SSLSocket | None:
+def slow_connection(port: int, source: str = "127.0.0.2", head: bytes = HALF_HEAD) -> ssl.SSLSocket | None:
     """A TLS connection that sends part of a request and then nothing; None if the node refused it."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
-    try:
-        tls = _tls().wrap_socket(raw)
-        tls.sendall(head)
-        return tls
-    except (ssl.SSLError, OSError):
-        raw.close()
-        return None
-
-
-def is_open(tls: ssl.SSLSocket) -> bool:
-    """True unless the node has closed (or reset) the connection."""
-    readable, _, _ = select.select([tls], [], [], 0.2)
-    if not readable:
-        return True
-    tls.setblocking(False)
-    try:
-        return tls.recv(1) != b""
-    except ssl.SSLWantReadError:  # only TLS housekeeping (session tickets) was waiting
-        return True
-    except (ssl.SSLError, OSError):
-        return False
-    finally:
-        tls.setblocking(True)
+    return slow_over(raw, head)
 
 
 def closed_within(tls: ssl.SSLSocket, seconds: float) -> bool:

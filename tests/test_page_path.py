@@ -23,19 +23,6 @@ from tests.nodes import LoopThread
 from tests.test_dataview import abc_read  # noqa: F401  (the module-scoped A-B-C network)
 
 
-async def _read_in_chunks(resp, limit):
-    """read_limited as it was before a declared-length body was read at once: the reference."""
-    if resp.content_length is not None and resp.content_length > limit:
-        raise ReplyTooLarge(f"reply of {resp.content_length} bytes is over the {limit}-byte limit")
-    chunks, total = [], 0
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        total += len(chunk)
-        if total > limit:
-            raise ReplyTooLarge(f"reply is over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 class _ClientBefore(PeerClient):
     """The client as the page path used it before: each request encodes its own payload (no body
     shared by a round) under asyncio.wait_for (a task of its own, as dataview._ask ran it), and
@@ -84,7 +71,7 @@ QUERIES = [Query(), Query(sort="last-seen", desc=True, limit=5), Query(sort="nam
 def test_every_page_of_a_search_is_what_the_path_it_replaced_gives(abc_read, monkeypatch, counts):  # noqa: F811
     """Same pages (rows, order, cursor), same statuses for each partnership, same counts, page after
     page to the end, by the changed path and by the one it replaced (each request encoding its own
-    body under a wait_for task, replies read chunk by chunk, a cookie jar, the collector running)."""
+    body under a wait_for task, a cookie jar, the collector running)."""
     _, b, _ = abc_read
 
     async def pages(make_client):
@@ -100,7 +87,6 @@ def test_every_page_of_a_search_is_what_the_path_it_replaced_gives(abc_read, mon
 
     now = asyncio.run(pages(PeerClient))
     with monkeypatch.context() as m:
-        m.setattr(client_module, "read_limited", _read_in_chunks)
         m.setattr(dataview, "asyncio", _ASYNCIO_BEFORE)
         m.setattr(dataview, "_ask", _ask_before)
         m.setattr(dataview, "collector_paused", contextlib.nullcontext)
@@ -182,13 +168,11 @@ async def _get(peer, path, identity):
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 @pytest.mark.parametrize("path", ["/declared", "/chunked", "/gzipped"])
-def test_a_reply_is_read_whole_however_it_is_framed_as_chunk_by_chunk(framed, path, loop, monkeypatch):
+def test_a_reply_is_read_whole_however_it_is_framed(framed, path, loop):
     """Byte for byte, on both loops, a reply of many TLS reads (~2.6 MB). (Reading a declared length
     at once with StreamReader.read() gave a body wrong from byte 65,536 on under uvloop: not done.)"""
     h, peer, body = framed
-    now = loops.run(_get(peer, path, h.home.identity), loop).body
-    monkeypatch.setattr(client_module, "read_limited", _read_in_chunks)
-    assert now == loops.run(_get(peer, path, h.home.identity), loop).body == body
+    assert loops.run(_get(peer, path, h.home.identity), loop).body == body
 
 
 @pytest.mark.parametrize("path", ["/declared", "/chunked", "/gzipped", "/bomb"])

@@ -1,6 +1,7 @@
 """The serving path's shortcuts give what the paths they replaced gave: the agreement kept between
 requests, the one trip to a reader thread for a query, the audit detail's ASCII fast path."""
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -265,6 +266,25 @@ def test_a_lone_query_is_one_commit_holding_both_its_audit_entry_and_its_nonce(n
         assert len(writes) == 1
 
 
+def _count_trips(state, hold_first_write: float = 0.0) -> list[str]:
+    """Count the node's trips to its SQL threads ("read", "write", in order), holding the first
+    write back `hold_first_write` seconds if asked (so that requests queue for one commit)."""
+    trips: list[str] = []
+    read, write = state.sql.read, state.sql.write
+
+    async def counted_read(fn):
+        trips.append("read")
+        return await read(fn)
+
+    async def counted_write(fn):
+        trips.append("write")
+        if hold_first_write and trips.count("write") == 1:
+            await asyncio.sleep(hold_first_write)
+        return await write(fn)
+    state.sql.read, state.sql.write = counted_read, counted_write
+    return trips
+
+
 def test_a_lone_query_reads_and_commits_its_audit_entry_in_one_trip_as_the_group_commit_would(network):
     """A query served alone reads its page and commits its audit entry (and its nonce) in one trip
     to the writer thread (NodeState.read_and_audit) where it made two (a reader, then the group
@@ -275,17 +295,8 @@ def test_a_lone_query_reads_and_commits_its_audit_entry_in_one_trip_as_the_group
     network.agree(a, b)
     add_profiles(b, 12)
     state = b.running.runner.app[STATE]
-    trips: list[str] = []
-    read, write = state.sql.read, state.sql.write
-
-    async def counted_read(fn):
-        trips.append("read")
-        return await read(fn)
-
-    async def counted_write(fn):
-        trips.append("write")
-        return await write(fn)
-    state.sql.read, state.sql.write = counted_read, counted_write
+    read, write = state.sql.read, state.sql.write  # put back at the end
+    trips = _count_trips(state)
     payloads = [{}, {"limit": 5}, {"limit": 3, "sort": "name"}, {"gender": ["male"], "counts": True},
                 {"text": "B1", "counts": True}, {"limit": 0}, {"sort": "no-such-sort"}, {"counts": "yes", "limit": 2}]
     try:
@@ -448,8 +459,6 @@ def test_queries_served_together_read_in_one_group_commit_and_answer_as_the_read
     replies byte for byte (Content-Type included), and the same audit entries; a refused query in
     a batch (400) costs the others nothing. Each 200's body is the old text path's over the same
     records (store.search_served, as str)."""
-    import asyncio
-
     import aiohttp
 
     from discnode.query import Query
@@ -458,18 +467,8 @@ def test_queries_served_together_read_in_one_group_commit_and_answer_as_the_read
     network.agree(a, b)
     add_profiles(b, 12)
     state = b.running.runner.app[STATE]
-    trips: list[str] = []
-    read, write = state.sql.read, state.sql.write
-
-    async def counted_read(fn):
-        trips.append("read")
-        return await read(fn)
-
-    async def counted_write(fn):
-        trips.append("write")
-        if trips.count("write") == 1:  # the first commit waits: the others queue for the next one
-            await asyncio.sleep(0.3)
-        return await write(fn)
+    read, write = state.sql.read, state.sql.write  # put back at the end
+    trips = _count_trips(state, hold_first_write=0.3)  # the others queue for the next commit
     reads_in_commits: list[int] = []
     commit_batch = server._commit_batch
 
@@ -489,7 +488,6 @@ def test_queries_served_together_read_in_one_group_commit_and_answer_as_the_read
             return await asyncio.gather(*(one(body, headers) for body, headers in signed_requests))
 
     seen = {}
-    state.sql.read, state.sql.write = counted_read, counted_write
     try:
         for fused in (True, False, True):
             state.fuse_reads = fused
